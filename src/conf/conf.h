@@ -1,0 +1,125 @@
+#ifndef SLUICE_CONF_H
+#define SLUICE_CONF_H
+/* The configuration: YAML file -> immutable, reference-counted struct config.
+ * A loaded config is never modified; a reload builds a new one and swaps it
+ * (see gateway.c), and in-flight exchanges finish on the one they began with. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include "util/limits.h"
+
+/* A resolved socket address, with the text the user wrote (for logs). */
+struct cfg_addr {
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+    char text[128];
+};
+
+/* An IPv4 or IPv6 network: <family> AF_INET/AF_INET6, <addr> in network order
+ * (4 or 16 bytes used), <bits> prefix length. */
+struct cfg_cidr {
+    int family;
+    uint8_t addr[16];
+    uint8_t bits;
+};
+
+struct cfg_timeouts {
+    int64_t header_ms;           /* first byte of a request to end of its headers; 408 */
+    int64_t idle_ms;             /* keep-alive connection with nothing to do; also client body stalls */
+    int64_t upstream_connect_ms; /* TCP connect to an upstream server; 504 */
+    int64_t upstream_read_ms;    /* between two reads from the upstream; 504 */
+    int64_t drain_ms;            /* SIGTERM: longest wait for in-flight requests */
+};
+
+struct cfg_server {
+    struct cfg_addr listen[SL_MAX_LISTEN];
+    int n_listen;
+    int workers; /* resolved: "auto" becomes the number of online cores */
+    int max_connections;
+    struct cfg_timeouts timeouts;
+    uint64_t max_header_bytes;
+    uint64_t max_body_bytes;
+    bool access_log;
+    struct cfg_cidr trusted_proxies[SL_MAX_TRUSTED_PROXIES];
+    int n_trusted_proxies;
+    int ipv6_prefix; /* 1..128 */
+};
+
+struct cfg_admin {
+    bool enabled; /* admin.listen given */
+    struct cfg_addr listen;
+    char *token; /* never empty when enabled */
+};
+
+struct cfg_upstream {
+    char *name;
+    struct cfg_addr servers[SL_MAX_UPSTREAM_SERVERS];
+    int n_servers;
+    int keepalive; /* idle connections kept per server per worker */
+};
+
+enum cfg_match { CFG_MATCH_EXACT, CFG_MATCH_PREFIX };
+
+struct cfg_route {
+    enum cfg_match match;
+    char *path; /* the exact path, or the prefix */
+    size_t path_len;
+    uint64_t methods; /* bit (1 << llhttp_method_t); 0 = every method */
+    int upstream;     /* index into config.upstreams */
+    int line;         /* where the route starts in the file, for messages */
+};
+
+struct config {
+    int refs; /* atomic; see cfg_ref/cfg_unref */
+    char *path; /* the file it was loaded from */
+    struct cfg_server server;
+    struct cfg_admin admin;
+    struct cfg_upstream *upstreams;
+    int n_upstreams;
+    struct cfg_route *routes;
+    int n_routes;
+};
+
+/* Looks up an environment variable; returns NULL when unset. Injected so unit
+ * tests do not depend on the process environment. */
+typedef const char *(*cfg_getenv_fn)(const char *name, void *ctx);
+
+/* Load and validate the file at <path>. Returns a config holding one
+ * reference, or NULL with *<err> set to one or more "FILE:LINE: message"
+ * lines (malloc'd, the caller frees it). */
+struct config *cfg_load(const char *path, char **err);
+
+/* Same as cfg_load for YAML in memory; <name> stands for FILE in messages and
+ * <getenv> (NULL: the process environment) expands ${VAR}. */
+struct config *cfg_load_string(const char *yaml, size_t len, const char *name,
+                               cfg_getenv_fn getenv_fn, void *getenv_ctx, char **err);
+
+void cfg_ref(struct config *c);
+/* Drops one reference; the last one frees <c> and everything it owns. */
+void cfg_unref(struct config *c);
+
+/* "500ms" "30s" "5m" "2h" "7d" -> milliseconds. 0 on success, -1 on a bad form. */
+int cfg_parse_duration_ms(const char *s, int64_t *out_ms);
+/* "512" "16k" "10m" "1g" (bytes, binary multiples, either case) -> bytes. 0 or -1. */
+int cfg_parse_size(const char *s, uint64_t *out);
+/* "127.0.0.1/32" "10.0.0.0/8" "::1" "2001:db8::/32" (no prefix = host). 0 or -1. */
+int cfg_parse_cidr(const char *s, struct cfg_cidr *out);
+/* "host:port" or "[v6]:port"; host may be a name (resolved now). 0 or -1 with
+ * a reason in <why> (static string). */
+int cfg_parse_addr(const char *s, struct cfg_addr *out, const char **why);
+
+/* Expand ${NAME} and ${NAME:-default} in <s>. Returns a malloc'd string, or
+ * NULL with *<why> set (static string) when a variable is unset and has no
+ * default, or the syntax is broken. "$$" is not special; a "$" not followed by
+ * "{" is kept as is. */
+char *cfg_expand_env(const char *s, cfg_getenv_fn getenv_fn, void *ctx, const char **why);
+
+/* The route for <path> (no query string) and <method>: the first that
+ * matches, in file order; NULL when none does. */
+const struct cfg_route *cfg_match_route(const struct config *c, const char *path, size_t len,
+                                        int method);
+
+#endif

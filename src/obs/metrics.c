@@ -1,0 +1,244 @@
+#include "obs/metrics.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "net/worker.h"
+#include "pipeline/exchange.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+#define SERIES_LABEL 192
+#define N_BUCKETS 12
+
+/* Upper bounds of the latency histogram, in seconds. */
+static const double bucket_le[N_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,   1,    2.5,   5,    10};
+
+/* One labelled counter. <used> is published with a release store after the
+ * label is written, so the scraper (under <lock>) never sees half a label. */
+struct series {
+    int used;
+    uint64_t count;
+    char labels[SERIES_LABEL]; /* already in exposition form: route="/x",status="200" */
+};
+
+struct series_table {
+    struct series *v;
+    unsigned cap;         /* power of two */
+    pthread_mutex_t lock; /* held when adding a series and when scraping */
+};
+
+struct metrics {
+    struct series_table requests;
+    struct series_table upstream_errors;
+    int64_t in_flight;
+    uint64_t rejected_connections;
+    uint64_t buckets[N_BUCKETS + 1];
+    uint64_t duration_count;
+    uint64_t duration_sum_us;
+};
+
+static void series_table_init(struct series_table *t, unsigned cap)
+{
+    t->v = sl_calloc(cap, sizeof(*t->v));
+    t->cap = cap;
+    pthread_mutex_init(&t->lock, NULL);
+}
+
+static void series_table_release(struct series_table *t)
+{
+    free(t->v);
+    pthread_mutex_destroy(&t->lock);
+}
+
+struct metrics *metrics_new(void)
+{
+    struct metrics *m = sl_calloc(1, sizeof(*m));
+    series_table_init(&m->requests, SL_METRIC_SERIES);
+    series_table_init(&m->upstream_errors, 256);
+    return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+    if (!m)
+        return;
+    series_table_release(&m->requests);
+    series_table_release(&m->upstream_errors);
+    free(m);
+}
+
+/* Single writer: a plain load and a relaxed store are enough for the
+ * scraper to read a torn-free value. */
+static inline void counter_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The counter for <labels>, added if new; when the table is full, new label
+ * sets fold into <overflow>. */
+static uint64_t *series_find(struct series_table *t, const char *labels, const char *overflow)
+{
+    unsigned mask = t->cap - 1;
+    unsigned i = (unsigned)fnv1a(labels) & mask;
+    for (unsigned probes = 0; probes < t->cap; probes++, i = (i + 1) & mask) {
+        struct series *s = &t->v[i];
+        if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
+            if (probes > t->cap / 2 && overflow)
+                return series_find(t, overflow, NULL);
+            pthread_mutex_lock(&t->lock);
+            snprintf(s->labels, sizeof(s->labels), "%s", labels);
+            __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
+            pthread_mutex_unlock(&t->lock);
+            return &s->count;
+        }
+        if (strcmp(s->labels, labels) == 0)
+            return &s->count;
+    }
+    return NULL;
+}
+
+/* Appends <s> escaped for a Prometheus label value. */
+static void label_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < cap; s++) {
+        if (*s == '"' || *s == '\\') {
+            out[o++] = '\\';
+            out[o++] = *s;
+        } else if (*s == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = *s;
+        }
+    }
+    out[o] = '\0';
+}
+
+void metrics_exchange_begin(struct metrics *m)
+{
+    __atomic_store_n(&m->in_flight, m->in_flight + 1, __ATOMIC_RELAXED);
+}
+
+void metrics_exchange_end(struct metrics *m, const struct exchange *x)
+{
+    __atomic_store_n(&m->in_flight, m->in_flight - 1, __ATOMIC_RELAXED);
+    char route[96];
+    label_escape(route, sizeof(route), x->route ? x->route->path : "-");
+    char labels[SERIES_LABEL];
+    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, x->status);
+    uint64_t *c = series_find(&m->requests, labels, "route=\"other\",status=\"other\"");
+    if (c)
+        counter_add(c, 1);
+
+    int64_t us = clock_mono_us() - x->start_us;
+    double sec = (double)us / 1e6;
+    int b = 0;
+    while (b < N_BUCKETS && sec > bucket_le[b])
+        b++;
+    counter_add(&m->buckets[b], 1);
+    counter_add(&m->duration_count, 1);
+    counter_add(&m->duration_sum_us, (uint64_t)(us > 0 ? us : 0));
+}
+
+void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind)
+{
+    char name[96];
+    label_escape(name, sizeof(name), upstream);
+    char labels[SERIES_LABEL];
+    snprintf(labels, sizeof(labels), "upstream=\"%s\",kind=\"%s\"", name, kind);
+    uint64_t *c = series_find(&m->upstream_errors, labels, "upstream=\"other\",kind=\"other\"");
+    if (c)
+        counter_add(c, 1);
+}
+
+void metrics_connection_rejected(struct metrics *m)
+{
+    counter_add(&m->rejected_connections, 1);
+}
+
+/* Sums the series of one family over all workers into <out>. */
+static void render_family(struct gateway *gw, struct buf *out, const char *name,
+                          size_t table_offset)
+{
+    struct series_table merged;
+    series_table_init(&merged, SL_METRIC_SERIES * 2);
+    for (int w = 0; w < gw->n_workers; w++) {
+        struct series_table *t =
+            (struct series_table *)((char *)gw->workers[w].metrics + table_offset);
+        pthread_mutex_lock(&t->lock);
+        for (unsigned i = 0; i < t->cap; i++) {
+            if (!__atomic_load_n(&t->v[i].used, __ATOMIC_ACQUIRE))
+                continue;
+            uint64_t *c = series_find(&merged, t->v[i].labels, NULL);
+            if (c)
+                *c += __atomic_load_n(&t->v[i].count, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&t->lock);
+    }
+    for (unsigned i = 0; i < merged.cap; i++)
+        if (merged.v[i].used)
+            buf_appendf(out, "%s{%s} %llu\n", name, merged.v[i].labels,
+                        (unsigned long long)merged.v[i].count);
+    series_table_release(&merged);
+}
+
+void metrics_render(struct gateway *gw, struct buf *out)
+{
+    buf_append_str(out, "# HELP sluice_requests_total Requests answered, by route and status.\n"
+                        "# TYPE sluice_requests_total counter\n");
+    render_family(gw, out, "sluice_requests_total", offsetof(struct metrics, requests));
+    buf_append_str(out, "# HELP sluice_upstream_errors_total Upstream failures, by kind.\n"
+                        "# TYPE sluice_upstream_errors_total counter\n");
+    render_family(gw, out, "sluice_upstream_errors_total",
+                  offsetof(struct metrics, upstream_errors));
+
+    int64_t in_flight = 0;
+    uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};
+    for (int w = 0; w < gw->n_workers; w++) {
+        struct metrics *m = gw->workers[w].metrics;
+        in_flight += __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED);
+        rejected += __atomic_load_n(&m->rejected_connections, __ATOMIC_RELAXED);
+        count += __atomic_load_n(&m->duration_count, __ATOMIC_RELAXED);
+        sum_us += __atomic_load_n(&m->duration_sum_us, __ATOMIC_RELAXED);
+        for (int b = 0; b <= N_BUCKETS; b++)
+            buckets[b] += __atomic_load_n(&m->buckets[b], __ATOMIC_RELAXED);
+    }
+    buf_appendf(out,
+                "# HELP sluice_requests_in_flight Requests being handled now.\n"
+                "# TYPE sluice_requests_in_flight gauge\n"
+                "sluice_requests_in_flight %lld\n",
+                (long long)in_flight);
+    buf_appendf(out,
+                "# HELP sluice_connections_open Client connections open now.\n"
+                "# TYPE sluice_connections_open gauge\n"
+                "sluice_connections_open %d\n"
+                "# HELP sluice_connections_rejected_total Connections shed over max_connections.\n"
+                "# TYPE sluice_connections_rejected_total counter\n"
+                "sluice_connections_rejected_total %llu\n",
+                __atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED), (unsigned long long)rejected);
+    buf_append_str(out, "# HELP sluice_request_duration_seconds Time from request headers to "
+                        "the end of the response.\n"
+                        "# TYPE sluice_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b < N_BUCKETS; b++) {
+        cum += buckets[b];
+        buf_appendf(out, "sluice_request_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_le[b],
+                    (unsigned long long)cum);
+    }
+    cum += buckets[N_BUCKETS];
+    buf_appendf(out, "sluice_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    buf_appendf(out, "sluice_request_duration_seconds_sum %.6f\n", (double)sum_us / 1e6);
+    buf_appendf(out, "sluice_request_duration_seconds_count %llu\n", (unsigned long long)count);
+}

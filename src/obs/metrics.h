@@ -1,0 +1,28 @@
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+/* Per-worker counters: each worker is the only writer of its own (relaxed
+ * atomic stores, no shared cache lines on the hot path); a scrape sums every
+ * worker's counters into Prometheus text. */
+
+#include <stdint.h>
+
+#include "util/buf.h"
+
+struct metrics;
+struct exchange;
+struct gateway;
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+void metrics_exchange_begin(struct metrics *m);
+/* Count <x> by route and status, and its duration. */
+void metrics_exchange_end(struct metrics *m, const struct exchange *x);
+/* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
+void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind);
+void metrics_connection_rejected(struct metrics *m);
+
+/* Prometheus text exposition of all workers of <gw> appended to <out>. */
+void metrics_render(struct gateway *gw, struct buf *out);
+
+#endif

@@ -1,0 +1,283 @@
+#include "pipeline/exchange.h"
+
+#include <llhttp.h>
+
+#include "net/conn.h"
+#include "net/worker.h"
+#include "obs/metrics.h"
+#include "pipeline/pipeline.h"
+#include "util/clock.h"
+#include "util/mem.h"
+#include "util/str.h"
+
+/* Most requests fit their parsed headers and strings in the first block. */
+#define EXCHANGE_ARENA_FIRST 4096
+
+struct exchange *exchange_new(struct worker *w, struct conn *c, bool admin)
+{
+    struct arena *a = arena_new(EXCHANGE_ARENA_FIRST);
+    struct exchange *x = arena_calloc(a, sizeof(*x));
+    x->arena = a;
+    x->conn = c;
+    x->worker = w;
+    x->hold = wcfg_acquire(w);
+    x->cfg = x->hold->cfg;
+    x->stages = pipeline_stages(admin, &x->n_stages);
+    x->admin = admin;
+    x->content_length = -1;
+    x->body_q_tail = &x->body_q;
+    x->start_us = clock_mono_us();
+    if (!admin)
+        metrics_exchange_begin(w->metrics);
+    return x;
+}
+
+static void exchange_drop_body_queue(struct exchange *x)
+{
+    struct body_chunk *b = x->body_q;
+    while (b) {
+        struct body_chunk *next = b->next;
+        free(b);
+        b = next;
+    }
+    x->body_q = NULL;
+    x->body_q_tail = &x->body_q;
+    x->body_q_bytes = 0;
+}
+
+void exchange_free(struct exchange *x)
+{
+    struct exchange_hook *h = x->hooks;
+    x->hooks = NULL;
+    for (; h; h = h->next)
+        h->fn(x, h->arg);
+    exchange_drop_body_queue(x);
+    wcfg_release(x->hold);
+    arena_free(x->arena);
+}
+
+void exchange_on_end(struct exchange *x, exchange_hook_fn fn, void *arg)
+{
+    struct exchange_hook *h = arena_alloc(x->arena, sizeof(*h));
+    h->fn = fn;
+    h->arg = arg;
+    h->next = x->hooks;
+    x->hooks = h;
+}
+
+/* Run stages from x->stage until one answers or waits. */
+static void exchange_continue(struct exchange *x)
+{
+    while (x->stage < x->n_stages) {
+        enum stage_result r = x->stages[x->stage](x);
+        if (r != STAGE_NEXT)
+            return;
+        x->stage++;
+    }
+    /* Every stage passed and none answered: a pipeline without a terminal stage. */
+    exchange_respond_error(x, 500, "no stage answered the request");
+}
+
+void exchange_run(struct exchange *x)
+{
+    x->stage = 0;
+    exchange_continue(x);
+}
+
+void exchange_resume(struct exchange *x)
+{
+    x->stage++;
+    exchange_continue(x);
+}
+
+void sl_headers_add(struct arena *a, struct sl_headers *h, const char *name, size_t name_len,
+                    const char *value, size_t value_len)
+{
+    if (h->n == h->cap) {
+        int cap = h->cap ? h->cap * 2 : 16;
+        h->v = arena_realloc(a, h->v, sizeof(*h->v) * (size_t)h->cap, sizeof(*h->v) * (size_t)cap);
+        h->cap = cap;
+    }
+    struct sl_header *e = &h->v[h->n++];
+    e->name = arena_strndup(a, name, name_len);
+    e->name_len = name_len;
+    e->value = arena_strndup(a, value, value_len);
+    e->value_len = value_len;
+}
+
+void exchange_add_header(struct exchange *x, const char *name, const char *value)
+{
+    sl_headers_add(x->arena, &x->resp_extra, name, strlen(name), value, strlen(value));
+}
+
+const struct sl_header *exchange_req_header(const struct exchange *x, const char *name)
+{
+    for (int i = 0; i < x->req_headers.n; i++) {
+        const struct sl_header *h = &x->req_headers.v[i];
+        if (str_ieq(h->name, h->name_len, name))
+            return h;
+    }
+    return NULL;
+}
+
+void exchange_respond(struct exchange *x, int status, const char *content_type, const char *body,
+                      size_t len)
+{
+    struct sl_headers h = {0};
+    if (content_type)
+        sl_headers_add(x->arena, &h, "Content-Type", 12, content_type, strlen(content_type));
+    sl_headers_add(x->arena, &h, "Cache-Control", 13, "no-store", 8);
+    bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
+    conn_response_head(x, status, &h, (int64_t)len, no_body);
+    conn_response_body(x, body, len);
+    conn_response_end(x);
+}
+
+/* Appends <s> to <b> as the inside of a JSON string. */
+static void exchange_json_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf_append(b, "\\", 1);
+            buf_append(b, s, 1);
+        } else if (ch < 0x20) {
+            buf_appendf(b, "\\u%04x", ch);
+        } else {
+            buf_append(b, s, 1);
+        }
+    }
+}
+
+void exchange_respond_error(struct exchange *x, int status, const char *message)
+{
+    struct buf b = {0};
+    buf_append_str(&b, "{\"error\": \"");
+    exchange_json_escape(&b, http_reason(status));
+    buf_append_str(&b, "\", \"message\": \"");
+    exchange_json_escape(&b, message);
+    buf_append_str(&b, "\"}\n");
+    exchange_respond(x, status, "application/json", b.data, b.len);
+    buf_release(&b);
+}
+
+void exchange_set_body_sink(struct exchange *x, body_sink_fn sink)
+{
+    x->body_sink = sink;
+    struct body_chunk *b = x->body_q;
+    x->body_q = NULL;
+    x->body_q_tail = &x->body_q;
+    x->body_q_bytes = 0;
+    while (b) {
+        struct body_chunk *next = b->next;
+        sink(x, b->data, b->len, false);
+        free(b);
+        b = next;
+    }
+    if (x->request_done)
+        sink(x, NULL, 0, true);
+}
+
+void exchange_body_data(struct exchange *x, const char *data, size_t len, bool end)
+{
+    if (x->body_sink) {
+        if (len || end)
+            x->body_sink(x, data, len, end);
+        return;
+    }
+    if (!len)
+        return;
+    /* No consumer yet (a stage is still deciding): keep the bytes, and stop
+     * reading when too many wait, so a slow decision cannot make us buffer a
+     * whole upload. */
+    struct body_chunk *b = sl_malloc(sizeof(*b) + len);
+    b->next = NULL;
+    b->len = len;
+    memcpy(b->data, data, len);
+    *x->body_q_tail = b;
+    x->body_q_tail = &b->next;
+    x->body_q_bytes += len;
+    if (x->body_q_bytes >= SL_BODY_HIGH_WATER)
+        conn_pause_body(x);
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        break;
+    }
+    if (status >= 500)
+        return "Server Error";
+    if (status >= 400)
+        return "Client Error";
+    return "Unknown";
+}

@@ -1,0 +1,26 @@
+#include "pipeline/pipeline.h"
+
+#include "admin/admin.h"
+#include "pipeline/stages.h"
+#include "proxy/proxy.h"
+
+static const stage_fn public_stages[] = {
+    stage_health,
+    stage_route,
+    px_stage,
+};
+
+static const stage_fn admin_stages[] = {
+    admin_stage_auth,
+    admin_stage_dispatch,
+};
+
+const stage_fn *pipeline_stages(bool admin, int *n)
+{
+    if (admin) {
+        *n = (int)(sizeof(admin_stages) / sizeof(admin_stages[0]));
+        return admin_stages;
+    }
+    *n = (int)(sizeof(public_stages) / sizeof(public_stages[0]));
+    return public_stages;
+}

@@ -1,0 +1,21 @@
+#ifndef SLUICE_ARENA_H
+#define SLUICE_ARENA_H
+/* A bump allocator for one exchange's lifetime (after h2o's req->pool and
+ * nginx's ngx_pool_t): request-scoped allocations never get an individual
+ * free; arena_free() releases them all at once. Out of memory aborts. */
+#include <stddef.h>
+
+struct arena;
+
+struct arena *arena_new(size_t first_block);
+/* Frees every block and <a> itself; pointers handed out die with it. */
+void arena_free(struct arena *a);
+void *arena_alloc(struct arena *a, size_t n);
+void *arena_calloc(struct arena *a, size_t n);
+/* A NUL-terminated copy of <len> bytes at <s>. */
+char *arena_strndup(struct arena *a, const char *s, size_t len);
+/* Grows the allocation <p> of <old> bytes to <n> bytes (copying when it cannot
+ * grow in place). */
+void *arena_realloc(struct arena *a, void *p, size_t old, size_t n);
+
+#endif

@@ -1,0 +1,22 @@
+#ifndef SLUICE_BUF_H
+#define SLUICE_BUF_H
+/* A growable byte buffer on the heap. The struct is embedded by its owner;
+ * buf_release frees the bytes, buf_take hands them over. */
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_append_str(struct buf *b, const char *s);
+void buf_append_u64(struct buf *b, uint64_t v);
+void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Returns the bytes (caller owns them, free()) and leaves <b> empty. */
+char *buf_take(struct buf *b, size_t *len);
+void buf_release(struct buf *b);
+
+#endif

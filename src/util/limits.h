@@ -1,0 +1,30 @@
+#ifndef SLUICE_LIMITS_H
+#define SLUICE_LIMITS_H
+/* Every bound in one place, each with its reason. Config values that users
+ * may change are validated against these. */
+
+/* Config */
+#define SL_MAX_LISTEN 16               /* listen addresses per listener kind */
+#define SL_MAX_ROUTES 1024             /* routes are matched linearly, first match wins */
+#define SL_MAX_UPSTREAMS 256           /* named upstream groups */
+#define SL_MAX_UPSTREAM_SERVERS 64     /* servers in one group */
+#define SL_MAX_METHODS 32              /* entries in one route's methods list */
+#define SL_MAX_TRUSTED_PROXIES 256     /* CIDRs in server.trusted_proxies */
+#define SL_MAX_WORKERS 256             /* worker threads */
+#define SL_MAX_CONFIG_ERRORS 20        /* errors reported by one load before giving up */
+#define SL_MAX_CONFIG_BYTES (4u << 20) /* a config file larger than this is a mistake */
+
+/* HTTP */
+#define SL_MAX_HEADERS 128              /* header lines in one request or upstream response */
+#define SL_MAX_REQUEST_ID 128           /* a client's X-Request-Id longer than this is replaced */
+#define SL_READ_BUF 65536               /* bytes read from a socket at a time */
+#define SL_BODY_HIGH_WATER (256u << 10) /* queued body bytes before reading stops (backpressure)   \
+                                         */
+#define SL_DEFAULT_MAX_HEADER_BYTES (16u << 10)
+#define SL_DEFAULT_MAX_BODY_BYTES (10u << 20)
+#define SL_DRAIN_TIMEOUT_MS 30000 /* SIGTERM waits at most this for in-flight requests */
+
+/* Metrics */
+#define SL_METRIC_SERIES 4096 /* (route, status) series per worker; more fold into "other" */
+
+#endif

@@ -1,0 +1,13 @@
+#ifndef SLUICE_MEM_H
+#define SLUICE_MEM_H
+/* Allocation that cannot fail: out of memory aborts the process with one
+ * message (as Redis and h2o do) instead of half-checked error paths. */
+#include <stddef.h>
+
+void *sl_malloc(size_t n);
+void *sl_calloc(size_t n, size_t size);
+void *sl_realloc(void *p, size_t n);
+char *sl_strdup(const char *s);
+char *sl_strndup(const char *s, size_t n);
+
+#endif

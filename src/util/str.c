@@ -1,0 +1,62 @@
+#include "util/str.h"
+
+#include <ctype.h>
+
+bool str_ieq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+static const char *str_trim(const char *s, size_t len, size_t *out_len)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    *out_len = len;
+    return s;
+}
+
+bool str_list_has(const char *list, size_t len, const char *token)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || list[i] == ',') {
+            size_t tlen;
+            const char *t = str_trim(list + start, i - start, &tlen);
+            if (str_ieq(t, tlen, token))
+                return true;
+            start = i + 1;
+        }
+    }
+    return false;
+}
+
+const char *str_list_last(const char *list, size_t len, size_t *out_len)
+{
+    size_t i = len;
+    while (i > 0 && list[i - 1] != ',')
+        i--;
+    return str_trim(list + i, len - i, out_len);
+}
+
+bool str_ct_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    /* Compare over the longer length so timing does not reveal where they differ. */
+    size_t n = alen > blen ? alen : blen;
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = i < alen ? (unsigned char)a[i] : 0;
+        unsigned char y = i < blen ? (unsigned char)b[i] : 0;
+        diff |= (unsigned char)(x ^ y);
+    }
+    return diff == 0;
+}

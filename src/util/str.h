@@ -1,0 +1,15 @@
+#ifndef SLUICE_STR_H
+#define SLUICE_STR_H
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Case-insensitive ASCII equality of <a>/<alen> with the C string <b>. */
+bool str_ieq(const char *a, size_t alen, const char *b);
+/* Does the comma-separated token list <list>/<len> contain <token> (case-insensitive)? */
+bool str_list_has(const char *list, size_t len, const char *token);
+/* The last comma-separated token of <list>/<len>, trimmed; sets *<out_len>. */
+const char *str_list_last(const char *list, size_t len, size_t *out_len);
+/* Constant-time equality, for secrets. */
+bool str_ct_eq(const char *a, size_t alen, const char *b, size_t blen);
+
+#endif
