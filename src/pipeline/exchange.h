@@ -89,6 +89,7 @@ struct exchange {
     struct sl_headers resp_extra; /* added to whatever response is sent */
     struct px_conn *px;
     const char *upstream_addr;
+    int upstream_tries; /* servers tried that could not be connected to */
 
     /* Called when the client's write queue drains below the low-water mark,
      * so a producer that paused (the proxy) can go on. */

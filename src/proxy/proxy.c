@@ -158,6 +158,28 @@ static void px_fail(struct px_conn *p, int status, const char *kind, const char 
         exchange_respond_error(x, status, msg);
 }
 
+/* Connecting to <p>'s server failed, so nothing was sent: try the next
+ * server of the group, each at most once, before answering <status>. */
+static void px_connect_failed(struct px_conn *p, int status, const char *kind, const char *msg)
+{
+    struct exchange *x = p->x;
+    struct px_pool *pool = p->pool;
+    if (!x || !pool) {
+        px_fail(p, status, kind, msg);
+        return;
+    }
+    int u = x->route->upstream;
+    int n = pool->upstream->n_servers;
+    int next = (int)(pool - x->hold->pools[u] + 1) % n;
+    if (++x->upstream_tries >= n) {
+        px_fail(p, status, kind, msg);
+        return;
+    }
+    metrics_upstream_error(p->worker->metrics, pool->upstream->name, kind);
+    px_close(p);
+    px_send_request(x, &x->hold->pools[u][next]);
+}
+
 static bool px_may_retry(const struct px_conn *p)
 {
     const struct exchange *x = p->x;
@@ -192,7 +214,8 @@ static void px_on_timer(uv_timer_t *t)
     struct px_conn *p = t->data;
     switch (p->state) {
     case PX_CONNECTING:
-        px_fail(p, 504, "connect_timeout", "the upstream did not accept the connection in time");
+        px_connect_failed(p, 504, "connect_timeout",
+                          "the upstream did not accept the connection in time");
         break;
     case PX_ACTIVE:
         px_fail(p, 504, "read_timeout", "the upstream did not answer in time");
@@ -255,10 +278,14 @@ static void px_flush(struct px_conn *p)
             px_on_upstream_gone(p, "the upstream connection failed while sending the request");
             return;
         }
-        if (p->x && p->tcp.write_queue_size >= SL_BODY_HIGH_WATER)
-            conn_pause_body(p->x);
     }
     p->out.len = 0;
+    if (!p->x)
+        return;
+    if (p->tcp.write_queue_size >= SL_BODY_HIGH_WATER)
+        conn_pause_body(p->x);
+    else if (p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
+        conn_resume_body(p->x); /* written at once: no write callback will say so */
 }
 
 /* Hop-by-hop fields (RFC 9110 7.6.1) and the framing we redo ourselves. */
@@ -589,6 +616,8 @@ static void px_begin(struct px_conn *p)
     px_build_head(p, x);
     if (x->content_length <= 0 && !x->chunked)
         p->req_complete = true;
+    else
+        exchange_set_body_sink(x, px_body_sink); /* what queued while we connected, then the rest */
     px_flush(p);
     if (p->state == PX_ACTIVE)
         px_start_reading(p);
@@ -602,18 +631,11 @@ static void px_on_connect(uv_connect_t *req, int status)
     if (status < 0) {
         char msg[160];
         snprintf(msg, sizeof(msg), "cannot connect to the upstream: %s", uv_strerror(status));
-        px_fail(p, 502, "connect", msg);
+        px_connect_failed(p, 502, "connect", msg);
         return;
     }
     uv_tcp_nodelay(&p->tcp, 1);
-    struct buf pending = p->out; /* body bytes that arrived while connecting */
-    p->out = (struct buf){0};
     px_begin(p);
-    if (p->state == PX_ACTIVE && pending.len) {
-        buf_append(&p->out, pending.data, pending.len);
-        px_flush(p);
-    }
-    buf_release(&pending);
 }
 
 static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
@@ -635,7 +657,7 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     if (rc < 0) {
         char msg[160];
         snprintf(msg, sizeof(msg), "cannot connect to the upstream: %s", uv_strerror(rc));
-        px_fail(p, 502, "connect", msg);
+        px_connect_failed(p, 502, "connect", msg);
         return NULL;
     }
     return p;
@@ -665,10 +687,9 @@ enum stage_result px_stage(struct exchange *x)
     unsigned s = h->rr[u]++ % (unsigned)up->n_servers;
     exchange_on_end(x, px_on_exchange_end, NULL);
     x->on_client_drain = px_on_client_drain;
+    /* The body waits in the exchange until a connection is ready, so a
+     * failed connect can move to the next server with nothing lost. */
+    conn_send_continue(x);
     px_send_request(x, &h->pools[u][s]);
-    if (x->px) {
-        exchange_set_body_sink(x, px_body_sink);
-        conn_send_continue(x);
-    }
     return STAGE_WAIT;
 }
