@@ -27,8 +27,8 @@ struct cfg_cidr {
 };
 
 struct cfg_timeouts {
-    int64_t header_ms;           /* first byte of a request to end of its headers; 408 */
-    int64_t idle_ms;             /* keep-alive connection with nothing to do; also client body stalls */
+    int64_t header_ms; /* first byte of a request to end of its headers; 408 */
+    int64_t idle_ms;   /* keep-alive connection with nothing to do; also client body stalls */
     int64_t upstream_connect_ms; /* TCP connect to an upstream server; 504 */
     int64_t upstream_read_ms;    /* between two reads from the upstream; 504 */
     int64_t drain_ms;            /* SIGTERM: longest wait for in-flight requests */
@@ -73,7 +73,7 @@ struct cfg_route {
 };
 
 struct config {
-    int refs; /* atomic; see cfg_ref/cfg_unref */
+    int refs;   /* atomic; see cfg_ref/cfg_unref */
     char *path; /* the file it was loaded from */
     struct cfg_server server;
     struct cfg_admin admin;

@@ -1,0 +1,12 @@
+#ifndef SLUICE_CLI_H
+#define SLUICE_CLI_H
+/* The sub-commands of the sluice binary (SPEC 1). Each takes its arguments
+ * as main() does, with <argv>[0] the verb ("check") and its options after
+ * it, and returns the process's exit code: 0 ok, 1 runtime failure, 2 usage
+ * or config error. */
+
+/* sluice check -c FILE: load and validate FILE; print "FILE: ok" on stdout,
+ * or every error as "FILE:LINE: message" on stderr. */
+int cli_check(int argc, char **argv);
+
+#endif

@@ -1,0 +1,1106 @@
+/* YAML file -> struct config. Every key is one row of a table (name, setter,
+ * offset, bounds, default), as nginx's ngx_command_t and Redis's
+ * static_configs: the walker below knows nothing about particular keys, and
+ * docs/configuration.md can be checked against the tables. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <llhttp.h>
+#include <yaml.h>
+
+#include "conf/conf.h"
+#include "util/mem.h"
+
+/* Error messages quote at most this much of a value: enough to recognise it,
+ * short enough to keep one error on one screen line. */
+#define CFG_QUOTE_MAX 80
+#define CFG_MSG_MAX 512
+#define CFG_PATH_MAX 256
+/* Upstream names show up in logs and metric labels, where spaces and quotes
+ * would need escaping. */
+#define CFG_NAME_MAX 64
+
+struct cfg_err {
+    int line; /* 1-based; 0 when the message is about the file, not a line */
+    char msg[CFG_MSG_MAX];
+};
+
+struct cfg_ctx {
+    struct config *c;
+    const char *file;
+    yaml_document_t *doc;
+    cfg_getenv_fn getenv_fn;
+    void *getenv_ctx;
+    char env_name[CFG_PATH_MAX]; /* the last variable looked up; see cfg_scalar */
+    char path[CFG_PATH_MAX];     /* the key being read, "server.timeouts.idle" */
+    size_t path_len;
+    /* The line of the key being read: a block mapping or list starts on the
+     * line after its key, and messages about the whole value (unsupported,
+     * required) point at the key. */
+    int key_line;
+    bool upstreams_given; /* "upstreams:" had entries, or an error of its own */
+    bool route_has_path;  /* the route being read had a path or prefix, valid or not */
+    struct cfg_err errs[SL_MAX_CONFIG_ERRORS];
+    int n_errs;
+    bool truncated;
+};
+
+struct cfg_key;
+
+/* Reads <node> (NULL: apply the row's default) into the struct at <base>. */
+typedef void (*cfg_set_fn)(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base);
+
+struct cfg_section {
+    const struct cfg_key *keys; /* ends with a row whose name is NULL */
+    /* Rules across keys, run after every key of the section was read; <line>
+     * is the section's, 0 when it is absent. */
+    void (*check)(struct cfg_ctx *cx, void *base, int line);
+};
+
+enum {
+    CFG_REQUIRED = 1 << 0,   /* an error when absent */
+    CFG_AUTO = 1 << 1,       /* integer that also accepts "auto" (one per online core) */
+    CFG_NONEMPTY = 1 << 2,   /* string that must not be "" */
+    CFG_IF_PRESENT = 1 << 3, /* section: absent means off, so no defaults or required keys */
+};
+
+struct cfg_key {
+    const char *name;
+    cfg_set_fn set;
+    size_t off;       /* the value, from the start of the section's struct */
+    size_t n_off;     /* lists: the int that counts the items */
+    int64_t min, max; /* numbers: the value; lists: the number of items */
+    const char *def;  /* the default, spelled as in a config file; NULL: zero */
+    unsigned flags;
+    const struct cfg_section *sub;
+};
+
+/* One row per key, one constructor per kind of value (as Redis's
+ * createIntConfig): <st> is the struct the section fills, <f> its field.
+ * A list also names <n>, the int that counts its items, and bounds that
+ * count with <lo>..<hi>. */
+/* clang-format off */
+#define CFG_ROW(name, set, st, f, lo, hi, def, fl) \
+    {name, set, offsetof(st, f), 0, lo, hi, def, fl, NULL}
+#define CFG_INT(name, st, f, lo, hi, def, fl) CFG_ROW(name, cfg_set_int, st, f, lo, hi, def, fl)
+#define CFG_DURATION(name, st, f, lo, hi, d) CFG_ROW(name, cfg_set_duration, st, f, lo, hi, d, 0)
+#define CFG_SIZE(name, st, f, lo, hi, def) CFG_ROW(name, cfg_set_size, st, f, lo, hi, def, 0)
+#define CFG_BOOL(name, st, f, def) CFG_ROW(name, cfg_set_bool, st, f, 0, 0, def, 0)
+#define CFG_STRING(name, st, f, fl) CFG_ROW(name, cfg_set_string, st, f, 0, 0, NULL, fl)
+#define CFG_ADDR(name, st, f, fl) CFG_ROW(name, cfg_set_addr, st, f, 0, 0, NULL, fl)
+#define CFG_LIST(name, set, st, f, n, lo, hi, def, fl) \
+    {name, set, offsetof(st, f), offsetof(st, n), lo, hi, def, fl, NULL}
+#define CFG_SECTION(name, st, f, sub, fl) \
+    {name, cfg_set_section, offsetof(st, f), 0, 0, 0, NULL, fl, sub}
+/* A key whose setter knows where its value goes. */
+#define CFG_CUSTOM(name, set) {name, set, 0, 0, 0, 0, NULL, 0, NULL}
+#define CFG_UNSUPPORTED(name) CFG_CUSTOM(name, cfg_set_unsupported)
+#define CFG_END {NULL, NULL, 0, 0, 0, 0, NULL, 0, NULL}
+/* clang-format on */
+
+/* libyaml reports its own allocation failures; they end the process as
+ * sl_malloc's do. */
+static void cfg_yaml_oom(void)
+{
+    fputs("sluice: out of memory parsing YAML\n", stderr);
+    abort();
+}
+
+/* ---- errors ---------------------------------------------------------- */
+
+static int cfg_line(const yaml_node_t *node)
+{
+    return node ? (int)node->start_mark.line + 1 : 0;
+}
+
+__attribute__((format(printf, 3, 0))) static void cfg_verror(struct cfg_ctx *cx, int line,
+                                                             const char *fmt, va_list ap)
+{
+    if (cx->n_errs == SL_MAX_CONFIG_ERRORS) {
+        cx->truncated = true;
+        return;
+    }
+    struct cfg_err *e = &cx->errs[cx->n_errs++];
+    e->line = line;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    /* Values may hold newlines or escapes; the output is one error per line
+     * and goes to a terminal. */
+    for (char *p = e->msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+__attribute__((format(printf, 3, 4))) static void cfg_error(struct cfg_ctx *cx, int line,
+                                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_verror(cx, line, fmt, ap);
+    va_end(ap);
+}
+
+/* An error about the key being read: the message starts with its path. */
+__attribute__((format(printf, 3, 4))) static void cfg_kerror(struct cfg_ctx *cx, int line,
+                                                             const char *fmt, ...)
+{
+    char msg[CFG_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cfg_error(cx, line, "%s: %s", cx->path_len ? cx->path : "top level", msg);
+}
+
+/* Appending to the key path returns the length to restore with
+ * cfg_path_pop. A path too long for the buffer is cut, which only shortens
+ * messages. */
+static size_t cfg_path_end(struct cfg_ctx *cx, size_t old, int n)
+{
+    size_t room = sizeof cx->path - old;
+    cx->path_len = n < 0 ? old : (size_t)n >= room ? sizeof cx->path - 1 : old + (size_t)n;
+    return old;
+}
+
+static size_t cfg_path_key(struct cfg_ctx *cx, const char *name)
+{
+    size_t old = cx->path_len;
+    return cfg_path_end(
+        cx, old, snprintf(cx->path + old, sizeof cx->path - old, "%s%s", old ? "." : "", name));
+}
+
+static size_t cfg_path_index(struct cfg_ctx *cx, int i)
+{
+    size_t old = cx->path_len;
+    return cfg_path_end(cx, old, snprintf(cx->path + old, sizeof cx->path - old, "[%d]", i));
+}
+
+static void cfg_path_pop(struct cfg_ctx *cx, size_t old)
+{
+    cx->path_len = old;
+    cx->path[old] = '\0';
+}
+
+static const char *cfg_node_kind(const yaml_node_t *node)
+{
+    switch (node->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    default:
+        return "a single value";
+    }
+}
+
+static void cfg_type_error(struct cfg_ctx *cx, yaml_node_t *node, const char *want)
+{
+    cfg_kerror(cx, cfg_line(node), "expected %s, got %s", want, cfg_node_kind(node));
+}
+
+/* Messages quote bounds as the user would write them. */
+static void cfg_fmt_duration(char *buf, size_t size, int64_t ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            snprintf(buf, size, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
+            return;
+        }
+    }
+    snprintf(buf, size, "%lldms", (long long)ms);
+}
+
+static void cfg_fmt_size(char *buf, size_t size, uint64_t n)
+{
+    static const char units[] = "gmk";
+    for (int i = 0; i < 3; i++) {
+        unsigned shift = (unsigned)(3 - i) * 10;
+        if (n != 0 && n % (1ull << shift) == 0) {
+            snprintf(buf, size, "%llu%c", (unsigned long long)(n >> shift), units[i]);
+            return;
+        }
+    }
+    snprintf(buf, size, "%llu", (unsigned long long)n);
+}
+
+/* ---- scalars --------------------------------------------------------- */
+
+static bool cfg_is_null(const yaml_node_t *node)
+{
+    if (!node || node->type != YAML_SCALAR_NODE ||
+        node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)node->data.scalar.value;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static const char *cfg_record_getenv(const char *name, void *arg)
+{
+    struct cfg_ctx *cx = arg;
+    snprintf(cx->env_name, sizeof cx->env_name, "%s", name);
+    return cx->getenv_fn ? cx->getenv_fn(name, cx->getenv_ctx) : getenv(name);
+}
+
+/* The value of scalar <node> with ${VAR} expanded, or for NULL the default of
+ * row <k>. Malloc'd; NULL after reporting why there is none. */
+static char *cfg_scalar(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node)
+{
+    if (!node)
+        return sl_strdup(k->def);
+    if (node->type != YAML_SCALAR_NODE) {
+        cfg_type_error(cx, node, "a single value");
+        return NULL;
+    }
+    if (cfg_is_null(node)) {
+        cfg_kerror(cx, cfg_line(node), "missing value");
+        return NULL;
+    }
+    const char *v = (const char *)node->data.scalar.value;
+    size_t len = node->data.scalar.length;
+    if (memchr(v, '\0', len)) {
+        cfg_kerror(cx, cfg_line(node), "value contains a NUL byte");
+        return NULL;
+    }
+    if (!memchr(v, '$', len))
+        return sl_strndup(v, len);
+
+    const char *why;
+    cx->env_name[0] = '\0';
+    char *s = cfg_expand_env(v, cfg_record_getenv, cx, &why);
+    if (s)
+        return s;
+    /* cfg_expand_env checks the syntax before any lookup, so a failure after
+     * a lookup is that variable being unset. */
+    if (cx->env_name[0])
+        cfg_kerror(cx, cfg_line(node),
+                   "environment variable '%s' is not set (give a default with ${%s:-value})",
+                   cx->env_name, cx->env_name);
+    else
+        cfg_kerror(cx, cfg_line(node), "%s in '%.*s'", why, CFG_QUOTE_MAX, v);
+    return NULL;
+}
+
+/* A whole decimal integer. A sign is allowed, and overflow saturates, so
+ * that "-1" and "99999999999999999999" read as out of range rather than as
+ * garbage. */
+static int cfg_int64(const char *s, int64_t *out)
+{
+    char *end;
+    if (!((s[0] >= '0' && s[0] <= '9') || (s[0] == '-' && s[1] >= '0' && s[1] <= '9')))
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void cfg_set_int(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    int64_t v;
+    if (!s)
+        return;
+    if ((k->flags & CFG_AUTO) && strcmp(s, "auto") == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        v = n < k->min ? k->min : n > k->max ? k->max : n;
+    } else if (cfg_int64(s, &v) < 0) {
+        cfg_kerror(cx, cfg_line(node), "'%.*s' is not a whole number%s", CFG_QUOTE_MAX, s,
+                   k->flags & CFG_AUTO ? " or auto" : "");
+        goto out;
+    } else if (v < k->min || v > k->max) {
+        cfg_kerror(cx, cfg_line(node), "%.*s is out of range (%lld..%lld)", CFG_QUOTE_MAX, s,
+                   (long long)k->min, (long long)k->max);
+        goto out;
+    }
+    *(int *)((char *)base + k->off) = (int)v;
+out:
+    free(s);
+}
+
+static void cfg_set_duration(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                             void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    int64_t v;
+    if (!s)
+        return;
+    if (cfg_parse_duration_ms(s, &v) < 0) {
+        cfg_kerror(cx, cfg_line(node), "bad duration '%.*s' (use 500ms, 30s, 5m, 2h, 7d)",
+                   CFG_QUOTE_MAX, s);
+    } else if (v < k->min || v > k->max) {
+        char lo[32], hi[32];
+        cfg_fmt_duration(lo, sizeof lo, k->min);
+        cfg_fmt_duration(hi, sizeof hi, k->max);
+        cfg_kerror(cx, cfg_line(node), "%s is out of range (%s..%s)", s, lo, hi);
+    } else {
+        *(int64_t *)((char *)base + k->off) = v;
+    }
+    free(s);
+}
+
+static void cfg_set_size(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    uint64_t v;
+    if (!s)
+        return;
+    if (cfg_parse_size(s, &v) < 0) {
+        cfg_kerror(cx, cfg_line(node), "bad size '%.*s' (use 512, 16k, 10m, 1g)", CFG_QUOTE_MAX, s);
+    } else if (v < (uint64_t)k->min || v > (uint64_t)k->max) {
+        char lo[32], hi[32];
+        cfg_fmt_size(lo, sizeof lo, (uint64_t)k->min);
+        cfg_fmt_size(hi, sizeof hi, (uint64_t)k->max);
+        cfg_kerror(cx, cfg_line(node), "%s is out of range (%s..%s)", s, lo, hi);
+    } else {
+        *(uint64_t *)((char *)base + k->off) = v;
+    }
+    free(s);
+}
+
+static void cfg_set_bool(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    /* YAML 1.1's words, which is what operators coming from Ansible or
+     * Kubernetes expect. */
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    char *s = cfg_scalar(cx, k, node);
+    if (!s)
+        return;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+            *(bool *)((char *)base + k->off) = strcasecmp(s, yes[i]) == 0;
+            free(s);
+            return;
+        }
+    }
+    cfg_kerror(cx, cfg_line(node), "'%.*s' is not a boolean (use true or false)", CFG_QUOTE_MAX, s);
+    free(s);
+}
+
+static void cfg_set_string(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    char **dst = (char **)((char *)base + k->off);
+    if (!s)
+        return;
+    if ((k->flags & CFG_NONEMPTY) && s[0] == '\0') {
+        cfg_kerror(cx, cfg_line(node), "must not be empty");
+        free(s);
+        return;
+    }
+    free(*dst);
+    *dst = s;
+}
+
+static void cfg_set_addr(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    const char *why;
+    if (!s)
+        return;
+    if (cfg_parse_addr(s, (struct cfg_addr *)((char *)base + k->off), &why) < 0)
+        cfg_kerror(cx, cfg_line(node), "bad address '%.*s': %s", CFG_QUOTE_MAX, s, why);
+    free(s);
+}
+
+/* ---- lists ----------------------------------------------------------- */
+
+/* Reads item <i> with value <s> into the list of row <k> in <base>; 0 or -1
+ * after reporting. */
+typedef int (*cfg_item_fn)(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                           int i, void *base);
+
+/* Calls <item> for each item of list <node>. One value stands for a list of
+ * one, as "listen: 0.0.0.0:80" is what people write; a null node is the empty
+ * list. Returns how many items were read, -1 after an error. */
+static int cfg_each(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base,
+                    cfg_item_fn item)
+{
+    int n = 0, rc = 0;
+
+    if (!node || (node->type == YAML_SCALAR_NODE && !cfg_is_null(node))) {
+        char *s = cfg_scalar(cx, k, node);
+        if (!s)
+            return -1;
+        rc = item(cx, k, s, cfg_line(node), 0, base);
+        free(s);
+        n = 1;
+    } else if (node->type == YAML_SEQUENCE_NODE) {
+        yaml_node_item_t *it = node->data.sequence.items.start;
+        ptrdiff_t count = node->data.sequence.items.top - it;
+        if (count > k->max) {
+            cfg_kerror(cx, cx->key_line, "too many entries (%td; at most %lld)", count,
+                       (long long)k->max);
+            return -1;
+        }
+        for (; it < node->data.sequence.items.top; it++, n++) {
+            yaml_node_t *child = yaml_document_get_node(cx->doc, *it);
+            size_t old = cfg_path_index(cx, n);
+            char *s = cfg_scalar(cx, k, child);
+            if (!s || item(cx, k, s, cfg_line(child), n, base) < 0)
+                rc = -1;
+            free(s);
+            cfg_path_pop(cx, old);
+        }
+    } else if (!cfg_is_null(node)) {
+        cfg_type_error(cx, node, "a list");
+        return -1;
+    }
+    if (rc == 0 && n < k->min) {
+        cfg_kerror(cx, cx->key_line, "needs at least %lld entr%s", (long long)k->min,
+                   k->min == 1 ? "y" : "ies");
+        return -1;
+    }
+    return rc < 0 ? -1 : n;
+}
+
+static int cfg_addr_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                         int i, void *base)
+{
+    struct cfg_addr *a = (struct cfg_addr *)((char *)base + k->off) + i;
+    const char *why;
+    if (cfg_parse_addr(s, a, &why) == 0)
+        return 0;
+    cfg_kerror(cx, line, "bad address '%.*s': %s", CFG_QUOTE_MAX, s, why);
+    return -1;
+}
+
+static void cfg_set_addr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                              void *base)
+{
+    int n = cfg_each(cx, k, node, base, cfg_addr_item);
+    *(int *)((char *)base + k->n_off) = n < 0 ? 0 : n;
+}
+
+static int cfg_cidr_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                         int i, void *base)
+{
+    struct cfg_cidr *net = (struct cfg_cidr *)((char *)base + k->off) + i;
+    if (cfg_parse_cidr(s, net) == 0)
+        return 0;
+    cfg_kerror(cx, line, "bad CIDR '%.*s' (use 10.0.0.0/8, 2001:db8::/32 or one address)",
+               CFG_QUOTE_MAX, s);
+    return -1;
+}
+
+static void cfg_set_cidr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                              void *base)
+{
+    int n = cfg_each(cx, k, node, base, cfg_cidr_item);
+    *(int *)((char *)base + k->n_off) = n < 0 ? 0 : n;
+}
+
+/* The methods the HTTP parser can report, by the enum values it reports them
+ * with; llhttp_method_name aborts on a value outside this map, so the map,
+ * not a 0..63 loop, says which values exist. RTSP's methods are left out:
+ * the gateway parses HTTP only, so a route naming one could never match. */
+static const llhttp_method_t cfg_http_methods[] = {
+#define CFG_METHOD(num, name, string) HTTP_##name,
+    HTTP_METHOD_MAP(CFG_METHOD)
+#undef CFG_METHOD
+};
+
+static int cfg_method_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                           int i, void *base)
+{
+    for (size_t m = 0; m < sizeof cfg_http_methods / sizeof cfg_http_methods[0]; m++) {
+        if (cfg_http_methods[m] < 64 && strcmp(llhttp_method_name(cfg_http_methods[m]), s) == 0) {
+            *(uint64_t *)((char *)base + k->off) |= 1ull << cfg_http_methods[m];
+            return 0;
+        }
+    }
+    cfg_kerror(cx, line, "unknown method '%.*s' (methods are upper case: GET, POST, ...)",
+               CFG_QUOTE_MAX, s);
+    return -1;
+}
+
+static void cfg_set_methods(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                            void *base)
+{
+    cfg_each(cx, k, node, base, cfg_method_item);
+}
+
+/* ---- sections -------------------------------------------------------- */
+
+static void cfg_walk(struct cfg_ctx *cx, const struct cfg_section *sec, yaml_node_t *node,
+                     void *base, int line);
+
+static void cfg_set_section(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                            void *base)
+{
+    cfg_walk(cx, k->sub, node, (char *)base + k->off, cx->key_line);
+}
+
+static void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                                void *base)
+{
+    /* Never ignored: an operator who wrote "tiers:" believes the API is
+     * protected by it. */
+    cfg_error(cx, cx->key_line, "'%s' is not supported by this version of sluice yet", cx->path);
+}
+
+static const struct cfg_key *cfg_find_key(const struct cfg_section *sec, const char *name)
+{
+    for (const struct cfg_key *k = sec->keys; k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+/* Reads mapping <node> (NULL or null: absent or empty) into <base> by the
+ * rows of <sec>; <line> is where the section starts, for messages. Keys are
+ * read in the table's order, not the file's, so a row may rely on the rows
+ * above it (routes name upstreams); the errors are put back in file order at
+ * the end. A table has at most 64 rows. */
+static void cfg_walk(struct cfg_ctx *cx, const struct cfg_section *sec, yaml_node_t *node,
+                     void *base, int line)
+{
+    yaml_node_t *vals[64] = {0};
+    int lines[64] = {0};
+
+    if (node && node->type != YAML_MAPPING_NODE && !cfg_is_null(node)) {
+        cfg_type_error(cx, node, "a mapping");
+        return;
+    }
+    if (node && node->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
+            if (key->type != YAML_SCALAR_NODE) {
+                cfg_kerror(cx, cfg_line(key), "keys must be names, got %s", cfg_node_kind(key));
+                continue;
+            }
+            const char *name = (const char *)key->data.scalar.value;
+            const struct cfg_key *k = cfg_find_key(sec, name);
+            size_t old = cfg_path_key(cx, name);
+            if (!k) {
+                cfg_error(cx, cfg_line(key), "unknown key '%s'", cx->path);
+            } else if (vals[k - sec->keys]) {
+                cfg_error(cx, cfg_line(key), "duplicate key '%s'", cx->path);
+            } else {
+                vals[k - sec->keys] = yaml_document_get_node(cx->doc, p->value);
+                lines[k - sec->keys] = cfg_line(key);
+            }
+            cfg_path_pop(cx, old);
+        }
+    }
+    for (const struct cfg_key *k = sec->keys; k->name; k++) {
+        yaml_node_t *v = vals[k - sec->keys];
+        size_t old = cfg_path_key(cx, k->name);
+        cx->key_line = v ? lines[k - sec->keys] : line;
+        if (v)
+            k->set(cx, k, v, base);
+        else if (k->flags & CFG_REQUIRED)
+            cfg_kerror(cx, line, "required");
+        else if (k->def || (k->sub && !(k->flags & CFG_IF_PRESENT)))
+            k->set(cx, k, NULL, base);
+        cfg_path_pop(cx, old);
+    }
+    if (sec->check)
+        sec->check(cx, base, line);
+}
+
+/* ---- upstreams and routes -------------------------------------------- */
+
+static bool cfg_good_name(const char *s, size_t len)
+{
+    if (len == 0 || len > CFG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+static const struct cfg_key cfg_upstream_keys[] = {
+    CFG_LIST("servers", cfg_set_addr_list, struct cfg_upstream, servers, n_servers, 1,
+             SL_MAX_UPSTREAM_SERVERS, NULL, CFG_REQUIRED),
+    CFG_INT("keepalive", struct cfg_upstream, keepalive, 0, 10000, "32", 0),
+    CFG_END,
+};
+static const struct cfg_section cfg_upstream_section = {cfg_upstream_keys, NULL};
+
+static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                              void *base)
+{
+    struct config *c = base;
+
+    if (cfg_is_null(node))
+        return; /* the top-level check reports that none is defined */
+    cx->upstreams_given = node->type != YAML_MAPPING_NODE ||
+                          node->data.mapping.pairs.top > node->data.mapping.pairs.start;
+    if (node->type != YAML_MAPPING_NODE) {
+        cfg_type_error(cx, node, "a mapping of names to {servers: [...]}");
+        return;
+    }
+    ptrdiff_t count = node->data.mapping.pairs.top - node->data.mapping.pairs.start;
+    if (count > SL_MAX_UPSTREAMS) {
+        cfg_kerror(cx, cx->key_line, "too many upstreams (%td; at most %d)", count,
+                   SL_MAX_UPSTREAMS);
+        return;
+    }
+    c->upstreams = sl_calloc((size_t)count, sizeof *c->upstreams);
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
+        if (key->type != YAML_SCALAR_NODE) {
+            cfg_kerror(cx, cfg_line(key), "upstream names must be names, got %s",
+                       cfg_node_kind(key));
+            continue;
+        }
+        const char *name = (const char *)key->data.scalar.value;
+        size_t len = key->data.scalar.length;
+        if (!cfg_good_name(name, len) || memchr(name, '\0', len)) {
+            cfg_kerror(cx, cfg_line(key),
+                       "bad upstream name '%.*s' (letters, digits, '_', '-', '.'; at most %d)",
+                       CFG_QUOTE_MAX, name, CFG_NAME_MAX);
+            continue;
+        }
+        bool dup = false;
+        for (int i = 0; i < c->n_upstreams; i++)
+            dup = dup || strcmp(c->upstreams[i].name, name) == 0;
+        if (dup) {
+            cfg_kerror(cx, cfg_line(key), "duplicate upstream '%s'", name);
+            continue;
+        }
+        struct cfg_upstream *u = &c->upstreams[c->n_upstreams++];
+        u->name = sl_strndup(name, len);
+        size_t old = cfg_path_key(cx, name);
+        cfg_walk(cx, &cfg_upstream_section, yaml_document_get_node(cx->doc, p->value), u,
+                 cfg_line(key));
+        cfg_path_pop(cx, old);
+    }
+}
+
+static void cfg_route_path(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base, enum cfg_match match)
+{
+    struct cfg_route *r = base;
+    if (cx->route_has_path) {
+        cfg_kerror(cx, cx->key_line, "a route has either 'path' (exact) or 'prefix', not both");
+        return;
+    }
+    cx->route_has_path = true;
+    char *s = cfg_scalar(cx, k, node);
+    if (!s)
+        return;
+    /* Compared with the raw request target's path: a space, '?' or '#' could
+     * never be part of one. */
+    bool ok = s[0] == '/';
+    for (const char *p = s; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && *p != 0x7f && *p != '?' && *p != '#';
+    if (!ok) {
+        cfg_kerror(cx, cfg_line(node),
+                   "bad path '%.*s' (must start with '/'; no spaces, '?' or '#')", CFG_QUOTE_MAX,
+                   s);
+        free(s);
+        return;
+    }
+    r->match = match;
+    r->path = s;
+    r->path_len = strlen(s);
+}
+
+static void cfg_set_path(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    cfg_route_path(cx, k, node, base, CFG_MATCH_EXACT);
+}
+
+static void cfg_set_prefix(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base)
+{
+    cfg_route_path(cx, k, node, base, CFG_MATCH_PREFIX);
+}
+
+static void cfg_set_upstream_ref(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                                 void *base)
+{
+    struct cfg_route *r = base;
+    struct config *c = cx->c;
+    char *s = cfg_scalar(cx, k, node);
+    if (!s)
+        return;
+    for (int i = 0; i < c->n_upstreams; i++) {
+        if (strcmp(c->upstreams[i].name, s) == 0) {
+            r->upstream = i;
+            free(s);
+            return;
+        }
+    }
+    cfg_kerror(cx, cfg_line(node), "unknown upstream '%.*s'", CFG_QUOTE_MAX, s);
+    free(s);
+}
+
+static void cfg_check_route(struct cfg_ctx *cx, void *base, int line)
+{
+    if (!cx->route_has_path)
+        cfg_kerror(cx, line, "a route needs 'path' (exact match) or 'prefix'");
+}
+
+static const struct cfg_key cfg_route_keys[] = {
+    CFG_CUSTOM("path", cfg_set_path),
+    CFG_CUSTOM("prefix", cfg_set_prefix),
+    /* No count: the item bits are ORed into one mask. */
+    CFG_ROW("methods", cfg_set_methods, struct cfg_route, methods, 1, SL_MAX_METHODS, NULL, 0),
+    /* Absent: 0, the first upstream in the file. */
+    CFG_CUSTOM("upstream", cfg_set_upstream_ref),
+    CFG_UNSUPPORTED("limits"),
+    CFG_UNSUPPORTED("cache"),
+    CFG_UNSUPPORTED("rejection"),
+    CFG_UNSUPPORTED("graphql"),
+    CFG_UNSUPPORTED("cost"),
+    CFG_UNSUPPORTED("auth"),
+    CFG_UNSUPPORTED("scopes"),
+    CFG_END,
+};
+static const struct cfg_section cfg_route_section = {cfg_route_keys, cfg_check_route};
+
+static void cfg_set_routes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base)
+{
+    struct config *c = base;
+
+    if (cfg_is_null(node))
+        return;
+    if (node->type != YAML_SEQUENCE_NODE) {
+        cfg_type_error(cx, node, "a list of routes (- prefix: /api/)");
+        return;
+    }
+    ptrdiff_t count = node->data.sequence.items.top - node->data.sequence.items.start;
+    if (count > SL_MAX_ROUTES) {
+        cfg_kerror(cx, cx->key_line, "too many routes (%td; at most %d)", count, SL_MAX_ROUTES);
+        return;
+    }
+    if (count == 0)
+        return; /* the top-level check adds the implicit route */
+    c->routes = sl_calloc((size_t)count, sizeof *c->routes);
+    for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(cx->doc, *it);
+        struct cfg_route *r = &c->routes[c->n_routes];
+        r->line = cfg_line(item);
+        size_t old = cfg_path_index(cx, c->n_routes++);
+        cx->route_has_path = false;
+        cfg_walk(cx, &cfg_route_section, item, r, r->line);
+        cfg_path_pop(cx, old);
+    }
+}
+
+/* ---- the top level --------------------------------------------------- */
+
+/* A timer longer than a day is a mistake, not a policy. */
+#define CFG_DAY_MS 86400000
+
+static const struct cfg_key cfg_timeout_keys[] = {
+    CFG_DURATION("header", struct cfg_timeouts, header_ms, 1, CFG_DAY_MS, "10s"),
+    CFG_DURATION("idle", struct cfg_timeouts, idle_ms, 1, CFG_DAY_MS, "60s"),
+    CFG_DURATION("upstream_connect", struct cfg_timeouts, upstream_connect_ms, 1, CFG_DAY_MS, "2s"),
+    CFG_DURATION("upstream_read", struct cfg_timeouts, upstream_read_ms, 1, CFG_DAY_MS, "30s"),
+    /* 0: stop at once, dropping what is in flight. */
+    CFG_DURATION("drain", struct cfg_timeouts, drain_ms, 0, CFG_DAY_MS, "30s"),
+    CFG_END,
+};
+static const struct cfg_section cfg_timeout_section = {cfg_timeout_keys, NULL};
+
+static const struct cfg_key cfg_server_keys[] = {
+    CFG_LIST("listen", cfg_set_addr_list, struct cfg_server, listen, n_listen, 1, SL_MAX_LISTEN,
+             "0.0.0.0:8080", 0),
+    CFG_INT("workers", struct cfg_server, workers, 1, SL_MAX_WORKERS, "auto", CFG_AUTO),
+    CFG_INT("max_connections", struct cfg_server, max_connections, 1, 10000000, "10000", 0),
+    CFG_SECTION("timeouts", struct cfg_server, timeouts, &cfg_timeout_section, 0),
+    CFG_SIZE("max_header_bytes", struct cfg_server, max_header_bytes, 1 << 10, 1 << 20, "16k"),
+    CFG_SIZE("max_body_bytes", struct cfg_server, max_body_bytes, 0, 1ll << 40, "10m"),
+    CFG_BOOL("access_log", struct cfg_server, access_log, "true"),
+    CFG_LIST("trusted_proxies", cfg_set_cidr_list, struct cfg_server, trusted_proxies,
+             n_trusted_proxies, 0, SL_MAX_TRUSTED_PROXIES, NULL, 0),
+    CFG_INT("ipv6_prefix", struct cfg_server, ipv6_prefix, 1, 128, "64", 0),
+    CFG_END,
+};
+static const struct cfg_section cfg_server_section = {cfg_server_keys, NULL};
+
+static void cfg_check_admin(struct cfg_ctx *cx, void *base, int line)
+{
+    struct cfg_admin *a = base;
+    /* Only reached when the section is present (CFG_IF_PRESENT); a missing
+     * listen or token was reported as required. */
+    a->enabled = true;
+}
+
+static const struct cfg_key cfg_admin_keys[] = {
+    CFG_ADDR("listen", struct cfg_admin, listen, CFG_REQUIRED),
+    /* Required: an admin API open to whoever reaches the port is never a
+     * default. */
+    CFG_STRING("token", struct cfg_admin, token, CFG_REQUIRED | CFG_NONEMPTY),
+    CFG_END,
+};
+static const struct cfg_section cfg_admin_section = {cfg_admin_keys, cfg_check_admin};
+
+static void cfg_check_top(struct cfg_ctx *cx, void *base, int line)
+{
+    struct config *c = base;
+
+    if (!cx->upstreams_given)
+        cfg_error(cx, line,
+                  "upstreams: at least one upstream is required, e.g. "
+                  "upstreams: {app: {servers: [\"127.0.0.1:8000\"]}}");
+    if (c->n_routes == 0) {
+        /* A config that is only an upstream proxies everything to it. */
+        c->routes = sl_calloc(1, sizeof *c->routes);
+        c->routes[0] = (struct cfg_route){
+            .match = CFG_MATCH_PREFIX, .path = sl_strndup("/", 1), .path_len = 1};
+        c->n_routes = 1;
+    }
+}
+
+/* Upstreams come before routes: a route's upstream is looked up as it is
+ * read. */
+static const struct cfg_key cfg_top_keys[] = {
+    CFG_SECTION("server", struct config, server, &cfg_server_section, 0),
+    CFG_SECTION("admin", struct config, admin, &cfg_admin_section, CFG_IF_PRESENT),
+    CFG_CUSTOM("upstreams", cfg_set_upstreams),
+    CFG_CUSTOM("routes", cfg_set_routes),
+    /* Later product sections (SPEC 2), each a promise of protection. */
+    CFG_UNSUPPORTED("store"),
+    CFG_UNSUPPORTED("identity"),
+    CFG_UNSUPPORTED("tiers"),
+    CFG_UNSUPPORTED("limits"),
+    CFG_UNSUPPORTED("quota_alerts"),
+    CFG_UNSUPPORTED("abuse"),
+    CFG_UNSUPPORTED("access"),
+    CFG_UNSUPPORTED("audit"),
+    CFG_END,
+};
+static const struct cfg_section cfg_top_section = {cfg_top_keys, cfg_check_top};
+
+/* ---- loading --------------------------------------------------------- */
+
+static void cfg_free(struct config *c)
+{
+    free(c->path);
+    free(c->admin.token);
+    for (int i = 0; i < c->n_upstreams; i++)
+        free(c->upstreams[i].name);
+    free(c->upstreams);
+    for (int i = 0; i < c->n_routes; i++)
+        free(c->routes[i].path);
+    free(c->routes);
+    free(c);
+}
+
+/* The errors of <cx> as "FILE:LINE: message" lines, in file order. */
+static char *cfg_join_errors(struct cfg_ctx *cx)
+{
+    size_t total = 1, used = 0;
+    struct cfg_err *e = cx->errs;
+    int n = cx->n_errs;
+    char *out;
+
+    /* Insertion sort: stable, so two errors on one line keep their order. */
+    for (int i = 1; i < n; i++) {
+        struct cfg_err t = e[i];
+        int j = i;
+        for (; j > 0 && e[j - 1].line > t.line; j--)
+            e[j] = e[j - 1];
+        e[j] = t;
+    }
+    for (int i = 0; i < n; i++)
+        total += strlen(cx->file) + strlen(e[i].msg) + 16;
+    total += strlen(cx->file) + 64;
+    out = sl_calloc(1, total);
+    for (int i = 0; i < n; i++) {
+        if (e[i].line > 0)
+            used += (size_t)snprintf(out + used, total - used, "%s%s:%d: %s", i ? "\n" : "",
+                                     cx->file, e[i].line, e[i].msg);
+        else
+            used += (size_t)snprintf(out + used, total - used, "%s%s: %s", i ? "\n" : "", cx->file,
+                                     e[i].msg);
+    }
+    if (cx->truncated)
+        snprintf(out + used, total - used, "\n%s: too many errors; the first %d are shown",
+                 cx->file, n);
+    return out;
+}
+
+__attribute__((format(printf, 2, 3))) static void cfg_fail(char **err, const char *fmt, ...)
+{
+    char msg[CFG_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    *err = sl_strdup(msg);
+}
+
+/* The line of byte <offset> in <s>: reader errors (bad UTF-8, control
+ * characters) carry an offset but no mark. */
+static int cfg_offset_line(const char *s, size_t len, size_t offset)
+{
+    int line = 1;
+    for (size_t i = 0; i < offset && i < len; i++)
+        line += s[i] == '\n';
+    return line;
+}
+
+static void cfg_yaml_error(yaml_parser_t *parser, const char *yaml, size_t len, const char *name,
+                           char **err)
+{
+    if (parser->error == YAML_MEMORY_ERROR)
+        cfg_yaml_oom();
+    int line = parser->error == YAML_READER_ERROR
+                   ? cfg_offset_line(yaml, len, parser->problem_offset)
+                   : (int)parser->problem_mark.line + 1;
+    cfg_fail(err, "%s:%d: YAML syntax error: %s", name, line,
+             parser->problem ? parser->problem : "unknown problem");
+}
+
+/* Reads document <doc> into a new config; NULL with *<err> set when it is
+ * not valid. */
+static struct config *cfg_build(yaml_document_t *doc, const char *name, cfg_getenv_fn getenv_fn,
+                                void *getenv_ctx, char **err)
+{
+    struct cfg_ctx *cx = sl_calloc(1, sizeof *cx);
+    struct config *c = sl_calloc(1, sizeof *c);
+
+    c->refs = 1;
+    c->path = sl_strdup(name);
+    cx->c = c;
+    cx->file = name;
+    cx->doc = doc;
+    cx->getenv_fn = getenv_fn;
+    cx->getenv_ctx = getenv_ctx;
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    cfg_walk(cx, &cfg_top_section, root, c, cfg_line(root));
+    if (cx->n_errs) {
+        *err = cfg_join_errors(cx);
+        cfg_free(c);
+        c = NULL;
+    }
+    free(cx);
+    return c;
+}
+
+struct config *cfg_load_string(const char *yaml, size_t len, const char *name,
+                               cfg_getenv_fn getenv_fn, void *getenv_ctx, char **err)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    struct config *c = NULL;
+
+    *err = NULL;
+    if (len > SL_MAX_CONFIG_BYTES) {
+        cfg_fail(err, "%s: too large (the limit is %u bytes)", name, (unsigned)SL_MAX_CONFIG_BYTES);
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&parser))
+        cfg_yaml_oom();
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        cfg_yaml_error(&parser, yaml, len, name, err);
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+    /* A second document would be silently ignored; say so instead. */
+    if (!yaml_parser_load(&parser, &extra)) {
+        cfg_yaml_error(&parser, yaml, len, name, err);
+    } else {
+        if (yaml_document_get_root_node(&extra))
+            cfg_fail(err, "%s:%d: only one YAML document is allowed", name,
+                     (int)extra.start_mark.line + 1);
+        else
+            c = cfg_build(&doc, name, getenv_fn, getenv_ctx, err);
+        yaml_document_delete(&extra);
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    return c;
+}
+
+struct config *cfg_load(const char *path, char **err)
+{
+    size_t cap = 64 << 10, len = 0;
+    char *buf;
+    int fd;
+
+    *err = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cfg_fail(err, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf = sl_malloc(cap);
+    for (;;) {
+        if (len == cap) {
+            /* One byte past the limit is enough to know it is too large. */
+            if (cap > SL_MAX_CONFIG_BYTES)
+                break;
+            cap = cap * 2 > SL_MAX_CONFIG_BYTES ? SL_MAX_CONFIG_BYTES + 1 : cap * 2;
+            buf = sl_realloc(buf, cap);
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            cfg_fail(err, "%s: cannot read: %s", path, strerror(errno));
+            close(fd);
+            free(buf);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    struct config *c = cfg_load_string(buf, len, path, NULL, NULL, err);
+    free(buf);
+    return c;
+}
+
+void cfg_ref(struct config *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void cfg_unref(struct config *c)
+{
+    /* Release/acquire so the thread that frees sees every other holder's
+     * reads completed. */
+    if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        cfg_free(c);
+}
+
+static bool cfg_route_matches(const struct cfg_route *r, const char *path, size_t len)
+{
+    if (r->match == CFG_MATCH_EXACT)
+        return len == r->path_len && memcmp(path, r->path, len) == 0;
+    return len >= r->path_len && memcmp(path, r->path, r->path_len) == 0;
+}
+
+const struct cfg_route *cfg_match_route(const struct config *c, const char *path, size_t len,
+                                        int method)
+{
+    /* A method outside the mask (none today) can only match "any method". */
+    uint64_t bit = method >= 0 && method < 64 ? 1ull << method : 0;
+
+    for (int i = 0; i < c->n_routes; i++) {
+        const struct cfg_route *r = &c->routes[i];
+        if ((!r->methods || (r->methods & bit)) && cfg_route_matches(r, path, len))
+            return r;
+    }
+    return NULL;
+}

@@ -1,0 +1,944 @@
+/* Unit tests of src/conf: the value parsers, loading, defaults, route
+ * matching, and the exact FILE:LINE: of each kind of error. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <llhttp.h>
+
+#include "conf/conf.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+struct fake_env {
+    const char *name, *value;
+};
+
+static const struct fake_env test_env[] = {
+    {"A", "alpha"},      {"B", "beta"},    {"EMPTY", ""},
+    {"TOKEN", "s3cret"}, {"PORT", "8181"}, {NULL, NULL},
+};
+
+static const char *fake_getenv(const char *name, void *ctx)
+{
+    const struct fake_env *e = ctx;
+    for (; e->name; e++)
+        if (strcmp(e->name, name) == 0)
+            return e->value;
+    return NULL;
+}
+
+static struct config *load(const char *yaml, char **err)
+{
+    return cfg_load_string(yaml, strlen(yaml), "t.yaml", fake_getenv, (void *)test_env, err);
+}
+
+/* Loads <yaml>, which must fail, and returns the error text (caller frees). */
+static char *load_err(const char *yaml)
+{
+    char *err = NULL;
+    struct config *c = load(yaml, &err);
+    if (c) {
+        cfg_unref(c);
+        fail_msg("config unexpectedly valid:\n%s", yaml);
+    }
+    assert_non_null(err);
+    return err;
+}
+
+static void assert_load_err(const char *yaml, const char *want)
+{
+    char *err = load_err(yaml);
+    assert_string_equal(err, want);
+    free(err);
+}
+
+static struct config *load_ok(const char *yaml)
+{
+    char *err = NULL;
+    struct config *c = load(yaml, &err);
+    if (!c)
+        fail_msg("config rejected: %s", err);
+    assert_null(err);
+    return c;
+}
+
+static int port_of(const struct cfg_addr *a)
+{
+    if (a->sa.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+}
+
+#define UPSTREAM "upstreams:\n  app: {servers: [\"127.0.0.1:8000\"]}\n"
+
+/* ---- durations and sizes --------------------------------------------- */
+
+static void test_duration_units(void **state)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {
+        {"500ms", 500},
+        {"0ms", 0},
+        {"30s", 30000},
+        {"5m", 300000},
+        {"2h", 7200000},
+        {"7d", 604800000},
+        {"0s", 0},
+        {"1ms", 1},
+        {"9223372036854775807ms", INT64_MAX},
+        {"106751991167d", 106751991167LL * 86400000},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t ms = -1;
+        assert_int_equal(cfg_parse_duration_ms(ok[i].s, &ms), 0);
+        assert_int_equal(ms, ok[i].ms);
+    }
+}
+
+static void test_duration_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "10",
+        "10x",
+        "s",
+        " 5s",
+        "5s ",
+        "-5s",
+        "+5s",
+        "5 s",
+        "5S",
+        "5Ms",
+        "1h30m",
+        "5sec",
+        "ms",
+        "1.5s",
+        "0x10s",
+        "9223372036854775808ms",
+        "106751991168d",
+        "99999999999999999999s",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = 12345;
+        if (cfg_parse_duration_ms(bad[i], &ms) != -1)
+            fail_msg("duration '%s' accepted", bad[i]);
+        assert_int_equal(ms, 12345);
+    }
+}
+
+static void test_size(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t n;
+    } ok[] = {
+        {"0", 0},
+        {"512", 512},
+        {"16k", 16384},
+        {"16K", 16384},
+        {"10m", 10485760},
+        {"10M", 10485760},
+        {"1g", 1073741824},
+        {"1G", 1073741824},
+        {"18446744073709551615", UINT64_MAX},
+        {"17179869183g", 17179869183ull << 30},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint64_t n = 1;
+        assert_int_equal(cfg_parse_size(ok[i].s, &n), 0);
+        assert_int_equal(n, ok[i].n);
+    }
+    static const char *const bad[] = {
+        "",
+        "k",
+        "16kb",
+        "16 k",
+        " 16k",
+        "-1",
+        "+1",
+        "1t",
+        "1.5m",
+        "16kk",
+        "18446744073709551616",
+        "17179869184g",
+        "0x10",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t n = 7;
+        if (cfg_parse_size(bad[i], &n) != -1)
+            fail_msg("size '%s' accepted", bad[i]);
+        assert_int_equal(n, 7);
+    }
+}
+
+/* ---- networks and addresses ------------------------------------------ */
+
+static void test_cidr_v4(void **state)
+{
+    struct cfg_cidr n;
+    static const uint8_t lo[4] = {127, 0, 0, 1}, ten[4] = {10, 0, 0, 0}, mid[4] = {192, 168, 0, 0};
+
+    assert_int_equal(cfg_parse_cidr("127.0.0.1/32", &n), 0);
+    assert_int_equal(n.family, AF_INET);
+    assert_int_equal(n.bits, 32);
+    assert_memory_equal(n.addr, lo, 4);
+
+    assert_int_equal(cfg_parse_cidr("10.0.0.0/8", &n), 0);
+    assert_int_equal(n.bits, 8);
+    assert_memory_equal(n.addr, ten, 4);
+
+    /* Host bits are cleared, so matching can compare masked addresses. */
+    assert_int_equal(cfg_parse_cidr("10.1.2.3/8", &n), 0);
+    assert_memory_equal(n.addr, ten, 4);
+    assert_int_equal(cfg_parse_cidr("192.168.1.255/23", &n), 0);
+    assert_memory_equal(n.addr, mid, 4);
+
+    /* No prefix: one host. */
+    assert_int_equal(cfg_parse_cidr("127.0.0.1", &n), 0);
+    assert_int_equal(n.bits, 32);
+    assert_memory_equal(n.addr, lo, 4);
+
+    assert_int_equal(cfg_parse_cidr("0.0.0.0/0", &n), 0);
+    assert_int_equal(n.bits, 0);
+}
+
+static void test_cidr_v6(void **state)
+{
+    struct cfg_cidr n;
+    uint8_t want[16] = {0};
+
+    assert_int_equal(cfg_parse_cidr("::1", &n), 0);
+    assert_int_equal(n.family, AF_INET6);
+    assert_int_equal(n.bits, 128);
+    want[15] = 1;
+    assert_memory_equal(n.addr, want, 16);
+
+    assert_int_equal(cfg_parse_cidr("2001:db8:ffff::1/36", &n), 0);
+    assert_int_equal(n.family, AF_INET6);
+    assert_int_equal(n.bits, 36);
+    memset(want, 0, sizeof want);
+    want[0] = 0x20, want[1] = 0x01, want[2] = 0x0d, want[3] = 0xb8, want[4] = 0xf0;
+    assert_memory_equal(n.addr, want, 16);
+}
+
+static void test_cidr_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",           "/8",        "10.0.0.0/",    "10.0.0.0/33",  "::/129",
+        "10.0.0/8",   "abc",       "10.0.0.0/8x",  "10.0.0.0/-1",  "2001:db8::/+32",
+        "10.0.0.256", " 10.0.0.1", "10.0.0.0/8/8", "fe80::1%eth0",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct cfg_cidr n;
+        if (cfg_parse_cidr(bad[i], &n) != -1)
+            fail_msg("cidr '%s' accepted", bad[i]);
+    }
+}
+
+static void test_addr(void **state)
+{
+    struct cfg_addr a;
+    const char *why = NULL;
+
+    assert_int_equal(cfg_parse_addr("127.0.0.1:8080", &a, &why), 0);
+    assert_int_equal(a.sa.ss_family, AF_INET);
+    assert_int_equal(a.sa_len, sizeof(struct sockaddr_in));
+    assert_int_equal(port_of(&a), 8080);
+    assert_int_equal(((struct sockaddr_in *)&a.sa)->sin_addr.s_addr, htonl(0x7f000001));
+    assert_string_equal(a.text, "127.0.0.1:8080");
+
+    assert_int_equal(cfg_parse_addr("[::1]:9090", &a, &why), 0);
+    assert_int_equal(a.sa.ss_family, AF_INET6);
+    assert_int_equal(a.sa_len, sizeof(struct sockaddr_in6));
+    assert_int_equal(port_of(&a), 9090);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&a.sa)->sin6_addr));
+    assert_string_equal(a.text, "[::1]:9090");
+
+    assert_int_equal(cfg_parse_addr("0.0.0.0:65535", &a, &why), 0);
+    assert_int_equal(port_of(&a), 65535);
+}
+
+static void test_addr_bad(void **state)
+{
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        {"127.0.0.1:0", "bad port"},    {"127.0.0.1:65536", "bad port"},
+        {"127.0.0.1:http", "bad port"}, {"127.0.0.1:", "bad port"},
+        {"127.0.0.1:+80", "bad port"},  {"127.0.0.1", "missing port"},
+        {"::1:80", "brackets"},         {"[::1]80", "missing port"},
+        {"[::1", "missing ']'"},        {"[127.0.0.1]:80", "bad IPv6 address"},
+        {":80", "missing host"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct cfg_addr a;
+        const char *why = NULL;
+        if (cfg_parse_addr(bad[i].s, &a, &why) != -1)
+            fail_msg("address '%s' accepted", bad[i].s);
+        assert_non_null(why);
+        if (!strstr(why, bad[i].why))
+            fail_msg("'%s': reason '%s' lacks '%s'", bad[i].s, why, bad[i].why);
+    }
+
+    char longname[200];
+    memset(longname, 'a', sizeof longname - 4);
+    memcpy(longname + sizeof longname - 4, ":80", 4);
+    struct cfg_addr a;
+    const char *why = NULL;
+    assert_int_equal(cfg_parse_addr(longname, &a, &why), -1);
+    assert_string_equal(why, "address too long");
+}
+
+/* ---- environment ------------------------------------------------------ */
+
+static void assert_expands(const char *in, const char *want)
+{
+    const char *why = NULL;
+    char *out = cfg_expand_env(in, fake_getenv, (void *)test_env, &why);
+    if (!out)
+        fail_msg("'%s' did not expand: %s", in, why);
+    assert_string_equal(out, want);
+    free(out);
+}
+
+static void assert_expand_fails(const char *in)
+{
+    const char *why = NULL;
+    char *out = cfg_expand_env(in, fake_getenv, (void *)test_env, &why);
+    if (out)
+        fail_msg("'%s' expanded to '%s'", in, out);
+    assert_non_null(why);
+}
+
+static void test_env_expand(void **state)
+{
+    assert_expands("${A}", "alpha");
+    assert_expands("x${A}y${B}z", "xalphaybetaz");
+    assert_expands("${NOPE:-dflt}", "dflt");
+    assert_expands("${A:-dflt}", "alpha");
+    assert_expands("${NOPE:-}", "");
+    assert_expands("${EMPTY:-d}", "d"); /* as in the shell: empty counts as unset for :- */
+    assert_expands("${EMPTY}", "");
+    assert_expands("pre-${NOPE:-a b:c}-post", "pre-a b:c-post");
+    assert_expands("${A}${B}", "alphabeta");
+    assert_expands("", "");
+    assert_expands("plain", "plain");
+    /* "$" not followed by "{" is kept, "$$" included. */
+    assert_expands("$x $$ cost $5 $", "$x $$ cost $5 $");
+    assert_expands("$A", "$A");
+    /* An expanded value is not expanded again. */
+    assert_expands("${NOPE:-${A}", "${A");
+}
+
+static void test_env_errors(void **state)
+{
+    assert_expand_fails("${NOPE}");
+    assert_expand_fails("a ${A} ${NOPE} b");
+    assert_expand_fails("${");
+    assert_expand_fails("${A");
+    assert_expand_fails("${A:-x");
+    assert_expand_fails("${}");
+    assert_expand_fails("${1A}");
+    assert_expand_fails("${A B}");
+    assert_expand_fails("${A-x}");
+}
+
+static void test_env_process(void **state)
+{
+    /* NULL getenv_fn reads the process environment. */
+    const char *why = NULL;
+    assert_int_equal(setenv("SLUICE_TEST_CONF_VAR", "from-env", 1), 0);
+    char *out = cfg_expand_env("<${SLUICE_TEST_CONF_VAR}>", NULL, NULL, &why);
+    assert_non_null(out);
+    assert_string_equal(out, "<from-env>");
+    free(out);
+    unsetenv("SLUICE_TEST_CONF_VAR");
+    assert_null(cfg_expand_env("${SLUICE_TEST_CONF_VAR}", NULL, NULL, &why));
+}
+
+/* ---- whole configs ---------------------------------------------------- */
+
+static const char full_yaml[] =
+    "server:\n"                                                                   /* 1 */
+    "  listen: [\"127.0.0.1:8081\", \"[::1]:8082\"]\n"                            /* 2 */
+    "  workers: 3\n"                                                              /* 3 */
+    "  max_connections: 500\n"                                                    /* 4 */
+    "  timeouts: {header: 5s, idle: 2m, upstream_read: 1500ms}\n"                 /* 5 */
+    "  max_header_bytes: 32k\n"                                                   /* 6 */
+    "  max_body_bytes: 1g\n"                                                      /* 7 */
+    "  access_log: off\n"                                                         /* 8 */
+    "  trusted_proxies: [\"127.0.0.1/32\", 10.0.0.0/8, \"2001:db8::/32\"]\n"      /* 9 */
+    "  ipv6_prefix: 56\n"                                                         /* 10 */
+    "admin:\n"                                                                    /* 11 */
+    "  listen: \"127.0.0.1:9090\"\n"                                              /* 12 */
+    "  token: \"${TOKEN}\"\n"                                                     /* 13 */
+    "upstreams:\n"                                                                /* 14 */
+    "  app: {servers: [\"127.0.0.1:8000\", \"127.0.0.1:8001\"], keepalive: 64}\n" /* 15 */
+    "  auth:\n"                                                                   /* 16 */
+    "    servers: \"127.0.0.1:${PORT}\"\n"                                        /* 17 */
+    "routes:\n"                                                                   /* 18 */
+    "  - path: /api/market/overview\n"                                            /* 19 */
+    "    upstream: auth\n"                                                        /* 20 */
+    "  - prefix: /api/\n"                                                         /* 21 */
+    "    methods: [GET, POST, M-SEARCH]\n"                                        /* 22 */
+    "  - prefix: /\n"                                                             /* 23 */
+    "    upstream: app\n";                                                        /* 24 */
+
+static void test_full_config(void **state)
+{
+    struct config *c = load_ok(full_yaml);
+    const struct cfg_server *s = &c->server;
+
+    assert_int_equal(c->refs, 1);
+    assert_string_equal(c->path, "t.yaml");
+    assert_int_equal(s->n_listen, 2);
+    assert_string_equal(s->listen[0].text, "127.0.0.1:8081");
+    assert_int_equal(port_of(&s->listen[0]), 8081);
+    assert_int_equal(s->listen[1].sa.ss_family, AF_INET6);
+    assert_int_equal(port_of(&s->listen[1]), 8082);
+    assert_int_equal(s->workers, 3);
+    assert_int_equal(s->max_connections, 500);
+    assert_int_equal(s->timeouts.header_ms, 5000);
+    assert_int_equal(s->timeouts.idle_ms, 120000);
+    assert_int_equal(s->timeouts.upstream_connect_ms, 2000); /* default */
+    assert_int_equal(s->timeouts.upstream_read_ms, 1500);
+    assert_int_equal(s->timeouts.drain_ms, 30000); /* default */
+    assert_int_equal(s->max_header_bytes, 32768);
+    assert_int_equal(s->max_body_bytes, 1ull << 30);
+    assert_false(s->access_log);
+    assert_int_equal(s->n_trusted_proxies, 3);
+    assert_int_equal(s->trusted_proxies[1].family, AF_INET);
+    assert_int_equal(s->trusted_proxies[1].bits, 8);
+    assert_int_equal(s->trusted_proxies[2].family, AF_INET6);
+    assert_int_equal(s->trusted_proxies[2].bits, 32);
+    assert_int_equal(s->ipv6_prefix, 56);
+
+    assert_true(c->admin.enabled);
+    assert_string_equal(c->admin.listen.text, "127.0.0.1:9090");
+    assert_string_equal(c->admin.token, "s3cret");
+
+    assert_int_equal(c->n_upstreams, 2);
+    assert_string_equal(c->upstreams[0].name, "app");
+    assert_int_equal(c->upstreams[0].n_servers, 2);
+    assert_int_equal(port_of(&c->upstreams[0].servers[1]), 8001);
+    assert_int_equal(c->upstreams[0].keepalive, 64);
+    assert_string_equal(c->upstreams[1].name, "auth");
+    assert_int_equal(c->upstreams[1].n_servers, 1);
+    assert_string_equal(c->upstreams[1].servers[0].text, "127.0.0.1:8181");
+    assert_int_equal(c->upstreams[1].keepalive, 32); /* default */
+
+    assert_int_equal(c->n_routes, 3);
+    assert_int_equal(c->routes[0].match, CFG_MATCH_EXACT);
+    assert_string_equal(c->routes[0].path, "/api/market/overview");
+    assert_int_equal(c->routes[0].path_len, strlen("/api/market/overview"));
+    assert_int_equal(c->routes[0].upstream, 1);
+    assert_int_equal(c->routes[0].methods, 0);
+    assert_int_equal(c->routes[0].line, 19);
+    assert_int_equal(c->routes[1].match, CFG_MATCH_PREFIX);
+    assert_string_equal(c->routes[1].path, "/api/");
+    assert_int_equal(c->routes[1].upstream, 0); /* absent: the first upstream */
+    assert_int_equal(c->routes[1].methods,
+                     (1ull << HTTP_GET) | (1ull << HTTP_POST) | (1ull << HTTP_MSEARCH));
+    assert_int_equal(c->routes[1].line, 21);
+    assert_int_equal(c->routes[2].upstream, 0);
+
+    cfg_ref(c);
+    assert_int_equal(c->refs, 2);
+    cfg_unref(c);
+    assert_int_equal(c->refs, 1);
+    cfg_unref(c); /* ASan reports a leak if this one does not free */
+}
+
+static void test_defaults_and_implicit_route(void **state)
+{
+    struct config *c = load_ok(UPSTREAM);
+    const struct cfg_server *s = &c->server;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    assert_int_equal(s->n_listen, 1);
+    assert_string_equal(s->listen[0].text, "0.0.0.0:8080");
+    assert_int_equal(s->listen[0].sa.ss_family, AF_INET);
+    assert_int_equal(port_of(&s->listen[0]), 8080);
+    assert_int_equal(s->workers, cores < 1 ? 1 : cores > SL_MAX_WORKERS ? SL_MAX_WORKERS : cores);
+    assert_int_equal(s->max_connections, 10000);
+    assert_int_equal(s->timeouts.header_ms, 10000);
+    assert_int_equal(s->timeouts.idle_ms, 60000);
+    assert_int_equal(s->timeouts.upstream_connect_ms, 2000);
+    assert_int_equal(s->timeouts.upstream_read_ms, 30000);
+    assert_int_equal(s->timeouts.drain_ms, SL_DRAIN_TIMEOUT_MS);
+    assert_int_equal(s->max_header_bytes, SL_DEFAULT_MAX_HEADER_BYTES);
+    assert_int_equal(s->max_body_bytes, SL_DEFAULT_MAX_BODY_BYTES);
+    assert_true(s->access_log);
+    assert_int_equal(s->n_trusted_proxies, 0);
+    assert_int_equal(s->ipv6_prefix, 64);
+    assert_false(c->admin.enabled);
+    assert_null(c->admin.token);
+    assert_int_equal(c->upstreams[0].keepalive, 32);
+
+    assert_int_equal(c->n_routes, 1);
+    assert_int_equal(c->routes[0].match, CFG_MATCH_PREFIX);
+    assert_string_equal(c->routes[0].path, "/");
+    assert_int_equal(c->routes[0].path_len, 1);
+    assert_int_equal(c->routes[0].methods, 0);
+    assert_int_equal(c->routes[0].upstream, 0);
+    assert_int_equal(c->routes[0].line, 0);
+    assert_ptr_equal(cfg_match_route(c, "/anything", 9, HTTP_DELETE), &c->routes[0]);
+    cfg_unref(c);
+
+    /* "routes:" present but empty gets the implicit route too. */
+    c = load_ok(UPSTREAM "routes: []\n");
+    assert_int_equal(c->n_routes, 1);
+    assert_string_equal(c->routes[0].path, "/");
+    cfg_unref(c);
+    c = load_ok(UPSTREAM "routes:\n");
+    assert_int_equal(c->n_routes, 1);
+    cfg_unref(c);
+}
+
+static void test_scalar_forms(void **state)
+{
+    struct config *c = load_ok("server:\n"
+                               "  listen: 127.0.0.1:7000\n"
+                               "  workers: auto\n"
+                               "  access_log: Yes\n"
+                               "  trusted_proxies: \"::1\"\n" UPSTREAM "routes:\n"
+                               "  - prefix: /x\n"
+                               "    methods: PUT\n");
+    assert_int_equal(c->server.n_listen, 1);
+    assert_int_equal(port_of(&c->server.listen[0]), 7000);
+    assert_true(c->server.workers >= 1);
+    assert_true(c->server.access_log);
+    assert_int_equal(c->server.n_trusted_proxies, 1);
+    assert_int_equal(c->server.trusted_proxies[0].bits, 128);
+    assert_int_equal(c->routes[0].methods, 1ull << HTTP_PUT);
+    cfg_unref(c);
+}
+
+static void test_match_route(void **state)
+{
+    struct config *c = load_ok("upstreams:\n"
+                               "  a: {servers: [\"127.0.0.1:8000\"]}\n"
+                               "  b: {servers: [\"127.0.0.1:8001\"]}\n"
+                               "routes:\n"
+                               "  - path: /exact\n"
+                               "    methods: [GET]\n"
+                               "  - prefix: /api/\n"
+                               "    methods: [POST]\n"
+                               "    upstream: b\n"
+                               "  - prefix: /api/\n"
+                               "  - path: /exact\n");
+    const struct cfg_route *r = c->routes;
+    assert_int_equal(c->n_routes, 4);
+
+    assert_ptr_equal(cfg_match_route(c, "/exact", 6, HTTP_GET), &r[0]);
+    /* Same path, other method: falls through to the later, any-method route. */
+    assert_ptr_equal(cfg_match_route(c, "/exact", 6, HTTP_POST), &r[3]);
+    /* The length, not a NUL, ends the path. */
+    assert_ptr_equal(cfg_match_route(c, "/exact?q=1", 6, HTTP_GET), &r[0]);
+    assert_null(cfg_match_route(c, "/exactly", 8, HTTP_GET));
+    assert_null(cfg_match_route(c, "/exact/x", 8, HTTP_GET));
+    assert_null(cfg_match_route(c, "/exac", 5, HTTP_GET));
+
+    /* First match wins, in file order. */
+    assert_ptr_equal(cfg_match_route(c, "/api/x", 6, HTTP_POST), &r[1]);
+    assert_int_equal(cfg_match_route(c, "/api/x", 6, HTTP_POST)->upstream, 1);
+    assert_ptr_equal(cfg_match_route(c, "/api/x", 6, HTTP_GET), &r[2]);
+    assert_int_equal(cfg_match_route(c, "/api/x", 6, HTTP_GET)->upstream, 0);
+    assert_ptr_equal(cfg_match_route(c, "/api/", 5, HTTP_POST), &r[1]);
+    assert_null(cfg_match_route(c, "/api", 4, HTTP_GET));
+    assert_null(cfg_match_route(c, "/", 1, HTTP_GET));
+
+    /* A method outside the bitmask only matches routes for every method. */
+    assert_ptr_equal(cfg_match_route(c, "/api/x", 6, 99), &r[2]);
+    assert_ptr_equal(cfg_match_route(c, "/api/x", 6, -1), &r[2]);
+    cfg_unref(c);
+}
+
+static void test_load_file(void **state)
+{
+    char path[] = "/tmp/sluice_test_conf_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, UPSTREAM, strlen(UPSTREAM)), (ssize_t)strlen(UPSTREAM));
+    close(fd);
+
+    char *err = NULL;
+    struct config *c = cfg_load(path, &err);
+    assert_non_null(c);
+    assert_null(err);
+    assert_string_equal(c->path, path);
+    assert_int_equal(c->n_upstreams, 1);
+    cfg_unref(c);
+    unlink(path);
+
+    assert_null(cfg_load(path, &err));
+    char want[128];
+    snprintf(want, sizeof want, "%s: cannot read: No such file or directory", path);
+    assert_string_equal(err, want);
+    free(err);
+
+    assert_null(cfg_load("/tmp", &err));
+    assert_string_equal(err, "/tmp: cannot read: Is a directory");
+    free(err);
+}
+
+static void test_too_large(void **state)
+{
+    size_t len = SL_MAX_CONFIG_BYTES + 1;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, '#', len);
+    char *err = NULL;
+    assert_null(cfg_load_string(big, len, "big.yaml", NULL, NULL, &err));
+    assert_string_equal(err, "big.yaml: too large (the limit is 4194304 bytes)");
+    free(err);
+
+    char path[] = "/tmp/sluice_test_conf_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, big, len), (ssize_t)len);
+    close(fd);
+    free(big);
+    assert_null(cfg_load(path, &err));
+    char want[128];
+    snprintf(want, sizeof want, "%s: too large (the limit is 4194304 bytes)", path);
+    assert_string_equal(err, want);
+    free(err);
+    unlink(path);
+}
+
+/* ---- errors: exact FILE:LINE: message ------------------------------- */
+
+static void test_err_unknown_key(void **state)
+{
+    assert_load_err("server:\n"
+                    "  listen: \"127.0.0.1:8080\"\n"
+                    "  foo: 1\n" UPSTREAM,
+                    "t.yaml:3: unknown key 'server.foo'");
+    assert_load_err(UPSTREAM "colour: blue\n", "t.yaml:3: unknown key 'colour'");
+    assert_load_err("upstreams:\n"
+                    "  app: {servers: [\"127.0.0.1:8000\"], weight: 2}\n",
+                    "t.yaml:2: unknown key 'upstreams.app.weight'");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    pth: /x\n",
+                    "t.yaml:5: unknown key 'routes[0].pth'");
+}
+
+static void test_err_bad_duration(void **state)
+{
+    assert_load_err("server:\n"
+                    "  timeouts:\n"
+                    "    header: abc\n" UPSTREAM,
+                    "t.yaml:3: server.timeouts.header: bad duration 'abc' (use 500ms, 30s, 5m, "
+                    "2h, 7d)");
+    assert_load_err("server:\n"
+                    "  timeouts: {idle: 10}\n" UPSTREAM,
+                    "t.yaml:2: server.timeouts.idle: bad duration '10' (use 500ms, 30s, 5m, 2h, "
+                    "7d)");
+    assert_load_err("server:\n"
+                    "  timeouts: {header: 0s}\n" UPSTREAM,
+                    "t.yaml:2: server.timeouts.header: 0s is out of range (1ms..1d)");
+}
+
+static void test_err_bad_values(void **state)
+{
+    assert_load_err("server:\n"
+                    "  max_header_bytes: 16kb\n" UPSTREAM,
+                    "t.yaml:2: server.max_header_bytes: bad size '16kb' (use 512, 16k, 10m, 1g)");
+    assert_load_err("server:\n"
+                    "  max_header_bytes: 2m\n" UPSTREAM,
+                    "t.yaml:2: server.max_header_bytes: 2m is out of range (1k..1m)");
+    assert_load_err("server:\n"
+                    "  max_connections: 0\n" UPSTREAM,
+                    "t.yaml:2: server.max_connections: 0 is out of range (1..10000000)");
+    assert_load_err("server:\n"
+                    "  workers: many\n" UPSTREAM,
+                    "t.yaml:2: server.workers: 'many' is not a whole number or auto");
+    assert_load_err("server:\n"
+                    "  access_log: maybe\n" UPSTREAM,
+                    "t.yaml:2: server.access_log: 'maybe' is not a boolean (use true or false)");
+    assert_load_err("server:\n"
+                    "  trusted_proxies: [10.0.0.0/8, 10.0.0.0/40]\n" UPSTREAM,
+                    "t.yaml:2: server.trusted_proxies[1]: bad CIDR '10.0.0.0/40' (use "
+                    "10.0.0.0/8, 2001:db8::/32 or one address)");
+    assert_load_err("server:\n"
+                    "  listen:\n"
+                    "    - 127.0.0.1:80\n"
+                    "    - \"::1:80\"\n" UPSTREAM,
+                    "t.yaml:4: server.listen[1]: bad address '::1:80': an IPv6 address needs "
+                    "brackets (use [::1]:8080)");
+    assert_load_err("server:\n"
+                    "  listen: []\n" UPSTREAM,
+                    "t.yaml:2: server.listen: needs at least 1 entry");
+    assert_load_err("server:\n"
+                    "  workers:\n" UPSTREAM,
+                    "t.yaml:2: server.workers: missing value");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    methods: [GET, get]\n",
+                    "t.yaml:5: routes[0].methods[1]: unknown method 'get' (methods are upper "
+                    "case: GET, POST, ...)");
+}
+
+static void test_err_bad_type(void **state)
+{
+    assert_load_err("server: [1, 2]\n" UPSTREAM,
+                    "t.yaml:1: server: expected a mapping, got a list");
+    assert_load_err("server:\n"
+                    "  max_connections: {a: 1}\n" UPSTREAM,
+                    "t.yaml:2: server.max_connections: expected a single value, got a mapping");
+    assert_load_err("server:\n"
+                    "  listen: {a: 1}\n" UPSTREAM,
+                    "t.yaml:2: server.listen: expected a list, got a mapping");
+    assert_load_err("upstreams: [app]\n",
+                    "t.yaml:1: upstreams: expected a mapping of names to {servers: [...]}, got a "
+                    "list");
+    assert_load_err(UPSTREAM "routes: {prefix: /}\n",
+                    "t.yaml:3: routes: expected a list of routes (- prefix: /api/), got a mapping");
+    assert_load_err("- a\n- b\n", "t.yaml:1: top level: expected a mapping, got a list");
+}
+
+static void test_err_routes(void **state)
+{
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /api/\n"
+                             "    upstream: nope\n",
+                    "t.yaml:5: routes[0].upstream: unknown upstream 'nope'");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - methods: [GET]\n",
+                    "t.yaml:4: routes[0]: a route needs 'path' (exact match) or 'prefix'");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - path: /a\n"
+                             "    prefix: /b\n",
+                    "t.yaml:5: routes[0].prefix: a route has either 'path' (exact) or 'prefix', "
+                    "not both");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: api/\n",
+                    "t.yaml:4: routes[0].prefix: bad path 'api/' (must start with '/'; no "
+                    "spaces, '?' or '#')");
+    assert_load_err("upstreams:\n"
+                    "  app: {keepalive: 2}\n",
+                    "t.yaml:2: upstreams.app.servers: required");
+    assert_load_err("upstreams:\n"
+                    "  app: {servers: [\"127.0.0.1:1\"]}\n"
+                    "  app: {servers: [\"127.0.0.1:2\"]}\n",
+                    "t.yaml:3: upstreams: duplicate upstream 'app'");
+}
+
+static void test_err_not_supported(void **state)
+{
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  free: {limits: [\"1000/h\"]}\n",
+                    "t.yaml:3: 'tiers' is not supported by this version of sluice yet");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    cache: {ttl: 300s}\n",
+                    "t.yaml:5: 'routes[0].cache' is not supported by this version of sluice yet");
+    /* Every later section, even when empty. */
+    static const char *const top[] = {"store",        "identity", "tiers",  "limits",
+                                      "quota_alerts", "abuse",    "access", "audit"};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
+        char yaml[256], want[256];
+        snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
+        snprintf(want, sizeof want, "t.yaml:1: '%s' is not supported by this version of sluice yet",
+                 top[i]);
+        assert_load_err(yaml, want);
+    }
+    static const char *const route[] = {"limits", "cache", "rejection", "graphql",
+                                        "cost",   "auth",  "scopes"};
+    for (size_t i = 0; i < sizeof route / sizeof route[0]; i++) {
+        char yaml[256], want[256];
+        snprintf(yaml, sizeof yaml, UPSTREAM "routes:\n  - prefix: /\n    %s: off\n", route[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:5: 'routes[0].%s' is not supported by this version of sluice yet",
+                 route[i]);
+        assert_load_err(yaml, want);
+    }
+}
+
+static void test_err_admin(void **state)
+{
+    assert_load_err("admin:\n"
+                    "  listen: \"127.0.0.1:9090\"\n" UPSTREAM,
+                    "t.yaml:1: admin.token: required");
+    assert_load_err("admin:\n"
+                    "  listen: \"127.0.0.1:9090\"\n"
+                    "  token: \"\"\n" UPSTREAM,
+                    "t.yaml:3: admin.token: must not be empty");
+    /* Set but empty: still empty. */
+    assert_load_err("admin:\n"
+                    "  listen: \"127.0.0.1:9090\"\n"
+                    "  token: \"${EMPTY}\"\n" UPSTREAM,
+                    "t.yaml:3: admin.token: must not be empty");
+    assert_load_err("admin:\n"
+                    "  token: abc\n" UPSTREAM,
+                    "t.yaml:1: admin.listen: required");
+    assert_load_err("admin:\n" UPSTREAM,
+                    "t.yaml:1: admin.listen: required\nt.yaml:1: admin.token: required");
+}
+
+static void test_err_env(void **state)
+{
+    assert_load_err("admin:\n"
+                    "  listen: \"127.0.0.1:9090\"\n"
+                    "  token: \"${SLUICE_ADMIN_TOKEN}\"\n" UPSTREAM,
+                    "t.yaml:3: admin.token: environment variable 'SLUICE_ADMIN_TOKEN' is not set "
+                    "(give a default with ${SLUICE_ADMIN_TOKEN:-value})");
+    /* The variable named is the unset one, not the ones around it. */
+    assert_load_err("upstreams:\n"
+                    "  app: {servers: [\"${A:-x}${NOPE:-127.0.0.1}:${MISSING}\"]}\n",
+                    "t.yaml:2: upstreams.app.servers[0]: environment variable 'MISSING' is not "
+                    "set (give a default with ${MISSING:-value})");
+    assert_load_err("server:\n"
+                    "  workers: \"${A\"\n" UPSTREAM,
+                    "t.yaml:2: server.workers: missing '}' after '${' in '${A'");
+    /* Expansion happens before parsing the value. */
+    struct config *c = load_ok("server:\n  max_connections: ${NOPE:-77}\n" UPSTREAM);
+    assert_int_equal(c->server.max_connections, 77);
+    cfg_unref(c);
+}
+
+static void test_err_yaml_syntax(void **state)
+{
+    assert_load_err("server:\n"
+                    "  listen: [\"127.0.0.1:8080\"\n"
+                    "upstreams: {}\n",
+                    "t.yaml:3: YAML syntax error: did not find expected ',' or ']'");
+    assert_load_err(UPSTREAM "server:\n"
+                             "  a: b\n"
+                             " c: d\n",
+                    "t.yaml:5: YAML syntax error: did not find expected key");
+    /* Bad UTF-8 is reported by the reader, which gives an offset, not a line. */
+    assert_load_err(UPSTREAM "# caf\xe9\n", "t.yaml:3: YAML syntax error: incomplete UTF-8 "
+                                            "octet sequence");
+    assert_load_err(UPSTREAM "---\n" UPSTREAM, "t.yaml:3: only one YAML document is allowed");
+}
+
+static void test_err_upstreams_required(void **state)
+{
+    const char *want = "upstreams: at least one upstream is required, e.g. upstreams: {app: "
+                       "{servers: [\"127.0.0.1:8000\"]}}";
+    char buf[256];
+
+    snprintf(buf, sizeof buf, "t.yaml: %s", want);
+    assert_load_err("", buf);
+    assert_load_err("# only a comment\n", buf);
+    snprintf(buf, sizeof buf, "t.yaml:1: %s", want);
+    assert_load_err("server: {workers: 2}\n", buf);
+    assert_load_err("upstreams: {}\n", buf);
+}
+
+static void test_err_many(void **state)
+{
+    /* Errors come out in file order, whatever order the keys are read in. */
+    assert_load_err("routes:\n"
+                    "  - prefix: /\n"
+                    "    upstream: nope\n"
+                    "server:\n"
+                    "  workers: 0\n"
+                    "  bogus: 1\n"
+                    "upstreams:\n"
+                    "  app: {servers: [\"127.0.0.1:0\"]}\n",
+                    "t.yaml:3: routes[0].upstream: unknown upstream 'nope'\n"
+                    "t.yaml:5: server.workers: 0 is out of range (1..256)\n"
+                    "t.yaml:6: unknown key 'server.bogus'\n"
+                    "t.yaml:8: upstreams.app.servers[0]: bad address '127.0.0.1:0': bad port (use "
+                    "1-65535)");
+
+    /* Past SL_MAX_CONFIG_ERRORS, one line says the rest was dropped. */
+    char yaml[2048] = UPSTREAM;
+    for (int i = 0; i < SL_MAX_CONFIG_ERRORS + 5; i++) {
+        size_t len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len, "k%d: 1\n", i);
+    }
+    char *err = load_err(yaml);
+    int lines = 1;
+    for (const char *p = err; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, SL_MAX_CONFIG_ERRORS + 1);
+    assert_non_null(strstr(err, "t.yaml:3: unknown key 'k0'\n"));
+    assert_non_null(strstr(err, "\nt.yaml: too many errors; the first 20 are shown"));
+    free(err);
+
+    /* A control character in a value cannot break the one-error-per-line
+     * output. */
+    assert_load_err("server:\n  workers: \"1\\n2\"\n" UPSTREAM,
+                    "t.yaml:2: server.workers: '1?2' is not a whole number or auto");
+    assert_load_err("server:\n  workers: \"1\\0\"\n" UPSTREAM,
+                    "t.yaml:2: server.workers: value contains a NUL byte");
+    assert_load_err("server:\n  access_log: true\n  access_log: false\n" UPSTREAM,
+                    "t.yaml:3: duplicate key 'server.access_log'");
+}
+
+static void test_deep_nesting(void **state)
+{
+    /* Aliases and deep nesting must neither blow the stack nor loop: the
+     * walk only descends where the tables do. */
+    size_t depth = 5000; /* libyaml's time grows with depth squared */
+    char *yaml = malloc(depth * 2 + 64);
+    assert_non_null(yaml);
+    size_t n = 0;
+    n += (size_t)snprintf(yaml, 64, "server: ");
+    memset(yaml + n, '[', depth);
+    n += depth;
+    memset(yaml + n, ']', depth);
+    n += depth;
+    yaml[n] = '\0';
+    char *err = load_err(yaml);
+    assert_non_null(strstr(err, "t.yaml:1: server: expected a mapping, got a list"));
+    free(err);
+    free(yaml);
+
+    struct config *c = load_ok(UPSTREAM "routes:\n  - &r {prefix: /a}\n  - *r\n  - {path: /b}\n");
+    assert_int_equal(c->n_routes, 3);
+    cfg_unref(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duration_units),
+        cmocka_unit_test(test_duration_bad),
+        cmocka_unit_test(test_size),
+        cmocka_unit_test(test_cidr_v4),
+        cmocka_unit_test(test_cidr_v6),
+        cmocka_unit_test(test_cidr_bad),
+        cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_addr_bad),
+        cmocka_unit_test(test_env_expand),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_env_process),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults_and_implicit_route),
+        cmocka_unit_test(test_scalar_forms),
+        cmocka_unit_test(test_match_route),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_err_unknown_key),
+        cmocka_unit_test(test_err_bad_duration),
+        cmocka_unit_test(test_err_bad_values),
+        cmocka_unit_test(test_err_bad_type),
+        cmocka_unit_test(test_err_routes),
+        cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_err_admin),
+        cmocka_unit_test(test_err_env),
+        cmocka_unit_test(test_err_yaml_syntax),
+        cmocka_unit_test(test_err_upstreams_required),
+        cmocka_unit_test(test_err_many),
+        cmocka_unit_test(test_deep_nesting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
