@@ -1,6 +1,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <llhttp.h>
 
 #include "net/worker.h"
@@ -11,6 +12,7 @@
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/str.h"
+#include "util/url.h"
 
 /* Where a connection stands between requests; transitions happen in
  * conn_set_state() only. */
@@ -457,6 +459,7 @@ void conn_resume_body(struct exchange *x)
 static struct exchange *conn_new_exchange(struct conn *c)
 {
     struct exchange *x = exchange_new(c->w, c, c->kind == CONN_ADMIN);
+    snprintf(x->peer_ip, sizeof(x->peer_ip), "%s", c->peer_ip);
     snprintf(x->client_ip, sizeof(x->client_ip), "%s", c->peer_ip);
     return x;
 }
@@ -493,6 +496,10 @@ static int conn_cb_url(llhttp_t *p, const char *at, size_t len)
     if (!conn_count_header_bytes(c, len))
         return -1;
     struct exchange *x = c->x;
+    if (!x->method_name) { /* known from here on: log it even if the headers fail */
+        x->method = llhttp_get_method(p);
+        x->method_name = llhttp_method_name((llhttp_method_t)x->method);
+    }
     x->target = arena_realloc(x->arena, x->target, x->target_len, x->target_len + len + 1);
     memcpy(x->target + x->target_len, at, len);
     x->target_len += len;
@@ -606,23 +613,71 @@ static const char *conn_check_framing(struct conn *c, struct exchange *x)
     }
     if (c->n_host > 1)
         return "more than one Host";
-    if (c->n_host == 0 && x->http_minor >= 1)
-        return "missing Host header";
-    if (!x->target || x->target[0] != '/')
+    if (!x->target)
         return "the request target must be a path";
     return NULL;
 }
 
-static void conn_split_target(struct exchange *x)
+/* Absolute-form ("http://host/path?q", RFC 9112 3.2.2): the authority
+ * replaces Host and the rest goes on in origin-form. False if <x>'s target
+ * is not in that form. */
+static bool conn_take_absolute_form(struct exchange *x)
+{
+    size_t skip = 0;
+    if (x->target_len >= 7 && strncasecmp(x->target, "http://", 7) == 0)
+        skip = 7;
+    else if (x->target_len >= 8 && strncasecmp(x->target, "https://", 8) == 0)
+        skip = 8;
+    if (!skip)
+        return false;
+    const char *auth = x->target + skip;
+    size_t alen = strcspn(auth, "/?");
+    x->host = arena_strndup(x->arena, auth, alen);
+    x->host_len = alen;
+    const char *rest = auth + alen;
+    size_t rlen = x->target_len - skip - alen;
+    if (rlen == 0 || rest[0] == '?') {
+        char *t = arena_alloc(x->arena, rlen + 2);
+        t[0] = '/';
+        memcpy(t + 1, rest, rlen);
+        t[rlen + 1] = '\0';
+        x->target = t;
+        x->target_len = rlen + 1;
+    } else {
+        x->target = arena_strndup(x->arena, rest, rlen);
+        x->target_len = rlen;
+    }
+    return true;
+}
+
+/* Splits the target into path and query and normalises the path (dot
+ * segments, repeated slashes) so routing and the upstream see the same path;
+ * the target forwarded is rebuilt from the normalised path. */
+static const char *conn_split_target(struct exchange *x)
 {
     const char *q = memchr(x->target, '?', x->target_len);
     size_t plen = q ? (size_t)(q - x->target) : x->target_len;
-    x->path = arena_strndup(x->arena, x->target, plen);
-    x->path_len = plen;
+    char *path = arena_alloc(x->arena, plen + 2);
+    if (url_normalize_path(x->target, plen, path, &x->path_len) != 0)
+        return x->target[0] == '/' ? "the request path climbs above the root"
+                                   : "the request target must be a path";
+    x->path = path;
+    size_t qlen = q ? x->target_len - plen : 0;
+    if (x->path_len != plen || memcmp(path, x->target, plen) != 0) {
+        char *t = arena_alloc(x->arena, x->path_len + qlen + 1);
+        memcpy(t, path, x->path_len);
+        if (qlen)
+            memcpy(t + x->path_len, q, qlen);
+        t[x->path_len + qlen] = '\0';
+        x->target = t;
+        x->target_len = x->path_len + qlen;
+        q = qlen ? t + x->path_len : NULL;
+    }
     if (q) {
         x->query = q + 1;
-        x->query_len = x->target_len - plen - 1;
+        x->query_len = qlen - 1;
     }
+    return NULL;
 }
 
 static void conn_take_request_id(struct worker *w, struct exchange *x)
@@ -662,11 +717,19 @@ static int conn_cb_headers_complete(llhttp_t *p)
         c->error_msg = "CONNECT is not supported";
         return -1;
     }
-    conn_split_target(x);
     const struct sl_header *h = exchange_req_header(x, "host");
-    if (h) {
+    if (!conn_take_absolute_form(x) && h) {
         x->host = h->value;
         x->host_len = h->value_len;
+    }
+    if (!x->host && x->http_minor >= 1)
+        why = "missing Host header";
+    if (!why)
+        why = conn_split_target(x);
+    if (why) {
+        c->error_status = 400;
+        c->error_msg = why;
+        return -1;
     }
     x->chunked = c->n_te > 0;
     x->content_length = c->n_cl ? (int64_t)p->content_length : -1;

@@ -33,6 +33,17 @@ enum stage_result {
     STAGE_WAIT, /* async work started; the stage calls exchange_resume() later */
 };
 
+/* Who is asking (SPEC 3.2): filled by the client_ip stage from the address,
+ * later by API keys and JWT. Counters are keyed by <id>. */
+enum identity_kind { ID_IP, ID_API_KEY, ID_JWT };
+
+struct identity {
+    enum identity_kind kind;
+    char id[96];      /* "ip:203.0.113.7", "ip:2001:db8:1:2::/64", "key:...", "sub:..." */
+    const char *tier; /* a tier name; "anonymous" for ID_IP */
+    bool exempt;      /* no limits at all (exempt tier or role) */
+};
+
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
 
@@ -74,7 +85,9 @@ struct exchange {
     bool expect_continue;
     bool client_keep_alive;
     char request_id[SL_MAX_REQUEST_ID + 1];
-    char client_ip[64];
+    char peer_ip[64];   /* the socket peer */
+    char client_ip[64]; /* the client, after trusted proxies (client_ip stage) */
+    struct identity identity;
     int64_t start_us;
 
     /* Request body flow: queued until a sink is set. */

@@ -323,7 +323,8 @@ static bool px_forwardable(const struct sl_headers *h, const struct sl_header *f
 
 static bool px_is_forwarded_header(const struct sl_header *f)
 {
-    return str_ieq(f->name, f->name_len, "x-forwarded-for") ||
+    return str_ieq(f->name, f->name_len, "host") ||
+           str_ieq(f->name, f->name_len, "x-forwarded-for") ||
            str_ieq(f->name, f->name_len, "x-forwarded-proto") ||
            str_ieq(f->name, f->name_len, "x-forwarded-host") ||
            str_ieq(f->name, f->name_len, "expect");
@@ -359,14 +360,17 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
         buf_append(b, f->value, f->value_len);
         buf_append(b, "\r\n", 2);
     }
-    if (!x->host)
+    /* The client's Host (or the authority of an absolute-form target). */
+    if (x->host)
+        px_header_line(b, "Host", x->host, x->host_len);
+    else
         px_header_line(b, "Host", p->pool->addr->text, strlen(p->pool->addr->text));
     buf_append_str(b, "X-Forwarded-For: ");
     if (xff) {
         buf_append(b, xff->value, xff->value_len);
         buf_append(b, ", ", 2);
     }
-    buf_append_str(b, x->client_ip);
+    buf_append_str(b, x->peer_ip); /* the hop we saw, as every proxy appends its peer */
     buf_append(b, "\r\n", 2);
     buf_append_str(b, "X-Forwarded-Proto: http\r\n");
     if (x->host)

@@ -1,0 +1,88 @@
+"""The bundled demo: examples/demo_api.py behind examples/quickstart.yaml."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import REPO_ROOT, E2ETestCase, free_port, wait_for
+
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Demo(E2ETestCase):
+    def setUp(self):
+        self.api_port = free_port()
+        self.api = subprocess.Popen([sys.executable, str(EXAMPLES / "demo_api.py"),
+                                     "--port", str(self.api_port), "--quiet"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(self._stop_api)
+        self.assertTrue(wait_for(lambda: listening(self.api_port), timeout=10),
+                        "demo_api.py did not start")
+        text = (EXAMPLES / "quickstart.yaml").read_text()
+        for addr, sub in (("127.0.0.1:8080", "{{LISTEN}}"), ("127.0.0.1:9090", "{{ADMIN}}"),
+                          ("127.0.0.1:8000", "127.0.0.1:%d" % self.api_port)):
+            self.assertIn(addr, text)
+            text = text.replace(addr, sub)
+        env = {k: v for k, v in os.environ.items() if k != "SLUICE_ADMIN_TOKEN"}
+        self.gw = self.start_gateway(text, env=env)
+
+    def _stop_api(self):
+        self.api.terminate()
+        try:
+            self.api.wait(5)
+        except subprocess.TimeoutExpired:
+            self.api.kill()
+            self.api.wait()
+        self.api.stderr.close()
+
+    def test_market_overview_is_slow_json(self):
+        t0 = time.monotonic()
+        r = self.gw.request("GET", "/api/market/overview")
+        self.assertEqual(r.status, 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.18)
+        self.assertIn("sentiment", r.json())
+
+    def test_market_indices(self):
+        r = self.gw.request("GET", "/api/market/indices")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.json()["indices"])
+
+    def test_create_lead(self):
+        r = self.gw.request("POST", "/public/leads/",
+                            body=json.dumps({"name": "Ada", "email": "ada@example.com"}).encode(),
+                            headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 201)
+        self.assertIsInstance(r.json()["id"], int)
+        self.assertEqual(r.json()["email"], "ada@example.com")
+
+    def test_content_pages(self):
+        r = self.gw.request("GET", "/public/content/pages")
+        self.assertEqual(r.status, 200)
+        self.assertIsInstance(r.json(), list)
+
+    def test_graphql(self):
+        r = self.gw.request("POST", "/graphql/",
+                            body=json.dumps({"query": "{ indices { symbol } }"}).encode(),
+                            headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200)
+        self.assertIn("data", r.json())
+
+    def test_admin_default_token(self):
+        self.assertEqual(self.gw.admin_request("GET", "/health", token="demo-admin-token").status,
+                         200)
+
+
+if __name__ == "__main__":
+    unittest.main()
