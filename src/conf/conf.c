@@ -73,6 +73,12 @@ enum {
     CFG_IF_PRESENT = 1 << 3, /* section: absent means off, so no defaults or required keys */
 };
 
+/* One word of a key that takes one of a few words (`rejection: drf`). */
+struct cfg_word {
+    const char *name;
+    int value;
+};
+
 struct cfg_key {
     const char *name;
     cfg_set_fn set;
@@ -82,6 +88,8 @@ struct cfg_key {
     const char *def;  /* the default, spelled as in a config file; NULL: zero */
     unsigned flags;
     const struct cfg_section *sub;
+    size_t size; /* the value's size: integers are stored by width (int, uint32_t, ...) */
+    const struct cfg_word *words; /* words: the accepted ones, ending with a NULL name */
 };
 
 /* One row per key, one constructor per kind of value (as Redis's
@@ -89,8 +97,9 @@ struct cfg_key {
  * A list also names <n>, the int that counts its items, and bounds that
  * count with <lo>..<hi>. */
 /* clang-format off */
+#define CFG_FIELD_SIZE(st, f) sizeof(((st *)0)->f)
 #define CFG_ROW(name, set, st, f, lo, hi, def, fl) \
-    {name, set, offsetof(st, f), 0, lo, hi, def, fl, NULL}
+    {name, set, offsetof(st, f), 0, lo, hi, def, fl, NULL, CFG_FIELD_SIZE(st, f), NULL}
 #define CFG_INT(name, st, f, lo, hi, def, fl) CFG_ROW(name, cfg_set_int, st, f, lo, hi, def, fl)
 #define CFG_DURATION(name, st, f, lo, hi, d) CFG_ROW(name, cfg_set_duration, st, f, lo, hi, d, 0)
 #define CFG_SIZE(name, st, f, lo, hi, def) CFG_ROW(name, cfg_set_size, st, f, lo, hi, def, 0)
@@ -98,13 +107,17 @@ struct cfg_key {
 #define CFG_STRING(name, st, f, fl) CFG_ROW(name, cfg_set_string, st, f, 0, 0, NULL, fl)
 #define CFG_ADDR(name, st, f, fl) CFG_ROW(name, cfg_set_addr, st, f, 0, 0, NULL, fl)
 #define CFG_LIST(name, set, st, f, n, lo, hi, def, fl) \
-    {name, set, offsetof(st, f), offsetof(st, n), lo, hi, def, fl, NULL}
+    {name, set, offsetof(st, f), offsetof(st, n), lo, hi, def, fl, NULL, \
+     CFG_FIELD_SIZE(st, f), NULL}
 #define CFG_SECTION(name, st, f, sub, fl) \
-    {name, cfg_set_section, offsetof(st, f), 0, 0, 0, NULL, fl, sub}
+    {name, cfg_set_section, offsetof(st, f), 0, 0, 0, NULL, fl, sub, CFG_FIELD_SIZE(st, f), NULL}
+/* One of the words of <words>, stored as its value in an int or enum field. */
+#define CFG_WORD(name, st, f, words, def) \
+    {name, cfg_set_word, offsetof(st, f), 0, 0, 0, def, 0, NULL, CFG_FIELD_SIZE(st, f), words}
 /* A key whose setter knows where its value goes. */
-#define CFG_CUSTOM(name, set) {name, set, 0, 0, 0, 0, NULL, 0, NULL}
+#define CFG_CUSTOM(name, set) {name, set, 0, 0, 0, 0, NULL, 0, NULL, 0, NULL}
 #define CFG_UNSUPPORTED(name) CFG_CUSTOM(name, cfg_set_unsupported)
-#define CFG_END {NULL, NULL, 0, 0, 0, 0, NULL, 0, NULL}
+#define CFG_END {NULL, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, NULL}
 /* clang-format on */
 
 /* libyaml reports its own allocation failures; they end the process as
@@ -309,6 +322,25 @@ static int cfg_int64(const char *s, int64_t *out)
     return 0;
 }
 
+/* Stores <v>, already checked against the row's bounds, into the integer
+ * field of row <k>, whatever its width: rows fill int, enum, uint32_t and
+ * uint64_t fields. Through memcpy, as the field's type is only known by its
+ * size; a value that fits the field has the same bytes signed or not. */
+static void cfg_store_int(const struct cfg_key *k, void *base, int64_t v)
+{
+    char *dst = (char *)base + k->off;
+    if (k->size == sizeof(uint32_t)) {
+        uint32_t x = (uint32_t)v;
+        memcpy(dst, &x, sizeof x);
+    } else if (k->size == sizeof(uint64_t)) {
+        memcpy(dst, &v, sizeof v);
+    } else {
+        /* A row with any other width is a bug in the tables below. */
+        fprintf(stderr, "sluice: config key '%s' has an integer of %zu bytes\n", k->name, k->size);
+        abort();
+    }
+}
+
 static void cfg_set_int(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char *s = cfg_scalar(cx, k, node);
@@ -327,7 +359,7 @@ static void cfg_set_int(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t
                    (long long)k->min, (long long)k->max);
         goto out;
     }
-    *(int *)((char *)base + k->off) = (int)v;
+    cfg_store_int(k, base, v);
 out:
     free(s);
 }
@@ -405,6 +437,29 @@ static void cfg_set_string(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
     }
     free(*dst);
     *dst = s;
+}
+
+static void cfg_set_word(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    char list[CFG_QUOTE_MAX * 2];
+    size_t used = 0;
+    if (!s)
+        return;
+    for (const struct cfg_word *w = k->words; w->name; w++) {
+        if (strcmp(s, w->name) == 0) {
+            cfg_store_int(k, base, w->value);
+            free(s);
+            return;
+        }
+    }
+    /* The words are short and few; the list is cut rather than overflow. */
+    list[0] = '\0';
+    for (const struct cfg_word *w = k->words; w->name && used < sizeof list; w++)
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", w->name);
+    cfg_kerror(cx, cfg_line(node), "unknown value '%.*s' (use %s)", CFG_QUOTE_MAX, s, list);
+    free(s);
 }
 
 static void cfg_set_addr(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
@@ -533,6 +588,58 @@ static void cfg_set_methods(struct cfg_ctx *cx, const struct cfg_key *k, yaml_no
                             void *base)
 {
     cfg_each(cx, k, node, base, cfg_method_item);
+}
+
+static int cfg_limit_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                          int i, void *base)
+{
+    struct limit *l = *(struct limit **)((char *)base + k->off) + i;
+    const char *why;
+    if (lim_parse(s, l, &why) == 0)
+        return 0;
+    cfg_kerror(cx, line, "bad limit '%.*s': %s", CFG_QUOTE_MAX, s, why);
+    return -1;
+}
+
+/* A list of limit strings into a struct limit array of its own size (the
+ * field at k->off), counted by the int at k->n_off. */
+static void cfg_set_limit_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                               void *base)
+{
+    struct limit **dst = (struct limit **)((char *)base + k->off);
+    size_t cap = 1; /* a single value is a list of one */
+
+    if (node && node->type == YAML_SEQUENCE_NODE) {
+        ptrdiff_t count = node->data.sequence.items.top - node->data.sequence.items.start;
+        /* Past the bound cfg_each reports the list before reading an item. */
+        if (count > 0 && count <= k->max)
+            cap = (size_t)count;
+    }
+    *dst = sl_calloc(cap, sizeof **dst);
+    int n = cfg_each(cx, k, node, base, cfg_limit_item);
+    *(int *)((char *)base + k->n_off) = n < 0 ? 0 : n;
+}
+
+static int cfg_header_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                           int i, void *base)
+{
+    struct cfg_limits *lim = base;
+    if (strcmp(s, "x-ratelimit") == 0) {
+        lim->header_xratelimit = true;
+        return 0;
+    }
+    if (strcmp(s, "ietf") == 0) {
+        lim->header_ietf = true;
+        return 0;
+    }
+    cfg_kerror(cx, line, "unknown value '%.*s' (use x-ratelimit, ietf)", CFG_QUOTE_MAX, s);
+    return -1;
+}
+
+static void cfg_set_headers(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                            void *base)
+{
+    cfg_each(cx, k, node, base, cfg_header_item);
 }
 
 /* ---- sections -------------------------------------------------------- */
@@ -688,6 +795,209 @@ static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_
     }
 }
 
+/* ---- tiers and limits ------------------------------------------------ */
+
+static const struct cfg_key cfg_tier_keys[] = {
+    CFG_LIST("limits", cfg_set_limit_list, struct cfg_tier, limits, n_limits, 0,
+             SL_MAX_LIMITS_PER_LIST, NULL, 0),
+    /* Exempt wins over limits, which are still checked: a tier made exempt
+     * for an incident keeps its limits, valid, for when it is not. */
+    CFG_BOOL("exempt", struct cfg_tier, exempt, "false"),
+    CFG_UNSUPPORTED("quota"),
+    CFG_UNSUPPORTED("price_per_1k"),
+    CFG_END,
+};
+static const struct cfg_section cfg_tier_section = {cfg_tier_keys, NULL};
+
+static void cfg_set_tiers(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                          void *base)
+{
+    struct config *c = base;
+
+    if (cfg_is_null(node))
+        return;
+    if (node->type != YAML_MAPPING_NODE) {
+        cfg_type_error(cx, node, "a mapping of tier names to {limits: [...]}");
+        return;
+    }
+    ptrdiff_t count = node->data.mapping.pairs.top - node->data.mapping.pairs.start;
+    if (count > SL_MAX_TIERS) {
+        cfg_kerror(cx, cx->key_line, "too many tiers (%td; at most %d)", count, SL_MAX_TIERS);
+        return;
+    }
+    if (count == 0)
+        return;
+    c->tiers = sl_calloc((size_t)count, sizeof *c->tiers);
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
+        if (key->type != YAML_SCALAR_NODE) {
+            cfg_kerror(cx, cfg_line(key), "tier names must be names, got %s", cfg_node_kind(key));
+            continue;
+        }
+        const char *name = (const char *)key->data.scalar.value;
+        size_t len = key->data.scalar.length;
+        /* Tier names come back in JWT claims and key records, are compared
+         * as they are, and show up in metric labels. */
+        if (!cfg_good_name(name, len) || memchr(name, '\0', len)) {
+            cfg_kerror(cx, cfg_line(key),
+                       "bad tier name '%.*s' (letters, digits, '_', '-', '.'; at most %d)",
+                       CFG_QUOTE_MAX, name, CFG_NAME_MAX);
+            continue;
+        }
+        if (cfg_find_tier(c, name)) {
+            cfg_kerror(cx, cfg_line(key), "duplicate tier '%s'", name);
+            continue;
+        }
+        struct cfg_tier *t = &c->tiers[c->n_tiers++];
+        t->name = sl_strndup(name, len);
+        t->line = cfg_line(key);
+        size_t old = cfg_path_key(cx, name);
+        cfg_walk(cx, &cfg_tier_section, yaml_document_get_node(cx->doc, p->value), t, t->line);
+        cfg_path_pop(cx, old);
+    }
+}
+
+const struct cfg_tier *cfg_find_tier(const struct config *c, const char *name)
+{
+    for (int i = 0; i < c->n_tiers; i++)
+        if (strcmp(c->tiers[i].name, name) == 0)
+            return &c->tiers[i];
+    return NULL;
+}
+
+/* limits.algorithm, by the names algo.c knows. "concurrency" is one, but
+ * of its own limits only: a default cannot turn "100/h" into a number of
+ * requests in flight. */
+static void cfg_set_algorithm(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                              void *base)
+{
+    char *s = cfg_scalar(cx, k, node);
+    if (!s)
+        return;
+    int a = lim_algorithm_from_name(s);
+    if (a == LIM_CONCURRENCY)
+        cfg_kerror(cx, cfg_line(node),
+                   "concurrency cannot be a default (write 'concurrency N' as a limit of its own)");
+    else if (a < 0)
+        cfg_kerror(cx, cfg_line(node),
+                   "unknown algorithm '%.*s' (use fixed_window, sliding_window, token_bucket)",
+                   CFG_QUOTE_MAX, s);
+    else
+        cfg_store_int(k, base, a);
+    free(s);
+}
+
+static const struct cfg_key cfg_limits_keys[] = {
+    CFG_ROW("algorithm", cfg_set_algorithm, struct cfg_limits, algorithm, 0, 0, "sliding_window",
+            0),
+    /* No count: each item sets its own flag; [] sends no headers. */
+    CFG_ROW("headers", cfg_set_headers, struct cfg_limits, header_xratelimit, 0, 2, "x-ratelimit",
+            0),
+    CFG_BOOL("enabled", struct cfg_limits, enabled, "true"),
+    /* An entry is one counter of one identity, at most ~128 bytes: the
+     * default holds a million in ~128 MB; past 1e9 (~128 GB) no single host
+     * could keep them, and below 1000 a busy minute would evict live ones. */
+    CFG_INT("max_entries", struct cfg_limits, max_entries, 1000, 1000000000, "1000000", 0),
+    CFG_END,
+};
+static const struct cfg_section cfg_limits_section = {cfg_limits_keys, NULL};
+
+/* A route's limits for one tier; the row is only used for reading. */
+static const struct cfg_key cfg_route_tier_limits =
+    CFG_LIST("limits", cfg_set_limit_list, struct cfg_route_limits, limits, n_limits, 0,
+             SL_MAX_LIMITS_PER_LIST, NULL, 0);
+
+/* `limits: {TIER: [LIMIT...], ...}` or `limits: off`. */
+static void cfg_set_route_limits(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                                 void *base)
+{
+    struct cfg_route *r = base;
+    struct config *c = cx->c;
+
+    if (cfg_is_null(node))
+        return;
+    if (node->type == YAML_SCALAR_NODE) {
+        char *s = cfg_scalar(cx, k, node);
+        if (!s)
+            return;
+        /* The words that read as false elsewhere; "on" has no meaning here. */
+        if (strcasecmp(s, "off") == 0 || strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0)
+            r->limits_off = true;
+        else
+            cfg_kerror(cx, cfg_line(node),
+                       "'%.*s' is not off (use off, or a mapping of tiers to limits: "
+                       "{anonymous: [\"100/h\"]})",
+                       CFG_QUOTE_MAX, s);
+        free(s);
+        return;
+    }
+    if (node->type != YAML_MAPPING_NODE) {
+        cfg_type_error(cx, node, "off or a mapping of tiers to limits");
+        return;
+    }
+    ptrdiff_t count = node->data.mapping.pairs.top - node->data.mapping.pairs.start;
+    if (count == 0)
+        return;
+    /* No bound of its own: accepted keys are distinct tiers, anonymous or
+     * "*", which SL_MAX_TIERS bounds; the array, as long as the mapping,
+     * is bounded by the file's size. */
+    r->limits = sl_calloc((size_t)count, sizeof *r->limits);
+    int key_line = cx->key_line;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
+        if (key->type != YAML_SCALAR_NODE) {
+            cfg_kerror(cx, cfg_line(key), "tier names must be names, got %s", cfg_node_kind(key));
+            continue;
+        }
+        const char *name = (const char *)key->data.scalar.value;
+        size_t len = key->data.scalar.length;
+        if (memchr(name, '\0', len) ||
+            (strcmp(name, "anonymous") != 0 && strcmp(name, "*") != 0 && !cfg_find_tier(c, name))) {
+            cfg_kerror(cx, cfg_line(key), "unknown tier '%.*s'", CFG_QUOTE_MAX, name);
+            continue;
+        }
+        bool dup = false;
+        for (int i = 0; i < r->n_limits; i++)
+            dup = dup || strcmp(r->limits[i].tier, name) == 0;
+        if (dup) {
+            cfg_kerror(cx, cfg_line(key), "duplicate tier '%s'", name);
+            continue;
+        }
+        struct cfg_route_limits *rl = &r->limits[r->n_limits++];
+        rl->tier = sl_strndup(name, len);
+        size_t old = cfg_path_key(cx, name);
+        cx->key_line = cfg_line(key);
+        cfg_set_limit_list(cx, &cfg_route_tier_limits, yaml_document_get_node(cx->doc, p->value),
+                           rl);
+        cfg_path_pop(cx, old);
+    }
+    cx->key_line = key_line;
+}
+
+static const struct cfg_word cfg_rejection_words[] = {
+    {"json", CFG_REJECT_JSON},
+    {"drf", CFG_REJECT_DRF},
+    {"graphql", CFG_REJECT_GRAPHQL},
+    {NULL, 0},
+};
+
+/* Resolves what depends on sections read in any order: a limit naming no
+ * algorithm takes limits.algorithm. */
+static void cfg_resolve_limits(struct config *c)
+{
+    for (int i = 0; i < c->n_tiers; i++)
+        for (int j = 0; j < c->tiers[i].n_limits; j++)
+            if (c->tiers[i].limits[j].algorithm == LIM_DEFAULT)
+                c->tiers[i].limits[j].algorithm = c->limits.algorithm;
+    for (int i = 0; i < c->n_routes; i++)
+        for (int j = 0; j < c->routes[i].n_limits; j++)
+            for (int m = 0; m < c->routes[i].limits[j].n_limits; m++)
+                if (c->routes[i].limits[j].limits[m].algorithm == LIM_DEFAULT)
+                    c->routes[i].limits[j].limits[m].algorithm = c->limits.algorithm;
+}
+
 static void cfg_route_path(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
                            void *base, enum cfg_match match)
 {
@@ -760,11 +1070,12 @@ static const struct cfg_key cfg_route_keys[] = {
     CFG_ROW("methods", cfg_set_methods, struct cfg_route, methods, 1, SL_MAX_METHODS, NULL, 0),
     /* Absent: 0, the first upstream in the file. */
     CFG_CUSTOM("upstream", cfg_set_upstream_ref),
-    CFG_UNSUPPORTED("limits"),
+    /* Tier names are looked up as they are read: tiers come before routes. */
+    CFG_CUSTOM("limits", cfg_set_route_limits),
+    CFG_WORD("rejection", struct cfg_route, rejection, cfg_rejection_words, "json"),
+    CFG_INT("cost", struct cfg_route, cost, 1, 1000000, "1", 0),
     CFG_UNSUPPORTED("cache"),
-    CFG_UNSUPPORTED("rejection"),
     CFG_UNSUPPORTED("graphql"),
-    CFG_UNSUPPORTED("cost"),
     CFG_UNSUPPORTED("auth"),
     CFG_UNSUPPORTED("scopes"),
     CFG_END,
@@ -862,24 +1173,29 @@ static void cfg_check_top(struct cfg_ctx *cx, void *base, int line)
     if (c->n_routes == 0) {
         /* A config that is only an upstream proxies everything to it. */
         c->routes = sl_calloc(1, sizeof *c->routes);
-        c->routes[0] = (struct cfg_route){
-            .match = CFG_MATCH_PREFIX, .path = sl_strndup("/", 1), .path_len = 1};
+        c->routes[0] = (struct cfg_route){.match = CFG_MATCH_PREFIX,
+                                          .path = sl_strndup("/", 1),
+                                          .path_len = 1,
+                                          .rejection = CFG_REJECT_JSON,
+                                          .cost = 1};
         c->n_routes = 1;
     }
+    /* Here, after every section: `limits` may come anywhere in the file. */
+    cfg_resolve_limits(c);
 }
 
-/* Upstreams come before routes: a route's upstream is looked up as it is
- * read. */
+/* Upstreams and tiers come before routes: a route's upstream and tier names
+ * are looked up as it is read. */
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("server", struct config, server, &cfg_server_section, 0),
     CFG_SECTION("admin", struct config, admin, &cfg_admin_section, CFG_IF_PRESENT),
     CFG_CUSTOM("upstreams", cfg_set_upstreams),
+    CFG_CUSTOM("tiers", cfg_set_tiers),
+    CFG_SECTION("limits", struct config, limits, &cfg_limits_section, 0),
     CFG_CUSTOM("routes", cfg_set_routes),
     /* Later product sections (SPEC 2), each a promise of protection. */
     CFG_UNSUPPORTED("store"),
     CFG_UNSUPPORTED("identity"),
-    CFG_UNSUPPORTED("tiers"),
-    CFG_UNSUPPORTED("limits"),
     CFG_UNSUPPORTED("quota_alerts"),
     CFG_UNSUPPORTED("abuse"),
     CFG_UNSUPPORTED("access"),
@@ -897,9 +1213,21 @@ static void cfg_free(struct config *c)
     for (int i = 0; i < c->n_upstreams; i++)
         free(c->upstreams[i].name);
     free(c->upstreams);
-    for (int i = 0; i < c->n_routes; i++)
-        free(c->routes[i].path);
+    for (int i = 0; i < c->n_routes; i++) {
+        struct cfg_route *r = &c->routes[i];
+        free(r->path);
+        for (int j = 0; j < r->n_limits; j++) {
+            free(r->limits[j].tier);
+            free(r->limits[j].limits);
+        }
+        free(r->limits);
+    }
     free(c->routes);
+    for (int i = 0; i < c->n_tiers; i++) {
+        free(c->tiers[i].name);
+        free(c->tiers[i].limits);
+    }
+    free(c->tiers);
     free(c);
 }
 

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include "limit/limit.h"
 #include "util/limits.h"
 
 /* A resolved socket address, with the text the user wrote (for logs). */
@@ -63,6 +64,34 @@ struct cfg_upstream {
 
 enum cfg_match { CFG_MATCH_EXACT, CFG_MATCH_PREFIX };
 
+/* The 429 body style of a route (SPEC 3.5). */
+enum cfg_rejection { CFG_REJECT_JSON, CFG_REJECT_DRF, CFG_REJECT_GRAPHQL };
+
+/* A route's limits for one tier ("anonymous", a tier of `tiers`, or "*" for
+ * any identified tier without an entry of its own). */
+struct cfg_route_limits {
+    char *tier;
+    struct limit *limits;
+    int n_limits;
+};
+
+struct cfg_tier {
+    char *name;
+    struct limit *limits; /* the tier's own limits: counted across all routes */
+    int n_limits;
+    bool exempt;
+    int line;
+};
+
+/* The `limits` section: defaults for every limit. */
+struct cfg_limits {
+    enum lim_algorithm algorithm; /* default for limits that name none; sliding_window */
+    bool header_xratelimit;       /* headers: [x-ratelimit] (default) */
+    bool header_ietf;             /* headers: [ietf] */
+    bool enabled;                 /* false: no limiting anywhere */
+    uint64_t max_entries;         /* counters kept in memory; default 1,000,000 */
+};
+
 struct cfg_route {
     enum cfg_match match;
     char *path; /* the exact path, or the prefix */
@@ -70,6 +99,11 @@ struct cfg_route {
     uint64_t methods; /* bit (1 << llhttp_method_t); 0 = every method */
     int upstream;     /* index into config.upstreams */
     int line;         /* where the route starts in the file, for messages */
+    bool limits_off;  /* `limits: off`: never limited */
+    struct cfg_route_limits *limits;
+    int n_limits;
+    enum cfg_rejection rejection;
+    uint32_t cost; /* weight of one request; default 1 */
 };
 
 struct config {
@@ -81,7 +115,13 @@ struct config {
     int n_upstreams;
     struct cfg_route *routes;
     int n_routes;
+    struct cfg_tier *tiers;
+    int n_tiers;
+    struct cfg_limits limits;
 };
+
+/* The tier called <name>, or NULL. */
+const struct cfg_tier *cfg_find_tier(const struct config *c, const char *name);
 
 /* Looks up an environment variable; returns NULL when unset. Injected so unit
  * tests do not depend on the process environment. */

@@ -5,6 +5,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "guard/violations.h"
+#include "limit/mem_store.h"
 #include "net/conn.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
@@ -14,6 +16,10 @@
 
 /* Pending connections the kernel may queue per listener. */
 #define LISTEN_BACKLOG 4096
+/* Every worker sweeps some limiter shards this often; together they cover
+ * the whole store every few seconds. */
+#define SWEEP_INTERVAL_MS 1000
+#define SWEEP_SHARDS_PER_TICK 64
 
 /* ---- config holds -------------------------------------------------------------- */
 
@@ -114,6 +120,7 @@ static void worker_stop(struct worker *w)
     worker_close_handle(w, (uv_handle_t *)&w->check);
     worker_close_handle(w, (uv_handle_t *)&w->prepare);
     worker_close_handle(w, (uv_handle_t *)&w->drain_timer);
+    worker_close_handle(w, (uv_handle_t *)&w->sweep_timer);
     wcfg_retire(w->cur); /* closes idle upstream connections */
     w->cur = NULL;
 }
@@ -185,6 +192,12 @@ static void worker_on_prepare(uv_prepare_t *p)
     accesslog_flush(w);
 }
 
+static void worker_on_sweep(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    lim_store_sweep(w->gw->limiter, clock_wall_us(), SWEEP_SHARDS_PER_TICK);
+}
+
 static void worker_on_connection(uv_stream_t *server, int status)
 {
     struct worker *w = server->data;
@@ -231,6 +244,9 @@ static void worker_init(struct worker *w, struct gateway *gw, int id, struct con
     w->prepare.data = w;
     uv_prepare_start(&w->prepare, worker_on_prepare);
     uv_timer_init(&w->loop, &w->drain_timer);
+    uv_timer_init(&w->loop, &w->sweep_timer);
+    w->sweep_timer.data = w;
+    uv_timer_start(&w->sweep_timer, worker_on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     w->metrics = metrics_new();
     cfg_ref(cfg);
     w->cur = wcfg_new(w, cfg);
@@ -314,6 +330,8 @@ int gw_reload(struct gateway *gw, char **err)
     const struct config *old = gw->cfg;
     if (cfg->server.n_listen != old->server.n_listen || cfg->server.workers != old->server.workers)
         fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
+    if (cfg->limits.max_entries != old->limits.max_entries)
+        fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
     struct config *prev = gw->cfg;
     gw->cfg = cfg;
     gw->gen++;
@@ -368,6 +386,8 @@ int gw_serve(const char *path)
     gw.started_wall_us = clock_wall_us();
     gw.n_workers = cfg->server.workers;
     gw.workers = sl_calloc((size_t)gw.n_workers, sizeof(struct worker));
+    gw.limiter = lim_store_new(cfg->limits.max_entries, 0);
+    gw.violations = viol_new(SL_MAX_VIOLATORS);
     for (int i = 0; i < gw.n_workers; i++)
         worker_init(&gw.workers[i], &gw, i, cfg);
     if (gw_open_sockets(&gw) != 0) {
@@ -401,6 +421,8 @@ int gw_serve(const char *path)
         worker_release(&gw.workers[i]);
     uv_loop_close(&main_loop);
     free(gw.workers);
+    lim_store_free(gw.limiter);
+    viol_free(gw.violations);
     cfg_unref(gw.cfg);
     pthread_mutex_destroy(&gw.lock);
     free(gw.config_path);

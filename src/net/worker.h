@@ -14,6 +14,8 @@
 struct conn;
 struct metrics;
 struct px_pool;
+struct lim_store;
+struct viol_table;
 
 /* A worker's hold on one config snapshot. Exchanges count themselves in
  * <users> (worker-local, so no atomics on the hot path); when the worker has
@@ -38,6 +40,7 @@ struct worker {
     uv_check_t check;
     uv_prepare_t prepare;
     uv_timer_t drain_timer;
+    uv_timer_t sweep_timer; /* drops expired rate-limit counters */
     uv_tcp_t listeners[SL_MAX_LISTEN];
     int listen_fds[SL_MAX_LISTEN];
     int n_listeners;
@@ -70,6 +73,8 @@ struct gateway {
     int n_conns;  /* atomic: open client connections, all workers */
     int draining; /* atomic */
     int64_t started_wall_us;
+    struct lim_store *limiter;     /* rate-limit counters, shared by all workers */
+    struct viol_table *violations; /* 429s per identity */
 };
 
 /* Run the gateway on the config at <path> until SIGTERM/SIGINT; the exit code. */

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "limit/mem_store.h"
 #include "net/worker.h"
 #include "pipeline/exchange.h"
 #include "util/clock.h"
@@ -32,6 +33,7 @@ struct series_table {
 struct metrics {
     struct series_table requests;
     struct series_table upstream_errors;
+    struct series_table limit_decisions;
     int64_t in_flight;
     uint64_t rejected_connections;
     uint64_t buckets[N_BUCKETS + 1];
@@ -57,6 +59,7 @@ struct metrics *metrics_new(void)
     struct metrics *m = sl_calloc(1, sizeof(*m));
     series_table_init(&m->requests, SL_METRIC_SERIES);
     series_table_init(&m->upstream_errors, 256);
+    series_table_init(&m->limit_decisions, 1024);
     return m;
 }
 
@@ -66,6 +69,7 @@ void metrics_free(struct metrics *m)
         return;
     series_table_release(&m->requests);
     series_table_release(&m->upstream_errors);
+    series_table_release(&m->limit_decisions);
     free(m);
 }
 
@@ -162,6 +166,18 @@ void metrics_upstream_error(struct metrics *m, const char *upstream, const char 
         counter_add(c, 1);
 }
 
+void metrics_limit_decision(struct metrics *m, const char *route, bool allowed)
+{
+    char name[96];
+    label_escape(name, sizeof(name), route);
+    char labels[SERIES_LABEL];
+    snprintf(labels, sizeof(labels), "route=\"%s\",outcome=\"%s\"", name,
+             allowed ? "allowed" : "rejected");
+    uint64_t *c = series_find(&m->limit_decisions, labels, "route=\"other\",outcome=\"other\"");
+    if (c)
+        counter_add(c, 1);
+}
+
 void metrics_connection_rejected(struct metrics *m)
 {
     counter_add(&m->rejected_connections, 1);
@@ -202,6 +218,27 @@ void metrics_render(struct gateway *gw, struct buf *out)
                         "# TYPE sluice_upstream_errors_total counter\n");
     render_family(gw, out, "sluice_upstream_errors_total",
                   offsetof(struct metrics, upstream_errors));
+
+    buf_append_str(out, "# HELP sluice_ratelimit_decisions_total Rate-limit decisions, by route "
+                        "and outcome.\n"
+                        "# TYPE sluice_ratelimit_decisions_total counter\n");
+    render_family(gw, out, "sluice_ratelimit_decisions_total",
+                  offsetof(struct metrics, limit_decisions));
+    struct lim_store_stats ls;
+    lim_store_stats(gw->limiter, &ls);
+    buf_appendf(out,
+                "# HELP sluice_ratelimit_counters Rate-limit counters held in memory.\n"
+                "# TYPE sluice_ratelimit_counters gauge\n"
+                "sluice_ratelimit_counters %llu\n"
+                "# HELP sluice_ratelimit_counter_bytes Memory held by rate-limit counters.\n"
+                "# TYPE sluice_ratelimit_counter_bytes gauge\n"
+                "sluice_ratelimit_counter_bytes %llu\n"
+                "# HELP sluice_ratelimit_evictions_total Live counters dropped because the store "
+                "was full.\n"
+                "# TYPE sluice_ratelimit_evictions_total counter\n"
+                "sluice_ratelimit_evictions_total %llu\n",
+                (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
+                (unsigned long long)ls.evictions);
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};

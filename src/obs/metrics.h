@@ -4,6 +4,7 @@
  * atomic stores, no shared cache lines on the hot path); a scrape sums every
  * worker's counters into Prometheus text. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/buf.h"
@@ -21,6 +22,8 @@ void metrics_exchange_end(struct metrics *m, const struct exchange *x);
 /* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
 void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind);
 void metrics_connection_rejected(struct metrics *m);
+/* A rate-limit decision on <route>. */
+void metrics_limit_decision(struct metrics *m, const char *route, bool allowed);
 
 /* Prometheus text exposition of all workers of <gw> appended to <out>. */
 void metrics_render(struct gateway *gw, struct buf *out);

@@ -1,13 +1,12 @@
 #include "pipeline/pipeline.h"
 
 #include "admin/admin.h"
+#include "limit/policy.h"
 #include "pipeline/stages.h"
 #include "proxy/proxy.h"
 
 static const stage_fn public_stages[] = {
-    stage_health,
-    stage_route,
-    px_stage,
+    stage_health, stage_route, stage_client_ip, lim_stage, px_stage,
 };
 
 static const stage_fn admin_stages[] = {

@@ -8,4 +8,8 @@ enum stage_result stage_health(struct exchange *x);
 /* Finds the route (first match in file order); 404 when none matches. */
 enum stage_result stage_route(struct exchange *x);
 
+/* Resolves the client address (trusted proxies) and the default identity:
+ * the address, tier "anonymous". */
+enum stage_result stage_client_ip(struct exchange *x);
+
 #endif

@@ -10,19 +10,26 @@
 #define SL_MAX_UPSTREAM_SERVERS 64     /* servers in one group */
 #define SL_MAX_METHODS 32              /* entries in one route's methods list */
 #define SL_MAX_TRUSTED_PROXIES 256     /* CIDRs in server.trusted_proxies */
+#define SL_MAX_TIERS 64                /* tiers are found by name, linearly, per request */
+#define SL_MAX_LIMITS_PER_LIST 16      /* a request counts 2 lists: 2x <= SL_MAX_LIMIT_OPS */
 #define SL_MAX_WORKERS 256             /* worker threads */
 #define SL_MAX_CONFIG_ERRORS 20        /* errors reported by one load before giving up */
 #define SL_MAX_CONFIG_BYTES (4u << 20) /* a config file larger than this is a mistake */
 
 /* HTTP */
-#define SL_MAX_HEADERS 128              /* header lines in one request or upstream response */
-#define SL_MAX_REQUEST_ID 128           /* a client's X-Request-Id longer than this is replaced */
-#define SL_READ_BUF 65536               /* bytes read from a socket at a time */
-#define SL_BODY_HIGH_WATER (256u << 10) /* queued body bytes before reading stops (backpressure)   \
-                                         */
+#define SL_MAX_HEADERS 128    /* header lines in one request or upstream response */
+#define SL_MAX_REQUEST_ID 128 /* a client's X-Request-Id longer than this is replaced */
+#define SL_READ_BUF 65536     /* bytes read from a socket at a time */
+#define SL_BODY_HIGH_WATER                                                                         \
+    (256u << 10) /* queued body bytes before reading stops (backpressure)                          \
+                  */
 #define SL_DEFAULT_MAX_HEADER_BYTES (16u << 10)
 #define SL_DEFAULT_MAX_BODY_BYTES (10u << 20)
 #define SL_DRAIN_TIMEOUT_MS 30000 /* SIGTERM waits at most this for in-flight requests */
+
+/* Rate limiting */
+#define SL_MAX_VIOLATORS 100000 /* identities tracked for 429 counts; oldest evicted */
+#define SL_MAX_LIMIT_OPS 32     /* counters one request may touch: tier + route lists */
 
 /* Metrics */
 #define SL_METRIC_SERIES 4096 /* (route, status) series per worker; more fold into "other" */

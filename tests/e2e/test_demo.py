@@ -67,6 +67,17 @@ class Demo(E2ETestCase):
         self.assertIsInstance(r.json()["id"], int)
         self.assertEqual(r.json()["email"], "ada@example.com")
 
+    def test_leads_are_throttled_drf_style(self):
+        codes = []
+        for _ in range(3):
+            r = self.gw.request("POST", "/public/leads/", body=b'{"email": "a@b.c"}',
+                                headers={"Content-Type": "application/json"})
+            codes.append(r.status)
+        self.assertEqual(codes, [201, 201, 429])
+        self.assertIn("Request was throttled", r.json()["detail"])
+        self.assertEqual(r.header("X-RateLimit-Limit"), "2")
+        self.assertIn('"per-minute";q=2;w=60', r.header("RateLimit-Policy"))
+
     def test_content_pages(self):
         r = self.gw.request("GET", "/public/content/pages")
         self.assertEqual(r.status, 200)

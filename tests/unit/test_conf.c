@@ -740,16 +740,16 @@ static void test_err_routes(void **state)
 
 static void test_err_not_supported(void **state)
 {
-    assert_load_err(UPSTREAM "tiers:\n"
-                             "  free: {limits: [\"1000/h\"]}\n",
-                    "t.yaml:3: 'tiers' is not supported by this version of sluice yet");
+    assert_load_err(UPSTREAM "store:\n"
+                             "  backend: memory\n",
+                    "t.yaml:3: 'store' is not supported by this version of sluice yet");
     assert_load_err(UPSTREAM "routes:\n"
                              "  - prefix: /\n"
                              "    cache: {ttl: 300s}\n",
                     "t.yaml:5: 'routes[0].cache' is not supported by this version of sluice yet");
     /* Every later section, even when empty. */
-    static const char *const top[] = {"store",        "identity", "tiers",  "limits",
-                                      "quota_alerts", "abuse",    "access", "audit"};
+    static const char *const top[] = {"store", "identity", "quota_alerts",
+                                      "abuse", "access",   "audit"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
@@ -757,8 +757,7 @@ static void test_err_not_supported(void **state)
                  top[i]);
         assert_load_err(yaml, want);
     }
-    static const char *const route[] = {"limits", "cache", "rejection", "graphql",
-                                        "cost",   "auth",  "scopes"};
+    static const char *const route[] = {"cache", "graphql", "auth", "scopes"};
     for (size_t i = 0; i < sizeof route / sizeof route[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, UPSTREAM "routes:\n  - prefix: /\n    %s: off\n", route[i]);
@@ -767,6 +766,371 @@ static void test_err_not_supported(void **state)
                  route[i]);
         assert_load_err(yaml, want);
     }
+}
+
+/* ---- tiers and rate limits ------------------------------------------ */
+
+/* `limits` comes last in the file, after the tiers and routes whose limits
+ * take its algorithm: defaults are resolved once everything is read. */
+static const char limits_yaml[] =
+    "upstreams:\n"                                                             /* 1 */
+    "  app: {servers: [\"127.0.0.1:8000\"]}\n"                                 /* 2 */
+    "routes:\n"                                                                /* 3 */
+    "  - path: /public/leads/\n"                                               /* 4 */
+    "    methods: [POST]\n"                                                    /* 5 */
+    "    limits: {anonymous: [\"2/min\", \"10/hour\"], \"*\": \"1000/h\"}\n"   /* 6 */
+    "    rejection: drf\n"                                                     /* 7 */
+    "    cost: 3\n"                                                            /* 8 */
+    "  - prefix: /static/\n"                                                   /* 9 */
+    "    limits: off\n"                                                        /* 10 */
+    "  - prefix: /graphql/\n"                                                  /* 11 */
+    "    rejection: graphql\n"                                                 /* 12 */
+    "    limits:\n"                                                            /* 13 */
+    "      free: [\"10/s burst 20\", \"concurrency 5\"]\n"                     /* 14 */
+    "      staff: []\n"                                                        /* 15 */
+    "  - prefix: /\n"                                                          /* 16 */
+    "tiers:\n"                                                                 /* 17 */
+    "  anonymous: {limits: [\"100/h\"]}\n"                                     /* 18 */
+    "  free:      {limits: [\"1000/h\", \"100/5m algorithm token_bucket\"]}\n" /* 19 */
+    "  staff:     {exempt: true, limits: [\"1/s\"]}\n"                         /* 20 */
+    "  premium:\n"                                                             /* 21 */
+    "limits:\n"                                                                /* 22 */
+    "  algorithm: fixed_window\n"                                              /* 23 */
+    "  headers: [x-ratelimit, ietf]\n"                                         /* 24 */
+    "  enabled: ${RATE_LIMIT_ENABLED:-true}\n"                                 /* 25 */
+    "  max_entries: 5000\n";                                                   /* 26 */
+
+static void assert_limit(const struct limit *l, const char *text, enum lim_algorithm algorithm,
+                         uint64_t count, int64_t window_s, uint64_t burst, const char *name)
+{
+    assert_string_equal(l->text, text);
+    assert_int_equal(l->algorithm, algorithm);
+    assert_int_equal(l->count, count);
+    assert_int_equal(l->window_us, window_s * 1000000);
+    assert_int_equal(l->burst, burst);
+    assert_string_equal(l->name, name);
+}
+
+static void test_rate_limit_config(void **state)
+{
+    struct config *c = load_ok(limits_yaml);
+
+    assert_int_equal(c->limits.algorithm, LIM_FIXED_WINDOW);
+    assert_true(c->limits.header_xratelimit);
+    assert_true(c->limits.header_ietf);
+    assert_true(c->limits.enabled);
+    assert_int_equal(c->limits.max_entries, 5000);
+
+    assert_int_equal(c->n_tiers, 4);
+    const struct cfg_tier *t = c->tiers;
+    assert_string_equal(t[0].name, "anonymous");
+    assert_int_equal(t[0].line, 18);
+    assert_false(t[0].exempt);
+    assert_int_equal(t[0].n_limits, 1);
+    /* No algorithm written: limits.algorithm, read after it in the file. */
+    assert_limit(&t[0].limits[0], "100/h", LIM_FIXED_WINDOW, 100, 3600, 0, "hourly");
+    assert_string_equal(t[1].name, "free");
+    assert_int_equal(t[1].n_limits, 2);
+    assert_limit(&t[1].limits[0], "1000/h", LIM_FIXED_WINDOW, 1000, 3600, 0, "hourly");
+    assert_limit(&t[1].limits[1], "100/5m algorithm token_bucket", LIM_TOKEN_BUCKET, 100, 300, 0,
+                 "per-5m");
+    /* Exempt with limits: accepted, the limits are kept but never applied. */
+    assert_string_equal(t[2].name, "staff");
+    assert_true(t[2].exempt);
+    assert_int_equal(t[2].n_limits, 1);
+    assert_string_equal(t[3].name, "premium");
+    assert_int_equal(t[3].line, 21);
+    assert_false(t[3].exempt);
+    assert_int_equal(t[3].n_limits, 0);
+
+    assert_ptr_equal(cfg_find_tier(c, "free"), &t[1]);
+    assert_ptr_equal(cfg_find_tier(c, "premium"), &t[3]);
+    assert_null(cfg_find_tier(c, "gold"));
+    assert_null(cfg_find_tier(c, "*"));
+    assert_null(cfg_find_tier(c, "Free"));
+
+    assert_int_equal(c->n_routes, 4);
+    const struct cfg_route *r = c->routes;
+    assert_false(r[0].limits_off);
+    assert_int_equal(r[0].rejection, CFG_REJECT_DRF);
+    assert_int_equal(r[0].cost, 3);
+    assert_int_equal(r[0].n_limits, 2);
+    assert_string_equal(r[0].limits[0].tier, "anonymous");
+    assert_int_equal(r[0].limits[0].n_limits, 2);
+    assert_limit(&r[0].limits[0].limits[0], "2/min", LIM_FIXED_WINDOW, 2, 60, 0, "per-minute");
+    assert_limit(&r[0].limits[0].limits[1], "10/hour", LIM_FIXED_WINDOW, 10, 3600, 0, "hourly");
+    /* A single string is a list of one. */
+    assert_string_equal(r[0].limits[1].tier, "*");
+    assert_int_equal(r[0].limits[1].n_limits, 1);
+    assert_limit(&r[0].limits[1].limits[0], "1000/h", LIM_FIXED_WINDOW, 1000, 3600, 0, "hourly");
+
+    assert_true(r[1].limits_off);
+    assert_int_equal(r[1].n_limits, 0);
+    assert_int_equal(r[1].rejection, CFG_REJECT_JSON);
+    assert_int_equal(r[1].cost, 1);
+
+    assert_false(r[2].limits_off);
+    assert_int_equal(r[2].rejection, CFG_REJECT_GRAPHQL);
+    assert_int_equal(r[2].n_limits, 2);
+    assert_string_equal(r[2].limits[0].tier, "free");
+    assert_int_equal(r[2].limits[0].n_limits, 2);
+    assert_limit(&r[2].limits[0].limits[0], "10/s burst 20", LIM_TOKEN_BUCKET, 10, 1, 20,
+                 "per-second");
+    assert_limit(&r[2].limits[0].limits[1], "concurrency 5", LIM_CONCURRENCY, 5, 0, 0,
+                 "concurrency");
+    /* An empty list: this tier has no route limits here. */
+    assert_string_equal(r[2].limits[1].tier, "staff");
+    assert_int_equal(r[2].limits[1].n_limits, 0);
+
+    assert_false(r[3].limits_off);
+    assert_int_equal(r[3].n_limits, 0);
+    assert_null(r[3].limits);
+    assert_int_equal(r[3].rejection, CFG_REJECT_JSON);
+    assert_int_equal(r[3].cost, 1);
+    cfg_unref(c); /* ASan: everything above is owned by the config */
+}
+
+static void test_rate_limit_defaults(void **state)
+{
+    struct config *c = load_ok(UPSTREAM);
+    assert_int_equal(c->n_tiers, 0);
+    assert_null(c->tiers);
+    assert_null(cfg_find_tier(c, "anonymous"));
+    assert_int_equal(c->limits.algorithm, LIM_SLIDING_WINDOW);
+    assert_true(c->limits.header_xratelimit);
+    assert_false(c->limits.header_ietf);
+    assert_true(c->limits.enabled);
+    assert_int_equal(c->limits.max_entries, 1000000);
+    /* The implicit route has the defaults of a written one. */
+    assert_false(c->routes[0].limits_off);
+    assert_int_equal(c->routes[0].n_limits, 0);
+    assert_int_equal(c->routes[0].rejection, CFG_REJECT_JSON);
+    assert_int_equal(c->routes[0].cost, 1);
+    cfg_unref(c);
+
+    /* No limits.algorithm: sliding_window, for tier and route limits alike;
+     * a limit naming its algorithm keeps it. */
+    c = load_ok(UPSTREAM "tiers:\n"
+                         "  free: {limits: \"5/s\"}\n"
+                         "routes:\n"
+                         "  - prefix: /\n"
+                         "    limits: {free: [\"1/s\", \"2/s algorithm fixed_window\"]}\n");
+    assert_int_equal(c->tiers[0].n_limits, 1);
+    assert_int_equal(c->tiers[0].limits[0].algorithm, LIM_SLIDING_WINDOW);
+    assert_int_equal(c->routes[0].cost, 1);
+    assert_int_equal(c->routes[0].rejection, CFG_REJECT_JSON);
+    assert_int_equal(c->routes[0].limits[0].limits[0].algorithm, LIM_SLIDING_WINDOW);
+    assert_int_equal(c->routes[0].limits[0].limits[1].algorithm, LIM_FIXED_WINDOW);
+    cfg_unref(c);
+
+    /* limits.algorithm given, before the limits this time. */
+    c = load_ok(UPSTREAM "limits: {algorithm: token_bucket}\n"
+                         "tiers: {free: {limits: [\"5/s\", \"6/s algorithm sliding_window\"]}}\n");
+    assert_int_equal(c->tiers[0].limits[0].algorithm, LIM_TOKEN_BUCKET);
+    assert_int_equal(c->tiers[0].limits[0].burst, 0);
+    assert_int_equal(c->tiers[0].limits[1].algorithm, LIM_SLIDING_WINDOW);
+    cfg_unref(c);
+
+    /* headers: an empty list sends none; one value is a list of one. */
+    c = load_ok(UPSTREAM "limits: {headers: []}\n");
+    assert_false(c->limits.header_xratelimit);
+    assert_false(c->limits.header_ietf);
+    cfg_unref(c);
+    c = load_ok(UPSTREAM "limits: {headers: ietf, enabled: off}\n");
+    assert_false(c->limits.header_xratelimit);
+    assert_true(c->limits.header_ietf);
+    assert_false(c->limits.enabled);
+    cfg_unref(c);
+    /* Empty sections and values: defaults, no tiers, no route limits. */
+    c = load_ok(UPSTREAM "limits:\n"
+                         "tiers:\n"
+                         "routes:\n"
+                         "  - prefix: /\n"
+                         "    limits:\n");
+    assert_int_equal(c->limits.algorithm, LIM_SLIDING_WINDOW);
+    assert_true(c->limits.header_xratelimit);
+    assert_int_equal(c->n_tiers, 0);
+    assert_false(c->routes[0].limits_off);
+    assert_int_equal(c->routes[0].n_limits, 0);
+    cfg_unref(c);
+    /* The other words for off; bounds of cost and max_entries. */
+    c = load_ok(UPSTREAM "limits: {max_entries: 1000}\n"
+                         "routes:\n"
+                         "  - {prefix: /a, limits: false, cost: 1000000}\n"
+                         "  - {prefix: /b, limits: \"no\"}\n");
+    assert_int_equal(c->limits.max_entries, 1000);
+    assert_true(c->routes[0].limits_off);
+    assert_int_equal(c->routes[0].cost, 1000000);
+    assert_true(c->routes[1].limits_off);
+    cfg_unref(c);
+    c = load_ok(UPSTREAM "limits: {max_entries: 1000000000}\n");
+    assert_int_equal(c->limits.max_entries, 1000000000);
+    cfg_unref(c);
+}
+
+static const struct fake_env limits_off_env[] = {
+    {"RATE_LIMIT_ENABLED", "false"},
+    {NULL, NULL},
+};
+
+static void test_rate_limit_enabled_env(void **state)
+{
+    char *err = NULL;
+    struct config *c = cfg_load_string(limits_yaml, strlen(limits_yaml), "t.yaml", fake_getenv,
+                                       (void *)limits_off_env, &err);
+    if (!c)
+        fail_msg("config rejected: %s", err);
+    assert_false(c->limits.enabled);
+    cfg_unref(c);
+
+    /* Unset: the default after ":-". */
+    c = load_ok(limits_yaml);
+    assert_true(c->limits.enabled);
+    cfg_unref(c);
+}
+
+static void test_err_rate_limits(void **state)
+{
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  free: {limits: [\"1000/h\"]}\n"
+                             "routes:\n"
+                             "  - prefix: /a/\n"
+                             "  - prefix: /b/\n"
+                             "  - prefix: /c/\n"
+                             "    limits:\n"
+                             "      free: [\"1/s\"]\n"
+                             "      gold: [\"10/s\"]\n",
+                    "t.yaml:11: routes[2].limits: unknown tier 'gold'");
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  anonymous: {limits: [\"100/h\"]}\n"
+                             "  free: {limits: [\"100/x\"]}\n",
+                    "t.yaml:5: tiers.free.limits[0]: bad limit '100/x': unknown unit (use s, m, "
+                    "h or d, or sec, min, hr, day, second(s), minute(s), hour(s), day(s))");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits:\n"
+                             "      anonymous:\n"
+                             "        - 2/min\n"
+                             "        - 10/s burst 0\n",
+                    "t.yaml:8: routes[0].limits.anonymous[1]: bad limit '10/s burst 0': the "
+                    "burst must be a whole number from 1 to 4294967295");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    rejection: xml\n",
+                    "t.yaml:5: routes[0].rejection: unknown value 'xml' (use json, drf, graphql)");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    cost: 0\n",
+                    "t.yaml:5: routes[0].cost: 0 is out of range (1..1000000)");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    cost: 1000001\n",
+                    "t.yaml:5: routes[0].cost: 1000001 is out of range (1..1000000)");
+    assert_load_err(UPSTREAM "limits:\n"
+                             "  algorithm: concurrency\n",
+                    "t.yaml:4: limits.algorithm: concurrency cannot be a default (write "
+                    "'concurrency N' as a limit of its own)");
+    assert_load_err(UPSTREAM "limits:\n"
+                             "  algorithm: leaky_bucket\n",
+                    "t.yaml:4: limits.algorithm: unknown algorithm 'leaky_bucket' (use "
+                    "fixed_window, sliding_window, token_bucket)");
+    /* "default" is algo.c's name for LIM_DEFAULT, not a word users write. */
+    assert_load_err(UPSTREAM "limits: {algorithm: default}\n",
+                    "t.yaml:3: limits.algorithm: unknown algorithm 'default' (use fixed_window, "
+                    "sliding_window, token_bucket)");
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  free:\n"
+                             "    limits: [\"1000/h\"]\n"
+                             "    quota: {monthly: 100000}\n"
+                             "    price_per_1k: 0\n",
+                    "t.yaml:6: 'tiers.free.quota' is not supported by this version of sluice yet\n"
+                    "t.yaml:7: 'tiers.free.price_per_1k' is not supported by this version of "
+                    "sluice yet");
+}
+
+static void test_err_rate_limit_shapes(void **state)
+{
+    assert_load_err(UPSTREAM "tiers: [free]\n",
+                    "t.yaml:3: tiers: expected a mapping of tier names to {limits: [...]}, got a "
+                    "list");
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  \"free tier\": {limits: [\"1/s\"]}\n"
+                             "  \"*\": {limits: [\"1/s\"]}\n",
+                    "t.yaml:4: tiers: bad tier name 'free tier' (letters, digits, '_', '-', '.'; "
+                    "at most 64)\n"
+                    "t.yaml:5: tiers: bad tier name '*' (letters, digits, '_', '-', '.'; at most "
+                    "64)");
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  free: {}\n"
+                             "  free: {exempt: true}\n",
+                    "t.yaml:5: tiers: duplicate tier 'free'");
+    assert_load_err(UPSTREAM "tiers:\n"
+                             "  free: {exempt: maybe, colour: red}\n",
+                    "t.yaml:4: unknown key 'tiers.free.colour'\n"
+                    "t.yaml:4: tiers.free.exempt: 'maybe' is not a boolean (use true or false)");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits: on\n",
+                    "t.yaml:5: routes[0].limits: 'on' is not off (use off, or a mapping of tiers "
+                    "to limits: {anonymous: [\"100/h\"]})");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits: [\"100/h\"]\n",
+                    "t.yaml:5: routes[0].limits: expected off or a mapping of tiers to limits, "
+                    "got a list");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits: {anonymous: \"1/s\", anonymous: \"2/s\"}\n",
+                    "t.yaml:5: routes[0].limits: duplicate tier 'anonymous'");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits: {anonymous: {a: 1}}\n",
+                    "t.yaml:5: routes[0].limits.anonymous: expected a list, got a mapping");
+    assert_load_err(UPSTREAM "limits:\n"
+                             "  headers: [x-ratelimit, draft]\n"
+                             "  max_entries: 999\n"
+                             "  enabled: sometimes\n",
+                    "t.yaml:4: limits.headers[1]: unknown value 'draft' (use x-ratelimit, ietf)\n"
+                    "t.yaml:5: limits.max_entries: 999 is out of range (1000..1000000000)\n"
+                    "t.yaml:6: limits.enabled: 'sometimes' is not a boolean (use true or false)");
+    assert_load_err(UPSTREAM "limits: [sliding_window]\n",
+                    "t.yaml:3: limits: expected a mapping, got a list");
+
+    /* Bounds: 16 limits in a list, 64 tiers. */
+    char yaml[8192] = UPSTREAM "tiers:\n  free:\n    limits:\n";
+    for (int i = 0; i < SL_MAX_LIMITS_PER_LIST; i++) {
+        size_t len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len, "      - %d/h\n", i + 1);
+    }
+    struct config *c = load_ok(yaml);
+    assert_int_equal(c->tiers[0].n_limits, SL_MAX_LIMITS_PER_LIST);
+    assert_int_equal(c->tiers[0].limits[SL_MAX_LIMITS_PER_LIST - 1].count, SL_MAX_LIMITS_PER_LIST);
+    cfg_unref(c);
+    size_t len = strlen(yaml);
+    snprintf(yaml + len, sizeof yaml - len, "      - 99/h\n");
+    assert_load_err(yaml, "t.yaml:5: tiers.free.limits: too many entries (17; at most 16)");
+
+    snprintf(yaml, sizeof yaml, UPSTREAM "tiers:\n");
+    for (int i = 0; i < SL_MAX_TIERS; i++) {
+        len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len, "  t%d: {limits: \"1/s\"}\n", i);
+    }
+    c = load_ok(yaml);
+    assert_int_equal(c->n_tiers, SL_MAX_TIERS);
+    assert_string_equal(cfg_find_tier(c, "t63")->name, "t63");
+    cfg_unref(c);
+    len = strlen(yaml);
+    snprintf(yaml + len, sizeof yaml - len, "  t%d: {}\n", SL_MAX_TIERS);
+    assert_load_err(yaml, "t.yaml:3: tiers: too many tiers (65; at most 64)");
+
+    /* A bad tier definition does not hide the route's other errors. */
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    limits: {\"*\": [\"0/h\"]}\n"
+                             "    cost: x\n",
+                    "t.yaml:5: routes[0].limits.*[0]: bad limit '0/h': the count must be a whole "
+                    "number from 1 to 4294967295\n"
+                    "t.yaml:6: routes[0].cost: 'x' is not a whole number");
 }
 
 static void test_err_admin(void **state)
@@ -933,6 +1297,11 @@ int main(void)
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
         cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_rate_limit_config),
+        cmocka_unit_test(test_rate_limit_defaults),
+        cmocka_unit_test(test_rate_limit_enabled_env),
+        cmocka_unit_test(test_err_rate_limits),
+        cmocka_unit_test(test_err_rate_limit_shapes),
         cmocka_unit_test(test_err_admin),
         cmocka_unit_test(test_err_env),
         cmocka_unit_test(test_err_yaml_syntax),

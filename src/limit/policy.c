@@ -1,0 +1,280 @@
+/* The limit stage: which limits apply to a request (SPEC 3.2-3.4), one
+ * all-or-nothing decision in the store, and what the client is told (3.5). */
+#include "limit/policy.h"
+
+#include "guard/violations.h"
+#include "limit/mem_store.h"
+#include "net/worker.h"
+#include "obs/metrics.h"
+#include "util/buf.h"
+#include "util/clock.h"
+
+/* What an allowed request holds until it ends: its concurrency slots. */
+struct lim_held {
+    struct lim_store *store;
+    struct lim_op ops[SL_MAX_LIMIT_OPS];
+    int n;
+    uint32_t cost;
+};
+
+/* The route's limits for <id>: its tier's entry, else "*" for any identified
+ * client; anonymous clients get only an "anonymous" entry. */
+static const struct cfg_route_limits *lim_route_limits(const struct cfg_route *r,
+                                                       const struct identity *id)
+{
+    const struct cfg_route_limits *any = NULL;
+    for (int i = 0; i < r->n_limits; i++) {
+        if (strcmp(r->limits[i].tier, id->tier) == 0)
+            return &r->limits[i];
+        if (strcmp(r->limits[i].tier, "*") == 0)
+            any = &r->limits[i];
+    }
+    return id->kind == ID_IP ? NULL : any;
+}
+
+/* Adds the counter of limit <l> in <scope> for <x>'s identity. Keys name
+ * the scope and the limit as written, so counters survive a reload that
+ * leaves them unchanged. */
+static void lim_add_op(struct exchange *x, struct lim_op *ops, int *n, const char *scope,
+                       const struct limit *l)
+{
+    if (*n >= SL_MAX_LIMIT_OPS)
+        return;
+    struct buf k = {0};
+    buf_appendf(&k, "%s:%s|%s", scope, l->text, x->identity.id);
+    ops[*n].limit = l;
+    ops[*n].key = arena_strndup(x->arena, k.data, k.len);
+    ops[*n].key_len = k.len;
+    buf_release(&k);
+    (*n)++;
+}
+
+static int lim_collect(struct exchange *x, struct lim_op *ops)
+{
+    int n = 0;
+    const struct cfg_tier *tier = cfg_find_tier(x->cfg, x->identity.tier);
+    char scope[320];
+    if (tier) {
+        snprintf(scope, sizeof(scope), "t:%s", tier->name);
+        for (int i = 0; i < tier->n_limits; i++)
+            lim_add_op(x, ops, &n, scope, &tier->limits[i]);
+    }
+    const struct cfg_route_limits *rl = lim_route_limits(x->route, &x->identity);
+    if (rl) {
+        snprintf(scope, sizeof(scope), "r:%c%s:%s", x->route->match == CFG_MATCH_EXACT ? '=' : '^',
+                 x->route->path, rl->tier);
+        for (int i = 0; i < rl->n_limits; i++)
+            lim_add_op(x, ops, &n, scope, &rl->limits[i]);
+    }
+    return n;
+}
+
+/* A denied request consumed nothing: limits that would have let it through
+ * still have what they had before it. */
+static void lim_uncount(struct lim_op *ops, int n, uint32_t cost)
+{
+    for (int i = 0; i < n; i++) {
+        struct lim_decision *d = &ops[i].decision;
+        if (d->allowed)
+            d->remaining = d->remaining + cost > d->limit ? d->limit : d->remaining + cost;
+    }
+}
+
+/* The limit the client is told about: when denied, the one that keeps it
+ * out longest; otherwise the one closest to running out. */
+static const struct lim_op *lim_most_restrictive(const struct lim_op *ops, int n, bool allowed)
+{
+    const struct lim_op *best = &ops[0];
+    for (int i = 1; i < n; i++) {
+        const struct lim_decision *d = &ops[i].decision, *b = &best->decision;
+        if (!allowed) {
+            if (!d->allowed && (b->allowed || d->retry_after_us > b->retry_after_us))
+                best = &ops[i];
+        } else if (d->remaining < b->remaining ||
+                   (d->remaining == b->remaining && d->reset_us > b->reset_us)) {
+            best = &ops[i];
+        }
+    }
+    return best;
+}
+
+static int64_t lim_ceil_s(int64_t us)
+{
+    return us <= 0 ? 0 : (us + 999999) / 1000000;
+}
+
+static void lim_add_u64_header(struct exchange *x, const char *name, uint64_t v)
+{
+    char tmp[24];
+    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    exchange_add_header(x, name, tmp);
+}
+
+/* RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers):
+ * one list item per applying limit, named after it; names made unique. */
+static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n)
+{
+    struct buf policy = {0}, state = {0};
+    for (int i = 0; i < n; i++) {
+        const struct limit *l = ops[i].limit;
+        const struct lim_decision *d = &ops[i].decision;
+        int dup = 0;
+        for (int j = 0; j < i; j++)
+            dup += strcmp(ops[j].limit->name, l->name) == 0;
+        char name[48];
+        if (dup)
+            snprintf(name, sizeof(name), "%s-%d", l->name, dup + 1);
+        else
+            snprintf(name, sizeof(name), "%s", l->name);
+        buf_appendf(&policy, "%s\"%s\";q=%llu", i ? ", " : "", name, (unsigned long long)d->limit);
+        if (l->algorithm != LIM_CONCURRENCY)
+            buf_appendf(&policy, ";w=%lld", (long long)(l->window_us / 1000000));
+        int64_t t = d->allowed ? d->reset_us : d->retry_after_us;
+        buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", i ? ", " : "", name,
+                    (unsigned long long)d->remaining, (long long)lim_ceil_s(t));
+    }
+    buf_append(&policy, "", 1);
+    buf_append(&state, "", 1);
+    exchange_add_header(x, "RateLimit-Policy", policy.data);
+    exchange_add_header(x, "RateLimit", state.data);
+    buf_release(&policy);
+    buf_release(&state);
+}
+
+static void lim_headers(struct exchange *x, const struct lim_op *ops, int n,
+                        const struct lim_op *shown, int64_t now_us)
+{
+    const struct cfg_limits *cl = &x->cfg->limits;
+    if (cl->header_xratelimit) {
+        lim_add_u64_header(x, "X-RateLimit-Limit", shown->decision.limit);
+        lim_add_u64_header(x, "X-RateLimit-Remaining", shown->decision.remaining);
+        lim_add_u64_header(x, "X-RateLimit-Reset",
+                           (uint64_t)lim_ceil_s(now_us + shown->decision.reset_us));
+    }
+    if (cl->header_ietf)
+        lim_ietf_headers(x, ops, n);
+}
+
+/* "hour", "5 minutes": the window of <l> in words. */
+static void lim_window_words(const struct limit *l, char *out, size_t len)
+{
+    static const struct {
+        int64_t us;
+        const char *one, *many;
+    } units[] = {{86400000000LL, "day", "days"},
+                 {3600000000LL, "hour", "hours"},
+                 {60000000LL, "minute", "minutes"},
+                 {1000000LL, "second", "seconds"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (l->window_us % units[i].us)
+            continue;
+        int64_t k = l->window_us / units[i].us;
+        if (k == 1)
+            snprintf(out, len, "%s", units[i].one);
+        else
+            snprintf(out, len, "%lld %s", (long long)k, units[i].many);
+        return;
+    }
+    snprintf(out, len, "%lld seconds", (long long)lim_ceil_s(l->window_us));
+}
+
+/* The 429 body in the route's style (SPEC 3.5). */
+static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int64_t retry_s,
+                            int64_t now_us, struct buf *b)
+{
+    const struct limit *l = shown->limit;
+    char window[48];
+    lim_window_words(l, window, sizeof(window));
+    switch (x->route->rejection) {
+    case CFG_REJECT_DRF:
+        buf_appendf(b, "{\"detail\": \"Request was throttled. Expected available in %lld %s.\"}\n",
+                    (long long)retry_s, retry_s == 1 ? "second" : "seconds");
+        break;
+    case CFG_REJECT_GRAPHQL:
+        buf_appendf(b,
+                    "{\"errors\": [{\"message\": \"Rate limit exceeded. Limit: %llu requests per "
+                    "%llds. Try again after %lld seconds.\", \"extensions\": {\"code\": "
+                    "\"RATE_LIMIT_EXCEEDED\", \"resetAt\": %lld}}]}\n",
+                    (unsigned long long)shown->decision.limit, (long long)lim_ceil_s(l->window_us),
+                    (long long)retry_s, (long long)lim_ceil_s(now_us) + retry_s);
+        break;
+    default:
+        if (l->algorithm == LIM_CONCURRENCY)
+            buf_appendf(b,
+                        "{\"error\": \"Rate limit exceeded\", \"message\": \"Maximum %llu "
+                        "concurrent requests allowed\", \"retry_after\": %lld}\n",
+                        (unsigned long long)l->count, (long long)retry_s);
+        else
+            buf_appendf(b,
+                        "{\"error\": \"Rate limit exceeded\", \"message\": \"Maximum %llu "
+                        "requests per %s allowed\", \"retry_after\": %lld}\n",
+                        (unsigned long long)l->count, window, (long long)retry_s);
+        break;
+    }
+}
+
+static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t now_us)
+{
+    int64_t retry_s = lim_ceil_s(shown->decision.retry_after_us);
+    if (retry_s < 1)
+        retry_s = 1;
+    lim_add_u64_header(x, "Retry-After", (uint64_t)retry_s);
+    struct buf b = {0};
+    lim_reject_body(x, shown, retry_s, now_us, &b);
+    struct gateway *gw = x->worker->gw;
+    viol_record(gw->violations, x->identity.id, x->route->path, now_us);
+    exchange_respond(x, 429, "application/json", b.data, b.len);
+    buf_release(&b);
+}
+
+static void lim_on_end(struct exchange *x, void *arg)
+{
+    struct lim_held *h = arg;
+    lim_store_release(h->store, h->ops, h->n, h->cost);
+}
+
+/* Keeps the concurrency counters of an allowed request until it ends, on
+ * whatever path it ends (answered, failed, or the client gone). */
+static void lim_hold_slots(struct exchange *x, struct lim_store *st, const struct lim_op *ops,
+                           int n, uint32_t cost)
+{
+    struct lim_held *h = NULL;
+    for (int i = 0; i < n; i++) {
+        if (ops[i].limit->algorithm != LIM_CONCURRENCY)
+            continue;
+        if (!h) {
+            h = arena_calloc(x->arena, sizeof(*h));
+            h->store = st;
+            h->cost = cost;
+        }
+        h->ops[h->n++] = ops[i];
+    }
+    if (h)
+        exchange_on_end(x, lim_on_end, h);
+}
+
+enum stage_result lim_stage(struct exchange *x)
+{
+    const struct config *cfg = x->cfg;
+    if (!cfg->limits.enabled || x->route->limits_off || x->identity.exempt)
+        return STAGE_NEXT;
+    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
+    int n = lim_collect(x, ops);
+    if (n == 0)
+        return STAGE_NEXT;
+    struct lim_store *st = x->worker->gw->limiter;
+    int64_t now_us = clock_wall_us();
+    uint32_t cost = x->route->cost ? x->route->cost : 1;
+    bool allowed = lim_store_apply(st, ops, n, now_us, cost);
+    if (!allowed)
+        lim_uncount(ops, n, cost);
+    const struct lim_op *shown = lim_most_restrictive(ops, n, allowed);
+    lim_headers(x, ops, n, shown, now_us);
+    metrics_limit_decision(x->worker->metrics, x->route->path, allowed);
+    if (!allowed) {
+        lim_reject(x, shown, now_us);
+        return STAGE_DONE;
+    }
+    lim_hold_slots(x, st, ops, n, cost);
+    return STAGE_NEXT;
+}
