@@ -743,6 +743,28 @@ static const struct cfg_key cfg_upstream_keys[] = {
 };
 static const struct cfg_section cfg_upstream_section = {cfg_upstream_keys, NULL};
 
+/* How many entries the mapping or sequence <node> holds: 0 for null, -1
+ * after reporting a node of another <type> (<expected> says what is wanted)
+ * or more than <max> entries (<what> names them). */
+static ptrdiff_t cfg_collection_size(struct cfg_ctx *cx, yaml_node_t *node, yaml_node_type_t type,
+                                     const char *expected, const char *what, int max)
+{
+    if (cfg_is_null(node))
+        return 0;
+    if (node->type != type) {
+        cfg_type_error(cx, node, expected);
+        return -1;
+    }
+    ptrdiff_t count = type == YAML_MAPPING_NODE
+                          ? node->data.mapping.pairs.top - node->data.mapping.pairs.start
+                          : node->data.sequence.items.top - node->data.sequence.items.start;
+    if (count > max) {
+        cfg_kerror(cx, cx->key_line, "too many %s (%td; at most %d)", what, count, max);
+        return -1;
+    }
+    return count;
+}
+
 static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
                               void *base)
 {
@@ -752,16 +774,11 @@ static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_
         return; /* the top-level check reports that none is defined */
     cx->upstreams_given = node->type != YAML_MAPPING_NODE ||
                           node->data.mapping.pairs.top > node->data.mapping.pairs.start;
-    if (node->type != YAML_MAPPING_NODE) {
-        cfg_type_error(cx, node, "a mapping of names to {servers: [...]}");
+    ptrdiff_t count =
+        cfg_collection_size(cx, node, YAML_MAPPING_NODE, "a mapping of names to {servers: [...]}",
+                            "upstreams", SL_MAX_UPSTREAMS);
+    if (count <= 0)
         return;
-    }
-    ptrdiff_t count = node->data.mapping.pairs.top - node->data.mapping.pairs.start;
-    if (count > SL_MAX_UPSTREAMS) {
-        cfg_kerror(cx, cx->key_line, "too many upstreams (%td; at most %d)", count,
-                   SL_MAX_UPSTREAMS);
-        return;
-    }
     c->upstreams = sl_calloc((size_t)count, sizeof *c->upstreams);
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
@@ -814,18 +831,10 @@ static void cfg_set_tiers(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node
 {
     struct config *c = base;
 
-    if (cfg_is_null(node))
-        return;
-    if (node->type != YAML_MAPPING_NODE) {
-        cfg_type_error(cx, node, "a mapping of tier names to {limits: [...]}");
-        return;
-    }
-    ptrdiff_t count = node->data.mapping.pairs.top - node->data.mapping.pairs.start;
-    if (count > SL_MAX_TIERS) {
-        cfg_kerror(cx, cx->key_line, "too many tiers (%td; at most %d)", count, SL_MAX_TIERS);
-        return;
-    }
-    if (count == 0)
+    ptrdiff_t count =
+        cfg_collection_size(cx, node, YAML_MAPPING_NODE,
+                            "a mapping of tier names to {limits: [...]}", "tiers", SL_MAX_TIERS);
+    if (count <= 0)
         return;
     c->tiers = sl_calloc((size_t)count, sizeof *c->tiers);
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
@@ -1087,19 +1096,11 @@ static void cfg_set_routes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
 {
     struct config *c = base;
 
-    if (cfg_is_null(node))
-        return;
-    if (node->type != YAML_SEQUENCE_NODE) {
-        cfg_type_error(cx, node, "a list of routes (- prefix: /api/)");
-        return;
-    }
-    ptrdiff_t count = node->data.sequence.items.top - node->data.sequence.items.start;
-    if (count > SL_MAX_ROUTES) {
-        cfg_kerror(cx, cx->key_line, "too many routes (%td; at most %d)", count, SL_MAX_ROUTES);
-        return;
-    }
-    if (count == 0)
-        return; /* the top-level check adds the implicit route */
+    ptrdiff_t count =
+        cfg_collection_size(cx, node, YAML_SEQUENCE_NODE, "a list of routes (- prefix: /api/)",
+                            "routes", SL_MAX_ROUTES);
+    if (count <= 0)
+        return; /* none: the top-level check adds the implicit route */
     c->routes = sl_calloc((size_t)count, sizeof *c->routes);
     for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
          it++) {
