@@ -4,6 +4,7 @@
 #include <strings.h>
 #include <llhttp.h>
 
+#include "net/deadline.h"
 #include "net/worker.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
@@ -31,6 +32,7 @@ enum conn_event { EV_NONE, EV_HEADERS, EV_MESSAGE };
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uint64_t deadline; /* loop ms; see net/deadline.h */
     struct worker *w;
     enum conn_kind kind;
     enum conn_state state;
@@ -92,6 +94,8 @@ static void conn_set_state(struct conn *c, enum conn_state to)
 static void conn_on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    if (!deadline_due(t, c->deadline, conn_on_timer))
+        return;
     switch (c->state) {
     case CS_HEAD:
         conn_fail(c, 408, "the request headers did not arrive in time");
@@ -105,24 +109,24 @@ static void conn_on_timer(uv_timer_t *t)
     }
 }
 
-/* Arm the timer the current state calls for: the header timeout runs from a
+/* Arm the timeout the current state calls for: the header timeout runs from a
  * request's first byte and is not extended by further bytes (slowloris); the
- * idle timeout is restarted by every read. */
-static void conn_arm_timer(struct conn *c, bool restart_idle)
+ * idle timeout is extended by every read (<restart>). */
+static void conn_arm_timer(struct conn *c, bool restart)
 {
     const struct cfg_timeouts *to = &c->w->cur->cfg->server.timeouts;
     switch (c->state) {
     case CS_IDLE:
     case CS_BODY:
-        if (restart_idle || !uv_is_active((uv_handle_t *)&c->timer))
-            uv_timer_start(&c->timer, conn_on_timer, (uint64_t)to->idle_ms, 0);
+        if (restart || c->deadline == DEADLINE_NONE)
+            deadline_set(&c->timer, &c->deadline, (uint64_t)to->idle_ms, conn_on_timer);
         break;
     case CS_HEAD:
-        if (!uv_is_active((uv_handle_t *)&c->timer) || restart_idle)
-            uv_timer_start(&c->timer, conn_on_timer, (uint64_t)to->header_ms, 0);
+        if (restart || c->deadline == DEADLINE_NONE)
+            deadline_set(&c->timer, &c->deadline, (uint64_t)to->header_ms, conn_on_timer);
         break;
     default:
-        uv_timer_stop(&c->timer);
+        deadline_clear(&c->deadline);
         break;
     }
 }
@@ -369,7 +373,7 @@ static void conn_exchange_end(struct conn *c)
     struct exchange *x = c->x;
     c->x = NULL;
     conn_exchange_free(c, x, false);
-    uv_timer_stop(&c->timer);
+    deadline_clear(&c->deadline);
     if (c->state != CS_CLOSING)
         conn_set_state(c, CS_IDLE);
     if (c->close_after) {
@@ -960,6 +964,7 @@ void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
+    c->deadline = DEADLINE_NONE;
     c->state = CS_IDLE;
     c->next = w->conns;
     if (w->conns)

@@ -73,6 +73,7 @@ static void worker_sync_config(struct worker *w)
     pthread_mutex_unlock(&gw->lock);
     struct wcfg *old = w->cur;
     w->cur = wcfg_new(w, cfg);
+    metrics_forget_routes(w->metrics);
     wcfg_retire(old);
 }
 
@@ -88,8 +89,11 @@ static uint64_t splitmix64(uint64_t *s)
 
 void worker_request_id(struct worker *w, char *out)
 {
-    uint64_t a = splitmix64(&w->rid_state), b = splitmix64(&w->rid_state);
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v[2] = {splitmix64(&w->rid_state), splitmix64(&w->rid_state)};
+    for (int i = 0; i < 32; i++)
+        out[i] = hex[(v[i / 16] >> (60 - 4 * (i % 16))) & 0xf];
+    out[32] = '\0';
 }
 
 /* ---- shutdown ----------------------------------------------------------------- */

@@ -30,7 +30,19 @@ struct series_table {
     pthread_mutex_t lock; /* held when adding a series and when scraping */
 };
 
+/* The last counters used, by (route, status): the usual request finds its
+ * counter without formatting a label or hashing it. Keyed by the route's
+ * path pointer, so the cache is emptied whenever the worker takes a new
+ * config (metrics_forget_routes). */
+#define HOT_SLOTS 64
+struct hot_counter {
+    const char *route;
+    int status;
+    uint64_t *counter;
+};
+
 struct metrics {
+    struct hot_counter hot[HOT_SLOTS];
     struct series_table requests;
     struct series_table upstream_errors;
     struct series_table limit_decisions;
@@ -137,13 +149,19 @@ void metrics_exchange_begin(struct metrics *m)
 void metrics_exchange_end(struct metrics *m, const struct exchange *x)
 {
     __atomic_store_n(&m->in_flight, m->in_flight - 1, __ATOMIC_RELAXED);
-    char route[96];
-    label_escape(route, sizeof(route), x->route ? x->route->path : "-");
-    char labels[SERIES_LABEL];
-    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, x->status);
-    uint64_t *c = series_find(&m->requests, labels, "route=\"other\",status=\"other\"");
-    if (c)
-        counter_add(c, 1);
+    const char *path = x->route ? x->route->path : NULL;
+    struct hot_counter *hot = &m->hot[((uintptr_t)path / 8 * 31 + (unsigned)x->status) % HOT_SLOTS];
+    if (!hot->counter || hot->route != path || hot->status != x->status) {
+        char route[96];
+        label_escape(route, sizeof(route), path ? path : "-");
+        char labels[SERIES_LABEL];
+        snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, x->status);
+        hot->counter = series_find(&m->requests, labels, "route=\"other\",status=\"other\"");
+        hot->route = path;
+        hot->status = x->status;
+    }
+    if (hot->counter)
+        counter_add(hot->counter, 1);
 
     int64_t us = clock_mono_us() - x->start_us;
     double sec = (double)us / 1e6;
@@ -153,6 +171,11 @@ void metrics_exchange_end(struct metrics *m, const struct exchange *x)
     counter_add(&m->buckets[b], 1);
     counter_add(&m->duration_count, 1);
     counter_add(&m->duration_sum_us, (uint64_t)(us > 0 ? us : 0));
+}
+
+void metrics_forget_routes(struct metrics *m)
+{
+    memset(m->hot, 0, sizeof(m->hot));
 }
 
 void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind)

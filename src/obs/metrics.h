@@ -19,6 +19,8 @@ void metrics_free(struct metrics *m);
 void metrics_exchange_begin(struct metrics *m);
 /* Count <x> by route and status, and its duration. */
 void metrics_exchange_end(struct metrics *m, const struct exchange *x);
+/* The worker moved to a new config: forget cached counters keyed by routes. */
+void metrics_forget_routes(struct metrics *m);
 /* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
 void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind);
 void metrics_connection_rejected(struct metrics *m);

@@ -1,8 +1,10 @@
 #include "proxy/proxy.h"
 
 #include <llhttp.h>
+#include <strings.h>
 
 #include "net/conn.h"
+#include "net/deadline.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
 #include "util/mem.h"
@@ -29,6 +31,7 @@ struct px_conn {
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     uv_timer_t timer;
+    uint64_t deadline; /* loop ms; see net/deadline.h */
     struct worker *worker;
     struct px_pool *pool; /* NULL once the pool is gone */
     struct px_conn *idle_next, *idle_prev;
@@ -212,6 +215,8 @@ static void px_on_upstream_gone(struct px_conn *p, const char *why)
 static void px_on_timer(uv_timer_t *t)
 {
     struct px_conn *p = t->data;
+    if (!deadline_due(t, p->deadline, px_on_timer))
+        return;
     switch (p->state) {
     case PX_CONNECTING:
         px_connect_failed(p, 504, "connect_timeout",
@@ -232,7 +237,7 @@ static void px_arm_timer(struct px_conn *p)
 {
     const struct cfg_timeouts *to = &p->x->cfg->server.timeouts;
     int64_t ms = p->state == PX_CONNECTING ? to->upstream_connect_ms : to->upstream_read_ms;
-    uv_timer_start(&p->timer, px_on_timer, (uint64_t)ms, 0);
+    deadline_set(&p->timer, &p->deadline, (uint64_t)ms, px_on_timer);
 }
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -288,23 +293,43 @@ static void px_flush(struct px_conn *p)
         conn_resume_body(p->x); /* written at once: no write callback will say so */
 }
 
-/* Hop-by-hop fields (RFC 9110 7.6.1) and the framing we redo ourselves. */
+/* Hop-by-hop fields (RFC 9110 7.6.1) and the framing we redo ourselves,
+ * with their lengths so most headers are dismissed by length alone. */
 static bool px_is_hop_header(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection",     "keep-alive",        "te",
-                                      "trailer",        "transfer-encoding", "upgrade",
-                                      "content-length", "x-request-id",      "proxy-connection"};
+    static const struct {
+        const char *name;
+        size_t len;
+    } hop[] = {{"te", 2},
+               {"trailer", 7},
+               {"upgrade", 7},
+               {"connection", 10},
+               {"keep-alive", 10},
+               {"x-request-id", 12},
+               {"content-length", 14},
+               {"proxy-connection", 16},
+               {"transfer-encoding", 17}};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (str_ieq(name, len, hop[i]))
+        if (hop[i].len == len && strncasecmp(name, hop[i].name, len) == 0)
             return true;
-    return len >= 6 && str_ieq(name, 6, "proxy-");
+    return len >= 6 && strncasecmp(name, "proxy-", 6) == 0;
+}
+
+/* The Connection headers of <h>, or NULL when there is none (the usual case:
+ * then nothing else needs to be looked up per header). */
+static const struct sl_headers *px_connection_headers(const struct sl_headers *h)
+{
+    for (int i = 0; i < h->n; i++)
+        if (h->v[i].name_len == 10 && strncasecmp(h->v[i].name, "connection", 10) == 0)
+            return h;
+    return NULL;
 }
 
 /* Is <name> listed in one of the Connection headers of <h>? */
 static bool px_named_by_connection(const struct sl_headers *h, const char *name, size_t len)
 {
     char tmp[128];
-    if (len >= sizeof(tmp))
+    if (!h || len >= sizeof(tmp))
         return false;
     memcpy(tmp, name, len);
     tmp[len] = '\0';
@@ -315,10 +340,11 @@ static bool px_named_by_connection(const struct sl_headers *h, const char *name,
     return false;
 }
 
-static bool px_forwardable(const struct sl_headers *h, const struct sl_header *f)
+/* <conn>: px_connection_headers() of the set <f> belongs to. */
+static bool px_forwardable(const struct sl_headers *conn, const struct sl_header *f)
 {
     return !px_is_hop_header(f->name, f->name_len) &&
-           !px_named_by_connection(h, f->name, f->name_len);
+           !px_named_by_connection(conn, f->name, f->name_len);
 }
 
 static bool px_is_forwarded_header(const struct sl_header *f)
@@ -349,11 +375,12 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     buf_append(b, x->target, x->target_len);
     buf_append_str(b, " HTTP/1.1\r\n");
     const struct sl_header *xff = NULL;
+    const struct sl_headers *conn = px_connection_headers(&x->req_headers);
     for (int i = 0; i < x->req_headers.n; i++) {
         const struct sl_header *f = &x->req_headers.v[i];
         if (str_ieq(f->name, f->name_len, "x-forwarded-for"))
             xff = f;
-        if (!px_forwardable(&x->req_headers, f) || px_is_forwarded_header(f))
+        if (!px_forwardable(conn, f) || px_is_forwarded_header(f))
             continue;
         buf_append(b, f->name, f->name_len);
         buf_append(b, ": ", 2);
@@ -454,8 +481,9 @@ static int px_cb_headers_complete(llhttp_t *parser)
         return 0;
     }
     struct sl_headers out = {0};
+    const struct sl_headers *conn = px_connection_headers(&p->headers);
     for (int i = 0; i < p->headers.n; i++)
-        if (px_forwardable(&p->headers, &p->headers.v[i]))
+        if (px_forwardable(conn, &p->headers.v[i]))
             sl_headers_add(x->arena, &out, p->headers.v[i].name, p->headers.v[i].name_len,
                            p->headers.v[i].value, p->headers.v[i].value_len);
     bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
@@ -519,8 +547,8 @@ static void px_release(struct px_conn *p, bool reusable)
         pool->idle->idle_prev = p;
     pool->idle = p;
     pool->n_idle++;
-    uv_timer_start(&p->timer, px_on_timer,
-                   (uint64_t)pool->worker->cur->cfg->server.timeouts.idle_ms, 0);
+    deadline_set(&p->timer, &p->deadline, (uint64_t)pool->worker->cur->cfg->server.timeouts.idle_ms,
+                 px_on_timer);
     px_start_reading(p); /* to notice when the upstream closes it */
 }
 
@@ -529,7 +557,7 @@ static void px_finish(struct px_conn *p, size_t leftover)
 {
     struct exchange *x = p->x;
     bool reusable = llhttp_should_keep_alive(&p->parser) && p->req_complete && leftover == 0;
-    uv_timer_stop(&p->timer);
+    deadline_clear(&p->deadline);
     px_release(p, reusable);
     conn_response_end(x);
 }
@@ -652,6 +680,7 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     uv_timer_init(&pool->worker->loop, &p->timer);
     p->tcp.data = p;
     p->timer.data = p;
+    p->deadline = DEADLINE_NONE;
     p->connect_req.data = p;
     p->x = x;
     x->px = p;
@@ -673,7 +702,7 @@ static void px_send_request(struct exchange *x, struct px_pool *pool)
     struct px_conn *p = pool->idle;
     if (p) {
         px_idle_remove(p);
-        uv_timer_stop(&p->timer);
+        deadline_clear(&p->deadline);
         p->reused = true;
         p->x = x;
         x->px = p;

@@ -2,17 +2,6 @@
 
 #include <ctype.h>
 
-bool str_ieq(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++)
-        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
-            return false;
-    return true;
-}
-
 static const char *str_trim(const char *s, size_t len, size_t *out_len)
 {
     while (len && (*s == ' ' || *s == '\t')) {

@@ -2,9 +2,16 @@
 #define SLUICE_STR_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
 
-/* Case-insensitive ASCII equality of <a>/<alen> with the C string <b>. */
-bool str_ieq(const char *a, size_t alen, const char *b);
+/* Case-insensitive ASCII equality of <a>/<alen> with the C string <b>.
+ * Inline so that the length of a constant <b> is known at compile time and
+ * most headers are dismissed by their length alone. */
+static inline bool str_ieq(const char *a, size_t alen, const char *b)
+{
+    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
+}
 /* Does the comma-separated token list <list>/<len> contain <token> (case-insensitive)? */
 bool str_list_has(const char *list, size_t len, const char *token);
 /* The last comma-separated token of <list>/<len>, trimmed; sets *<out_len>. */
