@@ -38,8 +38,11 @@ e2e: build
 demo: build
 	@scripts/demo
 
+# wrk against sluice and nginx (proxy, rate-limited route), then the
+# microbenchmark of one rate-limit decision.
 bench: build
-	@bench/run.sh
+	@bench/run.sh proxy limit
+	@build/limit_bench
 
 format:
 	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c')
