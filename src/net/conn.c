@@ -22,6 +22,7 @@ enum conn_state {
     CS_HEAD,    /* reading a request's headers (header timeout runs) */
     CS_BODY,    /* exchange running, request body still arriving */
     CS_WAIT,    /* request read, response in progress */
+    CS_LINGER,  /* last response written, write side shut: discarding input */
     CS_CLOSING, /* uv_close issued; memory goes in the close callback */
 };
 
@@ -32,6 +33,7 @@ enum conn_event { EV_NONE, EV_HEADERS, EV_MESSAGE };
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uv_shutdown_t shutdown_req;
     uint64_t deadline; /* loop ms; see net/deadline.h */
     struct worker *w;
     enum conn_kind kind;
@@ -62,6 +64,7 @@ struct conn {
 };
 
 static void conn_process_input(struct conn *c);
+static void conn_start_reading(struct conn *c);
 static void conn_fail(struct conn *c, int status, const char *msg);
 static void conn_mark_dirty(struct conn *c);
 static void conn_exchange_end(struct conn *c);
@@ -69,7 +72,7 @@ static bool conn_exchange_finished(const struct conn *c);
 
 static const char *conn_state_name(enum conn_state s)
 {
-    static const char *names[] = {"idle", "head", "body", "wait", "closing"};
+    static const char *names[] = {"idle", "head", "body", "wait", "linger", "closing"};
     return names[s];
 }
 
@@ -77,7 +80,8 @@ static const char *conn_state_name(enum conn_state s)
 static void conn_set_state(struct conn *c, enum conn_state to)
 {
     enum conn_state from = c->state;
-    bool ok = to == CS_CLOSING || (from == CS_IDLE && to == CS_HEAD) ||
+    bool ok = to == CS_CLOSING || (to == CS_LINGER && from != CS_LINGER) ||
+              (from == CS_IDLE && to == CS_HEAD) ||
               (from == CS_HEAD && (to == CS_BODY || to == CS_WAIT)) ||
               (from == CS_BODY && to == CS_WAIT) ||
               ((from == CS_WAIT || from == CS_BODY || from == CS_HEAD) && to == CS_IDLE);
@@ -102,6 +106,7 @@ static void conn_on_timer(uv_timer_t *t)
         break;
     case CS_IDLE:
     case CS_BODY: /* a client that stalls mid-body is gone for our purposes */
+    case CS_LINGER:
         conn_close(c);
         break;
     default:
@@ -189,6 +194,29 @@ void conn_close_when_idle(struct conn *c)
         c->close_after = true;
 }
 
+/* How long a closing connection keeps discarding what the client still
+ * sends (nginx's lingering close), so the kernel does not answer that data
+ * with a reset that could destroy the response we just wrote (a 413 or 400
+ * sent while the client is still uploading). */
+#define CONN_LINGER_MS 2000
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    /* Nothing to do: the read side (EOF) or the timer ends the lingering. */
+}
+
+static void conn_linger(struct conn *c)
+{
+    conn_set_state(c, CS_LINGER);
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->rlen = 0;
+    deadline_set(&c->timer, &c->deadline, CONN_LINGER_MS, conn_on_timer);
+    conn_start_reading(c);
+}
+
 /* ---- writing ------------------------------------------------------------------ */
 
 static void conn_on_written(uv_write_t *req, int status)
@@ -202,7 +230,7 @@ static void conn_on_written(uv_write_t *req, int status)
         return;
     }
     if (c->tcp.write_queue_size == 0 && c->out.len == 0 && c->close_after && !c->x) {
-        conn_close(c);
+        conn_linger(c);
         return;
     }
     if (c->x && c->x->on_client_drain && c->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
@@ -213,10 +241,10 @@ static void conn_on_written(uv_write_t *req, int status)
  * request object, no copy), queue the rest. */
 static void conn_flush(struct conn *c)
 {
-    if (c->state == CS_CLOSING || c->out.len == 0)
+    if (c->state == CS_CLOSING || c->state == CS_LINGER)
         return;
     size_t off = 0;
-    if (c->tcp.write_queue_size == 0) {
+    if (c->out.len && c->tcp.write_queue_size == 0) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (n < 0 && n != UV_EAGAIN) {
@@ -241,7 +269,7 @@ static void conn_flush(struct conn *c)
     }
     c->out.len = 0;
     if (c->tcp.write_queue_size == 0 && c->close_after && !c->x) {
-        conn_close(c);
+        conn_linger(c);
         return;
     }
     /* Written straight away: no write callback will say so to a paused producer. */
@@ -434,8 +462,6 @@ void conn_send_continue(struct exchange *x)
 }
 
 /* ---- reading and parsing --------------------------------------------------------- */
-
-static void conn_start_reading(struct conn *c);
 
 void conn_pause_body(struct exchange *x)
 {
@@ -909,8 +935,25 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     struct conn *c = s->data;
     if (nread == 0)
         return;
+    if (c->state == CS_LINGER) {
+        c->rlen = 0; /* discarded */
+        if (nread < 0)
+            conn_close(c);
+        return;
+    }
     if (nread < 0) {
-        /* EOF or reset: with an exchange in progress the client went away. */
+        /* A half-close (EOF) still gets what is already on its way, as with
+         * nginx; a client waiting for an upstream that has not answered yet
+         * is taken as gone (499), and so is any reset. */
+        struct exchange *x = c->x;
+        bool answering = x ? x->request_done && x->response_started : c->out.len > 0;
+        if (nread == UV_EOF && answering) {
+            uv_read_stop(s);
+            c->reading = false;
+            c->close_after = true;
+            conn_mark_dirty(c);
+            return;
+        }
         conn_close(c);
         return;
     }
