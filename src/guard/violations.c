@@ -1,7 +1,6 @@
 #include "guard/violations.h"
 
 #include <pthread.h>
-#include <sys/random.h>
 
 #include "util/mem.h"
 #include "util/siphash.h"
@@ -38,10 +37,7 @@ struct viol_table *viol_new(unsigned capacity)
     while (t->n_buckets < t->capacity)
         t->n_buckets *= 2;
     t->buckets = sl_calloc(t->n_buckets, sizeof(*t->buckets));
-    uint8_t bytes[16];
-    if (getrandom(bytes, sizeof(bytes), 0) != sizeof(bytes))
-        abort(); /* no randomness at all: nothing sane to fall back on */
-    siphash_key_from_bytes(&t->key, bytes);
+    siphash_key_random(&t->key);
     t->rng = t->key.k0 | 1;
     return t;
 }

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "util/mem.h"
+#include "util/lock.h"
 #include "util/siphash.h"
 
 #define LIM_NIL UINT32_MAX
@@ -112,30 +113,6 @@ struct lim_prep {
     struct lim_state st; /* working copy, written back only if all ops pass */
 };
 
-static void lim_fatal(const char *msg)
-{
-    if (write(2, msg, strlen(msg)) < 0) {
-        /* nothing more to do: we are aborting */
-    }
-    abort();
-}
-
-static void lim_random_key(struct siphash_key *k)
-{
-    uint8_t bytes[16];
-    size_t got = 0;
-    while (got < sizeof(bytes)) {
-        ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        /* Without a secret key the table is open to hash flooding. */
-        if (r < 0)
-            lim_fatal("sluice: getrandom failed: no key for the limiter's hash\n");
-        got += (size_t)r;
-    }
-    siphash_key_from_bytes(k, bytes);
-}
-
 static unsigned lim_pow2_at_least(unsigned x)
 {
     unsigned p = 1;
@@ -150,23 +127,6 @@ static unsigned lim_pow2_at_least(unsigned x)
 static inline uint32_t lim_bucket(uint64_t hash, uint32_t cap)
 {
     return (uint32_t)(((uint64_t)(uint32_t)hash * cap) >> 32);
-}
-
-/* The shard locks: glibc's adaptive mutex, which spins briefly before it
- * sleeps. A decision holds its lock ~100-400 ns, mostly waiting for one
- * cache miss: a plain mutex puts a waiter to sleep at once, and the futex
- * sleep and wake-up cost far more than the wait. A spinlock would do as well
- * here but burns a core whenever the holder is preempted. Measured with
- * bench/limit_bench (2 threads, 1M identities, 2 vCPUs): plain mutex
- * 845-1294 ns per decision per thread, adaptive 493-513, spinlock 477-494;
- * one hot key, 2 threads: 161-284, 166-177, 126-149. */
-static void lim_lock_init(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
 }
 
 /* Asks for transparent huge pages under a big slab (where THP is in
@@ -459,15 +419,15 @@ struct lim_store *lim_store_new(uint64_t max_entries, unsigned n_shards)
     for (unsigned s = 0; s < n_shards; s++) {
         struct lim_shard *sh = &st->shards[s];
         memset(sh, 0, sizeof(*sh));
-        lim_lock_init(&sh->lock);
+        sl_mutex_init_adaptive(&sh->lock);
         uint64_t share = max_entries / n_shards + (s < max_entries % n_shards);
         sh->max = share > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)share;
         sh->lru_head = sh->lru_tail = LIM_NIL;
         lim_shard_resize(sh, sh->max < LIM_FIRST_SLAB ? sh->max : LIM_FIRST_SLAB);
     }
 
-    lim_random_key(&st->key_hash);
-    lim_random_key(&st->key_digest);
+    siphash_key_random(&st->key_hash);
+    siphash_key_random(&st->key_digest);
     atomic_init(&st->sweep_cursor, 0);
     return st;
 }

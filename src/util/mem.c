@@ -2,14 +2,19 @@
 
 #include <unistd.h>
 
-static void sl_oom(size_t n)
+void sl_fatal(const char *msg)
 {
-    char msg[80];
-    int len = snprintf(msg, sizeof(msg), "sluice: out of memory allocating %zu bytes\n", n);
-    if (write(2, msg, (size_t)len) < 0) {
+    if (write(2, msg, strlen(msg)) < 0) {
         /* nothing more to do: we are aborting */
     }
     abort();
+}
+
+static void sl_oom(size_t n)
+{
+    char msg[80];
+    snprintf(msg, sizeof(msg), "sluice: out of memory allocating %zu bytes\n", n);
+    sl_fatal(msg);
 }
 
 void *sl_malloc(size_t n)

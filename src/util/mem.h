@@ -9,5 +9,8 @@ void *sl_calloc(size_t n, size_t size);
 void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);
 char *sl_strndup(const char *s, size_t n);
+/* Write <msg> to stderr and abort: for the few states with nothing sane to
+ * fall back on (no memory, no randomness). */
+void sl_fatal(const char *msg) __attribute__((noreturn));
 
 #endif

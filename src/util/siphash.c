@@ -6,6 +6,11 @@
 
 #include "util/siphash.h"
 
+#include <errno.h>
+#include <sys/random.h>
+
+#include "util/mem.h"
+
 #include <endian.h>
 
 static inline uint64_t sip_rotl(uint64_t x, int b)
@@ -78,4 +83,19 @@ uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len)
     SIP_ROUND(v0, v1, v2, v3);
     SIP_ROUND(v0, v1, v2, v3);
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void siphash_key_random(struct siphash_key *k)
+{
+    uint8_t bytes[16];
+    size_t got = 0;
+    while (got < sizeof(bytes)) {
+        ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            sl_fatal("sluice: getrandom failed: no secret key for a hash table\n");
+        got += (size_t)r;
+    }
+    siphash_key_from_bytes(k, bytes);
 }

@@ -16,6 +16,10 @@ struct siphash_key {
 /* Key from its 16-byte form (bytes 0..7 are k0, little-endian). */
 void siphash_key_from_bytes(struct siphash_key *k, const uint8_t bytes[16]);
 
+/* A fresh secret key from the kernel's RNG. Aborts when there is none:
+ * without a secret key a hash table is open to hash flooding. */
+void siphash_key_random(struct siphash_key *k);
+
 /* SipHash-2-4 of the <len> bytes at <data> under key <k>. */
 uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len);
 
