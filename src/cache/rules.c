@@ -1,0 +1,649 @@
+#include "cache/rules.h"
+
+#include <llhttp.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util/clock.h"
+#include "util/mem.h"
+#include "util/str.h"
+
+/* Durations from the origin clamp to a year: longer would outlive any
+ * sensible purge policy, and it keeps "seconds * 1000" far from overflow. */
+#define CACHE_MAX_DELTA_S INT64_C(31536000)
+
+/* 9999-12-31 23:59:59 UTC: the last instant with a four-digit year, so a
+ * formatted date always fits the 30 bytes the caller provides. */
+#define CACHE_MAX_DATE_S INT64_C(253402300799)
+
+static bool cache_is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static size_t cache_skip_ows(const char *v, size_t len, size_t i)
+{
+    while (i < len && cache_is_ows(v[i]))
+        i++;
+    return i;
+}
+
+static const char *cache_trim(const char *s, size_t len, size_t *out_len)
+{
+    while (len && cache_is_ows(*s)) {
+        s++;
+        len--;
+    }
+    while (len && cache_is_ows(s[len - 1]))
+        len--;
+    *out_len = len;
+    return s;
+}
+
+/* ASCII only: header names and directive names are tokens, and the result
+ * must not depend on the process locale. */
+static unsigned char cache_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+void cache_cc_init(struct cache_control *cc)
+{
+    memset(cc, 0, sizeof *cc);
+    cc->max_age = -1;
+    cc->s_maxage = -1;
+    cc->stale_while_revalidate = -1;
+    cc->stale_if_error = -1;
+}
+
+/* One directive of a Cache-Control value as written: <val> is the content
+ * of a quoted-string without its quotes. <clean> is false when anything but
+ * whitespace followed the directive before the next comma. */
+struct cache_cc_dir {
+    const char *name, *val;
+    size_t name_len, val_len;
+    bool has_val, clean;
+};
+
+/* Reads the directive starting at <i> of <v>/<len> into <d>; returns the
+ * index after its terminating comma (or <len>). Commas inside a quoted value
+ * (no-cache="a, b") do not end it; an unterminated quote ends at the next
+ * comma instead of swallowing the rest, so a stray '"' cannot hide a later
+ * no-store or private. */
+static size_t cache_cc_next(const char *v, size_t len, size_t i, struct cache_cc_dir *d)
+{
+    size_t start = i;
+
+    memset(d, 0, sizeof *d);
+    d->clean = true;
+    while (i < len && v[i] != ',' && v[i] != '=' && !cache_is_ows(v[i]))
+        i++;
+    d->name = v + start;
+    d->name_len = i - start;
+    i = cache_skip_ows(v, len, i);
+    if (i < len && v[i] == '=') {
+        d->has_val = true;
+        i = cache_skip_ows(v, len, i + 1);
+        if (i < len && v[i] == '"') {
+            size_t open = i++;
+            d->val = v + i;
+            while (i < len && v[i] != '"')
+                i += (v[i] == '\\' && i + 1 < len) ? 2 : 1;
+            if (i < len) {
+                d->val_len = (size_t)(v + i - d->val);
+                i++;
+            } else {
+                d->val_len = 0;
+                d->clean = false;
+                i = open + 1;
+            }
+        } else {
+            start = i;
+            while (i < len && v[i] != ',' && !cache_is_ows(v[i]))
+                i++;
+            d->val = v + start;
+            d->val_len = i - start;
+        }
+        i = cache_skip_ows(v, len, i);
+    }
+    while (i < len && v[i] != ',') {
+        d->clean = false;
+        i++;
+    }
+    return i < len ? i + 1 : len;
+}
+
+/* delta-seconds (RFC 9111 1.2.2) of directive <d>: digits only, clamped to
+ * a year. Returns -1 when missing or malformed. */
+static int64_t cache_delta_seconds(const struct cache_cc_dir *d)
+{
+    int64_t n = 0;
+
+    if (!d->has_val || !d->clean || d->val_len == 0)
+        return -1;
+    for (size_t i = 0; i < d->val_len; i++) {
+        char c = d->val[i];
+        if (c < '0' || c > '9')
+            return -1;
+        /* Stop accumulating once past the clamp: no overflow for any length. */
+        if (n < CACHE_MAX_DELTA_S)
+            n = n * 10 + (c - '0');
+    }
+    return n > CACHE_MAX_DELTA_S ? CACHE_MAX_DELTA_S : n;
+}
+
+/* The directives we act on, one row each. Flags are set by any form of the
+ * directive: qualified ones (no-cache="Set-Cookie", private="X") count as
+ * the whole directive, since storing less than asked is always safe.
+ * Durations keep their first occurrence (RFC 9111 4.2.1); a malformed
+ * max-age or s-maxage still occupies its slot, as 0, so the response is
+ * stale, while a malformed stale-* extension grants nothing and is skipped,
+ * leaving the slot to a later valid one. */
+static const struct cache_cc_row {
+    const char *name;
+    size_t off;
+    bool is_delta, malformed_is_zero;
+} cache_cc_rows[] = {
+    {"no-store", offsetof(struct cache_control, no_store), false, false},
+    {"no-cache", offsetof(struct cache_control, no_cache), false, false},
+    {"private", offsetof(struct cache_control, private_), false, false},
+    {"public", offsetof(struct cache_control, public_), false, false},
+    {"must-revalidate", offsetof(struct cache_control, must_revalidate), false, false},
+    {"proxy-revalidate", offsetof(struct cache_control, proxy_revalidate), false, false},
+    {"no-transform", offsetof(struct cache_control, no_transform), false, false},
+    {"max-age", offsetof(struct cache_control, max_age), true, true},
+    {"s-maxage", offsetof(struct cache_control, s_maxage), true, true},
+    {"stale-while-revalidate", offsetof(struct cache_control, stale_while_revalidate), true, false},
+    {"stale-if-error", offsetof(struct cache_control, stale_if_error), true, false},
+};
+
+static void cache_cc_apply(struct cache_control *cc, const struct cache_cc_dir *d)
+{
+    for (size_t k = 0; k < sizeof cache_cc_rows / sizeof cache_cc_rows[0]; k++) {
+        const struct cache_cc_row *r = &cache_cc_rows[k];
+        if (!str_ieq(d->name, d->name_len, r->name))
+            continue;
+        if (!r->is_delta) {
+            *(bool *)((char *)cc + r->off) = true;
+            return;
+        }
+        int64_t *slot = (int64_t *)((char *)cc + r->off);
+        if (*slot >= 0)
+            return;
+        int64_t s = cache_delta_seconds(d);
+        *slot = (s < 0 && r->malformed_is_zero) ? 0 : s;
+        return;
+    }
+}
+
+void cache_cc_parse(struct cache_control *cc, const char *v, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        struct cache_cc_dir d;
+        i = cache_skip_ows(v, len, i);
+        i = cache_cc_next(v, len, i, &d);
+        if (d.name_len > 0)
+            cache_cc_apply(cc, &d);
+    }
+}
+
+bool cache_status_cacheable(int status)
+{
+    switch (status) {
+    case 200:
+    case 203:
+    case 204:
+    case 300:
+    case 301:
+    case 404:
+    case 410:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int64_t cache_ttl_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool respect_origin)
+{
+    int64_t s = -1;
+
+    if (!respect_origin)
+        return route_ttl_ms;
+    /* s-maxage is addressed to shared caches, which we are. */
+    if (cc->s_maxage >= 0)
+        s = cc->s_maxage;
+    else if (cc->max_age >= 0)
+        s = cc->max_age;
+    if (s < 0)
+        return route_ttl_ms;
+    /* A caller-built <cc> may exceed the parser's clamp; keep the product sane. */
+    return (s > CACHE_MAX_DELTA_S ? CACHE_MAX_DELTA_S : s) * 1000;
+}
+
+enum cache_verdict cache_storable(int method, int status, const struct cache_control *cc,
+                                  bool has_set_cookie, bool vary_star, bool key_has_identity,
+                                  int64_t ttl_ms, int64_t stale_ms)
+{
+    if (method != HTTP_GET)
+        return CACHE_SKIP_METHOD;
+    if (!cache_status_cacheable(status))
+        return CACHE_SKIP_STATUS;
+    if (cc->no_store)
+        return CACHE_SKIP_NO_STORE;
+    /* no-cache allows storing only to revalidate before every reuse
+     * (RFC 9111 5.2.2.4); without revalidation, keeping it buys nothing. */
+    if (cc->no_cache)
+        return CACHE_SKIP_NO_CACHE;
+    if (vary_star)
+        return CACHE_SKIP_VARY_STAR;
+    if (cc->private_ && !key_has_identity)
+        return CACHE_SKIP_PRIVATE;
+    /* A cookie set for one client must never be replayed to another. */
+    if (has_set_cookie)
+        return CACHE_SKIP_SET_COOKIE;
+    if (ttl_ms <= 0 && stale_ms <= 0)
+        return CACHE_SKIP_ZERO_TTL;
+    return CACHE_STORE;
+}
+
+const char *cache_verdict_name(enum cache_verdict v)
+{
+    switch (v) {
+    case CACHE_STORE:
+        return "store";
+    case CACHE_SKIP_METHOD:
+        return "method";
+    case CACHE_SKIP_STATUS:
+        return "status";
+    case CACHE_SKIP_NO_STORE:
+        return "no-store";
+    case CACHE_SKIP_NO_CACHE:
+        return "no-cache";
+    case CACHE_SKIP_PRIVATE:
+        return "private";
+    case CACHE_SKIP_SET_COOKIE:
+        return "set-cookie";
+    case CACHE_SKIP_VARY_STAR:
+        return "vary-star";
+    case CACHE_SKIP_ZERO_TTL:
+        return "zero-ttl";
+    }
+    return "unknown";
+}
+
+/* A slice of an input list; <key_len> is the part sorted on first. */
+struct cache_slice {
+    const char *p;
+    size_t len, key_len, idx;
+};
+
+static int cache_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+/* By name, then input position (qsort is not stable): values of a repeated
+ * name keep their order, since frameworks read "a=2&a=1" and "a=1&a=2" as
+ * different requests (Django, PHP and Rails take the last). */
+static int cache_param_cmp(const void *va, const void *vb)
+{
+    const struct cache_slice *a = va, *b = vb;
+    int c = cache_bytes_cmp(a->p, a->key_len, b->p, b->key_len);
+    if (c == 0)
+        c = (a->idx > b->idx) - (a->idx < b->idx);
+    return c;
+}
+
+void cache_query_normalize(const char *q, size_t len, struct buf *out)
+{
+    size_t n = 1, count = 0, start = 0;
+    struct cache_slice *ps;
+
+    if (len == 0)
+        return;
+    for (size_t i = 0; i < len; i++)
+        n += q[i] == '&';
+    ps = sl_malloc(n * sizeof *ps);
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && q[i] != '&')
+            continue;
+        if (i > start) {
+            const char *eq = memchr(q + start, '=', i - start);
+            struct cache_slice *s = &ps[count];
+            s->p = q + start;
+            s->len = i - start;
+            s->key_len = eq ? (size_t)(eq - s->p) : s->len;
+            s->idx = count++;
+        }
+        start = i + 1;
+    }
+    qsort(ps, count, sizeof *ps, cache_param_cmp);
+    buf_reserve(out, len);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            buf_append(out, "&", 1);
+        buf_append(out, ps[i].p, ps[i].len);
+    }
+    free(ps);
+}
+
+static int cache_icase_cmp(const void *va, const void *vb)
+{
+    const struct cache_slice *a = va, *b = vb;
+    size_t n = a->len < b->len ? a->len : b->len;
+    for (size_t i = 0; i < n; i++) {
+        int c = cache_lower((unsigned char)a->p[i]) - cache_lower((unsigned char)b->p[i]);
+        if (c != 0)
+            return c;
+    }
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+bool cache_vary_names(const char *v, size_t len, struct buf *out)
+{
+    size_t n = 1, count = 0, start = 0;
+    struct cache_slice *ns;
+
+    for (size_t i = 0; i < len; i++)
+        n += v[i] == ',';
+    ns = sl_malloc(n * sizeof *ns);
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && v[i] != ',')
+            continue;
+        size_t tl;
+        const char *t = cache_trim(v + start, i - start, &tl);
+        start = i + 1;
+        if (tl == 0)
+            continue;
+        /* Checked before anything is appended: on false <out> is untouched. */
+        if (tl == 1 && t[0] == '*') {
+            free(ns);
+            return false;
+        }
+        ns[count] = (struct cache_slice){.p = t, .len = tl, .key_len = tl, .idx = count};
+        count++;
+    }
+    qsort(ns, count, sizeof *ns, cache_icase_cmp);
+    size_t written = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0 && cache_icase_cmp(&ns[i - 1], &ns[i]) == 0)
+            continue;
+        if (written++ > 0)
+            buf_append(out, ",", 1);
+        buf_reserve(out, ns[i].len);
+        for (size_t j = 0; j < ns[i].len; j++)
+            out->data[out->len++] = (char)cache_lower((unsigned char)ns[i].p[j]);
+    }
+    free(ns);
+    return true;
+}
+
+/* Weak comparison (RFC 9110 8.8.3.2) ignores the W/ prefix on both sides. */
+static const char *cache_etag_strip_weak(const char *s, size_t *len)
+{
+    if (*len >= 2 && s[0] == 'W' && s[1] == '/') {
+        *len -= 2;
+        return s + 2;
+    }
+    return s;
+}
+
+bool cache_etag_matches(const char *inm, size_t len, const char *etag, size_t etag_len)
+{
+    size_t el, i = 0;
+    const char *e = cache_trim(etag, etag_len, &el);
+
+    e = cache_etag_strip_weak(e, &el);
+    while (i < len) {
+        while (i < len && (cache_is_ows(inm[i]) || inm[i] == ','))
+            i++;
+        if (i >= len)
+            break;
+        size_t start = i, tl;
+        const char *t;
+        if (inm[i] == '"' ||
+            (len - i >= 3 && inm[i] == 'W' && inm[i + 1] == '/' && inm[i + 2] == '"')) {
+            /* A quoted opaque-tag may contain commas; it ends at the next quote. */
+            i += inm[i] == '"' ? 1 : 3;
+            const char *close = memchr(inm + i, '"', len - i);
+            if (!close)
+                return false;
+            i = (size_t)(close - inm) + 1;
+            tl = i - start;
+            t = inm + start;
+        } else {
+            /* "*" or an unquoted tag from a sloppy client: up to the comma. */
+            while (i < len && inm[i] != ',')
+                i++;
+            t = cache_trim(inm + start, i - start, &tl);
+            if (tl == 1 && t[0] == '*')
+                return true;
+        }
+        t = cache_etag_strip_weak(t, &tl);
+        if (tl > 0 && tl == el && memcmp(t, e, tl) == 0)
+            return true;
+        while (i < len && inm[i] != ',')
+            i++;
+    }
+    return false;
+}
+
+static const char *const cache_wkday[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const cache_weekday[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                             "Thursday", "Friday", "Saturday"};
+static const char *const cache_month[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* A cursor over a date being parsed; every step fails once <ok> is false,
+ * so a parser reads as the grammar and checks once at the end. */
+struct cache_date_cur {
+    const char *s;
+    size_t len, i;
+    bool ok;
+};
+
+static void cache_date_lit(struct cache_date_cur *c, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (c->ok && c->len - c->i >= n && memcmp(c->s + c->i, lit, n) == 0)
+        c->i += n;
+    else
+        c->ok = false;
+}
+
+/* Exactly <n> digits; a leading space stands for a zero when <space_ok>
+ * (asctime's day of month, "Nov  6"). */
+static int cache_date_num(struct cache_date_cur *c, size_t n, bool space_ok)
+{
+    int v = 0;
+    if (!c->ok || c->len - c->i < n) {
+        c->ok = false;
+        return 0;
+    }
+    for (size_t k = 0; k < n; k++) {
+        char ch = c->s[c->i + k];
+        if (ch == ' ' && space_ok && k == 0)
+            continue;
+        if (ch < '0' || ch > '9') {
+            c->ok = false;
+            return 0;
+        }
+        v = v * 10 + (ch - '0');
+    }
+    c->i += n;
+    return v;
+}
+
+/* Which of the <n> names <names> is next (case-sensitive, RFC 9110 5.6.7). */
+static int cache_date_name(struct cache_date_cur *c, const char *const *names, int n)
+{
+    for (int k = 0; c->ok && k < n; k++) {
+        size_t l = strlen(names[k]);
+        if (c->len - c->i >= l && memcmp(c->s + c->i, names[k], l) == 0) {
+            c->i += l;
+            return k;
+        }
+    }
+    c->ok = false;
+    return 0;
+}
+
+static void cache_date_time(struct cache_date_cur *c, struct tm *tm)
+{
+    tm->tm_hour = cache_date_num(c, 2, false);
+    cache_date_lit(c, ":");
+    tm->tm_min = cache_date_num(c, 2, false);
+    cache_date_lit(c, ":");
+    tm->tm_sec = cache_date_num(c, 2, false);
+}
+
+static bool cache_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* RFC 9110 5.6.7: a two-digit year more than 50 years ahead of <now_year>
+ * means the most recent past year with those digits. Taking the year
+ * nearest to now in (now-50, now+50] also gives that. */
+static int cache_rfc850_year(int yy, int now_year)
+{
+    int y = now_year - now_year % 100 + yy;
+    if (y > now_year + 50)
+        y -= 100;
+    else if (y <= now_year - 50)
+        y += 100;
+    return y;
+}
+
+int64_t cache_http_date(const char *s, size_t len)
+{
+    struct cache_date_cur c = {.ok = true};
+    struct tm tm = {0};
+    int year = 0;
+
+    c.s = cache_trim(s, len, &c.len);
+    if (c.len >= 4 && c.s[3] == ',') {
+        /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+        cache_date_name(&c, cache_wkday, 7);
+        cache_date_lit(&c, ", ");
+        tm.tm_mday = cache_date_num(&c, 2, false);
+        cache_date_lit(&c, " ");
+        tm.tm_mon = cache_date_name(&c, cache_month, 12);
+        cache_date_lit(&c, " ");
+        year = cache_date_num(&c, 4, false);
+        cache_date_lit(&c, " ");
+        cache_date_time(&c, &tm);
+        cache_date_lit(&c, " GMT");
+    } else if (c.len >= 4 && c.s[3] == ' ') {
+        /* asctime: "Sun Nov  6 08:49:37 1994" */
+        cache_date_name(&c, cache_wkday, 7);
+        cache_date_lit(&c, " ");
+        tm.tm_mon = cache_date_name(&c, cache_month, 12);
+        cache_date_lit(&c, " ");
+        tm.tm_mday = cache_date_num(&c, 2, true);
+        cache_date_lit(&c, " ");
+        cache_date_time(&c, &tm);
+        cache_date_lit(&c, " ");
+        year = cache_date_num(&c, 4, false);
+    } else {
+        /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
+        cache_date_name(&c, cache_weekday, 7);
+        cache_date_lit(&c, ", ");
+        tm.tm_mday = cache_date_num(&c, 2, false);
+        cache_date_lit(&c, "-");
+        tm.tm_mon = cache_date_name(&c, cache_month, 12);
+        cache_date_lit(&c, "-");
+        int yy = cache_date_num(&c, 2, false);
+        cache_date_lit(&c, " ");
+        cache_date_time(&c, &tm);
+        cache_date_lit(&c, " GMT");
+        if (c.ok) {
+            /* The one input from outside: the rule is relative to today. */
+            time_t now = (time_t)(clock_wall_us() / 1000000);
+            struct tm now_tm;
+            gmtime_r(&now, &now_tm);
+            year = cache_rfc850_year(yy, now_tm.tm_year + 1900);
+        }
+    }
+    if (!c.ok || c.i != c.len)
+        return -1;
+
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int dim = mdays[tm.tm_mon] + (tm.tm_mon == 1 && cache_leap(year));
+    /* Second 60 is a leap second (RFC 9110 5.6.7); timegm carries it over. */
+    if (tm.tm_mday < 1 || tm.tm_mday > dim || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    tm.tm_year = year - 1900;
+    int64_t t = (int64_t)timegm(&tm);
+    /* Any instant before the epoch is simply "long ago" to a cache, and -1
+     * must stay the error value. */
+    return t < 0 ? 0 : t;
+}
+
+static char *cache_put2(char *p, int v)
+{
+    *p++ = (char)('0' + v / 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+void cache_format_http_date(int64_t t, char *out)
+{
+    struct tm tm;
+    time_t tt;
+    char *p = out;
+
+    /* Clamped so the year keeps four digits and the output its 29 bytes. */
+    tt = (time_t)(t < 0 ? 0 : t > CACHE_MAX_DATE_S ? CACHE_MAX_DATE_S : t);
+    gmtime_r(&tt, &tm);
+    int year = tm.tm_year + 1900;
+    memcpy(p, cache_wkday[tm.tm_wday], 3);
+    p += 3;
+    *p++ = ',';
+    *p++ = ' ';
+    p = cache_put2(p, tm.tm_mday);
+    *p++ = ' ';
+    memcpy(p, cache_month[tm.tm_mon], 3);
+    p += 3;
+    *p++ = ' ';
+    p = cache_put2(p, year / 100);
+    p = cache_put2(p, year % 100);
+    *p++ = ' ';
+    p = cache_put2(p, tm.tm_hour);
+    *p++ = ':';
+    p = cache_put2(p, tm.tm_min);
+    *p++ = ':';
+    p = cache_put2(p, tm.tm_sec);
+    memcpy(p, " GMT", 5);
+}
+
+/* Iterative with one backtrack point, the last '*': on a mismatch only that
+ * star absorbs one more byte, so "*a*a*a*b" costs O(pattern * len) at worst
+ * instead of the exponential time of naive recursion. */
+bool cache_glob_match(const char *pattern, const char *s, size_t len)
+{
+    size_t p = 0, i = 0, star = SIZE_MAX, mark = 0;
+
+    while (i < len) {
+        if (pattern[p] == '*') {
+            star = p++;
+            mark = i;
+        } else if (pattern[p] != '\0' && (pattern[p] == '?' || pattern[p] == s[i])) {
+            p++;
+            i++;
+        } else if (star != SIZE_MAX) {
+            p = star + 1;
+            i = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pattern[p] == '*')
+        p++;
+    return pattern[p] == '\0';
+}

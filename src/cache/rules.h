@@ -1,0 +1,81 @@
+#ifndef SLUICE_CACHE_RULES_H
+#define SLUICE_CACHE_RULES_H
+/* What may be cached and for how long (SPEC 4.1-4.3): pure functions over
+ * header values, with time passed in, so every rule is unit-tested. The
+ * cache stage (a later change) applies them to exchanges. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+/* Cache-Control directives of a request or response. Durations in seconds,
+ * -1 when absent. */
+struct cache_control {
+    bool no_store, no_cache, private_, public_, must_revalidate, proxy_revalidate, no_transform;
+    int64_t max_age, s_maxage, stale_while_revalidate, stale_if_error;
+};
+
+void cache_cc_init(struct cache_control *cc);
+/* Parse one Cache-Control header value <v>/<len> into <cc>, adding to what
+ * earlier headers set (a response may carry several). Unknown directives
+ * are ignored; a malformed delta-seconds makes the directive count as
+ * present with value 0 for max-age/s-maxage (RFC 9111 4.2.1: treat as stale)
+ * and as absent for the stale-* extensions. */
+void cache_cc_parse(struct cache_control *cc, const char *v, size_t len);
+
+/* Statuses a shared cache may store by default here: 200 203 204 300 301 404 410. */
+bool cache_status_cacheable(int status);
+
+enum cache_verdict {
+    CACHE_STORE = 0,
+    CACHE_SKIP_METHOD, /* not GET (HEAD is answered from a cached GET) */
+    CACHE_SKIP_STATUS,
+    CACHE_SKIP_NO_STORE, /* no-store */
+    CACHE_SKIP_NO_CACHE, /* no-cache: must be revalidated before each reuse */
+    CACHE_SKIP_PRIVATE,  /* private, and the key does not include the identity */
+    CACHE_SKIP_SET_COOKIE,
+    CACHE_SKIP_VARY_STAR, /* Vary: * */
+    CACHE_SKIP_ZERO_TTL,  /* nothing to keep: ttl 0 and no stale window */
+};
+
+/* Freshness of a response under a route's <route_ttl_ms>: with <respect_origin>,
+ * s-maxage, else max-age, overrides the route ttl (in ms). */
+int64_t cache_ttl_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool respect_origin);
+
+/* May a response be stored? Checked in this order: method, status, no-store,
+ * no-cache, Vary *, private, Set-Cookie, ttl. <method> is llhttp's; <key_has_identity> says
+ * whether the key includes the caller's identity (then private may be
+ * stored). <ttl_ms> from cache_ttl_ms; <stale_ms> the route's longest stale
+ * window. */
+enum cache_verdict cache_storable(int method, int status, const struct cache_control *cc,
+                                  bool has_set_cookie, bool vary_star, bool key_has_identity,
+                                  int64_t ttl_ms, int64_t stale_ms);
+const char *cache_verdict_name(enum cache_verdict v);
+
+/* The query string <q>/<len> (without '?') with its parameters sorted by
+ * name (bytewise, as sent: no decoding), appended to <out>; so "b=2&a=1"
+ * and "a=1&b=2" give one key. Values of a repeated name keep their order.
+ * Empty parameters ("&&") dropped. */
+void cache_query_normalize(const char *q, size_t len, struct buf *out);
+
+/* Vary: the header names of <v>/<len> lower-cased, deduplicated, sorted and
+ * comma-joined, appended to <out>. Returns false for "*" (uncacheable). */
+bool cache_vary_names(const char *v, size_t len, struct buf *out);
+
+/* If-None-Match <inm>/<len> against the stored <etag>: weak comparison
+ * (RFC 9110 13.1.2), "*" matches any. */
+bool cache_etag_matches(const char *inm, size_t len, const char *etag, size_t etag_len);
+
+/* An HTTP-date (IMF-fixdate; also RFC 850 and asctime forms) -> Unix
+ * seconds, or -1. */
+int64_t cache_http_date(const char *s, size_t len);
+/* <t> Unix seconds as IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into
+ * <out> (>= 30 bytes). */
+void cache_format_http_date(int64_t t, char *out);
+
+/* Does the glob <pattern> ('*' any run, '?' one byte, no classes) match <s>? */
+bool cache_glob_match(const char *pattern, const char *s, size_t len);
+
+#endif
