@@ -111,6 +111,10 @@ struct cfg_key {
      CFG_FIELD_SIZE(st, f), NULL}
 #define CFG_SECTION(name, st, f, sub, fl) \
     {name, cfg_set_section, offsetof(st, f), 0, 0, 0, NULL, fl, sub, CFG_FIELD_SIZE(st, f), NULL}
+/* A section that also accepts off, false or no: absent or off leave it zeroed. */
+#define CFG_SECTION_OR_OFF(name, st, f, sub) \
+    {name, cfg_set_section_or_off, offsetof(st, f), 0, 0, 0, NULL, CFG_IF_PRESENT, sub, \
+     CFG_FIELD_SIZE(st, f), NULL}
 /* One of the words of <words>, stored as its value in an int or enum field. */
 #define CFG_WORD(name, st, f, words, def) \
     {name, cfg_set_word, offsetof(st, f), 0, 0, 0, def, 0, NULL, CFG_FIELD_SIZE(st, f), words}
@@ -653,6 +657,32 @@ static void cfg_set_section(struct cfg_ctx *cx, const struct cfg_key *k, yaml_no
     cfg_walk(cx, k->sub, node, (char *)base + k->off, cx->key_line);
 }
 
+/* A section that may also be turned off with a word (`cache: off`). Off
+ * does not walk the section, so neither defaults nor the section's check
+ * (which sets "enabled") run: the struct stays zeroed, as when absent. */
+static void cfg_set_section_or_off(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                                   void *base)
+{
+    if (!node || node->type != YAML_SCALAR_NODE || cfg_is_null(node)) {
+        cfg_set_section(cx, k, node, base);
+        return;
+    }
+    char *s = cfg_scalar(cx, k, node);
+    if (!s)
+        return;
+    /* The words that read as false elsewhere; "on" would need the keys
+     * anyway, so it is an error that names them. */
+    if (strcasecmp(s, "off") != 0 && strcasecmp(s, "false") != 0 && strcasecmp(s, "no") != 0) {
+        const struct cfg_key *req = k->sub->keys;
+        while (req->name && !(req->flags & CFG_REQUIRED))
+            req++;
+        cfg_kerror(cx, cfg_line(node), "'%.*s' is not off (use off, or a mapping%s%s%s)",
+                   CFG_QUOTE_MAX, s, req->name ? " such as {" : "", req->name ? req->name : "",
+                   req->name ? ": ...}" : "");
+    }
+    free(s);
+}
+
 static void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
                                 void *base)
 {
@@ -1066,6 +1096,118 @@ static void cfg_set_upstream_ref(struct cfg_ctx *cx, const struct cfg_key *k, ya
     free(s);
 }
 
+/* ---- caching --------------------------------------------------------- */
+
+/* Longer than a year is not a cache lifetime but a mistake in the unit. */
+#define CFG_YEAR_MS (365ll * 86400000)
+/* Tags travel in Cache-Tag headers and purge requests, and are compared as
+ * they are: the characters of a name, plus ':' for "kind:id" tags. */
+#define CFG_TAG_MAX 64
+
+static int cfg_tag_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, int i,
+                        void *base)
+{
+    struct cfg_route_cache *rc = base;
+    size_t len = strlen(s);
+    bool ok = len > 0 && len <= CFG_TAG_MAX;
+    for (size_t j = 0; ok && j < len; j++)
+        ok = (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') ||
+             (s[j] >= '0' && s[j] <= '9') || s[j] == '_' || s[j] == '-' || s[j] == '.' ||
+             s[j] == ':';
+    if (!ok) {
+        cfg_kerror(cx, line, "bad tag '%.*s' (letters, digits, '_', '-', '.', ':'; at most %d)",
+                   CFG_QUOTE_MAX, s, CFG_TAG_MAX);
+        return -1;
+    }
+    for (int j = 0; j < rc->n_tags; j++) {
+        if (strcmp(rc->tags[j], s) == 0) {
+            cfg_kerror(cx, line, "duplicate tag '%s'", s);
+            return -1;
+        }
+    }
+    /* Appended and counted at once, so that cfg_free frees exactly the tags
+     * read, even when a later item is bad. */
+    rc->tags[rc->n_tags++] = sl_strdup(s);
+    return 0;
+}
+
+/* A list of tags into an array of its own size; n_tags counts the tags
+ * stored (cfg_tag_item), not cfg_each's result. */
+static void cfg_set_tag_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                             void *base)
+{
+    struct cfg_route_cache *rc = base;
+    size_t cap = 1; /* a single value is a list of one */
+
+    if (node && node->type == YAML_SEQUENCE_NODE) {
+        ptrdiff_t count = node->data.sequence.items.top - node->data.sequence.items.start;
+        /* Past the bound cfg_each reports the list before reading an item. */
+        if (count > 0 && count <= k->max)
+            cap = (size_t)count;
+    }
+    rc->tags = sl_calloc(cap, sizeof *rc->tags);
+    cfg_each(cx, k, node, base, cfg_tag_item);
+}
+
+static void cfg_check_route_cache(struct cfg_ctx *cx, void *base, int line)
+{
+    struct cfg_route_cache *rc = base;
+    /* Only reached when the section is given as a mapping: off never walks
+     * it. */
+    rc->enabled = true;
+}
+
+static const struct cfg_key cfg_route_cache_keys[] = {
+    /* Required: no default lifetime fits every API. 0 keeps nothing on its
+     * own, leaving the origin's max-age / s-maxage and the stale windows. */
+    CFG_ROW("ttl", cfg_set_duration, struct cfg_route_cache, ttl_ms, 0, CFG_YEAR_MS, NULL,
+            CFG_REQUIRED),
+    CFG_LIST("tags", cfg_set_tag_list, struct cfg_route_cache, tags, n_tags, 0, SL_MAX_CACHE_TAGS,
+             NULL, 0),
+    CFG_DURATION("stale_while_revalidate", struct cfg_route_cache, stale_while_revalidate_ms, 0,
+                 CFG_YEAR_MS, "0s"),
+    CFG_DURATION("stale_if_error", struct cfg_route_cache, stale_if_error_ms, 0, CFG_YEAR_MS, "0s"),
+    /* Off by default: a response to a caller with credentials is theirs. */
+    CFG_BOOL("shared", struct cfg_route_cache, shared, "false"),
+    CFG_BOOL("respect_origin", struct cfg_route_cache, respect_origin, "true"),
+    CFG_END,
+};
+static const struct cfg_section cfg_route_cache_section = {cfg_route_cache_keys,
+                                                           cfg_check_route_cache};
+
+/* An object larger than one store shard's share of max_memory could never be
+ * stored, so a body of that size would never be cached whatever the headers
+ * say; max_memory / 16 keeps max_object_size within a share for up to 16
+ * shards (see cache_store_new). */
+#define CFG_CACHE_SHARD_DIVISOR 16
+
+static void cfg_check_cache(struct cfg_ctx *cx, void *base, int line)
+{
+    struct cfg_cache *cc = base;
+    /* 0 is below both bounds: a key that was bad, already reported. */
+    if (cc->max_memory == 0 || cc->max_object_size == 0)
+        return;
+    if (cc->max_object_size > cc->max_memory / CFG_CACHE_SHARD_DIVISOR) {
+        char obj[32], mem[32], most[32];
+        cfg_fmt_size(obj, sizeof obj, cc->max_object_size);
+        cfg_fmt_size(mem, sizeof mem, cc->max_memory);
+        cfg_fmt_size(most, sizeof most, cc->max_memory / CFG_CACHE_SHARD_DIVISOR);
+        cfg_kerror(cx, line,
+                   "max_object_size %s is larger than max_memory / %d (%s with max_memory %s), "
+                   "so an object would not fit a store shard",
+                   obj, CFG_CACHE_SHARD_DIVISOR, most, mem);
+    }
+}
+
+static const struct cfg_key cfg_cache_keys[] = {
+    /* Below 1m a cache holds too little to be worth a lookup; past 64g it is
+     * not a gateway's memory any more. */
+    CFG_SIZE("max_memory", struct cfg_cache, max_memory, 1ll << 20, 64ll << 30, "256m"),
+    CFG_SIZE("max_object_size", struct cfg_cache, max_object_size, 1ll << 10, 1ll << 30, "8m"),
+    CFG_END,
+};
+static const struct cfg_section cfg_cache_section = {cfg_cache_keys, cfg_check_cache};
+
 static void cfg_check_route(struct cfg_ctx *cx, void *base, int line)
 {
     if (!cx->route_has_path)
@@ -1083,7 +1225,8 @@ static const struct cfg_key cfg_route_keys[] = {
     CFG_CUSTOM("limits", cfg_set_route_limits),
     CFG_WORD("rejection", struct cfg_route, rejection, cfg_rejection_words, "json"),
     CFG_INT("cost", struct cfg_route, cost, 1, 1000000, "1", 0),
-    CFG_UNSUPPORTED("cache"),
+    /* Absent or off: not cached. */
+    CFG_SECTION_OR_OFF("cache", struct cfg_route, cache, &cfg_route_cache_section),
     CFG_UNSUPPORTED("graphql"),
     CFG_UNSUPPORTED("auth"),
     CFG_UNSUPPORTED("scopes"),
@@ -1178,7 +1321,11 @@ static void cfg_check_top(struct cfg_ctx *cx, void *base, int line)
                                           .path = sl_strndup("/", 1),
                                           .path_len = 1,
                                           .rejection = CFG_REJECT_JSON,
-                                          .cost = 1};
+                                          .cost = 1,
+                                          /* Caching is opt-in per route:
+                                           * responses of an API are not
+                                           * assumed shareable. */
+                                          .cache = {.enabled = false}};
         c->n_routes = 1;
     }
     /* Here, after every section: `limits` may come anywhere in the file. */
@@ -1194,6 +1341,8 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_CUSTOM("tiers", cfg_set_tiers),
     CFG_SECTION("limits", struct config, limits, &cfg_limits_section, 0),
     CFG_CUSTOM("routes", cfg_set_routes),
+    /* Always read, so the store's budget has its defaults without one. */
+    CFG_SECTION("cache", struct config, cache, &cfg_cache_section, 0),
     /* Later product sections (SPEC 2), each a promise of protection. */
     CFG_UNSUPPORTED("store"),
     CFG_UNSUPPORTED("identity"),
@@ -1222,6 +1371,9 @@ static void cfg_free(struct config *c)
             free(r->limits[j].limits);
         }
         free(r->limits);
+        for (int j = 0; j < r->cache.n_tags; j++)
+            free(r->cache.tags[j]);
+        free(r->cache.tags);
     }
     free(c->routes);
     for (int i = 0; i < c->n_tiers; i++) {

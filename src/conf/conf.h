@@ -83,6 +83,24 @@ struct cfg_tier {
     int line;
 };
 
+/* A route's `cache` (SPEC 4). */
+struct cfg_route_cache {
+    bool enabled;      /* the route has a cache section */
+    int64_t ttl_ms;    /* freshness when the origin says nothing (or respect_origin is off) */
+    char **tags;       /* purge tags of every entry of the route */
+    int n_tags;
+    int64_t stale_while_revalidate_ms; /* 0: off */
+    int64_t stale_if_error_ms;         /* 0: off */
+    bool shared;         /* one entry for every caller, even with credentials */
+    bool respect_origin; /* s-maxage / max-age override ttl; default true */
+};
+
+/* The top-level `cache` section: the store. */
+struct cfg_cache {
+    uint64_t max_memory;      /* default 256m */
+    uint64_t max_object_size; /* default 8m; larger bodies stream through uncached */
+};
+
 /* The `limits` section: defaults for every limit. */
 struct cfg_limits {
     enum lim_algorithm algorithm; /* default for limits that name none; sliding_window */
@@ -104,6 +122,7 @@ struct cfg_route {
     int n_limits;
     enum cfg_rejection rejection;
     uint32_t cost; /* weight of one request; default 1 */
+    struct cfg_route_cache cache;
 };
 
 struct config {
@@ -118,6 +137,7 @@ struct config {
     struct cfg_tier *tiers;
     int n_tiers;
     struct cfg_limits limits;
+    struct cfg_cache cache;
 };
 
 /* The tier called <name>, or NULL. */

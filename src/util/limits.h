@@ -13,6 +13,7 @@
 #define SL_MAX_TIERS 64                /* tiers are found by name, linearly, per request */
 #define SL_MAX_LIMITS_PER_LIST 16      /* a request counts 2 lists: 2x <= SL_MAX_LIMIT_OPS */
 #define SL_MAX_WORKERS 256             /* worker threads */
+#define SL_MAX_CACHE_TAGS 16           /* a route's tags: copied into every entry it stores */
 #define SL_MAX_CONFIG_ERRORS 20        /* errors reported by one load before giving up */
 #define SL_MAX_CONFIG_BYTES (4u << 20) /* a config file larger than this is a mistake */
 

@@ -745,8 +745,8 @@ static void test_err_not_supported(void **state)
                     "t.yaml:3: 'store' is not supported by this version of sluice yet");
     assert_load_err(UPSTREAM "routes:\n"
                              "  - prefix: /\n"
-                             "    cache: {ttl: 300s}\n",
-                    "t.yaml:5: 'routes[0].cache' is not supported by this version of sluice yet");
+                             "    auth: {required: true}\n",
+                    "t.yaml:5: 'routes[0].auth' is not supported by this version of sluice yet");
     /* Every later section, even when empty. */
     static const char *const top[] = {"store", "identity", "quota_alerts",
                                       "abuse", "access",   "audit"};
@@ -757,7 +757,7 @@ static void test_err_not_supported(void **state)
                  top[i]);
         assert_load_err(yaml, want);
     }
-    static const char *const route[] = {"cache", "graphql", "auth", "scopes"};
+    static const char *const route[] = {"graphql", "auth", "scopes"};
     for (size_t i = 0; i < sizeof route / sizeof route[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, UPSTREAM "routes:\n  - prefix: /\n    %s: off\n", route[i]);
@@ -767,6 +767,204 @@ static void test_err_not_supported(void **state)
         assert_load_err(yaml, want);
     }
 }
+
+/* ---- caching -------------------------------------------------------- */
+
+static const char cache_yaml[] = "cache:\n"                                          /* 1 */
+                                 "  max_memory: 1g\n"                                /* 2 */
+                                 "  max_object_size: 64m\n"                          /* 3 */
+                                 "upstreams:\n"                                      /* 4 */
+                                 "  app: {servers: [\"127.0.0.1:8000\"]}\n"          /* 5 */
+                                 "routes:\n"                                         /* 6 */
+                                 "  - prefix: /api/\n"                               /* 7 */
+                                 "    cache:\n"                                      /* 8 */
+                                 "      ttl: 300s\n"                                 /* 9 */
+                                 "      tags: [market, prices, \"v2:quote.x-1_\"]\n" /* 10 */
+                                 "      stale_while_revalidate: 30s\n"               /* 11 */
+                                 "      stale_if_error: 10m\n"                       /* 12 */
+                                 "      shared: true\n"                              /* 13 */
+                                 "      respect_origin: false\n"                     /* 14 */
+                                 "  - prefix: /one/\n"                               /* 15 */
+                                 "    cache: {ttl: 0s, tags: solo}\n"                /* 16 */
+                                 "  - prefix: /off/\n"                               /* 17 */
+                                 "    cache: off\n"                                  /* 18 */
+                                 "  - prefix: /false/\n"                             /* 19 */
+                                 "    cache: false\n"                                /* 20 */
+                                 "  - prefix: /\n";                                  /* 21 */
+
+static void test_cache_config(void **state)
+{
+    struct config *c = load_ok(cache_yaml);
+
+    assert_int_equal(c->cache.max_memory, 1ull << 30);
+    assert_int_equal(c->cache.max_object_size, 64ull << 20);
+    assert_int_equal(c->n_routes, 5);
+
+    const struct cfg_route_cache *rc = &c->routes[0].cache;
+    assert_true(rc->enabled);
+    assert_int_equal(rc->ttl_ms, 300000);
+    assert_int_equal(rc->n_tags, 3);
+    assert_string_equal(rc->tags[0], "market");
+    assert_string_equal(rc->tags[1], "prices");
+    assert_string_equal(rc->tags[2], "v2:quote.x-1_");
+    assert_int_equal(rc->stale_while_revalidate_ms, 30000);
+    assert_int_equal(rc->stale_if_error_ms, 600000);
+    assert_true(rc->shared);
+    assert_false(rc->respect_origin);
+
+    /* Defaults inside a cache section; ttl 0 is allowed; a single tag. */
+    rc = &c->routes[1].cache;
+    assert_true(rc->enabled);
+    assert_int_equal(rc->ttl_ms, 0);
+    assert_int_equal(rc->n_tags, 1);
+    assert_string_equal(rc->tags[0], "solo");
+    assert_int_equal(rc->stale_while_revalidate_ms, 0);
+    assert_int_equal(rc->stale_if_error_ms, 0);
+    assert_false(rc->shared);
+    assert_true(rc->respect_origin);
+
+    /* off / false: not cached, no error. */
+    for (int i = 2; i <= 3; i++) {
+        assert_false(c->routes[i].cache.enabled);
+        assert_int_equal(c->routes[i].cache.n_tags, 0);
+        assert_null(c->routes[i].cache.tags);
+    }
+    /* No cache key at all. */
+    assert_false(c->routes[4].cache.enabled);
+    assert_null(c->routes[4].cache.tags);
+    cfg_unref(c); /* ASan reports the tags if they leak */
+}
+
+static void test_cache_defaults(void **state)
+{
+    /* Top-level cache absent; the implicit route is not cached. */
+    struct config *c = load_ok(UPSTREAM);
+    assert_int_equal(c->cache.max_memory, 256ull << 20);
+    assert_int_equal(c->cache.max_object_size, 8ull << 20);
+    assert_int_equal(c->n_routes, 1);
+    assert_false(c->routes[0].cache.enabled);
+    assert_int_equal(c->routes[0].cache.n_tags, 0);
+    cfg_unref(c);
+
+    /* Top-level cache empty, or giving one key; a route without cache. */
+    c = load_ok("cache:\n" UPSTREAM "routes:\n  - prefix: /\n");
+    assert_int_equal(c->cache.max_memory, 256ull << 20);
+    assert_int_equal(c->cache.max_object_size, 8ull << 20);
+    assert_false(c->routes[0].cache.enabled);
+    cfg_unref(c);
+    c = load_ok("cache: {max_memory: 2g}\n" UPSTREAM);
+    assert_int_equal(c->cache.max_memory, 2ull << 30);
+    assert_int_equal(c->cache.max_object_size, 8ull << 20);
+    cfg_unref(c);
+
+    /* Bounds, and max_object_size exactly max_memory / 16. */
+    c = load_ok("cache: {max_memory: 1m, max_object_size: 64k}\n" UPSTREAM);
+    assert_int_equal(c->cache.max_memory, 1u << 20);
+    assert_int_equal(c->cache.max_object_size, 64u << 10);
+    cfg_unref(c);
+    c = load_ok("cache: {max_memory: 64g, max_object_size: 1g}\n" UPSTREAM);
+    assert_int_equal(c->cache.max_memory, 64ull << 30);
+    assert_int_equal(c->cache.max_object_size, 1ull << 30);
+    cfg_unref(c);
+
+    /* Upper bounds of the durations; 16 tags. */
+    c = load_ok(UPSTREAM "routes:\n"
+                         "  - prefix: /\n"
+                         "    cache:\n"
+                         "      ttl: 365d\n"
+                         "      stale_while_revalidate: 365d\n"
+                         "      stale_if_error: 365d\n"
+                         "      tags: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]\n");
+    assert_int_equal(c->routes[0].cache.ttl_ms, 365ll * 86400000);
+    assert_int_equal(c->routes[0].cache.stale_while_revalidate_ms, 365ll * 86400000);
+    assert_int_equal(c->routes[0].cache.stale_if_error_ms, 365ll * 86400000);
+    assert_int_equal(c->routes[0].cache.n_tags, SL_MAX_CACHE_TAGS);
+    assert_string_equal(c->routes[0].cache.tags[15], "p");
+    cfg_unref(c);
+}
+
+#define ROUTE "routes:\n  - prefix: /\n" /* lines 3-4 after UPSTREAM */
+
+static void test_err_cache(void **state)
+{
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      tags: [a]\n",
+                    "t.yaml:5: routes[0].cache.ttl: required");
+    assert_load_err(UPSTREAM ROUTE "    cache: {tags: [a]}\n",
+                    "t.yaml:5: routes[0].cache.ttl: required");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n", "t.yaml:5: routes[0].cache.ttl: required");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 300\n",
+                    "t.yaml:6: routes[0].cache.ttl: bad duration '300' (use 500ms, 30s, 5m, 2h, "
+                    "7d)");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 366d\n",
+                    "t.yaml:6: routes[0].cache.ttl: 366d is out of range (0ms..365d)");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 1s\n"
+                                   "      stale_while_revalidate: 30 s\n"
+                                   "      stale_if_error: -1s\n",
+                    "t.yaml:7: routes[0].cache.stale_while_revalidate: bad duration '30 s' (use "
+                    "500ms, 30s, 5m, 2h, 7d)\n"
+                    "t.yaml:8: routes[0].cache.stale_if_error: bad duration '-1s' (use 500ms, "
+                    "30s, 5m, 2h, 7d)");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 1s\n"
+                                   "      tags:\n"
+                                   "        - ok\n"
+                                   "        - \"not ok\"\n",
+                    "t.yaml:9: routes[0].cache.tags[1]: bad tag 'not ok' (letters, digits, '_', "
+                    "'-', '.', ':'; at most 64)");
+    assert_load_err(UPSTREAM ROUTE "    cache: {ttl: 1s, tags: \"\"}\n",
+                    "t.yaml:5: routes[0].cache.tags: bad tag '' (letters, digits, '_', '-', '.', "
+                    "':'; at most 64)");
+    assert_load_err(UPSTREAM ROUTE
+                    "    cache: {ttl: 1s, tags: "
+                    "[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n",
+                    "t.yaml:5: routes[0].cache.tags[0]: bad tag "
+                    "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' (letters, "
+                    "digits, '_', '-', '.', ':'; at most 64)");
+    assert_load_err(UPSTREAM ROUTE "    cache: {ttl: 1s, tags: [a, b, a]}\n",
+                    "t.yaml:5: routes[0].cache.tags[2]: duplicate tag 'a'");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 1s\n"
+                                   "      tags: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, "
+                                   "q]\n",
+                    "t.yaml:7: routes[0].cache.tags: too many entries (17; at most 16)");
+    assert_load_err(UPSTREAM ROUTE "    cache:\n"
+                                   "      ttl: 1s\n"
+                                   "      max_age: 5s\n",
+                    "t.yaml:7: unknown key 'routes[0].cache.max_age'");
+    assert_load_err(UPSTREAM ROUTE "    cache: on\n",
+                    "t.yaml:5: routes[0].cache: 'on' is not off (use off, or a mapping such as "
+                    "{ttl: ...})");
+    assert_load_err(UPSTREAM ROUTE "    cache: [ttl]\n",
+                    "t.yaml:5: routes[0].cache: expected a mapping, got a list");
+    assert_load_err(UPSTREAM ROUTE "    cache: {ttl: 1s, shared: maybe}\n",
+                    "t.yaml:5: routes[0].cache.shared: 'maybe' is not a boolean (use true or "
+                    "false)");
+
+    assert_load_err(UPSTREAM "cache:\n"
+                             "  max_memory: 32m\n"
+                             "  max_object_size: 4m\n",
+                    "t.yaml:3: cache: max_object_size 4m is larger than max_memory / 16 (2m with "
+                    "max_memory 32m), so an object would not fit a store shard");
+    /* The default max_object_size (8m) against a small max_memory. */
+    assert_load_err(UPSTREAM "cache: {max_memory: 64m}\n",
+                    "t.yaml:3: cache: max_object_size 8m is larger than max_memory / 16 (4m with "
+                    "max_memory 64m), so an object would not fit a store shard");
+    assert_load_err(UPSTREAM "cache:\n"
+                             "  max_memory: 65g\n"
+                             "  max_object_size: 512\n",
+                    "t.yaml:4: cache.max_memory: 65g is out of range (1m..64g)\n"
+                    "t.yaml:5: cache.max_object_size: 512 is out of range (1k..1g)");
+    assert_load_err(UPSTREAM "cache:\n"
+                             "  max_memory: lots\n"
+                             "  ttl: 5s\n",
+                    "t.yaml:4: cache.max_memory: bad size 'lots' (use 512, 16k, 10m, 1g)\n"
+                    "t.yaml:5: unknown key 'cache.ttl'");
+}
+#undef ROUTE
 
 /* ---- tiers and rate limits ------------------------------------------ */
 
@@ -1297,6 +1495,9 @@ int main(void)
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
         cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_cache_config),
+        cmocka_unit_test(test_cache_defaults),
+        cmocka_unit_test(test_err_cache),
         cmocka_unit_test(test_rate_limit_config),
         cmocka_unit_test(test_rate_limit_defaults),
         cmocka_unit_test(test_rate_limit_enabled_env),
