@@ -2,11 +2,14 @@
 #include "cli/cli.h"
 #include "net/worker.h"
 
-static const char usage[] = "usage: sluice [serve] -c FILE          run the gateway\n"
-                            "       sluice check -c FILE            validate a config file\n"
-                            "       sluice version                  print the version\n"
-                            "       sluice <verb> --help            help for one verb\n"
-                            "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
+static const char usage[] =
+    "usage: sluice [serve] -c FILE          run the gateway\n"
+    "       sluice check -c FILE            validate a config file\n"
+    "       sluice purge -c FILE (--key K | --prefix P | --pattern G | --tag T | --all)\n"
+    "                                       purge the cache of the running gateway\n"
+    "       sluice version                  print the version\n"
+    "       sluice <verb> --help            help for one verb\n"
+    "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
 
 static const char serve_usage[] = "usage: sluice [serve] -c FILE\n"
                                   "  Runs the gateway until SIGTERM/SIGINT (drains, exits 0).\n"
@@ -56,7 +59,9 @@ int main(int argc, char **argv)
         return cli_check(argc - 1, argv + 1);
     if (verb[0] == '-')
         return main_serve(argc - 1, argv + 1);
-    if (strcmp(verb, "keys") == 0 || strcmp(verb, "purge") == 0) {
+    if (strcmp(verb, "purge") == 0)
+        return cli_purge(argc - 1, argv + 1);
+    if (strcmp(verb, "keys") == 0) {
         fprintf(stderr, "sluice: '%s' is not available in this version yet\n", verb);
         return 2;
     }

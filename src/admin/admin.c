@@ -1,6 +1,9 @@
 #include "admin/admin.h"
 
+#include <jansson.h>
 #include <llhttp.h>
+
+#include "cache/cache.h"
 
 #include "net/worker.h"
 #include "obs/metrics.h"
@@ -60,8 +63,99 @@ static void admin_reload(struct exchange *x)
     free(err);
 }
 
+/* Admin request bodies are small JSON documents. */
+#define ADMIN_MAX_BODY (64u << 10)
+
+struct admin_body {
+    struct buf data;
+    bool too_big;
+    void (*done)(struct exchange *x, const char *body, size_t len);
+};
+
+static void admin_body_release(struct exchange *x, void *arg)
+{
+    struct admin_body *b = arg;
+    buf_release(&b->data);
+}
+
+static void admin_collect(struct exchange *x, const char *data, size_t len, bool end)
+{
+    struct admin_body *b = x->admin_body;
+    if (len && b->data.len + len <= ADMIN_MAX_BODY)
+        buf_append(&b->data, data, len);
+    else if (len)
+        b->too_big = true;
+    if (!end)
+        return;
+    if (b->too_big) {
+        exchange_respond_error(x, 413, "admin request bodies are limited to 64 KiB");
+        return;
+    }
+    b->done(x, b->data.data ? b->data.data : "", b->data.len);
+}
+
+/* Reads the whole request body, then calls <done>; the stage waits meanwhile. */
+static enum stage_result
+admin_read_body(struct exchange *x, void (*done)(struct exchange *x, const char *body, size_t len))
+{
+    struct admin_body *b = arena_calloc(x->arena, sizeof(*b));
+    b->done = done;
+    x->admin_body = b;
+    exchange_on_end(x, admin_body_release, b);
+    exchange_set_body_sink(x, admin_collect);
+    return STAGE_WAIT;
+}
+
+static void admin_purge_body(struct exchange *x, const char *body, size_t len)
+{
+    static const struct {
+        const char *field;
+        enum cache_purge_kind kind;
+    } kinds[] = {{"key", CACHE_PURGE_KEY},
+                 {"prefix", CACHE_PURGE_PREFIX},
+                 {"pattern", CACHE_PURGE_PATTERN},
+                 {"tag", CACHE_PURGE_TAG},
+                 {"all", CACHE_PURGE_ALL}};
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, 0, &jerr);
+    const char *why = NULL;
+    int found = -1;
+    if (!doc || !json_is_object(doc) || json_object_size(doc) != 1) {
+        why = "the body must be one JSON object with one of key, prefix, pattern, tag, all";
+    } else {
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+            if (json_object_get(doc, kinds[i].field))
+                found = (int)i;
+        if (found < 0)
+            why = "unknown field: use key, prefix, pattern, tag or all";
+    }
+    const char *arg = "";
+    if (!why) {
+        json_t *v = json_object_get(doc, kinds[found].field);
+        if (kinds[found].kind == CACHE_PURGE_ALL && !json_is_true(v))
+            why = "all must be true";
+        else if (kinds[found].kind != CACHE_PURGE_ALL &&
+                 (!json_is_string(v) || json_string_length(v) == 0))
+            why = "the value must be a non-empty string";
+        else if (json_is_string(v))
+            arg = json_string_value(v);
+    }
+    if (why) {
+        json_decref(doc);
+        exchange_respond_error(x, 400, why);
+        return;
+    }
+    uint64_t n = cache_purge(x->worker->gw->cache, kinds[found].kind, arg);
+    json_decref(doc);
+    char out[64];
+    int olen = snprintf(out, sizeof(out), "{\"purged\": %llu}\n", (unsigned long long)n);
+    exchange_respond(x, 200, "application/json", out, (size_t)olen);
+}
+
 enum stage_result admin_stage_dispatch(struct exchange *x)
 {
+    if (admin_is(x, HTTP_POST, "/cache/purge"))
+        return admin_read_body(x, admin_purge_body);
     if (admin_is(x, HTTP_GET, "/health"))
         admin_health(x);
     else if (admin_is(x, HTTP_GET, "/metrics"))

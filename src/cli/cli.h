@@ -9,4 +9,10 @@
  * or every error as "FILE:LINE: message" on stderr. */
 int cli_check(int argc, char **argv);
 
+/* sluice purge -c FILE (--key K | --prefix P | --pattern G | --tag T | --all):
+ * POST /cache/purge to the admin API of the gateway running with FILE
+ * (admin.listen, admin.token) and print "purged N". 1 when the gateway
+ * cannot be reached or refuses; 2 when FILE has no admin section. */
+int cli_purge(int argc, char **argv);
+
 #endif

@@ -328,11 +328,16 @@ static void conn_append_header(struct buf *b, const char *name, size_t nlen, con
 void conn_response_head(struct exchange *x, int status, const struct sl_headers *headers,
                         int64_t content_length, bool no_body)
 {
-    struct conn *c = x->conn;
-    if (!c || x->response_started)
+    if (x->response_started)
+        return;
+    if (x->tap && x->tap->head &&
+        x->tap->head(x, x->tap->arg, status, headers, content_length, no_body))
         return;
     x->response_started = true;
     x->status = status;
+    struct conn *c = x->conn;
+    if (!c)
+        return;
     if (!x->client_keep_alive || c->w->draining)
         c->close_after = true;
     c->resp_no_body = no_body;
@@ -376,8 +381,12 @@ void conn_response_head(struct exchange *x, int status, const struct sl_headers 
 
 void conn_response_body(struct exchange *x, const char *data, size_t len)
 {
+    if (x->response_done || !x->response_started || !len)
+        return;
+    if (x->tap && x->tap->body)
+        x->tap->body(x, x->tap->arg, data, len);
     struct conn *c = x->conn;
-    if (!c || !len || c->resp_no_body)
+    if (!c || c->resp_no_body)
         return;
     if (c->resp_chunked) {
         char hex[20];
@@ -421,10 +430,17 @@ static void conn_exchange_end(struct conn *c)
 
 void conn_response_end(struct exchange *x)
 {
-    struct conn *c = x->conn;
-    if (!c || x->response_done)
+    if (x->response_done || !x->response_started)
         return;
     x->response_done = true;
+    if (x->tap && x->tap->end)
+        x->tap->end(x, x->tap->arg);
+    struct conn *c = x->conn;
+    if (!c) {
+        if (x->detached)
+            exchange_free(x); /* nobody else will: it has no connection */
+        return;
+    }
     if (c->resp_chunked)
         buf_append(&c->out, "0\r\n\r\n", 5);
     conn_mark_dirty(c);

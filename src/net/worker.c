@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "cache/cache.h"
 #include "guard/violations.h"
 #include "limit/mem_store.h"
 #include "net/conn.h"
@@ -336,6 +337,8 @@ int gw_reload(struct gateway *gw, char **err)
         fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
     if (cfg->limits.max_entries != old->limits.max_entries)
         fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
+    if (cfg->cache.max_memory != old->cache.max_memory)
+        fprintf(stderr, "sluice: reload: cache.max_memory changes only on restart\n");
     struct config *prev = gw->cfg;
     gw->cfg = cfg;
     gw->gen++;
@@ -392,6 +395,7 @@ int gw_serve(const char *path)
     gw.workers = sl_calloc((size_t)gw.n_workers, sizeof(struct worker));
     gw.limiter = lim_store_new(cfg->limits.max_entries, 0);
     gw.violations = viol_new(SL_MAX_VIOLATORS);
+    gw.cache = cache_new(cfg->cache.max_memory, cfg->cache.max_object_size);
     for (int i = 0; i < gw.n_workers; i++)
         worker_init(&gw.workers[i], &gw, i, cfg);
     if (gw_open_sockets(&gw) != 0) {
@@ -427,6 +431,7 @@ int gw_serve(const char *path)
     free(gw.workers);
     lim_store_free(gw.limiter);
     viol_free(gw.violations);
+    cache_free(gw.cache);
     cfg_unref(gw.cfg);
     pthread_mutex_destroy(&gw.lock);
     free(gw.config_path);

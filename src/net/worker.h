@@ -16,6 +16,7 @@ struct metrics;
 struct px_pool;
 struct lim_store;
 struct viol_table;
+struct cache;
 
 /* A worker's hold on one config snapshot. Exchanges count themselves in
  * <users> (worker-local, so no atomics on the hot path); when the worker has
@@ -75,6 +76,7 @@ struct gateway {
     int64_t started_wall_us;
     struct lim_store *limiter;     /* rate-limit counters, shared by all workers */
     struct viol_table *violations; /* 429s per identity */
+    struct cache *cache;           /* the response cache, shared by all workers */
 };
 
 /* Run the gateway on the config at <path> until SIGTERM/SIGINT; the exit code. */

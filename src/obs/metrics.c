@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "cache/cache.h"
 #include "limit/mem_store.h"
 #include "net/worker.h"
 #include "pipeline/exchange.h"
@@ -48,6 +49,7 @@ struct metrics {
     struct series_table limit_decisions;
     int64_t in_flight;
     uint64_t rejected_connections;
+    uint64_t cache[4]; /* hit, miss, stale, bypass */
     uint64_t buckets[N_BUCKETS + 1];
     uint64_t duration_count;
     uint64_t duration_sum_us;
@@ -201,6 +203,15 @@ void metrics_limit_decision(struct metrics *m, const char *route, bool allowed)
         counter_add(c, 1);
 }
 
+static const char *const cache_results[4] = {"hit", "miss", "stale", "bypass"};
+
+void metrics_cache_result(struct metrics *m, const char *result)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(cache_results[i], result) == 0)
+            counter_add(&m->cache[i], 1);
+}
+
 void metrics_connection_rejected(struct metrics *m)
 {
     counter_add(&m->rejected_connections, 1);
@@ -262,6 +273,30 @@ void metrics_render(struct gateway *gw, struct buf *out)
                 "sluice_ratelimit_evictions_total %llu\n",
                 (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
                 (unsigned long long)ls.evictions);
+
+    uint64_t cache[4] = {0};
+    for (int w = 0; w < gw->n_workers; w++)
+        for (int i = 0; i < 4; i++)
+            cache[i] += __atomic_load_n(&gw->workers[w].metrics->cache[i], __ATOMIC_RELAXED);
+    buf_append_str(out, "# HELP sluice_cache_requests_total Cache lookups, by result.\n"
+                        "# TYPE sluice_cache_requests_total counter\n");
+    for (int i = 0; i < 4; i++)
+        buf_appendf(out, "sluice_cache_requests_total{result=\"%s\"} %llu\n", cache_results[i],
+                    (unsigned long long)cache[i]);
+    struct cache_stats cs;
+    cache_get_stats(gw->cache, &cs);
+    buf_appendf(out,
+                "# HELP sluice_cache_entries Responses held in the cache.\n"
+                "# TYPE sluice_cache_entries gauge\n"
+                "sluice_cache_entries %llu\n"
+                "# HELP sluice_cache_bytes Memory held by cached responses.\n"
+                "# TYPE sluice_cache_bytes gauge\n"
+                "sluice_cache_bytes %llu\n"
+                "# HELP sluice_cache_evictions_total Responses dropped to stay within max_memory.\n"
+                "# TYPE sluice_cache_evictions_total counter\n"
+                "sluice_cache_evictions_total %llu\n",
+                (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
+                (unsigned long long)cs.evictions);
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};

@@ -24,6 +24,8 @@ void metrics_forget_routes(struct metrics *m);
 /* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
 void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind);
 void metrics_connection_rejected(struct metrics *m);
+/* A cache lookup outcome: "hit", "miss", "stale" or "bypass". */
+void metrics_cache_result(struct metrics *m, const char *result);
 /* A rate-limit decision on <route>. */
 void metrics_limit_decision(struct metrics *m, const char *route, bool allowed);
 

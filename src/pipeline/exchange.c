@@ -32,6 +32,24 @@ struct exchange *exchange_new(struct worker *w, struct conn *c, bool admin)
     return x;
 }
 
+struct exchange *exchange_new_detached(struct worker *w, const stage_fn *stages, int n_stages)
+{
+    struct arena *a = arena_new(EXCHANGE_ARENA_FIRST);
+    struct exchange *x = arena_calloc(a, sizeof(*x));
+    x->arena = a;
+    x->worker = w;
+    x->hold = wcfg_acquire(w);
+    x->cfg = x->hold->cfg;
+    x->stages = stages;
+    x->n_stages = n_stages;
+    x->detached = true;
+    x->content_length = -1;
+    x->body_q_tail = &x->body_q;
+    x->start_us = clock_mono_us();
+    x->request_done = true;
+    return x;
+}
+
 static void exchange_drop_body_queue(struct exchange *x)
 {
     struct body_chunk *b = x->body_q;
@@ -108,6 +126,20 @@ void sl_headers_add(struct arena *a, struct sl_headers *h, const char *name, siz
 void exchange_add_header(struct exchange *x, const char *name, const char *value)
 {
     sl_headers_add(x->arena, &x->resp_extra, name, strlen(name), value, strlen(value));
+}
+
+void exchange_set_header(struct exchange *x, const char *name, const char *value)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < x->resp_extra.n; i++) {
+        struct sl_header *h = &x->resp_extra.v[i];
+        if (str_ieq(h->name, h->name_len, name)) {
+            h->value = arena_strndup(x->arena, value, strlen(value));
+            h->value_len = strlen(value);
+            return;
+        }
+    }
+    sl_headers_add(x->arena, &x->resp_extra, name, len, value, strlen(value));
 }
 
 const struct sl_header *exchange_req_header(const struct exchange *x, const char *name)

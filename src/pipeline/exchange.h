@@ -16,6 +16,7 @@ struct conn;
 struct worker;
 struct wcfg;
 struct px_conn;
+struct admin_body;
 
 struct sl_header {
     const char *name, *value;
@@ -47,6 +48,18 @@ struct identity {
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
 
+/* Sees the response of an exchange as it is produced, whoever produces it
+ * (proxy or a stage): the cache captures what it stores through it. <head>
+ * returning true means the tap answered the request itself instead (after
+ * clearing x->tap), and what the producer sends next is ignored. */
+struct response_tap {
+    bool (*head)(struct exchange *x, void *arg, int status, const struct sl_headers *h,
+                 int64_t content_length, bool no_body);
+    void (*body)(struct exchange *x, void *arg, const char *data, size_t len);
+    void (*end)(struct exchange *x, void *arg);
+    void *arg;
+};
+
 /* Receives request body bytes as they arrive (<len> 0 and <end> true: the
  * body is complete). Set by the stage that consumes the body (the proxy). */
 typedef void (*body_sink_fn)(struct exchange *x, const char *data, size_t len, bool end);
@@ -65,7 +78,8 @@ struct exchange {
     const struct config *cfg;
     const stage_fn *stages;
     int n_stages, stage;
-    bool admin; /* on the admin listener: not counted as API traffic */
+    bool admin;    /* on the admin listener: not counted as API traffic */
+    bool detached; /* no client (a background refresh): freed when its response ends */
 
     /* Request, as parsed. Strings live in the arena. */
     int method; /* llhttp_method_t */
@@ -108,6 +122,8 @@ struct exchange {
      * so a producer that paused (the proxy) can go on. */
     void (*on_client_drain)(struct exchange *x);
     struct exchange_hook *hooks;
+    struct response_tap *tap;
+    struct admin_body *admin_body; /* an admin call's request body being read */
 
     /* Response progress. */
     int status;
@@ -134,6 +150,10 @@ void exchange_on_end(struct exchange *x, exchange_hook_fn fn, void *arg);
  * arena. */
 struct exchange *exchange_new(struct worker *w, struct conn *c, bool admin);
 void exchange_free(struct exchange *x);
+/* An exchange without a client, running <stages> (e.g. the proxy alone) for
+ * work of its own, such as refreshing a stale cache entry; it holds the
+ * worker's current config and is freed when its response ends. */
+struct exchange *exchange_new_detached(struct worker *w, const stage_fn *stages, int n_stages);
 /* Request body bytes from the connection (<end>: the body is complete). */
 void exchange_body_data(struct exchange *x, const char *data, size_t len, bool end);
 
@@ -145,6 +165,8 @@ void exchange_resume(struct exchange *x);
 /* Add a header to every response of <x> (rate-limit headers, X-Cache...).
  * <name> and <value> are copied. */
 void exchange_add_header(struct exchange *x, const char *name, const char *value);
+/* Like exchange_add_header, replacing a value <name> already has. */
+void exchange_set_header(struct exchange *x, const char *name, const char *value);
 /* The first request header named <name> (case-insensitive), or NULL. */
 const struct sl_header *exchange_req_header(const struct exchange *x, const char *name);
 

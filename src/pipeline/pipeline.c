@@ -1,13 +1,16 @@
 #include "pipeline/pipeline.h"
 
 #include "admin/admin.h"
+#include "cache/cache.h"
 #include "limit/policy.h"
 #include "pipeline/stages.h"
 #include "proxy/proxy.h"
 
+/* clang-format off: one stage per line, in pipeline order */
 static const stage_fn public_stages[] = {
-    stage_health, stage_route, stage_client_ip, lim_stage, px_stage,
+    stage_health, stage_route, stage_client_ip, lim_stage, cache_stage, px_stage,
 };
+/* clang-format on */
 
 static const stage_fn admin_stages[] = {
     admin_stage_auth,

@@ -23,6 +23,17 @@ Threaded HTTP/1.1 server with keep-alive and control endpoints:
   /hangup               closes the connection without answering
   /truncated?bytes=N&send=M
                         promises Content-Length N, sends M < N bytes, closes
+  /origin/<anything>    a cacheable resource for the response-cache tests; the
+                        query sets the response: cc= (Cache-Control), etag=,
+                        lm=<unix seconds> (Last-Modified), vary=, tag= (Cache-Tag),
+                        skey= (Surrogate-Key), cookie= (Set-Cookie), status=N,
+                        ms=N (sleep first), bytes=N (N pattern bytes instead of
+                        the JSON body). Answers "X-Origin-N: <n>", n counting the
+                        requests for that path (query ignored) from 1, and a JSON
+                        body {path, query, n, method, headers}. Server switches
+                        origin_status / origin_delay_ms override status and delay
+                        for every /origin request (set them on the object).
+  /count/origin         GET: {path: requests} for /origin paths (not counted)
   any path, ?close=1    answer with "Connection: close" and close afterwards
 
 Every response carries "X-Upstream: <name>" so tests can tell upstreams apart.
@@ -46,6 +57,7 @@ import socket
 import sys
 import threading
 import time
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -170,6 +182,8 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         self.query = parse_qs(url.query)
         if path.startswith("/count"):
             self.read_body()
+            if path == "/count/origin":
+                return self.send_json(200, srv.origin_counts())
             if path == "/count/reset":
                 srv.reset()
             return self.send_json(200, srv.stats())
@@ -210,8 +224,37 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             "body_framing": self.body_framing,
         }
 
+    def origin(self, url, body):
+        """/origin/...: a response shaped by the query, for the cache tests."""
+        srv = self.server
+        n = srv.note_origin(url.path)
+        delay = srv.origin_delay_ms if srv.origin_delay_ms is not None else self.q_int("ms", 0)
+        if delay:
+            time.sleep(delay / 1000.0)
+        status = srv.origin_status if srv.origin_status is not None else self.q_int("status", 200)
+        hdrs = [("X-Origin-N", str(n))]
+        for param, name in (("cc", "Cache-Control"), ("etag", "ETag"), ("vary", "Vary"),
+                            ("tag", "Cache-Tag"), ("skey", "Surrogate-Key"),
+                            ("cookie", "Set-Cookie")):
+            for v in self.query.get(param, []):
+                hdrs.append((name, v))
+        if "lm" in self.query:
+            hdrs.append(("Last-Modified", formatdate(self.q_int("lm", 0), usegmt=True)))
+        if status in (204, 304):
+            return self.send_raw(status, hdrs)
+        if "bytes" in self.query:
+            data = pattern_bytes(self.q_int("bytes", 0), n)
+            hdrs += [("Content-Type", "application/octet-stream"),
+                     ("Content-Length", str(len(data)))]
+            return self.send_raw(status, hdrs, data)
+        obj = self.echo_obj(url, body)
+        obj["n"] = n
+        return self.send_json(status, obj, hdrs)
+
     def route(self, path, url):
         body = self.read_body()
+        if path.startswith("/origin/"):
+            return self.origin(url, body)
         if path == "/echo" or path.startswith("/echo/"):
             return self.send_json(200, self.echo_obj(url, body))
         if path == "/slow":
@@ -294,6 +337,8 @@ class UpstreamServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self._thread = None
         self.active = []  # targets of the requests in flight
+        self.origin_status = None  # overrides /origin statuses when set
+        self.origin_delay_ms = None  # overrides /origin delays when set
         self._zero()
         super().__init__((host, port), UpstreamHandler)
 
@@ -307,6 +352,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.open_connections = getattr(self, "open_connections", 0)
         self.dropped = 0
         self.expect_100 = 0
+        self.origin = {}  # /origin path -> requests
 
     def reset(self):
         with self.lock:
@@ -326,6 +372,21 @@ class UpstreamServer(ThreadingHTTPServer):
         with self.lock:
             self.in_flight -= 1
             self.active.remove(target)
+
+    def note_origin(self, path):
+        """Count a request for /origin <path>; returns its number (1 for the first)."""
+        with self.lock:
+            self.origin[path] = self.origin.get(path, 0) + 1
+            return self.origin[path]
+
+    def origin_counts(self):
+        with self.lock:
+            return dict(self.origin)
+
+    def origin_count(self, path):
+        """Requests the /origin resource <path> (no query) has received."""
+        with self.lock:
+            return self.origin.get(path, 0)
 
     def note_dropped(self):
         with self.lock:

@@ -1,0 +1,39 @@
+#ifndef SLUICE_CACHE_H
+#define SLUICE_CACHE_H
+/* The response cache as a pipeline stage (SPEC 4): lookup, HIT/STALE
+ * serving, coalescing of concurrent misses, capture of cacheable upstream
+ * responses, stale-while-revalidate refreshes, stale-if-error, 304s, and
+ * the purge function every purge (admin API, CLI, later Redis pub/sub)
+ * goes through. */
+
+#include <stdint.h>
+
+#include "pipeline/exchange.h"
+
+struct cache;
+
+/* The process-wide cache: a store of <max_bytes> in which any object up to
+ * <max_object_size> fits. */
+struct cache *cache_new(uint64_t max_bytes, uint64_t max_object_size);
+void cache_free(struct cache *c);
+
+enum stage_result cache_stage(struct exchange *x);
+
+enum cache_purge_kind {
+    CACHE_PURGE_KEY,
+    CACHE_PURGE_PREFIX,
+    CACHE_PURGE_PATTERN,
+    CACHE_PURGE_TAG,
+    CACHE_PURGE_ALL
+};
+/* Remove entries: by exact path?query (any host; the query compared after
+ * sorting), path prefix, glob over path?query, tag, or all (<arg> unused).
+ * Returns how many were removed. */
+uint64_t cache_purge(struct cache *c, enum cache_purge_kind kind, const char *arg);
+
+struct cache_stats {
+    uint64_t entries, bytes, evictions;
+};
+void cache_get_stats(struct cache *c, struct cache_stats *out);
+
+#endif
