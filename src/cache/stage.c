@@ -311,9 +311,9 @@ static void cache_serve(struct cache_state *cs, struct cache_entry *e, const cha
 {
     struct exchange *x = cs->x;
     int64_t now = clock_wall_us();
-    char age[24];
     int64_t a = (now - e->stored_us) / 1000000;
-    snprintf(age, sizeof(age), "%lld", (long long)(a > 0 ? a : 0));
+    char age[24];
+    str_u64(age, (uint64_t)(a > 0 ? a : 0));
     exchange_set_header(x, "X-Cache", label); /* a miss turned stale says so once */
     exchange_set_header(x, "Age", age);
     struct sl_headers h = {0};
@@ -553,8 +553,8 @@ static void cache_refresh(struct cache_state *cs)
             continue; /* we want the whole response, fresh */
         sl_headers_add(r->arena, &r->req_headers, h->name, h->name_len, h->value, h->value_len);
     }
-    snprintf(r->peer_ip, sizeof(r->peer_ip), "%s", x->peer_ip);
-    snprintf(r->client_ip, sizeof(r->client_ip), "%s", x->client_ip);
+    str_copy(r->peer_ip, sizeof(r->peer_ip), x->peer_ip);
+    str_copy(r->client_ip, sizeof(r->client_ip), x->client_ip);
     worker_request_id(x->worker, r->request_id);
     r->identity = x->identity;
     r->route = x->route;

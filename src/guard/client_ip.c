@@ -111,7 +111,7 @@ static bool cip_walk_xff(const struct cfg_server *srv, const struct sl_headers *
 void cip_resolve(const struct cfg_server *srv, const char *peer, const struct sl_headers *h,
                  char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%s", peer);
+    str_copy(out, outlen, peer);
     if (srv->n_trusted_proxies == 0 ||
         !cip_in_cidrs(peer, srv->trusted_proxies, srv->n_trusted_proxies))
         return;
@@ -129,7 +129,10 @@ void cip_identity(const char *ip, int ipv6_prefix, char *out, size_t outlen)
     char text[INET6_ADDRSTRLEN];
     if (family == AF_INET) {
         inet_ntop(AF_INET, addr, text, sizeof(text));
-        snprintf(out, outlen, "ip:%s", text);
+        if (outlen > 3) {
+            memcpy(out, "ip:", 3);
+            str_copy(out + 3, outlen - 3, text);
+        }
         return;
     }
     int full = ipv6_prefix / 8, rest = ipv6_prefix % 8;

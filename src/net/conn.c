@@ -505,8 +505,8 @@ void conn_resume_body(struct exchange *x)
 static struct exchange *conn_new_exchange(struct conn *c)
 {
     struct exchange *x = exchange_new(c->w, c, c->kind == CONN_ADMIN);
-    snprintf(x->peer_ip, sizeof(x->peer_ip), "%s", c->peer_ip);
-    snprintf(x->client_ip, sizeof(x->client_ip), "%s", c->peer_ip);
+    str_copy(x->peer_ip, sizeof(x->peer_ip), c->peer_ip);
+    str_copy(x->client_ip, sizeof(x->client_ip), c->peer_ip);
     return x;
 }
 

@@ -2,6 +2,7 @@
 #define SLUICE_STR_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -16,6 +17,13 @@ static inline bool str_ieq(const char *a, size_t alen, const char *b)
 bool str_list_has(const char *list, size_t len, const char *token);
 /* The last comma-separated token of <list>/<len>, trimmed; sets *<out_len>. */
 const char *str_list_last(const char *list, size_t len, size_t *out_len);
+/* Copy the C string <src> into <dst> of <cap> bytes, cutting it if need be;
+ * always NUL-terminated. Returns the length copied. (snprintf("%s") costs a
+ * format parse per call, and this runs for every request.) */
+size_t str_copy(char *dst, size_t cap, const char *src);
+/* The decimal digits of <v> into <out> (>= 21 bytes), NUL-terminated;
+ * returns their count. */
+size_t str_u64(char *out, uint64_t v);
 /* Constant-time equality, for secrets. */
 bool str_ct_eq(const char *a, size_t alen, const char *b, size_t blen);
 
