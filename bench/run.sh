@@ -418,8 +418,7 @@ measure() {
 # the shared upstream (UPSTREAM_PORT, started once per run) and registers
 # targets with `target`, reference first. Whatever it starts is stopped when
 # it is measured. Gateways under test go on $CPU_GATEWAY.
-# Planned: cache (sluice cache hits vs nginx proxy_cache), redis (sluice
-# Redis store vs memory store).
+# Planned: redis (sluice Redis store vs memory store).
 
 declare -A SCENARIO_HELP
 
@@ -465,6 +464,41 @@ scenario_limit() {
 # every request is counted, none rejected, like nginx's limit_req above.
 sluice_yaml_limit() {
     sluice_yaml_proxy "$1" | sed 's|^    upstream: app$|    upstream: app\n    limits: {anonymous: ["4000000000/h"]}|'
+}
+
+SCENARIO_HELP[cache]="cache hits: sluice's response cache vs nginx proxy_cache (proxy_cache_lock on), both warmed before measuring"
+scenario_cache() {
+    local nport sport
+    free_port nport
+    free_port sport
+    start_nginx nginx-cache cache.conf.in "$CPU_GATEWAY" "$nport" UPORT="$UPSTREAM_PORT"
+    start_sluice sluice-cache "$CPU_GATEWAY" "$sport" "$(sluice_yaml_cache "$sport")"
+    # Fill both caches, then make sure the next answer is a hit: otherwise
+    # the run would measure proxying, and the ratio would mean nothing.
+    warm_cache nginx "http://127.0.0.1:$nport/" X-Cache-Status
+    warm_cache sluice "http://127.0.0.1:$sport/" X-Cache
+    target nginx "http://127.0.0.1:$nport/"
+    target sluice "http://127.0.0.1:$sport/"
+}
+
+# The proxy of sluice_yaml_proxy with the route cached for 10 minutes (as
+# nginx's proxy_cache_valid) and the store's defaults written out.
+sluice_yaml_cache() {
+    sluice_yaml_proxy "$1" | sed 's|^    upstream: app$|    upstream: app\n    cache: {ttl: 600s}|'
+    printf 'cache:\n  max_memory: 256m\n  max_object_size: 8m\n'
+}
+
+# warm_cache <name> <url> <header>: request <url> until its <header> says
+# HIT (up to 10 tries), or stop the run.
+warm_cache() {
+    local name=$1 url=$2 header=$3 t got=""
+    for ((t = 0; t < 10; t++)); do
+        got=$(curl -s -o /dev/null -D - --max-time 5 "$url" |
+            awk -v h="$header" 'BEGIN { h = tolower(h) ":" }
+                tolower($1) == h { sub(/\r$/, "", $2); print $2 }')
+        [[ $got == HIT ]] && return 0
+    done
+    die "$name: $url not served from its cache after 10 requests ($header: ${got:-none})"
 }
 
 SCENARIO_HELP[baseline]="nginx vs an identical nginx: the harness's noise floor (no sluice needed)"

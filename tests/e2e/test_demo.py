@@ -54,6 +54,15 @@ class Demo(E2ETestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 0.18)
         self.assertIn("sentiment", r.json())
 
+    def test_market_overview_is_cached(self):
+        first = self.gw.request("GET", "/api/market/overview")
+        self.assertEqual(first.header("X-Cache"), "MISS")
+        t0 = time.monotonic()
+        again = self.gw.request("GET", "/api/market/overview")
+        self.assertLess(time.monotonic() - t0, 0.15, "a cache hit waited for the demo API")
+        self.assertEqual(again.header("X-Cache"), "HIT")
+        self.assertEqual(again.body, first.body)
+
     def test_market_indices(self):
         r = self.gw.request("GET", "/api/market/indices")
         self.assertEqual(r.status, 200)
