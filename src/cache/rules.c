@@ -647,3 +647,34 @@ bool cache_glob_match(const char *pattern, const char *s, size_t len)
         p++;
     return pattern[p] == '\0';
 }
+
+void cache_times_at(int64_t now_us, int64_t ttl_ms, int64_t swr_ms, int64_t sie_ms,
+                    struct cache_times *t)
+{
+    t->stored_us = now_us;
+    t->fresh_until_us = now_us + (ttl_ms > 0 ? ttl_ms : 0) * 1000;
+    t->swr_until_us = t->fresh_until_us + (swr_ms > 0 ? swr_ms : 0) * 1000;
+    t->sie_until_us = t->fresh_until_us + (sie_ms > 0 ? sie_ms : 0) * 1000;
+}
+
+enum cache_freshness cache_freshness_at(const struct cache_times *t, int64_t now_us)
+{
+    if (now_us < t->fresh_until_us)
+        return CACHE_FRESH;
+    if (now_us < t->swr_until_us)
+        return CACHE_REVALIDATE;
+    if (now_us < t->sie_until_us)
+        return CACHE_IF_ERROR;
+    return CACHE_EXPIRED;
+}
+
+bool cache_usable_on_error(const struct cache_times *t, int64_t now_us)
+{
+    return now_us < t->sie_until_us;
+}
+
+int64_t cache_age_s(const struct cache_times *t, int64_t now_us)
+{
+    int64_t a = (now_us - t->stored_us) / 1000000;
+    return a > 0 ? a : 0;
+}

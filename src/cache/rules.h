@@ -54,6 +54,31 @@ enum cache_verdict cache_storable(int method, int status, const struct cache_con
                                   int64_t ttl_ms, int64_t stale_ms);
 const char *cache_verdict_name(enum cache_verdict v);
 
+/* The deadlines of a response stored at <now_us> that is fresh for <ttl_ms>,
+ * then may be served stale for <swr_ms> while being refreshed, or for
+ * <sie_ms> when the upstream fails (both counted from the end of freshness). */
+struct cache_times {
+    int64_t stored_us, fresh_until_us, swr_until_us, sie_until_us;
+};
+void cache_times_at(int64_t now_us, int64_t ttl_ms, int64_t swr_ms, int64_t sie_ms,
+                    struct cache_times *t);
+
+enum cache_freshness {
+    CACHE_FRESH,      /* serve it */
+    CACHE_REVALIDATE, /* serve it stale and refresh it in the background */
+    CACHE_IF_ERROR,   /* fetch again; serve it only if the upstream fails */
+    CACHE_EXPIRED,    /* of no use */
+};
+/* Where an entry with times <t> stands at <now_us>. */
+enum cache_freshness cache_freshness_at(const struct cache_times *t, int64_t now_us);
+
+/* May an entry with times <t> stand in for a failed upstream at <now_us>?
+ * (Its stale-if-error window is separate from the revalidate window.) */
+bool cache_usable_on_error(const struct cache_times *t, int64_t now_us);
+
+/* Age in whole seconds at <now_us> (never negative). */
+int64_t cache_age_s(const struct cache_times *t, int64_t now_us);
+
 /* The query string <q>/<len> (without '?') with its parameters sorted by
  * name (bytewise, as sent: no decoding), appended to <out>; so "b=2&a=1"
  * and "a=1&b=2" give one key. Values of a repeated name keep their order.

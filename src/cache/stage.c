@@ -311,9 +311,8 @@ static void cache_serve(struct cache_state *cs, struct cache_entry *e, const cha
 {
     struct exchange *x = cs->x;
     int64_t now = clock_wall_us();
-    int64_t a = (now - e->stored_us) / 1000000;
     char age[24];
-    str_u64(age, (uint64_t)(a > 0 ? a : 0));
+    str_u64(age, (uint64_t)cache_age_s(&e->times, now));
     exchange_set_header(x, "X-Cache", label); /* a miss turned stale says so once */
     exchange_set_header(x, "Age", age);
     struct sl_headers h = {0};
@@ -359,7 +358,7 @@ static bool cache_tap_head(struct exchange *x, void *arg, int status, const stru
 {
     struct cache_state *cs = arg;
     int64_t now = clock_wall_us();
-    if (status >= 500 && cs->stale && now < cs->stale->sie_until_us) {
+    if (status >= 500 && cs->stale && cache_usable_on_error(&cs->stale->times, now)) {
         x->tap = NULL;
         metrics_cache_result(x->worker->metrics, "stale");
         cache_serve(cs, cs->stale, "STALE", false);
@@ -448,10 +447,7 @@ static void cache_tap_end(struct exchange *x, void *arg)
                                             cs->head.data ? cs->head.data : "", cs->head.len,
                                             cs->body.data ? cs->body.data : "", cs->body.len,
                                             cs->etag, cs->last_modified, cs->tags, cs->n_tags);
-    e->stored_us = now;
-    e->fresh_until_us = now + ttl * 1000;
-    e->swr_until_us = e->fresh_until_us + rc->stale_while_revalidate_ms * 1000;
-    e->sie_until_us = e->fresh_until_us + rc->stale_if_error_ms * 1000;
+    cache_times_at(now, ttl, rc->stale_while_revalidate_ms, rc->stale_if_error_ms, &e->times);
     cache_store_put(cs->cache->store, e);
     buf_release(&cs->head);
     buf_release(&cs->body);
@@ -595,13 +591,14 @@ static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait)
 
     int64_t now = clock_wall_us();
     struct cache_entry *e = cache_store_get(cs->cache->store, cs->key, cs->key_len);
-    if (e && !revalidate && now < e->fresh_until_us) {
+    enum cache_freshness f = e ? cache_freshness_at(&e->times, now) : CACHE_EXPIRED;
+    if (f == CACHE_FRESH && !revalidate) {
         metrics_cache_result(m, "hit");
         cache_serve(cs, e, "HIT", true);
         cache_entry_unref(e);
         return STAGE_DONE;
     }
-    if (e && !revalidate && now < e->swr_until_us) {
+    if (f == CACHE_REVALIDATE && !revalidate) {
         metrics_cache_result(m, "stale");
         if (cache_fill_begin(cs->cache, cs->key, cs->key_len))
             cache_refresh(cs);
@@ -609,8 +606,10 @@ static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait)
         cache_entry_unref(e);
         return STAGE_DONE;
     }
-    if (e && now < e->sie_until_us && !cs->stale)
-        cs->stale = e; /* for stale-if-error; released when the exchange ends */
+    /* Anything still within its stale-if-error window is kept for when the
+     * upstream fails; released when the exchange ends. */
+    if (e && cache_usable_on_error(&e->times, now) && !cs->stale)
+        cs->stale = e;
     else if (e)
         cache_entry_unref(e);
 

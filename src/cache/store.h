@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache/rules.h"
+
 /* A stored response. Immutable once put: readers share it without locks. */
 struct cache_entry {
     int refs;  /* atomic */
@@ -22,13 +24,10 @@ struct cache_entry {
     size_t head_len;
     char *body;
     size_t body_len;
-    int64_t stored_us;      /* wall clock, for Age */
-    int64_t fresh_until_us; /* fresh before this */
-    int64_t swr_until_us;   /* may be served stale while revalidating before this */
-    int64_t sie_until_us;   /* may be served stale on upstream errors before this */
-    char *etag;             /* NULL when none */
-    int64_t last_modified;  /* Unix seconds, -1 when none */
-    char **tags;            /* route tags + Cache-Tag / Surrogate-Key values */
+    struct cache_times times; /* stored, fresh until, stale windows (wall clock) */
+    char *etag;               /* NULL when none */
+    int64_t last_modified;    /* Unix seconds, -1 when none */
+    char **tags;              /* route tags + Cache-Tag / Surrogate-Key values */
     int n_tags;
 };
 

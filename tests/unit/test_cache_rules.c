@@ -707,9 +707,44 @@ static void test_glob_pathological_is_fast(void **state)
     assert_true(spent < 1000000);
 }
 
+/* Freshness with an injected clock: ttl 10 s, revalidate 5 s, if-error 60 s. */
+static void test_freshness_windows(void **state)
+{
+    struct cache_times t;
+    const int64_t t0 = 1700000000LL * 1000000;
+    cache_times_at(t0, 10000, 5000, 60000, &t);
+    assert_int_equal(cache_freshness_at(&t, t0), CACHE_FRESH);
+    assert_int_equal(cache_freshness_at(&t, t0 + 9999999), CACHE_FRESH);
+    assert_int_equal(cache_freshness_at(&t, t0 + 10000000), CACHE_REVALIDATE);
+    assert_int_equal(cache_freshness_at(&t, t0 + 14999999), CACHE_REVALIDATE);
+    assert_int_equal(cache_freshness_at(&t, t0 + 15000000), CACHE_IF_ERROR);
+    assert_int_equal(cache_freshness_at(&t, t0 + 69999999), CACHE_IF_ERROR);
+    assert_int_equal(cache_freshness_at(&t, t0 + 70000000), CACHE_EXPIRED);
+    assert_true(cache_usable_on_error(&t, t0 + 12000000)); /* within both windows */
+    assert_false(cache_usable_on_error(&t, t0 + 70000000));
+    assert_int_equal(cache_age_s(&t, t0 + 2500000), 2);
+    assert_int_equal(cache_age_s(&t, t0 - 5), 0); /* clock stepped back */
+}
+
+static void test_freshness_windows_independent(void **state)
+{
+    struct cache_times t;
+    /* revalidate longer than if-error: no error fallback past 1 s stale */
+    cache_times_at(0, 1000, 30000, 1000, &t);
+    assert_int_equal(cache_freshness_at(&t, 1500000), CACHE_REVALIDATE);
+    assert_true(cache_usable_on_error(&t, 1500000));
+    assert_false(cache_usable_on_error(&t, 2500000));
+    assert_int_equal(cache_freshness_at(&t, 2500000), CACHE_REVALIDATE);
+    /* ttl 0 with no windows: expired at once */
+    cache_times_at(0, 0, 0, 0, &t);
+    assert_int_equal(cache_freshness_at(&t, 0), CACHE_EXPIRED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_freshness_windows),
+        cmocka_unit_test(test_freshness_windows_independent),
         cmocka_unit_test(test_cc_init_means_absent),
         cmocka_unit_test(test_cc_each_flag),
         cmocka_unit_test(test_cc_each_duration),
