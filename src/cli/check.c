@@ -9,17 +9,6 @@
 
 static const char cli_check_usage[] = "usage: sluice check -c FILE\n";
 
-__attribute__((format(printf, 1, 2))) static int cli_check_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sluice check: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n%s", cli_check_usage);
-    return 2;
-}
-
 int cli_check(int argc, char **argv)
 {
     const char *file = NULL;
@@ -37,19 +26,19 @@ int cli_check(int argc, char **argv)
         }
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             if (i + 1 == argc)
-                return cli_check_usage_error("%s needs a FILE", a);
+                return cli_fail(2, "check", cli_check_usage, "%s needs a FILE", a);
             v = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             v = a + 9;
         } else {
-            return cli_check_usage_error("unknown argument '%s'", a);
+            return cli_fail(2, "check", cli_check_usage, "unknown argument '%s'", a);
         }
         if (file)
-            return cli_check_usage_error("more than one config file given");
+            return cli_fail(2, "check", cli_check_usage, "more than one config file given");
         file = v;
     }
     if (!file || !file[0])
-        return cli_check_usage_error("no config file given (-c FILE)");
+        return cli_fail(2, "check", cli_check_usage, "no config file given (-c FILE)");
 
     char *err;
     struct config *c = cfg_load(file, &err);

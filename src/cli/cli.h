@@ -15,4 +15,9 @@ int cli_check(int argc, char **argv);
  * cannot be reached or refuses; 2 when FILE has no admin section. */
 int cli_purge(int argc, char **argv);
 
+/* Print "sluice <verb>: <message>" on stderr, then <usage> when not NULL;
+ * returns <code>, so a verb can write: return cli_fail(2, ...). */
+int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif

@@ -31,28 +31,6 @@ enum {
     PURGE_MAX_ANSWER = 1 << 20,
 };
 
-__attribute__((format(printf, 1, 2))) static int cli_purge_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sluice purge: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n%s", cli_purge_usage);
-    return 2;
-}
-
-__attribute__((format(printf, 1, 2))) static int cli_purge_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sluice purge: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
-
 /* <s> as a JSON string literal: the argument is whatever the operator typed
  * (quotes, backslashes, tabs in a glob), and must reach the server intact. */
 static void purge_json_string(struct buf *b, const char *s)
@@ -79,7 +57,7 @@ static int purge_connect(const struct cfg_addr *a)
 {
     int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        cli_purge_fail("socket: %s", strerror(errno));
+        cli_fail(1, "purge", NULL, "socket: %s", strerror(errno));
         return -1;
     }
     int err = 0;
@@ -102,7 +80,8 @@ static int purge_connect(const struct cfg_addr *a)
         }
     }
     if (err) {
-        cli_purge_fail("cannot connect to the admin API at %s: %s", a->text, strerror(err));
+        cli_fail(1, "purge", NULL, "cannot connect to the admin API at %s: %s", a->text,
+                 strerror(err));
         close(fd);
         return -1;
     }
@@ -111,7 +90,7 @@ static int purge_connect(const struct cfg_addr *a)
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-        cli_purge_fail("socket options: %s", strerror(errno));
+        cli_fail(1, "purge", NULL, "socket options: %s", strerror(errno));
         close(fd);
         return -1;
     }
@@ -275,7 +254,7 @@ static int purge_call(const struct config *c, const char *json, size_t json_len)
     /* A token with a line break would split our request (a header injection
      * of our own making); the config loader has no reason to allow one. */
     if (strpbrk(token, "\r\n")) {
-        cli_purge_fail("admin.token contains a line break");
+        cli_fail(1, "purge", NULL, "admin.token contains a line break");
         return 2;
     }
 
@@ -297,27 +276,29 @@ static int purge_call(const struct config *c, const char *json, size_t json_len)
     if (fd < 0)
         goto out;
     if (purge_send_all(fd, req.data, req.len) < 0) {
-        cli_purge_fail("sending to %s: %s", c->admin.listen.text, strerror(errno));
+        cli_fail(1, "purge", NULL, "sending to %s: %s", c->admin.listen.text, strerror(errno));
         goto out;
     }
     if (purge_read_all(fd, &raw) < 0) {
-        cli_purge_fail("reading the answer of %s: %s", c->admin.listen.text,
-                       errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
+        cli_fail(1, "purge", NULL, "reading the answer of %s: %s", c->admin.listen.text,
+                 errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
         goto out;
     }
     int status;
     if (purge_parse_answer(&raw, &status, &body) < 0) {
-        cli_purge_fail("%s did not answer HTTP (%zu bytes)", c->admin.listen.text, raw.len);
+        cli_fail(1, "purge", NULL, "%s did not answer HTTP (%zu bytes)", c->admin.listen.text,
+                 raw.len);
         goto out;
     }
     if (status != 200) {
-        cli_purge_fail("the gateway answered HTTP %d: %.*s", status, (int)body.len,
-                       body.len ? body.data : "");
+        cli_fail(1, "purge", NULL, "the gateway answered HTTP %d: %.*s", status, (int)body.len,
+                 body.len ? body.data : "");
         goto out;
     }
     long long n = purge_count(&body);
     if (n < 0) {
-        cli_purge_fail("unexpected answer: %.*s", (int)body.len, body.len ? body.data : "");
+        cli_fail(1, "purge", NULL, "unexpected answer: %.*s", (int)body.len,
+                 body.len ? body.data : "");
         goto out;
     }
     printf("purged %lld\n", n);
@@ -358,8 +339,9 @@ int cli_purge(int argc, char **argv)
         }
         if (strcmp(a, "--all") == 0) {
             if (all || field)
-                return cli_purge_usage_error("give exactly one of --key, --prefix, "
-                                             "--pattern, --tag, --all");
+                return cli_fail(2, "purge", cli_purge_usage,
+                                "give exactly one of --key, --prefix, "
+                                "--pattern, --tag, --all");
             all = true;
             continue;
         }
@@ -372,33 +354,35 @@ int cli_purge(int argc, char **argv)
             if (purge_opt_is(a, name_len, selectors[k]))
                 opt = selectors[k];
         if (!opt)
-            return cli_purge_usage_error("unknown argument '%s'", a);
+            return cli_fail(2, "purge", cli_purge_usage, "unknown argument '%s'", a);
         if (eq) {
             v = eq + 1;
         } else {
             if (i + 1 == argc)
-                return cli_purge_usage_error("%s needs a value", a);
+                return cli_fail(2, "purge", cli_purge_usage, "%s needs a value", a);
             v = argv[++i];
         }
         if (strcmp(opt, "config") == 0) {
             if (file)
-                return cli_purge_usage_error("more than one config file given");
+                return cli_fail(2, "purge", cli_purge_usage, "more than one config file given");
             file = v;
             continue;
         }
         if (all || field)
-            return cli_purge_usage_error("give exactly one of --key, --prefix, --pattern, "
-                                         "--tag, --all");
+            return cli_fail(2, "purge", cli_purge_usage,
+                            "give exactly one of --key, --prefix, --pattern, "
+                            "--tag, --all");
         if (!v[0])
-            return cli_purge_usage_error("--%s needs a non-empty value", opt);
+            return cli_fail(2, "purge", cli_purge_usage, "--%s needs a non-empty value", opt);
         field = opt;
         value = v;
     }
     if (!file || !file[0])
-        return cli_purge_usage_error("no config file given (-c FILE)");
+        return cli_fail(2, "purge", cli_purge_usage, "no config file given (-c FILE)");
     if (!all && !field)
-        return cli_purge_usage_error("nothing to purge: give one of --key, --prefix, --pattern, "
-                                     "--tag, --all");
+        return cli_fail(2, "purge", cli_purge_usage,
+                        "nothing to purge: give one of --key, --prefix, --pattern, "
+                        "--tag, --all");
 
     char *err;
     struct config *c = cfg_load(file, &err);
