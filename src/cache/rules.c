@@ -222,6 +222,33 @@ int64_t cache_ttl_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool 
     return (s > CACHE_MAX_DELTA_S ? CACHE_MAX_DELTA_S : s) * 1000;
 }
 
+int64_t cache_parse_age(const char *v, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    int64_t n = 0;
+    size_t start = i;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++)
+        if (n < CACHE_MAX_DELTA_S)
+            n = n * 10 + (v[i] - '0');
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    if (i == start || i != len)
+        return 0;
+    return n > CACHE_MAX_DELTA_S ? CACHE_MAX_DELTA_S : n;
+}
+
+int64_t cache_fresh_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool respect_origin,
+                       int64_t age_s)
+{
+    bool origin = respect_origin && (cc->s_maxage >= 0 || cc->max_age >= 0);
+    int64_t ttl = cache_ttl_ms(cc, route_ttl_ms, respect_origin);
+    if (!origin || age_s <= 0)
+        return ttl;
+    return ttl > age_s * 1000 ? ttl - age_s * 1000 : 0;
+}
+
 enum cache_verdict cache_storable(int method, int status, const struct cache_control *cc,
                                   bool has_set_cookie, bool vary_star, bool key_has_identity,
                                   int64_t ttl_ms, int64_t stale_ms)

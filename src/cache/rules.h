@@ -44,6 +44,17 @@ enum cache_verdict {
  * s-maxage, else max-age, overrides the route ttl (in ms). */
 int64_t cache_ttl_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool respect_origin);
 
+/* An Age header value (delta-seconds, RFC 9111 5.1) in seconds; 0 when
+ * malformed (as if absent), clamped to a year. */
+int64_t cache_parse_age(const char *v, size_t len);
+
+/* How long a response that arrived already <age_s> old stays fresh: an
+ * origin lifetime (with <respect_origin>) loses the time the response spent
+ * in caches before us (RFC 9111 4.2.3), never below 0; the route's ttl is our
+ * own policy and counts from when we store it. */
+int64_t cache_fresh_ms(const struct cache_control *cc, int64_t route_ttl_ms, bool respect_origin,
+                       int64_t age_s);
+
 /* May a response be stored? Checked in this order: method, status, no-store,
  * no-cache, Vary *, private, Set-Cookie, ttl. <method> is llhttp's; <key_has_identity> says
  * whether the key includes the caller's identity (then private may be

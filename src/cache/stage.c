@@ -67,6 +67,7 @@ struct cache_state {
     char vary[CACHE_MAX_VARY];
     char *etag;
     int64_t last_modified;
+    int64_t age_s; /* the upstream's Age: time spent in caches before us */
     const char *tags[SL_MAX_CACHE_TAGS * 2];
     int n_tags;
 };
@@ -383,6 +384,8 @@ static bool cache_tap_head(struct exchange *x, void *arg, int status, const stru
             cs->etag = arena_strndup(x->arena, f->value, f->value_len);
         else if (str_ieq(f->name, f->name_len, "last-modified"))
             cs->last_modified = cache_http_date(f->value, f->value_len);
+        else if (str_ieq(f->name, f->name_len, "age"))
+            cs->age_s = cache_parse_age(f->value, f->value_len);
         else if (str_ieq(f->name, f->name_len, "cache-tag") ||
                  str_ieq(f->name, f->name_len, "surrogate-key"))
             cache_add_tags(cs, f->value, f->value_len);
@@ -395,7 +398,7 @@ static bool cache_tap_head(struct exchange *x, void *arg, int status, const stru
     buf_release(&names);
     buf_release(&vary);
     const struct cfg_route_cache *rc = cs->rc;
-    int64_t ttl = cache_ttl_ms(&cs->cc, rc->ttl_ms, rc->respect_origin);
+    int64_t ttl = cache_fresh_ms(&cs->cc, rc->ttl_ms, rc->respect_origin, cs->age_s);
     int64_t stale = rc->stale_while_revalidate_ms > rc->stale_if_error_ms
                         ? rc->stale_while_revalidate_ms
                         : rc->stale_if_error_ms;
@@ -442,12 +445,13 @@ static void cache_tap_end(struct exchange *x, void *arg)
     cache_build_key(cs, cs->vary);
     const struct cfg_route_cache *rc = cs->rc;
     int64_t now = clock_wall_us();
-    int64_t ttl = cache_ttl_ms(&cs->cc, rc->ttl_ms, rc->respect_origin);
+    int64_t ttl = cache_fresh_ms(&cs->cc, rc->ttl_ms, rc->respect_origin, cs->age_s);
     struct cache_entry *e = cache_entry_new(cs->key, cs->key_len, cs->url, cs->url_len, cs->status,
                                             cs->head.data ? cs->head.data : "", cs->head.len,
                                             cs->body.data ? cs->body.data : "", cs->body.len,
                                             cs->etag, cs->last_modified, cs->tags, cs->n_tags);
     cache_times_at(now, ttl, rc->stale_while_revalidate_ms, rc->stale_if_error_ms, &e->times);
+    e->times.stored_us -= cs->age_s * 1000000; /* the Age we send includes the upstream's */
     cache_store_put(cs->cache->store, e);
     buf_release(&cs->head);
     buf_release(&cs->body);

@@ -284,6 +284,18 @@ class Basics(CacheTestCase):
             else:
                 self.assertCache(self.get(gw, p), "HIT", 1, name + " should still be fresh")
 
+    def test_upstream_age_counts_against_its_max_age(self):
+        """A response already 299 s old with max-age=300 (it came through
+        another cache) has 1 s of freshness left, and our Age includes it."""
+        gw = self.start_gateway(cache_config(self.up))
+        p = url("/origin/aged", cc="max-age=300", age="299")
+        self.assertCache(self.get(gw, p), "MISS", 1)
+        r = self.get(gw, p)
+        self.assertCache(r, "HIT", 1)
+        self.assertGreaterEqual(int(r.header("Age")), 299)
+        time.sleep(1.5)
+        self.assertCache(self.get(gw, p), "MISS", 2, "an aged response stayed fresh too long")
+
     def test_request_no_cache_goes_upstream_and_refreshes(self):
         gw = self.start_gateway(cache_config(self.up))
         self.assertCache(self.get(gw, "/origin/nc"), "MISS", 1)

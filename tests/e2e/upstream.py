@@ -235,7 +235,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         hdrs = [("X-Origin-N", str(n))]
         for param, name in (("cc", "Cache-Control"), ("etag", "ETag"), ("vary", "Vary"),
                             ("tag", "Cache-Tag"), ("skey", "Surrogate-Key"),
-                            ("cookie", "Set-Cookie")):
+                            ("cookie", "Set-Cookie"), ("age", "Age")):
             for v in self.query.get(param, []):
                 hdrs.append((name, v))
         if "lm" in self.query:

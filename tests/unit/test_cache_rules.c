@@ -707,6 +707,28 @@ static void test_glob_pathological_is_fast(void **state)
     assert_true(spent < 1000000);
 }
 
+static void test_age_header(void **state)
+{
+    assert_int_equal(cache_parse_age("100", 3), 100);
+    assert_int_equal(cache_parse_age(" 7 ", 3), 7);
+    assert_int_equal(cache_parse_age("", 0), 0);
+    assert_int_equal(cache_parse_age("-5", 2), 0);
+    assert_int_equal(cache_parse_age("12x", 3), 0);
+    assert_int_equal(cache_parse_age("99999999999999999999", 20), 31536000);
+}
+
+static void test_fresh_ms_deducts_upstream_age(void **state)
+{
+    struct cache_control cc = cc_of("max-age=120");
+    assert_int_equal(cache_fresh_ms(&cc, 5000, true, 100), 20000);
+    assert_int_equal(cache_fresh_ms(&cc, 5000, true, 500), 0);
+    assert_int_equal(cache_fresh_ms(&cc, 5000, true, 0), 120000);
+    /* our own ttl counts from when we store */
+    assert_int_equal(cache_fresh_ms(&cc, 5000, false, 100), 5000);
+    struct cache_control none = cc_of("public");
+    assert_int_equal(cache_fresh_ms(&none, 5000, true, 100), 5000);
+}
+
 /* Freshness with an injected clock: ttl 10 s, revalidate 5 s, if-error 60 s. */
 static void test_freshness_windows(void **state)
 {
@@ -743,6 +765,8 @@ static void test_freshness_windows_independent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_age_header),
+        cmocka_unit_test(test_fresh_ms_deducts_upstream_age),
         cmocka_unit_test(test_freshness_windows),
         cmocka_unit_test(test_freshness_windows_independent),
         cmocka_unit_test(test_cc_init_means_absent),
