@@ -852,6 +852,12 @@ static void conn_fail(struct conn *c, int status, const char *msg)
             conn_set_state(c, CS_HEAD);
     }
     struct exchange *x = c->x;
+    if (x->response_done) {
+        /* Answered already (a 429 before the body, say): the broken rest of
+         * the request only ends the connection, gracefully (lingering). */
+        conn_mark_dirty(c);
+        return;
+    }
     if (x->response_started) {
         conn_response_abort(x);
         return;

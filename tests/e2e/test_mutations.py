@@ -44,7 +44,7 @@ class Mutations(E2ETestCase):
     def test_mutated_requests_never_hang_or_crash(self):
         up = self.start_upstream("A")
         gw = self.start_gateway_quiet(up)
-        rng = random.Random(SEED)
+        rng = random.Random(SEED + self.stages)
         statuses = {}
         resets = 0
         for case in range(CASES):
@@ -81,17 +81,32 @@ class Mutations(E2ETestCase):
                                    head_request=data.startswith(b"HEAD"))
         self.assertTrue(gw.running(), "the gateway died")
         # still healthy and correct for a clean request
-        r = gw.request("GET", "/echo?after=1")
+        r = gw.request("GET", "/echo/clean?after=1")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["query"], "after=1")
         self.assertIn(400, statuses, "no mutation was rejected: the mutator is not biting")
+        if self.stages:
+            self.assertIn(429, statuses, "the stream never reached the rate limit: %r" % statuses)
         # lingering close: an error answer is not destroyed by a reset
         self.assertEqual(resets, 0, "connections reset instead of closed: %d" % resets)
 
+    def test_mutated_requests_through_limits_and_cache(self):
+        """The same stream through the rate-limit and cache stages (HITs,
+        coalesced MISSes, 429s), where exchanges end in more ways."""
+        self.stages = True
+        self.test_mutated_requests_never_hang_or_crash()
+
+    stages = False
+
     def start_gateway_quiet(self, up):
         from harness import make_config
-        cfg = make_config({"app": up}, server={"access_log": False,
-                                               "timeouts": {"header": "2s", "idle": "2s"}})
+        routes = None
+        if self.stages:
+            routes = [{"path": "/echo/clean", "limits": "off"},
+                      {"prefix": "/", "limits": {"anonymous": ["8/min", "concurrency 50"]},
+                       "cache": {"ttl": "60s", "stale_if_error": "60s"}}]
+        cfg = make_config({"app": up}, routes=routes,
+                          server={"access_log": False, "timeouts": {"header": "2s", "idle": "2s"}})
         return self.start_gateway(cfg)
 
 
