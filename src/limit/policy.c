@@ -2,6 +2,7 @@
  * all-or-nothing decision in the store, and what the client is told (3.5). */
 #include "limit/policy.h"
 
+#include "guard/graphql.h"
 #include "guard/violations.h"
 #include "limit/mem_store.h"
 #include "net/worker.h"
@@ -191,12 +192,18 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
                     (long long)retry_s, retry_s == 1 ? "second" : "seconds");
         break;
     case CFG_REJECT_GRAPHQL:
+        buf_append_str(b, "{\"errors\": [{\"message\": \"Rate limit exceeded");
+        if (x->gql)
+            buf_appendf(b, " for %s '%s'", x->gql->type, x->gql->field);
         buf_appendf(b,
-                    "{\"errors\": [{\"message\": \"Rate limit exceeded. Limit: %llu requests per "
-                    "%llds. Try again after %lld seconds.\", \"extensions\": {\"code\": "
-                    "\"RATE_LIMIT_EXCEEDED\", \"resetAt\": %lld}}]}\n",
+                    ". Limit: %llu requests per %llds. Try again after %lld seconds.\", "
+                    "\"extensions\": {\"code\": \"RATE_LIMIT_EXCEEDED\", ",
                     (unsigned long long)shown->decision.limit, (long long)lim_ceil_s(l->window_us),
-                    (long long)retry_s, (long long)lim_ceil_s(now_us) + retry_s);
+                    (long long)retry_s);
+        if (x->gql)
+            buf_appendf(b, "\"operation\": \"%s\", \"type\": \"%s\", ", x->gql->field,
+                        x->gql->type);
+        buf_appendf(b, "\"resetAt\": %lld}}]}\n", (long long)lim_ceil_s(now_us) + retry_s);
         break;
     default:
         if (l->algorithm == LIM_CONCURRENCY)
@@ -253,11 +260,9 @@ static void lim_hold_slots(struct exchange *x, struct lim_store *st, const struc
         exchange_on_end(x, lim_on_end, h);
 }
 
-enum stage_result lim_stage(struct exchange *x)
+/* The decision proper, once everything it needs is known. */
+static enum stage_result lim_decide(struct exchange *x)
 {
-    const struct config *cfg = x->cfg;
-    if (!cfg->limits.enabled || x->route->limits_off || x->identity.exempt)
-        return STAGE_NEXT;
     struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
     int n = lim_collect(x, ops);
     if (n == 0)
@@ -277,4 +282,50 @@ enum stage_result lim_stage(struct exchange *x)
     }
     lim_hold_slots(x, st, ops, n, cost);
     return STAGE_NEXT;
+}
+
+/* A GraphQL body is read (up to this much) to name the operation in 429s;
+ * the query comes first in practice, and the rest still streams. */
+#define LIM_GRAPHQL_PEEK (64u << 10)
+
+struct lim_body {
+    struct buf data;
+};
+
+static void lim_body_release(struct exchange *x, void *arg)
+{
+    struct lim_body *b = arg;
+    buf_release(&b->data);
+}
+
+static void lim_graphql_sink(struct exchange *x, const char *data, size_t len, bool end)
+{
+    struct lim_body *b = x->lim_body;
+    buf_append(&b->data, data, len);
+    if (!end && b->data.len < LIM_GRAPHQL_PEEK)
+        return;
+    struct gql_op *op = arena_calloc(x->arena, sizeof(*op));
+    if (gql_inspect_json(b->data.data ? b->data.data : "", b->data.len, op))
+        x->gql = op;
+    /* Everything read goes back to the queue for the proxy, unchanged. */
+    exchange_requeue_body(x, b->data.data, b->data.len);
+    buf_release(&b->data);
+    if (lim_decide(x) == STAGE_NEXT)
+        exchange_resume(x);
+}
+
+enum stage_result lim_stage(struct exchange *x)
+{
+    const struct config *cfg = x->cfg;
+    if (!cfg->limits.enabled || x->route->limits_off || x->identity.exempt)
+        return STAGE_NEXT;
+    bool has_body = x->content_length > 0 || x->chunked;
+    if (x->route->rejection == CFG_REJECT_GRAPHQL && has_body) {
+        struct lim_body *b = arena_calloc(x->arena, sizeof(*b));
+        x->lim_body = b;
+        exchange_on_end(x, lim_body_release, b);
+        exchange_set_body_sink(x, lim_graphql_sink);
+        return STAGE_WAIT;
+    }
+    return lim_decide(x);
 }

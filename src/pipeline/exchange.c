@@ -210,6 +210,21 @@ void exchange_set_body_sink(struct exchange *x, body_sink_fn sink)
         sink(x, NULL, 0, true);
 }
 
+void exchange_requeue_body(struct exchange *x, const char *data, size_t len)
+{
+    x->body_sink = NULL;
+    if (!len)
+        return;
+    struct body_chunk *b = sl_malloc(sizeof(*b) + len);
+    b->len = len;
+    memcpy(b->data, data, len);
+    b->next = x->body_q;
+    if (!x->body_q)
+        x->body_q_tail = &b->next;
+    x->body_q = b;
+    x->body_q_bytes += len;
+}
+
 void exchange_body_data(struct exchange *x, const char *data, size_t len, bool end)
 {
     if (x->body_sink) {

@@ -17,6 +17,8 @@ struct worker;
 struct wcfg;
 struct px_conn;
 struct admin_body;
+struct lim_body;
+struct gql_op;
 
 struct sl_header {
     const char *name, *value;
@@ -124,6 +126,8 @@ struct exchange {
     struct exchange_hook *hooks;
     struct response_tap *tap;
     struct admin_body *admin_body; /* an admin call's request body being read */
+    struct lim_body *lim_body;     /* a GraphQL body the limit stage reads before deciding */
+    const struct gql_op *gql;      /* the GraphQL operation, when one was read */
 
     /* Response progress. */
     int status;
@@ -175,6 +179,10 @@ void exchange_respond(struct exchange *x, int status, const char *content_type, 
                       size_t len);
 /* Answer with {"error": "<reason phrase>", "message": "<message>"}. */
 void exchange_respond_error(struct exchange *x, int status, const char *message);
+
+/* Put <len> bytes back at the front of the body queue and drop the sink: a
+ * stage that read some of the body hands it on untouched. */
+void exchange_requeue_body(struct exchange *x, const char *data, size_t len);
 
 /* Set the body sink and deliver what is queued. */
 void exchange_set_body_sink(struct exchange *x, body_sink_fn sink);

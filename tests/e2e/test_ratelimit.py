@@ -139,6 +139,52 @@ class Basics(E2ETestCase):
                                          r"Try again after \d+ seconds\.$")
         self.assertGreater(err["extensions"]["resetAt"], time.time())
 
+    def test_graphql_rejection_names_the_operation(self):
+        """SPEC 3.5's body: the operation and its type, read from the request."""
+        gw = self.start_gateway(limited_config(self.up, [
+            {"path": "/echo/graphql/", "limits": {"anonymous": ["1/h"]}, "rejection": "graphql"},
+            {"prefix": "/"}]))
+        doc = {"query": "mutation CreateErrand($i: ErrandInput!) { createErrand(input: $i) "
+                        "{ id } }", "variables": {"i": {"title": "x" * 100}}}
+        body = json.dumps(doc).encode()
+        first = gw.request("POST", "/echo/graphql/", body=body)
+        self.assertEqual(first.status, 200)
+        # the body the limit stage read still reached the upstream whole
+        self.assertEqual(first.json()["body_len"], len(body))
+        r = gw.request("POST", "/echo/graphql/", body=body)
+        self.assertEqual(r.status, 429)
+        err = r.json()["errors"][0]
+        retry = int(r.header("Retry-After"))
+        self.assertEqual(err["message"], "Rate limit exceeded for mutation 'createErrand'. "
+                         "Limit: 1 requests per 3600s. Try again after %d seconds." % retry)
+        ext = err["extensions"]
+        self.assertEqual((ext["code"], ext["operation"], ext["type"]),
+                         ("RATE_LIMIT_EXCEEDED", "createErrand", "mutation"))
+        self.assertAlmostEqual(ext["resetAt"], time.time() + retry, delta=3)
+        # a chunked GraphQL request works the same way
+        c = RawConn(gw.port)
+        r = c.request(build_request("POST", "/echo/graphql/", body=[body[:10], body[10:]],
+                                    chunked=True))
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.json()["errors"][0]["extensions"]["operation"], "createErrand")
+
+    def test_large_graphql_body_streams_through_whole(self):
+        """Past the 64 KiB the limit stage reads, the rest still streams."""
+        import hashlib
+        gw = self.start_gateway(limited_config(self.up, [
+            {"path": "/echo/graphql/", "limits": {"anonymous": ["5/h"]}, "rejection": "graphql"},
+            {"prefix": "/"}]))
+        body = json.dumps({"query": "query { big(x: 1) { id } }",
+                           "variables": {"blob": "y" * (300 * 1024)}}).encode()
+        for chunked in (False, True):
+            c = RawConn(gw.port)
+            payload = [body[:70000], body[70000:]] if chunked else body
+            r = c.request(build_request("POST", "/echo/graphql/", body=payload, chunked=chunked))
+            self.assertEqual(r.status, 200)
+            e = r.json()
+            self.assertEqual(e["body_len"], len(body))
+            self.assertEqual(e["body_sha256"], hashlib.sha256(body).hexdigest())
+
     def test_decisions_in_metrics(self):
         gw = self.start_gateway(limited_config(self.up, [
             {"prefix": "/", "limits": {"anonymous": ["1/h"]}}]))
