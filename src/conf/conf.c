@@ -773,6 +773,18 @@ static const struct cfg_key cfg_upstream_keys[] = {
 };
 static const struct cfg_section cfg_upstream_section = {cfg_upstream_keys, NULL};
 
+/* The text of mapping key <key>, naming a <what> (an upstream, a tier), or
+ * NULL after reporting a key that is not a scalar. */
+static const char *cfg_key_name(struct cfg_ctx *cx, yaml_node_t *key, const char *what, size_t *len)
+{
+    if (key->type != YAML_SCALAR_NODE) {
+        cfg_kerror(cx, cfg_line(key), "%s names must be names, got %s", what, cfg_node_kind(key));
+        return NULL;
+    }
+    *len = key->data.scalar.length;
+    return (const char *)key->data.scalar.value;
+}
+
 /* How many entries the mapping or sequence <node> holds: 0 for null, -1
  * after reporting a node of another <type> (<expected> says what is wanted)
  * or more than <max> entries (<what> names them). */
@@ -813,13 +825,10 @@ static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
         yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
-        if (key->type != YAML_SCALAR_NODE) {
-            cfg_kerror(cx, cfg_line(key), "upstream names must be names, got %s",
-                       cfg_node_kind(key));
+        size_t len;
+        const char *name = cfg_key_name(cx, key, "upstream", &len);
+        if (!name)
             continue;
-        }
-        const char *name = (const char *)key->data.scalar.value;
-        size_t len = key->data.scalar.length;
         if (!cfg_good_name(name, len) || memchr(name, '\0', len)) {
             cfg_kerror(cx, cfg_line(key),
                        "bad upstream name '%.*s' (letters, digits, '_', '-', '.'; at most %d)",
@@ -870,12 +879,10 @@ static void cfg_set_tiers(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
         yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
-        if (key->type != YAML_SCALAR_NODE) {
-            cfg_kerror(cx, cfg_line(key), "tier names must be names, got %s", cfg_node_kind(key));
+        size_t len;
+        const char *name = cfg_key_name(cx, key, "tier", &len);
+        if (!name)
             continue;
-        }
-        const char *name = (const char *)key->data.scalar.value;
-        size_t len = key->data.scalar.length;
         /* Tier names come back in JWT claims and key records, are compared
          * as they are, and show up in metric labels. */
         if (!cfg_good_name(name, len) || memchr(name, '\0', len)) {
@@ -986,12 +993,10 @@ static void cfg_set_route_limits(struct cfg_ctx *cx, const struct cfg_key *k, ya
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
         yaml_node_t *key = yaml_document_get_node(cx->doc, p->key);
-        if (key->type != YAML_SCALAR_NODE) {
-            cfg_kerror(cx, cfg_line(key), "tier names must be names, got %s", cfg_node_kind(key));
+        size_t len;
+        const char *name = cfg_key_name(cx, key, "tier", &len);
+        if (!name)
             continue;
-        }
-        const char *name = (const char *)key->data.scalar.value;
-        size_t len = key->data.scalar.length;
         if (memchr(name, '\0', len) ||
             (strcmp(name, "anonymous") != 0 && strcmp(name, "*") != 0 && !cfg_find_tier(c, name))) {
             cfg_kerror(cx, cfg_line(key), "unknown tier '%.*s'", CFG_QUOTE_MAX, name);

@@ -1469,6 +1469,25 @@ static void test_deep_nesting(void **state)
     cfg_unref(c);
 }
 
+/* A mapping key that is not a plain name (YAML allows any node as a key). */
+static void test_err_key_not_a_name(void **state)
+{
+    char *err = load_err("upstreams:\n"
+                         "  ? [a, b]\n"
+                         "  : {servers: [\"127.0.0.1:8000\"]}\n");
+    assert_non_null(strstr(err, "t.yaml:2: "));
+    assert_non_null(strstr(err, "upstream names must be names, got a list"));
+    free(err);
+    err = load_err("upstreams:\n"
+                   "  app: {servers: [\"127.0.0.1:8000\"]}\n"
+                   "tiers:\n"
+                   "  ? {x: 1}\n"
+                   "  : {limits: [\"1/s\"]}\n");
+    assert_non_null(strstr(err, "t.yaml:4: "));
+    assert_non_null(strstr(err, "tier names must be names, got a mapping"));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1498,6 +1517,7 @@ int main(void)
         cmocka_unit_test(test_cache_config),
         cmocka_unit_test(test_cache_defaults),
         cmocka_unit_test(test_err_cache),
+        cmocka_unit_test(test_err_key_not_a_name),
         cmocka_unit_test(test_rate_limit_config),
         cmocka_unit_test(test_rate_limit_defaults),
         cmocka_unit_test(test_rate_limit_enabled_env),
