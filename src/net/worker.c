@@ -337,8 +337,10 @@ int gw_reload(struct gateway *gw, char **err)
         fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
     if (cfg->limits.max_entries != old->limits.max_entries)
         fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
-    if (cfg->cache.max_memory != old->cache.max_memory)
-        fprintf(stderr, "sluice: reload: cache.max_memory changes only on restart\n");
+    if (cfg->cache.max_memory != old->cache.max_memory ||
+        cfg->cache.max_object_size > old->cache.max_object_size)
+        fprintf(stderr, "sluice: reload: cache.max_memory, and a larger cache.max_object_size, "
+                        "take effect only on restart (the store is sized at start)\n");
     struct config *prev = gw->cfg;
     gw->cfg = cfg;
     gw->gen++;
