@@ -40,13 +40,9 @@ int cli_check(int argc, char **argv)
     if (!file || !file[0])
         return cli_fail(2, "check", cli_check_usage, "no config file given (-c FILE)");
 
-    char *err;
-    struct config *c = cfg_load(file, &err);
-    if (!c) {
-        fprintf(stderr, "%s\n", err);
-        free(err);
+    struct config *c = cli_load_config(file);
+    if (!c)
         return 2;
-    }
     printf("%s: ok\n", file);
     cfg_unref(c);
     return 0;

@@ -20,4 +20,9 @@ int cli_purge(int argc, char **argv);
 int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+struct config;
+/* The config at <file>, or NULL after printing its errors (FILE:LINE:
+ * message lines) on stderr; a verb then exits 2. */
+struct config *cli_load_config(const char *file);
+
 #endif

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 
 #include "cli/cli.h"
+#include "conf/conf.h"
 
 int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)
 {
@@ -14,4 +15,15 @@ int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...
     if (usage)
         fputs(usage, stderr);
     return code;
+}
+
+struct config *cli_load_config(const char *file)
+{
+    char *err = NULL;
+    struct config *c = cfg_load(file, &err);
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        free(err);
+    }
+    return c;
 }

@@ -384,13 +384,9 @@ int cli_purge(int argc, char **argv)
                         "nothing to purge: give one of --key, --prefix, --pattern, "
                         "--tag, --all");
 
-    char *err;
-    struct config *c = cfg_load(file, &err);
-    if (!c) {
-        fprintf(stderr, "%s\n", err);
-        free(err);
+    struct config *c = cli_load_config(file);
+    if (!c)
         return 2;
-    }
     int rc;
     if (!c->admin.enabled) {
         fprintf(stderr,

@@ -243,6 +243,13 @@ static void render_family(struct gateway *gw, struct buf *out, const char *name,
     series_table_release(&merged);
 }
 
+/* One unlabelled sample with its HELP and TYPE lines. */
+static void render_single(struct buf *out, const char *name, const char *type, const char *help,
+                          unsigned long long value)
+{
+    buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
+}
+
 void metrics_render(struct gateway *gw, struct buf *out)
 {
     buf_append_str(out, "# HELP sluice_requests_total Requests answered, by route and status.\n"
@@ -260,19 +267,12 @@ void metrics_render(struct gateway *gw, struct buf *out)
                   offsetof(struct metrics, limit_decisions));
     struct lim_store_stats ls;
     lim_store_stats(gw->limiter, &ls);
-    buf_appendf(out,
-                "# HELP sluice_ratelimit_counters Rate-limit counters held in memory.\n"
-                "# TYPE sluice_ratelimit_counters gauge\n"
-                "sluice_ratelimit_counters %llu\n"
-                "# HELP sluice_ratelimit_counter_bytes Memory held by rate-limit counters.\n"
-                "# TYPE sluice_ratelimit_counter_bytes gauge\n"
-                "sluice_ratelimit_counter_bytes %llu\n"
-                "# HELP sluice_ratelimit_evictions_total Live counters dropped because the store "
-                "was full.\n"
-                "# TYPE sluice_ratelimit_evictions_total counter\n"
-                "sluice_ratelimit_evictions_total %llu\n",
-                (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
-                (unsigned long long)ls.evictions);
+    render_single(out, "sluice_ratelimit_counters", "gauge", "Rate-limit counters held in memory.",
+                  ls.entries);
+    render_single(out, "sluice_ratelimit_counter_bytes", "gauge",
+                  "Memory held by rate-limit counters.", ls.bytes);
+    render_single(out, "sluice_ratelimit_evictions_total", "counter",
+                  "Live counters dropped because the store was full.", ls.evictions);
 
     uint64_t cache[4] = {0};
     for (int w = 0; w < gw->n_workers; w++)
@@ -285,18 +285,10 @@ void metrics_render(struct gateway *gw, struct buf *out)
                     (unsigned long long)cache[i]);
     struct cache_stats cs;
     cache_get_stats(gw->cache, &cs);
-    buf_appendf(out,
-                "# HELP sluice_cache_entries Responses held in the cache.\n"
-                "# TYPE sluice_cache_entries gauge\n"
-                "sluice_cache_entries %llu\n"
-                "# HELP sluice_cache_bytes Memory held by cached responses.\n"
-                "# TYPE sluice_cache_bytes gauge\n"
-                "sluice_cache_bytes %llu\n"
-                "# HELP sluice_cache_evictions_total Responses dropped to stay within max_memory.\n"
-                "# TYPE sluice_cache_evictions_total counter\n"
-                "sluice_cache_evictions_total %llu\n",
-                (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
-                (unsigned long long)cs.evictions);
+    render_single(out, "sluice_cache_entries", "gauge", "Responses held in the cache.", cs.entries);
+    render_single(out, "sluice_cache_bytes", "gauge", "Memory held by cached responses.", cs.bytes);
+    render_single(out, "sluice_cache_evictions_total", "counter",
+                  "Responses dropped to stay within max_memory.", cs.evictions);
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};
@@ -309,19 +301,13 @@ void metrics_render(struct gateway *gw, struct buf *out)
         for (int b = 0; b <= N_BUCKETS; b++)
             buckets[b] += __atomic_load_n(&m->buckets[b], __ATOMIC_RELAXED);
     }
-    buf_appendf(out,
-                "# HELP sluice_requests_in_flight Requests being handled now.\n"
-                "# TYPE sluice_requests_in_flight gauge\n"
-                "sluice_requests_in_flight %lld\n",
-                (long long)in_flight);
-    buf_appendf(out,
-                "# HELP sluice_connections_open Client connections open now.\n"
-                "# TYPE sluice_connections_open gauge\n"
-                "sluice_connections_open %d\n"
-                "# HELP sluice_connections_rejected_total Connections shed over max_connections.\n"
-                "# TYPE sluice_connections_rejected_total counter\n"
-                "sluice_connections_rejected_total %llu\n",
-                __atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED), (unsigned long long)rejected);
+    /* Each exchange begins and ends on one worker, so the sum is never negative. */
+    render_single(out, "sluice_requests_in_flight", "gauge", "Requests being handled now.",
+                  (unsigned long long)(in_flight > 0 ? in_flight : 0));
+    render_single(out, "sluice_connections_open", "gauge", "Client connections open now.",
+                  (unsigned long long)__atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED));
+    render_single(out, "sluice_connections_rejected_total", "counter",
+                  "Connections shed over max_connections.", rejected);
     buf_append_str(out, "# HELP sluice_request_duration_seconds Time from request headers to "
                         "the end of the response.\n"
                         "# TYPE sluice_request_duration_seconds histogram\n");
