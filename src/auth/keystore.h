@@ -1,0 +1,107 @@
+#ifndef SLUICE_KEYSTORE_H
+#define SLUICE_KEYSTORE_H
+/* API key records and refresh tokens in the SQLite store (SPEC 5.1, 5.2).
+ * Functions take a connection and run synchronously: the CLI calls them on
+ * its own connection, the gateway on its writer thread. Secrets never reach
+ * the database, only their SHA-256; a key may have several valid secrets
+ * (the new one and, during a rotation's grace, the old). */
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/apikey.h"
+#include "util/limits.h"
+
+#define KS_NAME_MAX 129
+#define KS_TIER_MAX 65
+#define KS_SCOPES_MAX 512 /* space-separated */
+#define KS_LIMITS_MAX 800 /* limit strings joined with ", " */
+
+enum ks_state { KS_ACTIVE, KS_REVOKED };
+
+struct ks_key {
+    char id[APIKEY_ID_MAX];
+    char name[KS_NAME_MAX];
+    char owner[KS_NAME_MAX];
+    char tier[KS_TIER_MAX];
+    char scopes[KS_SCOPES_MAX];
+    char limits[KS_LIMITS_MAX];     /* per-key overrides of the tier's limits; "" none */
+    char prefix[APIKEY_PREFIX_MAX]; /* of the newest secret */
+    int64_t quota_monthly;          /* -1: none (enforced by the quota stage, later) */
+    int64_t quota_daily;            /* -1: none */
+    int64_t expires_ms;             /* 0: never; wall clock, ms since the epoch */
+    int64_t created_ms;
+    int64_t last_used_ms;     /* 0: never */
+    int64_t revoked_ms;       /* 0: not revoked */
+    int64_t rotated_until_ms; /* an older secret stays valid until then; 0: none */
+    enum ks_state state;
+};
+
+/* What `keys create` and POST /keys ask for; validated by the caller
+ * (tier exists, limits parse). Strings may be NULL for "none". */
+struct ks_new {
+    const char *env; /* NULL: "live" */
+    const char *name, *owner, *tier, *scopes, *limits;
+    int64_t quota_monthly, quota_daily; /* -1: none */
+    int64_t expires_ms;                 /* 0: never */
+};
+
+/* Outcome of the calls below; <err> details KS_ERROR (malloc'd). */
+enum ks_result { KS_OK = 0, KS_NOT_FOUND, KS_ERROR };
+
+/* Creates a key at <now_ms>: fills <out> and the secret (shown once). */
+enum ks_result ks_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms, struct ks_key *out,
+                         char secret[APIKEY_SECRET_MAX], char **err);
+enum ks_result ks_get(sqlite3 *db, const char *id, struct ks_key *out, char **err);
+/* All keys, newest first; *<out> is malloc'd (free it), *<n> its length. */
+enum ks_result ks_list(sqlite3 *db, struct ks_key **out, int *n, char **err);
+/* A new secret for key <id>; the current ones stay valid for <grace_ms>
+ * (0: they stop now). A revoked key cannot be rotated (KS_NOT_FOUND). */
+enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t now_ms,
+                         struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err);
+/* Revokes key <id> and every secret and refresh token of it. Revoking a
+ * revoked key is KS_OK (idempotent, as DELETE should be). */
+enum ks_result ks_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_key *out,
+                         char **err);
+/* Records last use of key <id> at <when_ms> (only moves forward). */
+void ks_touch(sqlite3 *db, const char *id, int64_t when_ms);
+
+/* One valid secret of an active key, as the gateway's in-memory keyring
+ * holds it. */
+struct ks_secret {
+    uint8_t hash[APIKEY_HASH_LEN];
+    int64_t valid_until_ms; /* 0: as long as the key */
+};
+/* Calls <fn> once per active, unexpired (at <now_ms>) key with its valid
+ * secrets. */
+typedef void (*ks_each_fn)(const struct ks_key *k, const struct ks_secret *secrets, int n,
+                           void *arg);
+enum ks_result ks_each_active(sqlite3 *db, int64_t now_ms, ks_each_fn fn, void *arg, char **err);
+
+/* The key as JSON for the CLI and the admin API (never a secret or hash). */
+json_t *ks_key_json(const struct ks_key *k);
+
+/* Refresh tokens: "rt_<43 base62>", stored hashed with a family (the chain
+ * of rotations one /auth/token started) and single use. */
+#define KS_REFRESH_MAX 64
+
+/* A new refresh token for key <key_id> in <family> (NULL: a new family),
+ * valid for <ttl_ms>. */
+enum ks_result ks_refresh_issue(sqlite3 *db, const char *key_id, const char *family, int64_t ttl_ms,
+                                int64_t now_ms, char token[KS_REFRESH_MAX], char **err);
+
+enum ks_spend {
+    KS_SPENT_OK,      /* it was valid: it is now spent, and *<key> is its (active) key */
+    KS_SPENT_INVALID, /* unknown, expired, or its key is revoked or expired */
+    KS_SPENT_REUSED,  /* already spent: the whole family is now revoked */
+};
+/* Spends refresh token <token> and, when it was valid, issues its successor
+ * in the same family into <next>; all in one transaction. A store failure
+ * is KS_SPENT_INVALID with *<err> set (malloc'd); otherwise *<err> is left
+ * alone. */
+enum ks_spend ks_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms, int64_t now_ms,
+                               struct ks_key *key, char next[KS_REFRESH_MAX], char **err);
+
+#endif

@@ -1,0 +1,595 @@
+/* Unit tests of src/store/db.c and src/auth/keystore.c, on a real SQLite
+ * file in a fresh temporary directory: opening and migrating (idempotent,
+ * user_version), create/get/list, the secret never reaching the disk,
+ * rotation with and without grace, revocation, expiry, refresh tokens
+ * (issue, spend, reuse revoking the family), touch and the JSON shape.
+ * Times are injected: T0 is an arbitrary wall-clock instant. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/keystore.h"
+#include "store/db.h"
+
+#define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
+#define HOUR 3600000LL
+#define DAY (24 * HOUR)
+
+struct fixture {
+    char dir[64];
+    char data[96]; /* <dir>/data: db_open must create it */
+    sqlite3 *db;
+};
+
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[512];
+            snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+            rm_rf(p);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/sluice-ks-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->data, sizeof(f->data), "%s/data/sub", f->dir);
+    char *err = NULL;
+    f->db = db_open(f->data, &err);
+    if (!f->db) {
+        fprintf(stderr, "%s\n", err);
+        free(err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    db_close(f->db);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct ks_new new_req(const char *tier)
+{
+    return (struct ks_new){
+        .tier = tier, .quota_monthly = -1, .quota_daily = -1, .name = "ci", .owner = "ops"};
+}
+
+static void create(sqlite3 *db, const struct ks_new *req, int64_t now, struct ks_key *k,
+                   char secret[APIKEY_SECRET_MAX])
+{
+    char *err = NULL;
+    enum ks_result r = ks_create(db, req, now, k, secret, &err);
+    if (r != KS_OK)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(r, KS_OK);
+    assert_null(err);
+}
+
+/* What ks_each_active hands out at <now>, collected. */
+struct seen {
+    int keys;
+    int secrets;
+    char id[8][APIKEY_ID_MAX];
+    uint8_t hash[8][APIKEY_HASH_LEN];
+    int64_t until[8];
+};
+
+static void collect(const struct ks_key *k, const struct ks_secret *s, int n, void *arg)
+{
+    struct seen *seen = arg;
+    seen->keys++;
+    for (int i = 0; i < n && seen->secrets < 8; i++) {
+        snprintf(seen->id[seen->secrets], APIKEY_ID_MAX, "%s", k->id);
+        memcpy(seen->hash[seen->secrets], s[i].hash, APIKEY_HASH_LEN);
+        seen->until[seen->secrets] = s[i].valid_until_ms;
+        seen->secrets++;
+    }
+}
+
+static struct seen active_at(sqlite3 *db, int64_t now)
+{
+    struct seen seen = {0};
+    char *err = NULL;
+    assert_int_equal(ks_each_active(db, now, collect, &seen, &err), KS_OK);
+    return seen;
+}
+
+static bool seen_has(const struct seen *s, const char *secret)
+{
+    uint8_t h[APIKEY_HASH_LEN];
+    apikey_hash(secret, strlen(secret), h);
+    for (int i = 0; i < s->secrets; i++)
+        if (memcmp(s->hash[i], h, APIKEY_HASH_LEN) == 0)
+            return true;
+    return false;
+}
+
+/* ---- open and migrate --------------------------------------------------- */
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_open_migrate(void **state)
+{
+    struct fixture *f = *state;
+    assert_true(db_schema_version() >= 1);
+    assert_int_equal(user_version(f->db), db_schema_version());
+    struct stat st;
+    assert_int_equal(stat(f->data, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    char file[160];
+    snprintf(file, sizeof(file), "%s/sluice.db", f->data);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(f->db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+    sqlite3_finalize(q);
+
+    /* A key, then reopen: same version, key still there (migrations not
+     * re-run, nothing dropped). */
+    struct ks_new req = new_req("free");
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, secret);
+    db_close(f->db);
+    char *err = NULL;
+    f->db = db_open(f->data, &err);
+    assert_non_null(f->db);
+    assert_int_equal(user_version(f->db), db_schema_version());
+    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+
+    /* Two connections at once (gateway writer + CLI). */
+    sqlite3 *db2 = db_open(f->data, &err);
+    assert_non_null(db2);
+    assert_int_equal(ks_get(db2, k.id, &got, &err), KS_OK);
+    db_close(db2);
+
+    /* A file from a newer sluice is refused, not downgraded. */
+    assert_int_equal(sqlite3_exec(f->db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
+    db2 = db_open(f->data, &err);
+    assert_null(db2);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "999"));
+    assert_null(strchr(err, '\n'));
+    free(err);
+    err = NULL;
+    char set[48];
+    snprintf(set, sizeof(set), "PRAGMA user_version = %d", db_schema_version());
+    assert_int_equal(sqlite3_exec(f->db, set, NULL, NULL, NULL), SQLITE_OK);
+
+    /* A data dir that cannot be created. */
+    char bad[160];
+    snprintf(bad, sizeof(bad), "%s/sluice.db/x", f->data);
+    assert_null(db_open(bad, &err));
+    assert_non_null(err);
+    free(err);
+}
+
+/* ---- create, get, list -------------------------------------------------- */
+
+static void test_create_get_list(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    req.scopes = "read write";
+    req.limits = "100/h, 10/s burst 20";
+    req.quota_monthly = 100000;
+    req.env = "test";
+    struct ks_key k;
+    char secret[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, secret);
+    assert_true(apikey_shape_ok(secret, strlen(secret)));
+    assert_memory_equal(secret, "sk_test_", 8);
+    assert_memory_equal(k.id, "key_", 4);
+    assert_string_equal(k.tier, "pro");
+    assert_string_equal(k.name, "ci");
+    assert_string_equal(k.owner, "ops");
+    assert_string_equal(k.scopes, "read write");
+    assert_string_equal(k.limits, "100/h, 10/s burst 20");
+    assert_int_equal(k.quota_monthly, 100000);
+    assert_int_equal(k.quota_daily, -1);
+    assert_int_equal(k.created_ms, T0);
+    assert_int_equal(k.expires_ms, 0);
+    assert_int_equal(k.last_used_ms, 0);
+    assert_int_equal(k.state, KS_ACTIVE);
+    char prefix[APIKEY_PREFIX_MAX];
+    apikey_visible_prefix(secret, prefix);
+    assert_string_equal(k.prefix, prefix);
+
+    struct ks_key got;
+    char *err = NULL;
+    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    assert_memory_equal(&got, &k, sizeof(k));
+    assert_int_equal(ks_get(f->db, "key_0000000000000000", &got, &err), KS_NOT_FOUND);
+    assert_null(err);
+
+    struct ks_key k2;
+    char s2[APIKEY_SECRET_MAX];
+    struct ks_new req2 = new_req("free");
+    create(f->db, &req2, T0 + 1, &k2, s2);
+    assert_string_not_equal(k.id, k2.id);
+    assert_string_not_equal(secret, s2);
+
+    struct ks_key *all;
+    int n;
+    assert_int_equal(ks_list(f->db, &all, &n, &err), KS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].id, k2.id); /* newest first */
+    assert_string_equal(all[1].id, k.id);
+    free(all);
+
+    struct seen seen = active_at(f->db, T0 + 2);
+    assert_int_equal(seen.keys, 2);
+    assert_true(seen_has(&seen, secret));
+    assert_true(seen_has(&seen, s2));
+
+    /* Refused: no tier, bad env, oversize name. Nothing is written. */
+    struct ks_new bad = new_req(NULL);
+    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    assert_non_null(err);
+    free(err);
+    err = NULL;
+    bad = new_req("pro");
+    bad.env = "LIVE";
+    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    free(err);
+    err = NULL;
+    char big[KS_NAME_MAX + 1];
+    memset(big, 'n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    bad = new_req("pro");
+    bad.name = big;
+    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    free(err);
+    err = NULL;
+    assert_int_equal(ks_list(f->db, &all, &n, &err), KS_OK);
+    assert_int_equal(n, 2);
+    free(all);
+}
+
+/* Does <needle> occur anywhere in the file at <path>? */
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t cap = 1 << 16, len = 0;
+    char *data = malloc(cap);
+    size_t n;
+    while ((n = fread(data + len, 1, cap - len, fp)) > 0) {
+        len += n;
+        if (len == cap)
+            data = realloc(data, cap *= 2);
+    }
+    fclose(fp);
+    size_t nl = strlen(needle);
+    bool found = false;
+    for (size_t i = 0; !found && i + nl <= len; i++)
+        found = memcmp(data + i, needle, nl) == 0;
+    free(data);
+    return found;
+}
+
+static void test_secret_not_on_disk(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k;
+    char secret[APIKEY_SECRET_MAX], rotated[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, secret);
+    char *err = NULL;
+    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 1, &k, rotated, &err), KS_OK);
+    char rt[KS_REFRESH_MAX];
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, DAY, T0, rt, &err), KS_OK);
+
+    /* Every file: sluice.db, -wal, -shm (WAL mode keeps recent pages in
+     * the -wal until a checkpoint, so it must be searched too). */
+    DIR *d = opendir(f->data);
+    assert_non_null(d);
+    struct dirent *e;
+    int files = 0;
+    bool saw_wal = false;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", f->data, e->d_name);
+        files++;
+        saw_wal |= strstr(e->d_name, "-wal") != NULL;
+        const char *secrets[] = {secret, rotated, rt};
+        for (int i = 0; i < 3; i++) {
+            assert_false(file_contains(p, secrets[i]));
+            /* the random part alone, too */
+            assert_false(file_contains(p, strrchr(secrets[i], '_') + 1));
+        }
+        /* ...while the prefix is there: the search does find what is. */
+        if (strcmp(e->d_name, "sluice.db-wal") == 0)
+            assert_true(file_contains(p, k.prefix));
+    }
+    closedir(d);
+    assert_true(files >= 2);
+    assert_true(saw_wal);
+}
+
+/* ---- rotate, revoke, expire --------------------------------------------- */
+
+static void test_rotate(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k, r;
+    char s1[APIKEY_SECRET_MAX], s2[APIKEY_SECRET_MAX], s3[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, s1);
+    char *err = NULL;
+
+    /* Rotate at T0+10 with an hour of grace: both until T0+10+1h. */
+    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 10, &r, s2, &err), KS_OK);
+    assert_true(apikey_shape_ok(s2, strlen(s2)));
+    assert_string_not_equal(s1, s2);
+    assert_int_equal(r.rotated_until_ms, T0 + 10 + HOUR);
+    char prefix[APIKEY_PREFIX_MAX];
+    apikey_visible_prefix(s2, prefix);
+    assert_string_equal(r.prefix, prefix);
+
+    struct seen seen = active_at(f->db, T0 + 20);
+    assert_int_equal(seen.keys, 1);
+    assert_int_equal(seen.secrets, 2);
+    assert_true(seen_has(&seen, s1));
+    assert_true(seen_has(&seen, s2));
+    for (int i = 0; i < 2; i++)
+        assert_true(seen.until[i] == 0 || seen.until[i] == T0 + 10 + HOUR);
+    seen = active_at(f->db, T0 + 10 + HOUR - 1);
+    assert_int_equal(seen.secrets, 2);
+    seen = active_at(f->db, T0 + 10 + HOUR);
+    assert_int_equal(seen.secrets, 1);
+    assert_true(seen_has(&seen, s2));
+    assert_false(seen_has(&seen, s1));
+
+    /* Rotate again during the grace with a longer one: s1 cannot outlive
+     * its first grace; s2 gets the new one. Then without grace: only s3. */
+    assert_int_equal(ks_rotate(f->db, k.id, 2 * HOUR, T0 + 20, &r, s3, &err), KS_OK);
+    seen = active_at(f->db, T0 + 30);
+    assert_int_equal(seen.secrets, 3);
+    seen = active_at(f->db, T0 + 10 + HOUR);
+    assert_int_equal(seen.secrets, 2);
+    assert_true(seen_has(&seen, s2) && seen_has(&seen, s3));
+    assert_int_equal(ks_rotate(f->db, k.id, 0, T0 + 40, &r, s1, &err), KS_OK);
+    assert_int_equal(r.rotated_until_ms, 0);
+    seen = active_at(f->db, T0 + 41);
+    assert_int_equal(seen.secrets, 1);
+    assert_true(seen_has(&seen, s1)); /* s1 now holds the newest */
+    assert_false(seen_has(&seen, s3));
+
+    assert_int_equal(ks_rotate(f->db, "key_nope", 0, T0, &r, s2, &err), KS_NOT_FOUND);
+    assert_string_equal(s2, "");
+}
+
+static void test_revoke(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k, r, other;
+    char s1[APIKEY_SECRET_MAX], s2[APIKEY_SECRET_MAX], so[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, s1);
+    create(f->db, &req, T0, &other, so);
+    char *err = NULL;
+    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 1, &r, s2, &err), KS_OK);
+    char rt[KS_REFRESH_MAX], next[KS_REFRESH_MAX];
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, DAY, T0 + 1, rt, &err), KS_OK);
+
+    assert_int_equal(ks_revoke(f->db, k.id, T0 + 5, &r, &err), KS_OK);
+    assert_int_equal(r.state, KS_REVOKED);
+    assert_int_equal(r.revoked_ms, T0 + 5);
+    struct seen seen = active_at(f->db, T0 + 6);
+    assert_int_equal(seen.keys, 1); /* only the other key */
+    assert_false(seen_has(&seen, s1));
+    assert_false(seen_has(&seen, s2));
+    assert_true(seen_has(&seen, so));
+
+    struct ks_key got;
+    assert_int_equal(ks_refresh_spend(f->db, rt, DAY, T0 + 6, &got, next, &err), KS_SPENT_INVALID);
+    assert_null(err);
+    assert_string_equal(next, "");
+
+    /* Idempotent; keeps the first revocation time. Not rotatable. */
+    assert_int_equal(ks_revoke(f->db, k.id, T0 + 9, &r, &err), KS_OK);
+    assert_int_equal(r.revoked_ms, T0 + 5);
+    assert_int_equal(ks_rotate(f->db, k.id, 0, T0 + 9, &r, s2, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_revoke(f->db, "key_nope", T0, &r, &err), KS_NOT_FOUND);
+    assert_null(err);
+}
+
+static void test_expiry(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    req.expires_ms = T0 + DAY;
+    struct ks_key k, got;
+    char s[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, s);
+    assert_int_equal(k.expires_ms, T0 + DAY);
+    assert_int_equal(active_at(f->db, T0 + DAY - 1).keys, 1);
+    assert_int_equal(active_at(f->db, T0 + DAY).keys, 0);
+
+    /* A refresh token outliving the key is worthless after it. */
+    char *err = NULL;
+    char rt[KS_REFRESH_MAX], next[KS_REFRESH_MAX];
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, 2 * DAY, T0, rt, &err), KS_OK);
+    assert_int_equal(ks_refresh_spend(f->db, rt, DAY, T0 + DAY, &got, next, &err),
+                     KS_SPENT_INVALID);
+}
+
+/* ---- refresh tokens ----------------------------------------------------- */
+
+static void test_refresh(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k, got;
+    char s[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, s);
+    char *err = NULL;
+    char rt1[KS_REFRESH_MAX], rt2[KS_REFRESH_MAX], rt3[KS_REFRESH_MAX], other[KS_REFRESH_MAX];
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, rt1, &err), KS_OK);
+    assert_int_equal(strlen(rt1), 3 + APIKEY_B62_LEN);
+    assert_memory_equal(rt1, "rt_", 3);
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, other, &err), KS_OK);
+
+    /* Spend: the key comes back with a successor. */
+    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 10, &got, rt2, &err), KS_SPENT_OK);
+    assert_string_equal(got.id, k.id);
+    assert_memory_equal(rt2, "rt_", 3);
+    assert_string_not_equal(rt1, rt2);
+
+    /* The successor is spendable once... */
+    assert_int_equal(ks_refresh_spend(f->db, rt2, HOUR, T0 + 20, &got, rt3, &err), KS_SPENT_OK);
+    /* ...and a replay of rt1 revokes the family: rt3 dies with it. */
+    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 30, &got, rt2, &err), KS_SPENT_REUSED);
+    assert_string_equal(rt2, "");
+    assert_int_equal(ks_refresh_spend(f->db, rt3, HOUR, T0 + 31, &got, rt2, &err),
+                     KS_SPENT_INVALID);
+    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 32, &got, rt2, &err),
+                     KS_SPENT_INVALID); /* revoked now: nothing more to revoke */
+
+    /* Another family is untouched; expiry; garbage. */
+    assert_int_equal(ks_refresh_spend(f->db, other, HOUR, T0 + HOUR, &got, rt2, &err),
+                     KS_SPENT_INVALID); /* expired at T0 + HOUR */
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, other, &err), KS_OK);
+    assert_int_equal(ks_refresh_spend(f->db, other, HOUR, T0 + HOUR - 1, &got, rt2, &err),
+                     KS_SPENT_OK);
+    assert_int_equal(ks_refresh_spend(f->db, "rt_nope", HOUR, T0, &got, rt3, &err),
+                     KS_SPENT_INVALID);
+    assert_int_equal(ks_refresh_spend(f->db, "rt_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg", HOUR,
+                                      T0, &got, rt3, &err),
+                     KS_SPENT_INVALID);
+    assert_int_equal(ks_refresh_spend(f->db, s, HOUR, T0, &got, rt3, &err), KS_SPENT_INVALID);
+    assert_null(err);
+
+    /* Issuing prunes expired rows. */
+    sqlite3_stmt *st;
+    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0 + 10 * HOUR, rt3, &err), KS_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(f->db, "SELECT count(*) FROM refresh_tokens", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+}
+
+/* ---- touch and JSON ----------------------------------------------------- */
+
+static void test_touch(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k, got;
+    char s[APIKEY_SECRET_MAX];
+    create(f->db, &req, T0, &k, s);
+    char *err = NULL;
+    ks_touch(f->db, k.id, T0 + 100);
+    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    assert_int_equal(got.last_used_ms, T0 + 100);
+    ks_touch(f->db, k.id, T0 + 50); /* never backwards */
+    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    assert_int_equal(got.last_used_ms, T0 + 100);
+    ks_touch(f->db, "key_nope", T0); /* harmless */
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    struct ks_key k = {
+        .id = "key_0123456789abcdef",
+        .name = "ci",
+        .tier = "pro",
+        .scopes = "read  write",
+        .limits = "100/h, 10/s burst 20",
+        .prefix = "sk_live_ab12",
+        .quota_monthly = 5000,
+        .quota_daily = -1,
+        .expires_ms = 0,
+        .created_ms = T0 + 999,
+        .last_used_ms = 0,
+        .rotated_until_ms = T0 + HOUR,
+        .state = KS_ACTIVE,
+    };
+    json_t *j = ks_key_json(&k);
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(
+        s, "{\"id\":\"key_0123456789abcdef\",\"name\":\"ci\",\"owner\":null,\"tier\":\"pro\","
+           "\"scopes\":[\"read\",\"write\"],\"limits\":[\"100/h\",\"10/s burst 20\"],"
+           "\"prefix\":\"sk_live_ab12\",\"quota\":{\"monthly\":5000,\"daily\":null},"
+           "\"expires_at\":null,\"created_at\":\"2023-11-14T22:13:20Z\","
+           "\"last_used_at\":null,\"state\":\"active\","
+           "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null}");
+    free(s);
+    json_decref(j);
+
+    k.state = KS_REVOKED;
+    k.revoked_ms = T0;
+    k.scopes[0] = '\0';
+    k.limits[0] = '\0';
+    j = ks_key_json(&k);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "revoked");
+    assert_string_equal(json_string_value(json_object_get(j, "revoked_at")),
+                        "2023-11-14T22:13:20Z");
+    assert_int_equal(json_array_size(json_object_get(j, "scopes")), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "limits")), 0);
+    /* never a secret or hash */
+    assert_null(json_object_get(j, "secret"));
+    assert_null(json_object_get(j, "hash"));
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_get_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_not_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
+        cmocka_unit_test(test_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
