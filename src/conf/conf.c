@@ -16,6 +16,7 @@
 #include <llhttp.h>
 #include <yaml.h>
 
+#include "auth/jwt_verify.h"
 #include "conf/conf.h"
 #include "util/mem.h"
 
@@ -1101,6 +1102,249 @@ static void cfg_set_upstream_ref(struct cfg_ctx *cx, const struct cfg_key *k, ya
     free(s);
 }
 
+/* A timer longer than a day is a mistake, not a policy. */
+#define CFG_DAY_MS 86400000ll
+
+/* ---- lists of names ---------------------------------------------------- */
+
+/* Scopes, roles and header names end up compared as they are and echoed in
+ * headers (WWW-Authenticate scope="..."), so each has a charset of its own
+ * and a length bound. */
+#define CFG_WORD_MAX 64
+
+static bool cfg_chars_ok(const char *s, const char *extra)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > CFG_WORD_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i])))
+            return false;
+    return true;
+}
+
+/* Appends <s> to the char* list of row <k>, refusing a repeat. */
+static int cfg_push_name(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                         void *base)
+{
+    char **v = *(char ***)((char *)base + k->off);
+    int *n = (int *)((char *)base + k->n_off);
+    for (int j = 0; j < *n; j++) {
+        if (strcasecmp(v[j], s) == 0) {
+            cfg_kerror(cx, line, "duplicate entry '%s'", s);
+            return -1;
+        }
+    }
+    /* Counted as appended, so cfg_free frees exactly what was read. */
+    v[(*n)++] = sl_strdup(s);
+    return 0;
+}
+
+static int cfg_scope_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                          int i, void *base)
+{
+    if (cfg_chars_ok(s, "_-.:/"))
+        return cfg_push_name(cx, k, s, line, base);
+    cfg_kerror(cx, line, "bad name '%.*s' (letters, digits, '_', '-', '.', ':', '/'; at most %d)",
+               CFG_QUOTE_MAX, s, CFG_WORD_MAX);
+    return -1;
+}
+
+static int cfg_header_name_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s,
+                                int line, int i, void *base)
+{
+    if (strcasecmp(s, "authorization") == 0) {
+        cfg_kerror(cx, line, "Authorization is always read (Bearer sk_...); list other headers");
+        return -1;
+    }
+    if (cfg_chars_ok(s, "-_"))
+        return cfg_push_name(cx, k, s, line, base);
+    cfg_kerror(cx, line, "bad header name '%.*s'", CFG_QUOTE_MAX, s);
+    return -1;
+}
+
+/* A list of names into a char* array of its own size, counted at k->n_off
+ * by the item function (as tags are). */
+static void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                               void *base, cfg_item_fn item)
+{
+    size_t cap = 1;
+    if (node && node->type == YAML_SEQUENCE_NODE) {
+        ptrdiff_t count = node->data.sequence.items.top - node->data.sequence.items.start;
+        if (count > 0 && count <= k->max)
+            cap = (size_t)count;
+    }
+    char ***dst = (char ***)((char *)base + k->off);
+    *dst = sl_calloc(cap, sizeof **dst);
+    cfg_each(cx, k, node, base, item);
+}
+
+static void cfg_set_scopes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                           void *base)
+{
+    cfg_set_names_with(cx, k, node, base, cfg_scope_item);
+}
+
+static void cfg_set_header_names(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                                 void *base)
+{
+    cfg_set_names_with(cx, k, node, base, cfg_header_name_item);
+}
+
+/* ---- store and identity ------------------------------------------------ */
+
+/* A relative path in the config is relative to the config file's directory,
+ * not to the working directory: the gateway and `sluice keys -c FILE`, run
+ * from anywhere, then find the same data_dir. */
+static void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                             void *base)
+{
+    char **dst = (char **)((char *)base + k->off);
+    cfg_set_string(cx, k, node, base);
+    const char *slash = strrchr(cx->file, '/');
+    if (!*dst || (*dst)[0] == '/' || !slash)
+        return;
+    size_t dir = (size_t)(slash - cx->file);
+    size_t len = dir + 1 + strlen(*dst) + 1;
+    char *full = sl_malloc(len);
+    snprintf(full, len, "%.*s/%s", (int)dir, cx->file, *dst);
+    free(*dst);
+    *dst = full;
+}
+
+static const struct cfg_word cfg_backend_words[] = {
+    {"memory", CFG_BACKEND_MEMORY},
+    {"redis", CFG_BACKEND_REDIS},
+    {NULL, 0},
+};
+
+static void cfg_check_store(struct cfg_ctx *cx, void *base, int line)
+{
+    struct cfg_store *st = base;
+    if (st->backend == CFG_BACKEND_REDIS)
+        cfg_error(cx, line ? line : 1,
+                  "store.backend: redis is not supported by this version of sluice yet");
+}
+
+static const struct cfg_key cfg_store_keys[] = {
+    CFG_WORD("backend", struct cfg_store, backend, cfg_backend_words, "memory"),
+    CFG_ROW("data_dir", cfg_set_path_rel, struct cfg_store, data_dir, 0, 0, "./var", CFG_NONEMPTY),
+    CFG_UNSUPPORTED("redis"),
+    CFG_END,
+};
+static const struct cfg_section cfg_store_section = {cfg_store_keys, cfg_check_store};
+
+static int cfg_alg_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, int i,
+                        void *base)
+{
+    unsigned bit = jwtv_alg_from_name(s);
+    if (!bit) {
+        cfg_kerror(cx, line, "unknown algorithm '%.*s' (use HS256, RS256, ES256)", CFG_QUOTE_MAX,
+                   s);
+        return -1;
+    }
+    *(unsigned *)((char *)base + k->off) |= bit;
+    return 0;
+}
+
+static void cfg_set_algs(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+{
+    cfg_each(cx, k, node, base, cfg_alg_item);
+}
+
+static void cfg_set_roles(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                          void *base)
+{
+    cfg_set_names_with(cx, k, node, base, cfg_scope_item);
+}
+
+/* The verifier is built here, so a bad JWKS file fails `sluice check` and a
+ * reload as any other config error does, and lives as long as the snapshot. */
+static void cfg_check_jwt(struct cfg_ctx *cx, void *base, int line)
+{
+    struct cfg_jwt *j = base;
+    struct config *c = cx->c;
+    j->enabled = true;
+    if (cx->n_errs)
+        return;
+    if ((j->algorithms & JWTV_HS256) && !j->secret) {
+        cfg_error(cx, line, "identity.jwt: HS256 needs 'secret'");
+        return;
+    }
+    if ((j->algorithms & (JWTV_RS256 | JWTV_ES256)) && !j->jwks_file) {
+        cfg_error(cx, line, "identity.jwt: RS256 and ES256 need 'jwks_file'");
+        return;
+    }
+    if (j->secret && !(j->algorithms & JWTV_HS256)) {
+        cfg_error(cx, line, "identity.jwt: 'secret' is only used by HS256; add it to algorithms");
+        return;
+    }
+    if (j->secret && strlen(j->secret) < 32) {
+        cfg_error(cx, line,
+                  "identity.jwt.secret: at least 32 characters (an HS256 key is a password "
+                  "anyone with a token can try offline)");
+        return;
+    }
+    if (j->default_tier && !cfg_find_tier(c, j->default_tier)) {
+        cfg_error(cx, line, "identity.jwt.default_tier: unknown tier '%.*s'", CFG_QUOTE_MAX,
+                  j->default_tier);
+        return;
+    }
+    struct jwtv_config vc = {
+        .algorithms = j->algorithms,
+        .secret = j->secret,
+        .jwks_file = j->jwks_file,
+        .issuer = j->issuer,
+        .audience = j->audience,
+        .tier_claim = j->tier_claim,
+        .scope_claim = j->scope_claim,
+        .exempt_roles = (const char *const *)j->exempt_roles,
+        .n_exempt_roles = j->n_exempt_roles,
+        .leeway_s = j->leeway_ms / 1000,
+    };
+    char *err = NULL;
+    j->verifier = jwtv_new(&vc, &err);
+    if (!j->verifier) {
+        cfg_error(cx, line, "identity.jwt: %s", err ? err : "cannot build the verifier");
+        free(err);
+    }
+}
+
+static const struct cfg_key cfg_jwt_keys[] = {
+    CFG_ROW("algorithms", cfg_set_algs, struct cfg_jwt, algorithms, 1, 3, "HS256", 0),
+    CFG_STRING("secret", struct cfg_jwt, secret, CFG_NONEMPTY),
+    CFG_ROW("jwks_file", cfg_set_path_rel, struct cfg_jwt, jwks_file, 0, 0, NULL, CFG_NONEMPTY),
+    CFG_STRING("issuer", struct cfg_jwt, issuer, CFG_NONEMPTY),
+    CFG_STRING("audience", struct cfg_jwt, audience, CFG_NONEMPTY),
+    CFG_ROW("tier_claim", cfg_set_string, struct cfg_jwt, tier_claim, 0, 0, "tier", CFG_NONEMPTY),
+    CFG_ROW("scope_claim", cfg_set_string, struct cfg_jwt, scope_claim, 0, 0, "scope",
+            CFG_NONEMPTY),
+    CFG_LIST("exempt_roles", cfg_set_roles, struct cfg_jwt, exempt_roles, n_exempt_roles, 0, 32,
+             NULL, 0),
+    CFG_STRING("default_tier", struct cfg_jwt, default_tier, CFG_NONEMPTY),
+    /* SPEC 5.2 says 30 s; more than 5 minutes would keep expired tokens alive. */
+    CFG_DURATION("leeway", struct cfg_jwt, leeway_ms, 0, 300000, "30s"),
+    CFG_DURATION("access_ttl", struct cfg_jwt, access_ttl_ms, 1000, CFG_DAY_MS, "15m"),
+    CFG_DURATION("refresh_ttl", struct cfg_jwt, refresh_ttl_ms, 60000, 365ll * CFG_DAY_MS, "30d"),
+    CFG_END,
+};
+static const struct cfg_section cfg_jwt_section = {cfg_jwt_keys, cfg_check_jwt};
+
+static const struct cfg_key cfg_identity_keys[] = {
+    CFG_LIST("api_key_headers", cfg_set_header_names, struct cfg_identity, api_key_headers,
+             n_api_key_headers, 0, 8, "X-API-Key", 0),
+    CFG_SECTION("jwt", struct cfg_identity, jwt, &cfg_jwt_section, CFG_IF_PRESENT),
+    CFG_END,
+};
+static const struct cfg_section cfg_identity_section = {cfg_identity_keys, NULL};
+
+static const struct cfg_word cfg_auth_words[] = {
+    {"optional", CFG_AUTH_OPTIONAL},
+    {"required", CFG_AUTH_REQUIRED},
+    {NULL, 0},
+};
+
 /* ---- caching --------------------------------------------------------- */
 
 /* Longer than a year is not a cache lifetime but a mistake in the unit. */
@@ -1215,8 +1459,11 @@ static const struct cfg_section cfg_cache_section = {cfg_cache_keys, cfg_check_c
 
 static void cfg_check_route(struct cfg_ctx *cx, void *base, int line)
 {
+    struct cfg_route *r = base;
     if (!cx->route_has_path)
         cfg_kerror(cx, line, "a route needs 'path' (exact match) or 'prefix'");
+    if (r->n_scopes)
+        r->auth = CFG_AUTH_REQUIRED;
 }
 
 static const struct cfg_key cfg_route_keys[] = {
@@ -1233,8 +1480,9 @@ static const struct cfg_key cfg_route_keys[] = {
     /* Absent or off: not cached. */
     CFG_SECTION_OR_OFF("cache", struct cfg_route, cache, &cfg_route_cache_section),
     CFG_UNSUPPORTED("graphql"),
-    CFG_UNSUPPORTED("auth"),
-    CFG_UNSUPPORTED("scopes"),
+    CFG_WORD("auth", struct cfg_route, auth, cfg_auth_words, "optional"),
+    /* Scopes imply auth: required (see cfg_check_route). */
+    CFG_LIST("scopes", cfg_set_scopes, struct cfg_route, scopes, n_scopes, 0, 16, NULL, 0),
     CFG_END,
 };
 static const struct cfg_section cfg_route_section = {cfg_route_keys, cfg_check_route};
@@ -1263,9 +1511,6 @@ static void cfg_set_routes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
 }
 
 /* ---- the top level --------------------------------------------------- */
-
-/* A timer longer than a day is a mistake, not a policy. */
-#define CFG_DAY_MS 86400000
 
 static const struct cfg_key cfg_timeout_keys[] = {
     CFG_DURATION("header", struct cfg_timeouts, header_ms, 1, CFG_DAY_MS, "10s"),
@@ -1335,6 +1580,15 @@ static void cfg_check_top(struct cfg_ctx *cx, void *base, int line)
     }
     /* Here, after every section: `limits` may come anywhere in the file. */
     cfg_resolve_limits(c);
+    /* The token endpoints exist when the gateway can sign tokens. Limited
+     * as any route is, by tier limits only; never cached or proxied. */
+    if (c->identity.jwt.secret)
+        c->token_route = (struct cfg_route){.match = CFG_MATCH_PREFIX,
+                                            .path = sl_strdup("/auth/"),
+                                            .path_len = 6,
+                                            .rejection = CFG_REJECT_JSON,
+                                            .cost = 1,
+                                            .token_endpoint = true};
 }
 
 /* Upstreams and tiers come before routes: a route's upstream and tier names
@@ -1345,12 +1599,13 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_CUSTOM("upstreams", cfg_set_upstreams),
     CFG_CUSTOM("tiers", cfg_set_tiers),
     CFG_SECTION("limits", struct config, limits, &cfg_limits_section, 0),
+    CFG_SECTION("store", struct config, store, &cfg_store_section, 0),
+    /* After tiers: jwt.default_tier names one. */
+    CFG_SECTION("identity", struct config, identity, &cfg_identity_section, 0),
     CFG_CUSTOM("routes", cfg_set_routes),
     /* Always read, so the store's budget has its defaults without one. */
     CFG_SECTION("cache", struct config, cache, &cfg_cache_section, 0),
     /* Later product sections (SPEC 2), each a promise of protection. */
-    CFG_UNSUPPORTED("store"),
-    CFG_UNSUPPORTED("identity"),
     CFG_UNSUPPORTED("quota_alerts"),
     CFG_UNSUPPORTED("abuse"),
     CFG_UNSUPPORTED("access"),
@@ -1360,6 +1615,13 @@ static const struct cfg_key cfg_top_keys[] = {
 static const struct cfg_section cfg_top_section = {cfg_top_keys, cfg_check_top};
 
 /* ---- loading --------------------------------------------------------- */
+
+static void cfg_free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
 
 static void cfg_free(struct config *c)
 {
@@ -1379,8 +1641,22 @@ static void cfg_free(struct config *c)
         for (int j = 0; j < r->cache.n_tags; j++)
             free(r->cache.tags[j]);
         free(r->cache.tags);
+        cfg_free_names(r->scopes, r->n_scopes);
     }
     free(c->routes);
+    free(c->token_route.path);
+    free(c->store.data_dir);
+    cfg_free_names(c->identity.api_key_headers, c->identity.n_api_key_headers);
+    struct cfg_jwt *j = &c->identity.jwt;
+    free(j->secret);
+    free(j->jwks_file);
+    free(j->issuer);
+    free(j->audience);
+    free(j->tier_claim);
+    free(j->scope_claim);
+    free(j->default_tier);
+    cfg_free_names(j->exempt_roles, j->n_exempt_roles);
+    jwtv_free(j->verifier);
     for (int i = 0; i < c->n_tiers; i++) {
         free(c->tiers[i].name);
         free(c->tiers[i].limits);
@@ -1583,6 +1859,9 @@ const struct cfg_route *cfg_match_route(const struct config *c, const char *path
     /* A method outside the mask (none today) can only match "any method". */
     uint64_t bit = method >= 0 && method < 64 ? 1ull << method : 0;
 
+    if (c->token_route.token_endpoint && ((len == 11 && memcmp(path, "/auth/token", 11) == 0) ||
+                                          (len == 13 && memcmp(path, "/auth/refresh", 13) == 0)))
+        return &c->token_route;
     for (int i = 0; i < c->n_routes; i++) {
         const struct cfg_route *r = &c->routes[i];
         if ((!r->methods || (r->methods & bit)) && cfg_route_matches(r, path, len))

@@ -85,14 +85,14 @@ struct cfg_tier {
 
 /* A route's `cache` (SPEC 4). */
 struct cfg_route_cache {
-    bool enabled;      /* the route has a cache section */
-    int64_t ttl_ms;    /* freshness when the origin says nothing (or respect_origin is off) */
-    char **tags;       /* purge tags of every entry of the route */
+    bool enabled;   /* the route has a cache section */
+    int64_t ttl_ms; /* freshness when the origin says nothing (or respect_origin is off) */
+    char **tags;    /* purge tags of every entry of the route */
     int n_tags;
     int64_t stale_while_revalidate_ms; /* 0: off */
     int64_t stale_if_error_ms;         /* 0: off */
-    bool shared;         /* one entry for every caller, even with credentials */
-    bool respect_origin; /* s-maxage / max-age override ttl; default true */
+    bool shared;                       /* one entry for every caller, even with credentials */
+    bool respect_origin;               /* s-maxage / max-age override ttl; default true */
 };
 
 /* The top-level `cache` section: the store. */
@@ -110,6 +110,10 @@ struct cfg_limits {
     uint64_t max_entries;         /* counters kept in memory; default 1,000,000 */
 };
 
+/* A route's `auth` (SPEC 5.3): optional lets anonymous clients through
+ * (credentials, when sent, must still be valid). */
+enum cfg_auth { CFG_AUTH_OPTIONAL, CFG_AUTH_REQUIRED };
+
 struct cfg_route {
     enum cfg_match match;
     char *path; /* the exact path, or the prefix */
@@ -123,6 +127,44 @@ struct cfg_route {
     enum cfg_rejection rejection;
     uint32_t cost; /* weight of one request; default 1 */
     struct cfg_route_cache cache;
+    enum cfg_auth auth;
+    char **scopes; /* every one is required; implies auth: required */
+    int n_scopes;
+    bool token_endpoint; /* the built-in POST /auth/token and /auth/refresh (SPEC 5.2) */
+};
+
+/* The `store` section (SPEC 2). */
+enum cfg_backend { CFG_BACKEND_MEMORY, CFG_BACKEND_REDIS };
+struct cfg_store {
+    enum cfg_backend backend;
+    char *data_dir; /* SQLite files; default ./var */
+};
+
+struct jwtv;
+/* identity.jwt (SPEC 5.2). */
+struct cfg_jwt {
+    bool enabled;        /* the section is present */
+    unsigned algorithms; /* bits of enum jwtv_alg (auth/jwt_verify.h) */
+    char *secret;        /* HS256 key; also signs the tokens of /auth/token */
+    char *jwks_file;     /* RS256/ES256 public keys by kid */
+    char *issuer;        /* required `iss` when set */
+    char *audience;      /* required in `aud` when set */
+    char *tier_claim;    /* default "tier" */
+    char *scope_claim;   /* default "scope" */
+    char **exempt_roles; /* a token whose roles/role claim has one is exempt */
+    int n_exempt_roles;
+    char *default_tier;     /* tier of a token without a known tier claim; NULL: none */
+    int64_t leeway_ms;      /* exp/nbf tolerance; default 30s */
+    int64_t access_ttl_ms;  /* lifetime of access tokens /auth/token issues; default 15m */
+    int64_t refresh_ttl_ms; /* lifetime of refresh tokens; default 30d */
+    struct jwtv *verifier;  /* built when the config loads (keys read from jwks_file) */
+};
+
+/* The `identity` section (SPEC 5). */
+struct cfg_identity {
+    char **api_key_headers; /* default ["X-API-Key"]; Authorization: Bearer sk_... always */
+    int n_api_key_headers;
+    struct cfg_jwt jwt;
 };
 
 struct config {
@@ -138,6 +180,11 @@ struct config {
     int n_tiers;
     struct cfg_limits limits;
     struct cfg_cache cache;
+    struct cfg_store store;
+    struct cfg_identity identity;
+    /* POST /auth/token and /auth/refresh, matched before `routes` when
+     * identity.jwt.secret is set (token_endpoint is true). */
+    struct cfg_route token_route;
 };
 
 /* The tier called <name>, or NULL. */

@@ -15,6 +15,7 @@
 
 #include <llhttp.h>
 
+#include "auth/jwt_verify.h"
 #include "conf/conf.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -740,16 +741,15 @@ static void test_err_routes(void **state)
 
 static void test_err_not_supported(void **state)
 {
+    assert_load_err(
+        UPSTREAM "store:\n"
+                 "  backend: redis\n",
+        "t.yaml:3: store.backend: redis is not supported by this version of sluice yet");
     assert_load_err(UPSTREAM "store:\n"
-                             "  backend: memory\n",
-                    "t.yaml:3: 'store' is not supported by this version of sluice yet");
-    assert_load_err(UPSTREAM "routes:\n"
-                             "  - prefix: /\n"
-                             "    auth: {required: true}\n",
-                    "t.yaml:5: 'routes[0].auth' is not supported by this version of sluice yet");
+                             "  redis: {url: \"redis://127.0.0.1:6379/0\"}\n",
+                    "t.yaml:4: 'store.redis' is not supported by this version of sluice yet");
     /* Every later section, even when empty. */
-    static const char *const top[] = {"store", "identity", "quota_alerts",
-                                      "abuse", "access",   "audit"};
+    static const char *const top[] = {"quota_alerts", "abuse", "access", "audit"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
@@ -757,15 +757,120 @@ static void test_err_not_supported(void **state)
                  top[i]);
         assert_load_err(yaml, want);
     }
-    static const char *const route[] = {"graphql", "auth", "scopes"};
-    for (size_t i = 0; i < sizeof route / sizeof route[0]; i++) {
-        char yaml[256], want[256];
-        snprintf(yaml, sizeof yaml, UPSTREAM "routes:\n  - prefix: /\n    %s: off\n", route[i]);
-        snprintf(want, sizeof want,
-                 "t.yaml:5: 'routes[0].%s' is not supported by this version of sluice yet",
-                 route[i]);
-        assert_load_err(yaml, want);
-    }
+    assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    graphql: off\n",
+                    "t.yaml:5: 'routes[0].graphql' is not supported by this version of sluice yet");
+}
+
+/* ---- store and identity ----------------------------------------------- */
+
+static void test_identity_config(void **state)
+{
+    struct config *c = load_ok(UPSTREAM "tiers:\n"
+                                        "  free: {limits: [\"10/s\"]}\n"
+                                        "store: {data_dir: state}\n"
+                                        "identity:\n"
+                                        "  api_key_headers: [X-API-Key, X-Token]\n"
+                                        "  jwt:\n"
+                                        "    algorithms: [HS256]\n"
+                                        "    secret: 0123456789abcdef0123456789abcdef\n"
+                                        "    issuer: https://id.example\n"
+                                        "    exempt_roles: [staff, ops]\n"
+                                        "    default_tier: free\n"
+                                        "    access_ttl: 5m\n"
+                                        "routes:\n"
+                                        "  - prefix: /orders\n"
+                                        "    scopes: [orders:read, orders/write]\n"
+                                        "  - prefix: /me\n"
+                                        "    auth: required\n"
+                                        "  - prefix: /\n");
+    /* Relative to the config file's directory; "t.yaml" has none. */
+    assert_string_equal(c->store.data_dir, "state");
+    assert_int_equal(c->store.backend, CFG_BACKEND_MEMORY);
+    assert_int_equal(c->identity.n_api_key_headers, 2);
+    assert_string_equal(c->identity.api_key_headers[1], "X-Token");
+    const struct cfg_jwt *j = &c->identity.jwt;
+    assert_true(j->enabled);
+    assert_non_null(j->verifier);
+    assert_int_equal(j->algorithms, JWTV_HS256);
+    assert_string_equal(j->tier_claim, "tier");
+    assert_string_equal(j->scope_claim, "scope");
+    assert_int_equal(j->n_exempt_roles, 2);
+    assert_int_equal(j->leeway_ms, 30000);
+    assert_int_equal(j->access_ttl_ms, 300000);
+    assert_int_equal(j->refresh_ttl_ms, 30ll * 86400000);
+    assert_int_equal(c->routes[0].auth, CFG_AUTH_REQUIRED);
+    assert_int_equal(c->routes[0].n_scopes, 2);
+    assert_string_equal(c->routes[0].scopes[1], "orders/write");
+    assert_int_equal(c->routes[1].auth, CFG_AUTH_REQUIRED);
+    assert_int_equal(c->routes[2].auth, CFG_AUTH_OPTIONAL);
+    /* The token endpoints exist because there is a secret, before routes. */
+    const struct cfg_route *r = cfg_match_route(c, "/auth/token", 11, 3 /* HTTP_POST */);
+    assert_non_null(r);
+    assert_true(r->token_endpoint);
+    r = cfg_match_route(c, "/auth/tokens", 12, 3);
+    assert_false(r->token_endpoint);
+    cfg_unref(c);
+
+    c = load_ok(UPSTREAM);
+    assert_string_equal(c->store.data_dir, "./var");
+    assert_int_equal(c->identity.n_api_key_headers, 1);
+    assert_string_equal(c->identity.api_key_headers[0], "X-API-Key");
+    assert_false(c->identity.jwt.enabled);
+    assert_null(c->identity.jwt.verifier);
+    assert_false(cfg_match_route(c, "/auth/token", 11, 3)->token_endpoint);
+    cfg_unref(c);
+
+    /* Relative paths follow the config file. */
+    char *err = NULL;
+    static const char y[] = UPSTREAM "store: {data_dir: var}\n";
+    c = cfg_load_string(y, strlen(y), "/etc/sluice/sluice.yaml", NULL, NULL, &err);
+    assert_non_null(c);
+    assert_string_equal(c->store.data_dir, "/etc/sluice/var");
+    cfg_unref(c);
+}
+
+static void test_err_identity(void **state)
+{
+    assert_load_err(UPSTREAM "identity:\n"
+                             "  jwt: {algorithms: [HS256]}\n",
+                    "t.yaml:4: identity.jwt: HS256 needs 'secret'");
+    assert_load_err(UPSTREAM
+                    "identity:\n"
+                    "  jwt: {algorithms: [none], secret: 0123456789abcdef0123456789abcdef}\n",
+                    "t.yaml:4: identity.jwt.algorithms[0]: unknown algorithm 'none' (use HS256, "
+                    "RS256, ES256)");
+    assert_load_err(UPSTREAM "identity:\n"
+                             "  jwt: {algorithms: [RS256]}\n",
+                    "t.yaml:4: identity.jwt: RS256 and ES256 need 'jwks_file'");
+    assert_load_err(UPSTREAM "identity:\n"
+                             "  jwt: {secret: short}\n",
+                    "t.yaml:4: identity.jwt.secret: at least 32 characters (an HS256 key is a "
+                    "password anyone with a token can try offline)");
+    assert_load_err(UPSTREAM
+                    "identity:\n"
+                    "  jwt: {secret: 0123456789abcdef0123456789abcdef, default_tier: gold}\n",
+                    "t.yaml:4: identity.jwt.default_tier: unknown tier 'gold'");
+    char *err =
+        load_err(UPSTREAM "identity:\n"
+                          "  jwt: {algorithms: [RS256], jwks_file: /nonexistent/jwks.json}\n");
+    assert_non_null(strstr(err, "t.yaml:4: identity.jwt: "));
+    assert_non_null(strstr(err, "/nonexistent/jwks.json"));
+    free(err);
+    assert_load_err(UPSTREAM "identity:\n"
+                             "  api_key_headers: [Authorization]\n",
+                    "t.yaml:4: identity.api_key_headers[0]: Authorization is always read (Bearer "
+                    "sk_...); list other headers");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    auth: sometimes\n",
+                    "t.yaml:5: routes[0].auth: unknown value 'sometimes' (use optional, required)");
+    assert_load_err(UPSTREAM "routes:\n"
+                             "  - prefix: /\n"
+                             "    scopes: [\"has space\"]\n",
+                    "t.yaml:5: routes[0].scopes[0]: bad name 'has space' (letters, digits, '_', "
+                    "'-', '.', ':', '/'; at most 64)");
+    assert_load_err(UPSTREAM "store: {backend: disk}\n",
+                    "t.yaml:3: store.backend: unknown value 'disk' (use memory, redis)");
 }
 
 /* ---- caching -------------------------------------------------------- */
@@ -1514,6 +1619,8 @@ int main(void)
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
         cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_identity_config),
+        cmocka_unit_test(test_err_identity),
         cmocka_unit_test(test_cache_config),
         cmocka_unit_test(test_cache_defaults),
         cmocka_unit_test(test_err_cache),
