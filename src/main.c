@@ -7,6 +7,8 @@ static const char usage[] =
     "       sluice check -c FILE            validate a config file\n"
     "       sluice purge -c FILE (--key K | --prefix P | --pattern G | --tag T | --all)\n"
     "                                       purge the cache of the running gateway\n"
+    "       sluice keys (create|list|show ID|rotate ID|revoke ID) -c FILE [options]\n"
+    "                                       manage API keys (sluice keys --help)\n"
     "       sluice version                  print the version\n"
     "       sluice <verb> --help            help for one verb\n"
     "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
@@ -61,10 +63,8 @@ int main(int argc, char **argv)
         return main_serve(argc - 1, argv + 1);
     if (strcmp(verb, "purge") == 0)
         return cli_purge(argc - 1, argv + 1);
-    if (strcmp(verb, "keys") == 0) {
-        fprintf(stderr, "sluice: '%s' is not available in this version yet\n", verb);
-        return 2;
-    }
+    if (strcmp(verb, "keys") == 0)
+        return cli_keys(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown verb '%s'\n%s", verb, usage);
     return 2;
 }

@@ -94,9 +94,8 @@ static void admin_collect(struct exchange *x, const char *data, size_t len, bool
     b->done(x, b->data.data ? b->data.data : "", b->data.len);
 }
 
-/* Reads the whole request body, then calls <done>; the stage waits meanwhile. */
-static enum stage_result
-admin_read_body(struct exchange *x, void (*done)(struct exchange *x, const char *body, size_t len))
+enum stage_result admin_read_body(struct exchange *x,
+                                  void (*done)(struct exchange *x, const char *body, size_t len))
 {
     struct admin_body *b = arena_calloc(x->arena, sizeof(*b));
     b->done = done;
@@ -154,6 +153,9 @@ static void admin_purge_body(struct exchange *x, const char *body, size_t len)
 
 enum stage_result admin_stage_dispatch(struct exchange *x)
 {
+    enum stage_result r = admin_keys(x);
+    if (r != STAGE_NEXT)
+        return r;
     if (admin_is(x, HTTP_POST, "/cache/purge"))
         return admin_read_body(x, admin_purge_body);
     if (admin_is(x, HTTP_GET, "/health"))

@@ -15,6 +15,14 @@ int cli_check(int argc, char **argv);
  * cannot be reached or refuses; 2 when FILE has no admin section. */
 int cli_purge(int argc, char **argv);
 
+/* sluice keys (create|list|show ID|rotate ID|revoke ID) -c FILE [options]:
+ * API keys in the store of FILE (store.data_dir; SPEC 5.1). create and
+ * rotate print the new secret once; --json on every subcommand prints the
+ * key as JSON ({"key": ..., "secret": ...} for create and rotate). 1 on a
+ * store failure or an unknown key ("no key 'ID'"); 2 on a usage or config
+ * error (unknown tier, bad --limit/--expires/--grace, redis backend). */
+int cli_keys(int argc, char **argv);
+
 /* Print "sluice <verb>: <message>" on stderr, then <usage> when not NULL;
  * returns <code>, so a verb can write: return cli_fail(2, ...). */
 int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)

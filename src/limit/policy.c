@@ -55,7 +55,12 @@ static int lim_collect(struct exchange *x, struct lim_op *ops)
     int n = 0;
     const struct cfg_tier *tier = cfg_find_tier(x->cfg, x->identity.tier);
     char scope[320];
-    if (tier) {
+    if (x->identity.n_limits) {
+        /* A key's own limits replace its tier's (SPEC 5.1 overrides). */
+        snprintf(scope, sizeof(scope), "k:%s", x->identity.key_id);
+        for (int i = 0; i < x->identity.n_limits; i++)
+            lim_add_op(x, ops, &n, scope, &x->identity.limits[i]);
+    } else if (tier) {
         snprintf(scope, sizeof(scope), "t:%s", tier->name);
         for (int i = 0; i < tier->n_limits; i++)
             lim_add_op(x, ops, &n, scope, &tier->limits[i]);

@@ -265,6 +265,7 @@ static void worker_release(struct worker *w)
 {
     uv_loop_close(&w->loop);
     metrics_free(w->metrics);
+    keyring_unref(w->keyring);
     buf_release(&w->log);
 }
 
@@ -335,6 +336,8 @@ int gw_reload(struct gateway *gw, char **err)
     const struct config *old = gw->cfg;
     if (cfg->server.n_listen != old->server.n_listen || cfg->server.workers != old->server.workers)
         fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
+    if (strcmp(cfg->store.data_dir, old->store.data_dir) != 0)
+        fprintf(stderr, "sluice: reload: store.data_dir changes only on restart\n");
     if (cfg->limits.max_entries != old->limits.max_entries)
         fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
     if (cfg->cache.max_memory != old->cache.max_memory ||
@@ -345,6 +348,7 @@ int gw_reload(struct gateway *gw, char **err)
     gw->cfg = cfg;
     gw->gen++;
     pthread_mutex_unlock(&gw->lock);
+    auth_config_changed(&gw->auth, cfg);
     cfg_unref(prev);
     gw_wake_workers(gw);
     return 0;
@@ -398,6 +402,11 @@ int gw_serve(const char *path)
     gw.limiter = lim_store_new(cfg->limits.max_entries, 0);
     gw.violations = viol_new(SL_MAX_VIOLATORS);
     gw.cache = cache_new(cfg->cache.max_memory, cfg->cache.max_object_size);
+    if (auth_open(&gw.auth, cfg, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        free(err);
+        return 1;
+    }
     for (int i = 0; i < gw.n_workers; i++)
         worker_init(&gw.workers[i], &gw, i, cfg);
     if (gw_open_sockets(&gw) != 0) {
@@ -430,6 +439,7 @@ int gw_serve(const char *path)
     for (int i = 0; i < gw.n_workers; i++)
         worker_release(&gw.workers[i]);
     uv_loop_close(&main_loop);
+    auth_close(&gw.auth);
     free(gw.workers);
     lim_store_free(gw.limiter);
     viol_free(gw.violations);

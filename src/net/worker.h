@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "conf/conf.h"
 #include "util/buf.h"
 
@@ -17,6 +18,7 @@ struct px_pool;
 struct lim_store;
 struct viol_table;
 struct cache;
+struct auth_waiter;
 
 /* A worker's hold on one config snapshot. Exchanges count themselves in
  * <users> (worker-local, so no atomics on the hot path); when the worker has
@@ -58,8 +60,12 @@ struct worker {
     bool draining, stopped;
 
     struct metrics *metrics;
-    struct buf log;  /* access log lines not yet written */
-    int64_t log_sec; /* second of the cached timestamp below */
+    struct keyring *keyring; /* this worker's view of the keys; see keyring_sync */
+    uint64_t keyring_gen;
+    struct auth_waiter *key_waiters; /* requests whose key is unknown, until the store says */
+    bool key_recheck;                /* a question to the store is in flight */
+    struct buf log;                  /* access log lines not yet written */
+    int64_t log_sec;                 /* second of the cached timestamp below */
     char log_time[40];
     uint64_t rid_state;
 };
@@ -77,6 +83,7 @@ struct gateway {
     struct lim_store *limiter;     /* rate-limit counters, shared by all workers */
     struct viol_table *violations; /* 429s per identity */
     struct cache *cache;           /* the response cache, shared by all workers */
+    struct auth_ctx auth;          /* API keys: store writer and keyring */
 };
 
 /* Run the gateway on the config at <path> until SIGTERM/SIGINT; the exit code. */

@@ -17,6 +17,8 @@ struct worker;
 struct wcfg;
 struct px_conn;
 struct admin_body;
+struct auth_body;
+struct auth_op;
 struct lim_body;
 struct gql_op;
 
@@ -45,6 +47,11 @@ struct identity {
     char id[96];      /* "ip:203.0.113.7", "ip:2001:db8:1:2::/64", "key:...", "sub:..." */
     const char *tier; /* a tier name; "anonymous" for ID_IP */
     bool exempt;      /* no limits at all (exempt tier or role) */
+    /* Set by the authentication stage; strings and limits live in the arena. */
+    const char *key_id; /* the API key behind the request (directly or by a token we issued) */
+    const char *scopes; /* space-separated; NULL: none */
+    const struct limit *limits; /* per-key limits replacing the tier's; n_limits 0: none */
+    int n_limits;
 };
 
 struct exchange;
@@ -126,6 +133,8 @@ struct exchange {
     struct exchange_hook *hooks;
     struct response_tap *tap;
     struct admin_body *admin_body; /* an admin call's request body being read */
+    struct auth_body *auth_body;   /* a POST /auth/refresh body being read */
+    struct auth_op *admin_op;      /* a key operation waiting for its request body */
     struct lim_body *lim_body;     /* a GraphQL body the limit stage reads before deciding */
     const struct gql_op *gql;      /* the GraphQL operation, when one was read */
 

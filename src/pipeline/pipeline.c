@@ -1,16 +1,26 @@
 #include "pipeline/pipeline.h"
 
 #include "admin/admin.h"
+#include "auth/auth.h"
 #include "cache/cache.h"
 #include "limit/policy.h"
 #include "pipeline/stages.h"
 #include "proxy/proxy.h"
 
-/* clang-format off: one stage per line, in pipeline order */
+/* One stage per line, in pipeline order (ARCHITECTURE.md). */
+// clang-format off
 static const stage_fn public_stages[] = {
-    stage_health, stage_route, stage_client_ip, lim_stage, cache_stage, px_stage,
+    stage_health,
+    stage_route,
+    stage_client_ip,
+    auth_stage_authn,
+    auth_stage_authz,
+    lim_stage,
+    auth_stage_tokens,
+    cache_stage,
+    px_stage,
 };
-/* clang-format on */
+// clang-format on
 
 static const stage_fn admin_stages[] = {
     admin_stage_auth,

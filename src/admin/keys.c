@@ -1,0 +1,330 @@
+/* The key endpoints of the admin API (SPEC 8): the same operations as
+ * `sluice keys`, run on the store's writer thread. */
+#include <jansson.h>
+#include <llhttp.h>
+
+#include "admin/admin.h"
+#include "auth/auth.h"
+#include "net/worker.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/mem.h"
+#include "util/str.h"
+
+static int64_t admin_now_ms(void)
+{
+    return clock_wall_us() / 1000;
+}
+
+static void admin_json(struct exchange *x, int status, json_t *doc)
+{
+    char *body = json_dumps(doc, JSON_INDENT(2));
+    size_t len = strlen(body);
+    /* A trailing newline, as the other admin answers have. */
+    char *nl = sl_realloc(body, len + 2);
+    nl[len] = '\n';
+    nl[len + 1] = '\0';
+    exchange_add_header(x, "Cache-Control", "no-store");
+    exchange_respond(x, status, "application/json", nl, len + 1);
+    free(nl);
+    json_decref(doc);
+}
+
+/* The answer for a single-key operation, with the secret when one was made. */
+static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
+{
+    if (op->rc == KS_NOT_FOUND) {
+        exchange_respond_error(x, 404, "no such key");
+        return;
+    }
+    if (op->rc != KS_OK) {
+        exchange_respond_error(x, 500, op->err ? op->err : "the key store failed");
+        return;
+    }
+    json_t *key = ks_key_json(&op->key);
+    if (!op->secret[0]) {
+        admin_json(x, status, key);
+        return;
+    }
+    admin_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
+}
+
+static void admin_created_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_answer(x, op, 201);
+}
+
+static void admin_key_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_answer(x, op, 200);
+}
+
+static void admin_create_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_create(db, &op->req, admin_now_ms(), &op->key, op->secret, &op->err);
+    if (op->rc == KS_OK)
+        auth_rebuild(op->ctx, db);
+}
+
+static void admin_get_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_get(db, op->id, &op->key, &op->err);
+}
+
+static void admin_revoke_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_revoke(db, op->id, admin_now_ms(), &op->key, &op->err);
+    if (op->rc == KS_OK)
+        auth_rebuild(op->ctx, db);
+}
+
+static void admin_rotate_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_rotate(db, op->id, op->grace_ms, admin_now_ms(), &op->key, op->secret, &op->err);
+    if (op->rc == KS_OK)
+        auth_rebuild(op->ctx, db);
+}
+
+static void admin_list_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_list(db, &op->list, &op->n_list, &op->err);
+}
+
+static void admin_list_done(struct exchange *x, struct auth_op *op)
+{
+    if (op->rc != KS_OK) {
+        exchange_respond_error(x, 500, op->err ? op->err : "the key store failed");
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < op->n_list; i++)
+        json_array_append_new(arr, ks_key_json(&op->list[i]));
+    admin_json(x, 200, json_pack("{s:o, s:i}", "keys", arr, "count", op->n_list));
+}
+
+/* Field <name> of <doc> as an owned string kept by <op>; "" for absent. */
+static const char *admin_take_str(struct auth_op *op, int slot, const json_t *v)
+{
+    op->strs[slot] = sl_strdup(json_string_value(v));
+    return op->strs[slot];
+}
+
+/* A JSON list of names, or one string with commas, into "a b c" (<sep>
+ * joins them); NULL after setting *<why>. */
+static char *admin_join(const json_t *v, const char *sep, const char **why)
+{
+    struct buf b = {0};
+    if (json_is_string(v)) {
+        buf_append_str(&b, json_string_value(v));
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(v, i, it)
+        {
+            if (!json_is_string(it)) {
+                *why = "lists must hold strings";
+                buf_release(&b);
+                return NULL;
+            }
+            buf_appendf(&b, "%s%s", i ? sep : "", json_string_value(it));
+        }
+    } else {
+        *why = "scopes and limits are a list of strings";
+        return NULL;
+    }
+    buf_append(&b, "", 1);
+    return b.data;
+}
+
+/* Checks a create request against the running config: the tier exists,
+ * per-key limits parse, scopes are names. NULL when good. */
+static const char *admin_check_create(struct exchange *x, json_t *doc, struct auth_op *op)
+{
+    static const char *const known[] = {"tier",          "name",        "owner",
+                                        "scopes",        "limits",      "expires",
+                                        "quota_monthly", "quota_daily", "env"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(doc, k, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            ok = ok || strcmp(k, known[i]) == 0;
+        if (!ok)
+            return "unknown field (use tier, name, owner, scopes, limits, expires, quota_monthly, "
+                   "quota_daily, env)";
+    }
+    const char *tier = json_string_value(json_object_get(doc, "tier"));
+    if (!tier)
+        return "tier is required";
+    const struct cfg_tier *t = cfg_find_tier(x->cfg, tier);
+    if (!t || strcmp(tier, "anonymous") == 0)
+        return "unknown tier (keys take a tier of the config's tiers, not anonymous)";
+    op->req.tier = admin_take_str(op, 0, json_object_get(doc, "tier"));
+    const char *names[] = {"name", "owner", "env"};
+    for (int i = 0; i < 3; i++) {
+        json_t *s = json_object_get(doc, names[i]);
+        if (!s)
+            continue;
+        if (!json_is_string(s) || json_string_length(s) >= KS_NAME_MAX)
+            return "name, owner and env are strings of at most 128 bytes";
+        const char *val = admin_take_str(op, 1 + i, s);
+        if (i == 0)
+            op->req.name = val;
+        else if (i == 1)
+            op->req.owner = val;
+        else if (!apikey_env_ok(val))
+            return "env is 1 to 16 lower-case letters or digits";
+        else
+            op->req.env = val;
+    }
+    const char *why = NULL;
+    json_t *sc = json_object_get(doc, "scopes");
+    if (sc) {
+        op->strs[4] = admin_join(sc, " ", &why);
+        if (!op->strs[4])
+            return why;
+        for (char *p = op->strs[4]; *p; p++)
+            if (*p == ',')
+                *p = ' ';
+        if (strlen(op->strs[4]) >= KS_SCOPES_MAX)
+            return "too many scopes";
+        op->req.scopes = op->strs[4];
+    }
+    json_t *li = json_object_get(doc, "limits");
+    if (li) {
+        op->strs[5] = admin_join(li, ", ", &why);
+        if (!op->strs[5])
+            return why;
+        if (strlen(op->strs[5]) >= KS_LIMITS_MAX)
+            return "too many limits";
+        char buf[KS_LIMITS_MAX];
+        str_copy(buf, sizeof(buf), op->strs[5]);
+        char *save = NULL;
+        int n = 0;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            struct limit l;
+            while (*tok == ' ')
+                tok++;
+            if (lim_parse(tok, &l, &why) < 0)
+                return "a limit does not parse (write them as in the config: \"100/h\")";
+            n++;
+        }
+        if (n > SL_MAX_LIMITS_PER_LIST)
+            return "too many limits";
+        op->req.limits = op->strs[5];
+    }
+    json_t *ex = json_object_get(doc, "expires");
+    op->req.quota_monthly = op->req.quota_daily = -1;
+    if (ex) {
+        int64_t ms;
+        if (!json_is_string(ex) || cfg_parse_duration_ms(json_string_value(ex), &ms) < 0 || ms <= 0)
+            return "expires is a duration from now, like \"30d\"";
+        op->req.expires_ms = admin_now_ms() + ms;
+    }
+    const char *quotas[] = {"quota_monthly", "quota_daily"};
+    for (int i = 0; i < 2; i++) {
+        json_t *q = json_object_get(doc, quotas[i]);
+        if (!q)
+            continue;
+        if (!json_is_integer(q) || json_integer_value(q) < 0)
+            return "quotas are whole numbers of requests";
+        *(i == 0 ? &op->req.quota_monthly : &op->req.quota_daily) = json_integer_value(q);
+    }
+    return NULL;
+}
+
+static void admin_create_body(struct exchange *x, const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, 0, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        exchange_respond_error(x, 400,
+                               "the body must be a JSON object such as {\"tier\": \"pro\"}");
+        return;
+    }
+    struct auth_op *op = auth_op_new(x, admin_create_run, admin_created_done);
+    const char *why = admin_check_create(x, doc, op);
+    json_decref(doc);
+    if (why) {
+        exchange_respond_error(x, 400, why);
+        auth_op_cancel(op);
+        return;
+    }
+    auth_op_submit(op);
+}
+
+static void admin_rotate_body(struct exchange *x, const char *body, size_t len)
+{
+    struct auth_op *op = x->admin_op;
+    op->grace_ms = 0;
+    if (len) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(body, len, 0, &jerr);
+        json_t *g = json_object_get(doc, "grace");
+        int64_t ms = 0;
+        bool ok =
+            json_is_object(doc) &&
+            (!g || (json_is_string(g) && cfg_parse_duration_ms(json_string_value(g), &ms) == 0));
+        json_decref(doc);
+        if (!ok) {
+            exchange_respond_error(x, 400, "the body may be {\"grace\": \"1h\"}");
+            auth_op_cancel(op);
+            return;
+        }
+        op->grace_ms = ms;
+    }
+    auth_op_submit(op);
+}
+
+/* "/keys/{id}" or "/keys/{id}/rotate": the id into <id>; false for other paths. */
+static bool admin_key_path(const char *path, char id[APIKEY_ID_MAX], bool *rotate)
+{
+    if (strncmp(path, "/keys/", 6) != 0)
+        return false;
+    const char *p = path + 6, *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    *rotate = slash && strcmp(slash, "/rotate") == 0;
+    if (n == 0 || n >= APIKEY_ID_MAX || (slash && !*rotate))
+        return false;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    return true;
+}
+
+enum stage_result admin_keys(struct exchange *x)
+{
+    if (strcmp(x->path, "/keys") == 0) {
+        if (x->method == HTTP_GET) {
+            auth_op_submit(auth_op_new(x, admin_list_run, admin_list_done));
+            return STAGE_WAIT;
+        }
+        if (x->method == HTTP_POST)
+            return admin_read_body(x, admin_create_body);
+        exchange_add_header(x, "Allow", "GET, POST");
+        exchange_respond_error(x, 405, "use GET or POST");
+        return STAGE_DONE;
+    }
+    char id[APIKEY_ID_MAX];
+    bool rotate;
+    if (!admin_key_path(x->path, id, &rotate))
+        return STAGE_NEXT;
+    struct auth_op *op;
+    if (rotate && x->method == HTTP_POST) {
+        op = auth_op_new(x, admin_rotate_run, admin_key_done);
+        str_copy(op->id, sizeof(op->id), id);
+        x->admin_op = op;
+        return admin_read_body(x, admin_rotate_body);
+    }
+    if (!rotate && (x->method == HTTP_GET || x->method == HTTP_DELETE)) {
+        op = auth_op_new(x, x->method == HTTP_GET ? admin_get_run : admin_revoke_run,
+                         admin_key_done);
+        str_copy(op->id, sizeof(op->id), id);
+        auth_op_submit(op);
+        return STAGE_WAIT;
+    }
+    exchange_add_header(x, "Allow", rotate ? "POST" : "GET, DELETE");
+    exchange_respond_error(x, 405, rotate ? "use POST" : "use GET or DELETE");
+    return STAGE_DONE;
+}

@@ -1,0 +1,80 @@
+#ifndef SLUICE_AUTH_H
+#define SLUICE_AUTH_H
+/* Identity (SPEC 5): the process-wide key service (store connection on its
+ * writer thread, the keyring workers read) and the pipeline stages that
+ * authenticate a request, authorize it for its route, and answer the token
+ * endpoints. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/keyring.h"
+#include "auth/keystore.h"
+#include "pipeline/exchange.h"
+#include "store/writer.h"
+
+struct auth_ctx {
+    struct dbw *writer;
+    struct keyring_holder keys;
+    int default_algo;      /* atomic: limits.algorithm, for per-key limits */
+    int64_t next_flush_ms; /* writer thread only */
+};
+
+/* Opens the store under <c>'s data_dir, reads the keys, starts the writer.
+ * 0, or -1 with *<err> (malloc'd). */
+int auth_open(struct auth_ctx *a, const struct config *c, char **err);
+/* Flushes last-use times and stops the writer; no operation may be
+ * submitted any more. */
+void auth_close(struct auth_ctx *a);
+/* After a reload: per-key limits naming no algorithm follow the new default. */
+void auth_config_changed(struct auth_ctx *a, const struct config *c);
+
+/* One store operation on behalf of an exchange: <run> on the writer thread,
+ * then <done> on the exchange's loop, unless the client went away meanwhile
+ * (then the result is dropped; a write that ran stays written). Fields are
+ * the inputs and outputs of the operations that use them. */
+struct auth_op;
+typedef void (*auth_run_fn)(sqlite3 *db, struct auth_op *op);
+typedef void (*auth_done_fn)(struct exchange *x, struct auth_op *op);
+struct auth_op {
+    struct exchange *x; /* NULL once the exchange ended */
+    int refs;           /* the exchange's and the writer's */
+    struct auth_ctx *ctx;
+    auth_run_fn run;
+    auth_done_fn done;
+    /* inputs */
+    struct ks_new req;
+    char *strs[6]; /* owned copies behind req's strings, freed with the op */
+    char id[APIKEY_ID_MAX];
+    int64_t grace_ms, ttl_ms;
+    char token[KS_REFRESH_MAX];
+    /* outputs */
+    enum ks_result rc;
+    int spend; /* enum ks_spend */
+    struct ks_key key;
+    struct ks_key *list;
+    int n_list;
+    char secret[APIKEY_SECRET_MAX];
+    char refresh[KS_REFRESH_MAX];
+    char *err;
+};
+/* A zeroed operation for <x> (owned by the op machinery). */
+struct auth_op *auth_op_new(struct exchange *x, auth_run_fn run, auth_done_fn done);
+/* Queue it; the caller's stage returns STAGE_WAIT. */
+void auth_op_submit(struct auth_op *op);
+/* Give up an operation that was never submitted. */
+void auth_op_cancel(struct auth_op *op);
+/* Writer thread: rebuild the keyring now, after a key changed. */
+void auth_rebuild(struct auth_ctx *a, sqlite3 *db);
+
+/* Stages, in pipeline order. */
+/* Reads credentials (API key headers, Authorization: Bearer <key or JWT>)
+ * and sets the identity; 401 for credentials that are sent but not valid. */
+enum stage_result auth_stage_authn(struct exchange *x);
+/* The route's auth: required and scopes: 401 without credentials, 403
+ * without a scope. */
+enum stage_result auth_stage_authz(struct exchange *x);
+/* POST /auth/token and /auth/refresh (SPEC 5.2), after the limit stage. */
+enum stage_result auth_stage_tokens(struct exchange *x);
+
+#endif

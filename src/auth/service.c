@@ -1,0 +1,149 @@
+/* The key service of one gateway process: the store on its writer thread,
+ * the keyring it publishes, and store operations on behalf of exchanges. */
+#include "auth/auth.h"
+
+#include "net/worker.h"
+#include "store/db.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+/* The writer looks for changes made by other processes (the CLI, other
+ * gateways on the same data_dir) this often: revocation must reach every
+ * gateway within a second (SPEC 5.1). */
+#define AUTH_TICK_MS 200
+/* Last-use times reach the disk at most this late; they are informative. */
+#define AUTH_FLUSH_MS 5000
+
+static int64_t auth_now_ms(void)
+{
+    return clock_wall_us() / 1000;
+}
+
+void auth_rebuild(struct auth_ctx *a, sqlite3 *db)
+{
+    char *err = NULL;
+    struct keyring *prev = keyring_current(&a->keys);
+    struct keyring *kr = keyring_build(
+        db, auth_now_ms(), prev,
+        (enum lim_algorithm)__atomic_load_n(&a->default_algo, __ATOMIC_RELAXED), &err);
+    keyring_unref(prev);
+    if (!kr) {
+        /* The old keys stay in force; the next change or tick tries again. */
+        fprintf(stderr, "sluice: cannot read API keys: %s\n", err ? err : "?");
+        free(err);
+        return;
+    }
+    keyring_publish(&a->keys, kr);
+}
+
+static void auth_flush(struct auth_ctx *a, sqlite3 *db)
+{
+    struct keyring *kr = keyring_current(&a->keys);
+    keyring_flush_last_used(kr, db);
+    keyring_unref(kr);
+}
+
+static void auth_tick(sqlite3 *db, bool changed_elsewhere, void *arg)
+{
+    struct auth_ctx *a = arg;
+    if (changed_elsewhere)
+        auth_rebuild(a, db);
+    int64_t now = auth_now_ms();
+    if (now >= a->next_flush_ms) {
+        auth_flush(a, db);
+        a->next_flush_ms = now + AUTH_FLUSH_MS;
+    }
+}
+
+int auth_open(struct auth_ctx *a, const struct config *c, char **err)
+{
+    sqlite3 *db = db_open(c->store.data_dir, err);
+    if (!db)
+        return -1;
+    a->default_algo = (int)c->limits.algorithm;
+    struct keyring *kr = keyring_build(db, auth_now_ms(), NULL, c->limits.algorithm, err);
+    if (!kr) {
+        db_close(db);
+        return -1;
+    }
+    keyring_holder_init(&a->keys, kr);
+    a->next_flush_ms = auth_now_ms() + AUTH_FLUSH_MS;
+    a->writer = dbw_start(db, AUTH_TICK_MS, auth_tick, a);
+    return 0;
+}
+
+static void auth_final_flush(sqlite3 *db, void *arg)
+{
+    auth_flush(arg, db);
+}
+
+void auth_close(struct auth_ctx *a)
+{
+    if (!a->writer)
+        return;
+    dbw_post(a->writer, auth_final_flush, a);
+    dbw_stop(a->writer);
+    a->writer = NULL;
+    keyring_holder_release(&a->keys);
+}
+
+void auth_config_changed(struct auth_ctx *a, const struct config *c)
+{
+    __atomic_store_n(&a->default_algo, (int)c->limits.algorithm, __ATOMIC_RELAXED);
+}
+
+/* ---- operations for exchanges ------------------------------------------------ */
+
+static void auth_op_unref(struct auth_op *op)
+{
+    if (--op->refs > 0)
+        return;
+    for (size_t i = 0; i < sizeof(op->strs) / sizeof(op->strs[0]); i++)
+        free(op->strs[i]);
+    free(op->list);
+    free(op->err);
+    free(op);
+}
+
+static void auth_op_exchange_ended(struct exchange *x, void *arg)
+{
+    struct auth_op *op = arg;
+    op->x = NULL;
+    auth_op_unref(op);
+}
+
+static void auth_op_run(sqlite3 *db, void *arg)
+{
+    struct auth_op *op = arg;
+    op->run(db, op);
+}
+
+static void auth_op_done(void *arg)
+{
+    struct auth_op *op = arg;
+    if (op->x)
+        op->done(op->x, op);
+    auth_op_unref(op);
+}
+
+struct auth_op *auth_op_new(struct exchange *x, auth_run_fn run, auth_done_fn done)
+{
+    struct auth_op *op = sl_calloc(1, sizeof(*op));
+    op->x = x;
+    op->refs = 2;
+    op->ctx = &x->worker->gw->auth;
+    op->run = run;
+    op->done = done;
+    exchange_on_end(x, auth_op_exchange_ended, op);
+    return op;
+}
+
+void auth_op_submit(struct auth_op *op)
+{
+    dbw_submit(op->ctx->writer, &op->x->worker->loop, auth_op_run, auth_op_done, op);
+}
+
+void auth_op_cancel(struct auth_op *op)
+{
+    auth_op_unref(op);
+}

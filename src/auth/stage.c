@@ -1,0 +1,411 @@
+/* Authentication, authorization and the token endpoints (SPEC 5). */
+#include "auth/auth.h"
+
+#include <jansson.h>
+#include <llhttp.h>
+
+#include "auth/jwt_verify.h"
+#include "net/worker.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/str.h"
+
+/* The longest credential read from a header: a JWT with many claims fits;
+ * anything longer is refused, not hashed or parsed. */
+#define AUTH_MAX_CREDENTIAL 8192
+
+static void auth_fail(struct exchange *x, int status, const char *challenge, const char *message)
+{
+    exchange_add_header(x, "WWW-Authenticate", challenge);
+    exchange_respond_error(x, status, message);
+}
+
+static void auth_invalid(struct exchange *x, const char *message)
+{
+    auth_fail(x, 401, "Bearer realm=\"sluice\", error=\"invalid_token\"", message);
+}
+
+/* Trimmed value of <h>. */
+static const char *auth_trim(const struct sl_header *h, size_t *len)
+{
+    const char *v = h->value;
+    size_t n = h->value_len;
+    while (n && (*v == ' ' || *v == '\t'))
+        v++, n--;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return v;
+}
+
+static const char *auth_copy(struct exchange *x, const char *s)
+{
+    return arena_strndup(x->arena, s, strlen(s));
+}
+
+/* The identity of key <k>: its tier (exempt when the tier is), scopes and
+ * per-key limits, copied into the exchange (the keyring may be replaced
+ * while the exchange runs). */
+static void auth_set_key_identity(struct exchange *x, const struct keyring_key *k,
+                                  enum identity_kind kind)
+{
+    struct identity *id = &x->identity;
+    id->kind = kind;
+    char tmp[sizeof(id->id)];
+    snprintf(tmp, sizeof(tmp), "key:%s", k->id);
+    str_copy(id->id, sizeof(id->id), tmp);
+    id->tier = auth_copy(x, k->tier);
+    const struct cfg_tier *t = cfg_find_tier(x->cfg, k->tier);
+    id->exempt = t && t->exempt;
+    id->key_id = auth_copy(x, k->id);
+    id->scopes = auth_copy(x, k->scopes);
+    if (k->n_limits) {
+        struct limit *l = arena_alloc(x->arena, sizeof(*l) * (size_t)k->n_limits);
+        memcpy(l, k->limits, sizeof(*l) * (size_t)k->n_limits);
+        id->limits = l;
+        id->n_limits = k->n_limits;
+    }
+}
+
+static struct keyring *auth_keyring(struct worker *w)
+{
+    keyring_sync(&w->gw->auth.keys, &w->keyring, &w->keyring_gen);
+    return w->keyring;
+}
+
+#define AUTH_UNKNOWN_KEY "unknown, expired or revoked API key"
+
+/* A key the keyring does not know may have been created a moment ago by
+ * another process (the CLI): before a 401, the store is asked whether it
+ * changed. One question per worker is in flight at a time; requests that
+ * miss meanwhile wait for its answer with the first. */
+struct auth_waiter {
+    struct auth_waiter *prev, *next;
+    struct exchange *x;
+    uint8_t hash[APIKEY_HASH_LEN];
+    bool linked;
+};
+
+static void auth_waiter_unlink(struct worker *w, struct auth_waiter *wt)
+{
+    if (wt->prev)
+        wt->prev->next = wt->next;
+    else
+        w->key_waiters = wt->next;
+    if (wt->next)
+        wt->next->prev = wt->prev;
+    wt->linked = false;
+}
+
+static void auth_waiter_gone(struct exchange *x, void *arg)
+{
+    struct auth_waiter *wt = arg;
+    if (wt->linked)
+        auth_waiter_unlink(x->worker, wt);
+}
+
+static void auth_recheck_run(sqlite3 *db, void *arg)
+{
+    struct auth_ctx *a = &((struct worker *)arg)->gw->auth;
+    if (dbw_poll_changes(a->writer))
+        auth_rebuild(a, db);
+}
+
+static void auth_recheck_done(void *arg)
+{
+    struct worker *w = arg;
+    w->key_recheck = false;
+    int64_t now = clock_wall_us() / 1000;
+    struct auth_waiter *wt;
+    while ((wt = w->key_waiters)) {
+        auth_waiter_unlink(w, wt);
+        struct exchange *x = wt->x;
+        struct keyring_key *k = keyring_find_secret(auth_keyring(w), wt->hash, now);
+        if (!k) {
+            auth_invalid(x, AUTH_UNKNOWN_KEY);
+            continue;
+        }
+        keyring_touch(k, now);
+        auth_set_key_identity(x, k, ID_API_KEY);
+        exchange_resume(x);
+    }
+}
+
+static enum stage_result auth_wait_for_store(struct exchange *x, const uint8_t *hash)
+{
+    struct worker *w = x->worker;
+    struct auth_waiter *wt = arena_calloc(x->arena, sizeof(*wt));
+    wt->x = x;
+    memcpy(wt->hash, hash, APIKEY_HASH_LEN);
+    wt->next = w->key_waiters;
+    if (wt->next)
+        wt->next->prev = wt;
+    w->key_waiters = wt;
+    wt->linked = true;
+    exchange_on_end(x, auth_waiter_gone, wt);
+    if (!w->key_recheck) {
+        w->key_recheck = true;
+        dbw_submit(w->gw->auth.writer, &w->loop, auth_recheck_run, auth_recheck_done, w);
+    }
+    return STAGE_WAIT;
+}
+
+static enum stage_result auth_api_key(struct exchange *x, const char *s, size_t len)
+{
+    if (!apikey_shape_ok(s, len)) {
+        auth_invalid(x, AUTH_UNKNOWN_KEY);
+        return STAGE_DONE;
+    }
+    int64_t now = clock_wall_us() / 1000;
+    uint8_t hash[APIKEY_HASH_LEN];
+    apikey_hash(s, len, hash);
+    struct keyring_key *k = keyring_find_secret(auth_keyring(x->worker), hash, now);
+    if (!k)
+        return auth_wait_for_store(x, hash);
+    keyring_touch(k, now);
+    auth_set_key_identity(x, k, ID_API_KEY);
+    return STAGE_NEXT;
+}
+
+static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
+{
+    const struct cfg_jwt *cj = &x->cfg->identity.jwt;
+    struct jwtv_claims cl;
+    int64_t now_ms = clock_wall_us() / 1000;
+    enum jwtv_result r = jwtv_verify(cj->verifier, s, len, now_ms / 1000, &cl);
+    if (r != JWTV_OK) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "invalid token: %s", jwtv_result_text(r));
+        auth_invalid(x, msg);
+        return STAGE_DONE;
+    }
+    if (cl.key_id[0]) {
+        /* A token we issued for an API key: the key's current state wins
+         * (revoking the key ends its tokens at once; its limits apply). */
+        struct keyring_key *k = keyring_find_id(auth_keyring(x->worker), cl.key_id, now_ms);
+        if (!k) {
+            auth_invalid(x, "the API key behind this token is revoked or expired");
+            return STAGE_DONE;
+        }
+        keyring_touch(k, now_ms);
+        auth_set_key_identity(x, k, ID_JWT);
+        return STAGE_NEXT;
+    }
+    struct identity *id = &x->identity;
+    id->kind = ID_JWT;
+    char tmp[sizeof(id->id) + JWTV_MAX_SUB];
+    snprintf(tmp, sizeof(tmp), "sub:%s", cl.sub);
+    str_copy(id->id, sizeof(id->id), tmp);
+    const struct cfg_tier *t = cl.tier[0] ? cfg_find_tier(x->cfg, cl.tier) : NULL;
+    if (!t && cj->default_tier)
+        t = cfg_find_tier(x->cfg, cj->default_tier);
+    /* No known tier: identified, but only the routes' "*" limits apply. */
+    id->tier = t ? t->name : "";
+    id->exempt = cl.exempt || (t && t->exempt);
+    id->scopes = auth_copy(x, cl.scopes);
+    return STAGE_NEXT;
+}
+
+enum stage_result auth_stage_authn(struct exchange *x)
+{
+    const struct cfg_identity *ci = &x->cfg->identity;
+    for (int i = 0; i < ci->n_api_key_headers; i++) {
+        const struct sl_header *h = exchange_req_header(x, ci->api_key_headers[i]);
+        if (!h)
+            continue;
+        size_t len;
+        const char *v = auth_trim(h, &len);
+        return auth_api_key(x, v, len > AUTH_MAX_CREDENTIAL ? 0 : len);
+    }
+    const struct sl_header *h = exchange_req_header(x, "authorization");
+    if (!h)
+        return STAGE_NEXT;
+    size_t len;
+    const char *v = auth_trim(h, &len);
+    bool bare = str_ieq(v, len, "bearer"); /* "Bearer " with the space trimmed */
+    if (!bare && (len < 7 || !str_ieq(v, 7, "bearer "))) {
+        /* Basic or another scheme is the upstream's business. */
+        return STAGE_NEXT;
+    }
+    v += bare ? 6 : 7, len -= bare ? 6 : 7;
+    while (len && *v == ' ')
+        v++, len--;
+    if (len == 0 || len > AUTH_MAX_CREDENTIAL) {
+        auth_invalid(x, "empty or oversized bearer credential");
+        return STAGE_DONE;
+    }
+    if (len > 3 && memcmp(v, "sk_", 3) == 0)
+        return auth_api_key(x, v, len);
+    /* Without identity.jwt, other bearer tokens belong to the upstream's own
+     * authentication, which the gateway leaves alone. */
+    if (!x->cfg->identity.jwt.verifier)
+        return STAGE_NEXT;
+    return auth_jwt(x, v, len);
+}
+
+/* Does the space-separated list <have> contain <want>? */
+static bool auth_has_scope(const char *have, const char *want)
+{
+    size_t wl = strlen(want);
+    for (const char *p = have; p && *p;) {
+        const char *end = strchr(p, ' ');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == wl && memcmp(p, want, n) == 0)
+            return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+enum stage_result auth_stage_authz(struct exchange *x)
+{
+    const struct cfg_route *r = x->route;
+    if (r->auth != CFG_AUTH_REQUIRED)
+        return STAGE_NEXT;
+    if (x->identity.kind == ID_IP) {
+        auth_fail(x, 401, "Bearer realm=\"sluice\"",
+                  "this route requires an API key (X-API-Key) or a bearer token");
+        return STAGE_DONE;
+    }
+    for (int i = 0; i < r->n_scopes; i++) {
+        if (auth_has_scope(x->identity.scopes, r->scopes[i]))
+            continue;
+        struct buf chal = {0}, msg = {0};
+        buf_appendf(&chal, "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"");
+        for (int j = 0; j < r->n_scopes; j++)
+            buf_appendf(&chal, "%s%s", j ? " " : "", r->scopes[j]);
+        buf_appendf(&chal, "\"%c", '\0');
+        buf_appendf(&msg, "missing scope '%s'%c", r->scopes[i], '\0');
+        auth_fail(x, 403, chal.data, msg.data);
+        buf_release(&chal);
+        buf_release(&msg);
+        return STAGE_DONE;
+    }
+    return STAGE_NEXT;
+}
+
+/* ---- token endpoints ---------------------------------------------------------- */
+
+static void auth_token_response(struct exchange *x, const char *key_id, const char *tier,
+                                const char *scopes, const char *refresh)
+{
+    const struct cfg_jwt *cj = &x->cfg->identity.jwt;
+    int64_t now = clock_wall_us() / 1000000;
+    int64_t ttl = cj->access_ttl_ms / 1000;
+    char *access = jwtv_issue(cj->secret, cj->issuer, cj->audience, key_id, tier, scopes, now, ttl);
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:s, s:I}", "access_token", access, "token_type",
+                            "Bearer", "expires_in", (json_int_t)ttl, "refresh_token", refresh,
+                            "refresh_expires_in", (json_int_t)(cj->refresh_ttl_ms / 1000));
+    char *body = json_dumps(doc, JSON_COMPACT);
+    exchange_add_header(x, "Cache-Control", "no-store");
+    exchange_respond(x, 200, "application/json", body, strlen(body));
+    free(body);
+    json_decref(doc);
+    free(access);
+}
+
+static void auth_issue_run(sqlite3 *db, struct auth_op *op)
+{
+    op->rc = ks_refresh_issue(db, op->id, NULL, op->ttl_ms, clock_wall_us() / 1000, op->refresh,
+                              &op->err);
+}
+
+static void auth_issue_done(struct exchange *x, struct auth_op *op)
+{
+    if (op->rc != KS_OK) {
+        exchange_respond_error(x, 500, "the token store failed");
+        return;
+    }
+    auth_token_response(x, x->identity.key_id, x->identity.tier,
+                        x->identity.scopes ? x->identity.scopes : "", op->refresh);
+}
+
+static void auth_spend_run(sqlite3 *db, struct auth_op *op)
+{
+    op->spend = ks_refresh_spend(db, op->token, op->ttl_ms, clock_wall_us() / 1000, &op->key,
+                                 op->refresh, &op->err);
+}
+
+static void auth_spend_done(struct exchange *x, struct auth_op *op)
+{
+    if (op->spend == KS_SPENT_REUSED) {
+        auth_invalid(x, "refresh token already used: every token of its family is now revoked");
+        return;
+    }
+    if (op->spend != KS_SPENT_OK) {
+        auth_invalid(x, "unknown, expired or revoked refresh token");
+        return;
+    }
+    auth_token_response(x, op->key.id, op->key.tier, op->key.scopes, op->refresh);
+}
+
+/* Refresh request bodies are one small JSON object. */
+#define AUTH_MAX_BODY 4096
+
+struct auth_body {
+    struct buf data;
+    bool too_big;
+};
+
+static void auth_body_release(struct exchange *x, void *arg)
+{
+    buf_release(&((struct auth_body *)arg)->data);
+}
+
+static void auth_refresh_parse(struct exchange *x, struct auth_body *b)
+{
+    json_error_t jerr;
+    json_t *doc =
+        b->too_big ? NULL : json_loadb(b->data.data ? b->data.data : "", b->data.len, 0, &jerr);
+    const char *tok = json_string_value(json_object_get(doc, "refresh_token"));
+    if (!tok || strlen(tok) >= KS_REFRESH_MAX) {
+        json_decref(doc);
+        exchange_respond_error(x, 400, "the body must be {\"refresh_token\": \"rt_...\"}");
+        return;
+    }
+    struct auth_op *op = auth_op_new(x, auth_spend_run, auth_spend_done);
+    str_copy(op->token, sizeof(op->token), tok);
+    op->ttl_ms = x->cfg->identity.jwt.refresh_ttl_ms;
+    json_decref(doc);
+    auth_op_submit(op);
+}
+
+static void auth_refresh_body(struct exchange *x, const char *data, size_t len, bool end)
+{
+    struct auth_body *b = x->auth_body;
+    if (len && b->data.len + len <= AUTH_MAX_BODY)
+        buf_append(&b->data, data, len);
+    else if (len)
+        b->too_big = true;
+    if (end)
+        auth_refresh_parse(x, b);
+}
+
+enum stage_result auth_stage_tokens(struct exchange *x)
+{
+    if (!x->route->token_endpoint)
+        return STAGE_NEXT;
+    if (x->method != HTTP_POST) {
+        exchange_add_header(x, "Allow", "POST");
+        exchange_respond_error(x, 405, "use POST");
+        return STAGE_DONE;
+    }
+    if (strcmp(x->path, "/auth/token") == 0) {
+        if (x->identity.kind == ID_IP || !x->identity.key_id) {
+            auth_fail(
+                x, 401, "Bearer realm=\"sluice\"",
+                "POST /auth/token needs an API key (X-API-Key or Authorization: Bearer sk_...)");
+            return STAGE_DONE;
+        }
+        struct auth_op *op = auth_op_new(x, auth_issue_run, auth_issue_done);
+        str_copy(op->id, sizeof(op->id), x->identity.key_id);
+        op->ttl_ms = x->cfg->identity.jwt.refresh_ttl_ms;
+        auth_op_submit(op);
+        return STAGE_WAIT;
+    }
+    struct auth_body *b = arena_calloc(x->arena, sizeof(*b));
+    x->auth_body = b;
+    exchange_on_end(x, auth_body_release, b);
+    exchange_set_body_sink(x, auth_refresh_body);
+    return STAGE_WAIT;
+}

@@ -1,0 +1,551 @@
+/* sluice keys: create, list, show, rotate and revoke API keys (SPEC 1, 5.1).
+ *
+ * The CLI opens the store the gateways use (store.data_dir of the config
+ * file) with its own connection and changes it in transactions; running
+ * gateways notice the commit on their next writer tick (PRAGMA
+ * data_version), so nothing has to be signalled. Input is validated here,
+ * against the config (the tier exists, limits parse), before the store is
+ * touched: a usage error never leaves half a key behind. */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/keystore.h"
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "limit/limit.h"
+#include "store/db.h"
+#include "util/clock.h"
+#include "util/limits.h"
+#include "util/str.h"
+
+static const char keys_usage[] =
+    "usage: sluice keys create -c FILE --tier T [--name N] [--owner O] [--scopes a,b]\n"
+    "                          [--expires 30d] [--limit 100/h ...] [--quota-monthly N]\n"
+    "                          [--quota-daily N] [--env live|test] [--json]\n"
+    "       sluice keys list -c FILE [--json]\n"
+    "       sluice keys show ID -c FILE [--json]\n"
+    "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
+    "       sluice keys revoke ID -c FILE [--json]\n"
+    "       sluice keys <subcommand> --help\n"
+    "  Keys live in the store of FILE (store.data_dir); running gateways see\n"
+    "  changes within a second.\n";
+
+static const char keys_create_usage[] =
+    "usage: sluice keys create -c FILE --tier T [options]\n"
+    "  Creates an API key and prints its secret, once: only its SHA-256 is stored.\n"
+    "  --tier T            a tier of FILE (required; not 'anonymous')\n"
+    "  --name N, --owner O free text (up to 128 bytes each)\n"
+    "  --scopes a,b        scopes the key grants (comma-separated)\n"
+    "  --expires 30d       lifetime (ms, s, m, h, d); default: never expires\n"
+    "  --limit 100/h       a limit replacing the tier's (repeatable; SPEC 3.1 syntax)\n"
+    "  --quota-monthly N   requests per calendar month (UTC)\n"
+    "  --quota-daily N     requests per day (UTC)\n"
+    "  --env live|test     the secret's environment tag (sk_<env>_...); default live\n"
+    "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
+
+static const char keys_list_usage[] = "usage: sluice keys list -c FILE [--json]\n"
+                                      "  Lists every key, newest first (secrets are never "
+                                      "shown again).\n";
+
+static const char keys_show_usage[] = "usage: sluice keys show ID -c FILE [--json]\n"
+                                      "  Prints key ID.\n";
+
+static const char keys_rotate_usage[] =
+    "usage: sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
+    "  Issues a new secret for key ID and prints it, once. The current secret\n"
+    "  stays valid for --grace (default 0: it stops working now).\n"
+    "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
+
+static const char keys_revoke_usage[] =
+    "usage: sluice keys revoke ID -c FILE [--json]\n"
+    "  Revokes key ID, its secrets and its refresh tokens, on every gateway\n"
+    "  within a second. Revoking a revoked key is not an error.\n";
+
+/* What the command line said; which fields a subcommand accepts is in its
+ * row of keys_cmds. */
+struct keys_args {
+    const char *config;
+    const char *id;
+    bool json;
+    const char *tier, *name, *owner, *scopes, *expires, *quota_monthly, *quota_daily, *env;
+    const char *grace;
+    const char *limits[SL_MAX_LIMITS_PER_LIST];
+    int n_limits;
+};
+
+enum keys_opt_kind { KEYS_OPT_STRING, KEYS_OPT_LIMIT };
+
+/* Options of create and rotate: one row each, the field it fills. */
+struct keys_opt {
+    const char *name;
+    size_t off;
+    enum keys_opt_kind kind;
+    const char *cmd; /* the subcommand that takes it */
+};
+
+#define KEYS_OPT(n, field, cmd)                                                                    \
+    {                                                                                              \
+        n, offsetof(struct keys_args, field), KEYS_OPT_STRING, cmd                                 \
+    }
+static const struct keys_opt keys_opts[] = {
+    KEYS_OPT("--tier", tier, "create"),
+    KEYS_OPT("--name", name, "create"),
+    KEYS_OPT("--owner", owner, "create"),
+    KEYS_OPT("--scopes", scopes, "create"),
+    KEYS_OPT("--expires", expires, "create"),
+    KEYS_OPT("--quota-monthly", quota_monthly, "create"),
+    KEYS_OPT("--quota-daily", quota_daily, "create"),
+    KEYS_OPT("--env", env, "create"),
+    {"--limit", 0, KEYS_OPT_LIMIT, "create"},
+    KEYS_OPT("--grace", grace, "rotate"),
+};
+
+struct keys_cmd;
+typedef int (*keys_run_fn)(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                           sqlite3 *db);
+
+struct keys_cmd {
+    const char *name;
+    const char *usage;
+    bool takes_id;
+    keys_run_fn run;
+};
+
+/* ---- output -------------------------------------------------------------- */
+
+/* <ms> since the epoch as ISO 8601 UTC into <out>, or <none> for 0. */
+static const char *keys_time(int64_t ms, char out[32], const char *none)
+{
+    if (ms <= 0)
+        return none;
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return none;
+    return out;
+}
+
+static void keys_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    json_decref(j);
+}
+
+/* The key as aligned "field: value" lines. */
+static void keys_print_key(const struct ks_key *k)
+{
+    char t1[32], quota[64];
+    printf("id:            %s\n", k->id);
+    printf("name:          %s\n", k->name[0] ? k->name : "-");
+    printf("owner:         %s\n", k->owner[0] ? k->owner : "-");
+    printf("tier:          %s\n", k->tier);
+    printf("state:         %s\n", k->state == KS_REVOKED ? "revoked" : "active");
+    printf("prefix:        %s\n", k->prefix);
+    printf("scopes:        %s\n", k->scopes[0] ? k->scopes : "-");
+    printf("limits:        %s\n", k->limits[0] ? k->limits : "(the tier's)");
+    if (k->quota_monthly < 0 && k->quota_daily < 0) {
+        str_copy(quota, sizeof(quota), "-");
+    } else {
+        char m[24] = "none", d[24] = "none";
+        if (k->quota_monthly >= 0)
+            str_u64(m, (uint64_t)k->quota_monthly);
+        if (k->quota_daily >= 0)
+            str_u64(d, (uint64_t)k->quota_daily);
+        snprintf(quota, sizeof(quota), "monthly %s, daily %s", m, d);
+    }
+    printf("quota:         %s\n", quota);
+    printf("expires:       %s\n", keys_time(k->expires_ms, t1, "never"));
+    printf("created:       %s\n", keys_time(k->created_ms, t1, "-"));
+    printf("last used:     %s\n", keys_time(k->last_used_ms, t1, "never"));
+    if (k->rotated_until_ms > 0)
+        printf("rotated until: %s\n", keys_time(k->rotated_until_ms, t1, "-"));
+    if (k->state == KS_REVOKED)
+        printf("revoked:       %s\n", keys_time(k->revoked_ms, t1, "-"));
+}
+
+/* create and rotate: the key and its new secret, shown this once. */
+static void keys_print_secret(const struct keys_args *a, const struct ks_key *k, const char *secret)
+{
+    if (a->json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "key", ks_key_json(k));
+        json_object_set_new(j, "secret", json_string(secret));
+        keys_print_json(j);
+    } else {
+        keys_print_key(k);
+        printf("secret:        %s\n", secret);
+        puts("This secret is shown only once: store it now (sluice keeps only its hash).");
+    }
+    fflush(stdout);
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+/* A non-negative integer, or -1. */
+static int64_t keys_parse_count(const char *s)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0)
+        return -1;
+    return v;
+}
+
+/* "a,b" (commas or blanks) into "a b" in <out>; -1 on an empty list, a
+ * control character, or overflow. */
+static int keys_scopes(const char *in, char out[KS_SCOPES_MAX])
+{
+    size_t n = 0;
+    for (const char *p = in; *p;) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ", \t");
+        if (len == 0)
+            break;
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)p[i] < 0x21 || p[i] == 0x7f || p[i] == '"')
+                return -1;
+        if (n + (n ? 1 : 0) + len >= KS_SCOPES_MAX)
+            return -1;
+        if (n)
+            out[n++] = ' ';
+        memcpy(out + n, p, len);
+        n += len;
+        p += len;
+    }
+    out[n] = '\0';
+    return n ? 0 : -1;
+}
+
+/* ---- subcommands --------------------------------------------------------- */
+
+static int64_t keys_now_ms(void)
+{
+    return clock_wall_us() / 1000;
+}
+
+static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       sqlite3 *db)
+{
+    const char *v = "keys create";
+    if (!a->tier)
+        return cli_fail(2, v, cmd->usage, "--tier is required");
+    if (strcmp(a->tier, "anonymous") == 0)
+        return cli_fail(2, v, NULL, "tier 'anonymous' is for clients without a key");
+    if (!cfg_find_tier(c, a->tier))
+        return cli_fail(2, v, NULL, "no tier '%s' in %s", a->tier, a->config);
+    if (a->name && strlen(a->name) >= KS_NAME_MAX)
+        return cli_fail(2, v, NULL, "--name is longer than %d bytes", KS_NAME_MAX - 1);
+    if (a->owner && strlen(a->owner) >= KS_NAME_MAX)
+        return cli_fail(2, v, NULL, "--owner is longer than %d bytes", KS_NAME_MAX - 1);
+    if (a->env && !apikey_env_ok(a->env))
+        return cli_fail(2, v, NULL, "bad --env '%s' (1 to %d of a-z, 0-9; e.g. live, test)", a->env,
+                        APIKEY_ENV_MAX);
+    char scopes[KS_SCOPES_MAX] = "";
+    if (a->scopes && keys_scopes(a->scopes, scopes) < 0)
+        return cli_fail(2, v, NULL, "bad --scopes '%s' (comma-separated names, %d bytes at most)",
+                        a->scopes, KS_SCOPES_MAX - 1);
+
+    char limits[KS_LIMITS_MAX] = "";
+    size_t n = 0;
+    for (int i = 0; i < a->n_limits; i++) {
+        struct limit l;
+        const char *why;
+        if (lim_parse(a->limits[i], &l, &why) < 0)
+            return cli_fail(2, v, NULL, "bad --limit '%s': %s", a->limits[i], why);
+        if (strchr(l.text, ','))
+            return cli_fail(2, v, NULL, "bad --limit '%s': one limit per --limit", a->limits[i]);
+        size_t len = strlen(l.text);
+        if (n + (n ? 2 : 0) + len >= sizeof(limits))
+            return cli_fail(2, v, NULL, "the --limit values are too long together");
+        if (n) {
+            memcpy(limits + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(limits + n, l.text, len + 1);
+        n += len;
+    }
+
+    struct ks_new req = {
+        .env = a->env,
+        .name = a->name,
+        .owner = a->owner,
+        .tier = a->tier,
+        .scopes = scopes,
+        .limits = limits,
+        .quota_monthly = -1,
+        .quota_daily = -1,
+    };
+    if (a->quota_monthly && (req.quota_monthly = keys_parse_count(a->quota_monthly)) < 0)
+        return cli_fail(2, v, NULL, "bad --quota-monthly '%s' (a count)", a->quota_monthly);
+    if (a->quota_daily && (req.quota_daily = keys_parse_count(a->quota_daily)) < 0)
+        return cli_fail(2, v, NULL, "bad --quota-daily '%s' (a count)", a->quota_daily);
+    int64_t now = keys_now_ms();
+    if (a->expires) {
+        int64_t ms;
+        if (cfg_parse_duration_ms(a->expires, &ms) < 0 || ms <= 0)
+            return cli_fail(2, v, NULL, "bad --expires '%s' (a duration: 30d, 12h, ...)",
+                            a->expires);
+        req.expires_ms = now + ms;
+    }
+    if (!db)
+        return -1; /* validation only: the caller opens the store next */
+
+    struct ks_key k;
+    char secret[APIKEY_SECRET_MAX], *err = NULL;
+    if (ks_create(db, &req, now, &k, secret, &err) != KS_OK) {
+        cli_fail(1, v, NULL, "%s", err ? err : "cannot create the key");
+        free(err);
+        return 1;
+    }
+    keys_print_secret(a, &k, secret);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return 0;
+}
+
+static int keys_list(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                     sqlite3 *db)
+{
+    if (!db)
+        return -1;
+    struct ks_key *keys;
+    int n;
+    char *err = NULL;
+    if (ks_list(db, &keys, &n, &err) != KS_OK) {
+        cli_fail(1, "keys list", NULL, "%s", err);
+        free(err);
+        return 1;
+    }
+    if (a->json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(arr, ks_key_json(&keys[i]));
+        json_t *j = json_object();
+        json_object_set_new(j, "keys", arr);
+        keys_print_json(j);
+    } else if (n == 0) {
+        puts("no keys");
+    } else {
+        int wp = 6, wt = 4, wn = 4;
+        for (int i = 0; i < n; i++) {
+            int lp = (int)strlen(keys[i].prefix), lt = (int)strlen(keys[i].tier),
+                ln = (int)strlen(keys[i].name);
+            wp = lp > wp ? lp : wp;
+            wt = lt > wt ? lt : wt;
+            wn = ln > wn ? ln : wn;
+        }
+        printf("%-20s  %-*s  %-*s  %-7s  %-*s  %s\n", "ID", wp, "PREFIX", wt, "TIER", "STATE", wn,
+               "NAME", "LAST USED");
+        for (int i = 0; i < n; i++) {
+            const struct ks_key *k = &keys[i];
+            char t[32];
+            printf("%-20s  %-*s  %-*s  %-7s  %-*s  %s\n", k->id, wp, k->prefix, wt, k->tier,
+                   k->state == KS_REVOKED ? "revoked" : "active", wn, k->name[0] ? k->name : "-",
+                   keys_time(k->last_used_ms, t, "never"));
+        }
+    }
+    free(keys);
+    return 0;
+}
+
+static int keys_show(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                     sqlite3 *db)
+{
+    if (!db)
+        return -1;
+    struct ks_key k;
+    char *err = NULL;
+    enum ks_result r = ks_get(db, a->id, &k, &err);
+    if (r == KS_NOT_FOUND)
+        return cli_fail(1, "keys show", NULL, "no key '%s'", a->id);
+    if (r != KS_OK) {
+        cli_fail(1, "keys show", NULL, "%s", err);
+        free(err);
+        return 1;
+    }
+    if (a->json)
+        keys_print_json(ks_key_json(&k));
+    else
+        keys_print_key(&k);
+    return 0;
+}
+
+static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       sqlite3 *db)
+{
+    int64_t grace = 0;
+    if (a->grace && cfg_parse_duration_ms(a->grace, &grace) < 0)
+        return cli_fail(2, "keys rotate", NULL, "bad --grace '%s' (a duration: 1h, 30m, ...)",
+                        a->grace);
+    if (!db)
+        return -1;
+    struct ks_key k;
+    char secret[APIKEY_SECRET_MAX], *err = NULL;
+    enum ks_result r = ks_rotate(db, a->id, grace, keys_now_ms(), &k, secret, &err);
+    if (r == KS_NOT_FOUND)
+        return cli_fail(1, "keys rotate", NULL, "no active key '%s'", a->id);
+    if (r != KS_OK) {
+        cli_fail(1, "keys rotate", NULL, "%s", err);
+        free(err);
+        return 1;
+    }
+    keys_print_secret(a, &k, secret);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return 0;
+}
+
+static int keys_revoke(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       sqlite3 *db)
+{
+    if (!db)
+        return -1;
+    struct ks_key k;
+    char *err = NULL;
+    enum ks_result r = ks_revoke(db, a->id, keys_now_ms(), &k, &err);
+    if (r == KS_NOT_FOUND)
+        return cli_fail(1, "keys revoke", NULL, "no key '%s'", a->id);
+    if (r != KS_OK) {
+        cli_fail(1, "keys revoke", NULL, "%s", err);
+        free(err);
+        return 1;
+    }
+    if (a->json) {
+        keys_print_json(ks_key_json(&k));
+    } else {
+        char t[32];
+        printf("revoked %s (%s) at %s\n", k.id, k.prefix, keys_time(k.revoked_ms, t, "-"));
+    }
+    return 0;
+}
+
+static const struct keys_cmd keys_cmds[] = {
+    {"create", keys_create_usage, false, keys_create},
+    {"list", keys_list_usage, false, keys_list},
+    {"show", keys_show_usage, true, keys_show},
+    {"rotate", keys_rotate_usage, true, keys_rotate},
+    {"revoke", keys_revoke_usage, true, keys_revoke},
+};
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+/* Parses <argv> (after the subcommand) into <a>; 0, or an exit code after
+ * printing why (help is 0 too, with *<done> set). */
+static int keys_parse(const struct keys_cmd *cmd, int argc, char **argv, struct keys_args *a,
+                      bool *done)
+{
+    const char *verb = "keys";
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(cmd->usage, stdout);
+            *done = true;
+            return 0;
+        }
+        if (strcmp(arg, "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        if (arg[0] != '-') {
+            if (!cmd->takes_id || a->id)
+                return cli_fail(2, verb, cmd->usage, "unexpected argument '%s'", arg);
+            a->id = arg;
+            continue;
+        }
+        /* "--opt value" or "--opt=value" */
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+        bool is_config = (nlen == 2 && strncmp(arg, "-c", 2) == 0) ||
+                         (nlen == 8 && strncmp(arg, "--config", 8) == 0);
+        const struct keys_opt *opt = NULL;
+        for (size_t k = 0; k < sizeof(keys_opts) / sizeof(keys_opts[0]); k++)
+            if (strlen(keys_opts[k].name) == nlen && strncmp(keys_opts[k].name, arg, nlen) == 0 &&
+                strcmp(keys_opts[k].cmd, cmd->name) == 0)
+                opt = &keys_opts[k];
+        if (!is_config && !opt)
+            return cli_fail(2, verb, cmd->usage, "unknown option '%.*s' for '%s'", (int)nlen, arg,
+                            cmd->name);
+        if (!value)
+            return cli_fail(2, verb, cmd->usage, "%.*s needs a value", (int)nlen, arg);
+        if (!eq)
+            i++;
+        if (is_config) {
+            a->config = value;
+        } else if (opt->kind == KEYS_OPT_LIMIT) {
+            if (a->n_limits == SL_MAX_LIMITS_PER_LIST)
+                return cli_fail(2, verb, NULL, "at most %d --limit", SL_MAX_LIMITS_PER_LIST);
+            a->limits[a->n_limits++] = value;
+        } else {
+            *(const char **)((char *)a + opt->off) = value;
+        }
+    }
+    if (cmd->takes_id && !a->id)
+        return cli_fail(2, verb, cmd->usage, "'%s' needs a key id", cmd->name);
+    if (!a->config)
+        return cli_fail(2, verb, cmd->usage, "-c FILE is required");
+    return 0;
+}
+
+int cli_keys(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_fail(2, "keys", keys_usage, "a subcommand is required");
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        fputs(keys_usage, stdout);
+        return 0;
+    }
+    const struct keys_cmd *cmd = NULL;
+    for (size_t i = 0; i < sizeof(keys_cmds) / sizeof(keys_cmds[0]); i++)
+        if (strcmp(keys_cmds[i].name, sub) == 0)
+            cmd = &keys_cmds[i];
+    if (!cmd)
+        return cli_fail(2, "keys", keys_usage, "unknown subcommand '%s'", sub);
+
+    struct keys_args a = {0};
+    bool done = false;
+    int rc = keys_parse(cmd, argc - 2, argv + 2, &a, &done);
+    if (rc != 0 || done)
+        return rc;
+
+    struct config *c = cli_load_config(a.config);
+    if (!c)
+        return 2;
+    if (c->store.backend == CFG_BACKEND_REDIS) {
+        cfg_unref(c);
+        return cli_fail(2, "keys", NULL,
+                        "store.backend redis is not available in this version of sluice");
+    }
+    /* Validate everything first (a NULL store: the subcommand stops after
+     * its checks, returning -1 when they pass), then open the store. */
+    rc = cmd->run(cmd, &a, c, NULL);
+    if (rc >= 0) {
+        cfg_unref(c);
+        return rc;
+    }
+    const char *dir = c->store.data_dir ? c->store.data_dir : "./var";
+    char *err = NULL;
+    sqlite3 *db = db_open(dir, &err);
+    if (!db) {
+        cli_fail(1, "keys", NULL, "%s", err);
+        free(err);
+        cfg_unref(c);
+        return 1;
+    }
+    rc = cmd->run(cmd, &a, c, db);
+    db_close(db);
+    cfg_unref(c);
+    return rc;
+}
