@@ -213,13 +213,15 @@ T_NAMES=()  # T_NAMES[0] is the reference every other target is divided by
 T_URLS=()
 T_EXPECT=() # HTTP status the preflight request must get
 T_ARGS=()   # extra wrk arguments (one string, split on spaces: e.g. "-s f.lua")
+T_HEADER=() # one request header for preflight and wrk ("X-API-Key: sk_..."), or ""
 
-# target <name> <url> [expected status [extra wrk args]]
+# target <name> <url> [expected status [extra wrk args [header]]]
 target() {
     T_NAMES+=("$1")
     T_URLS+=("$2")
     T_EXPECT+=("${3:-200}")
     T_ARGS+=("${4:-}")
+    T_HEADER+=("${5:-}")
 }
 
 # Run wrk for <secs> seconds against target <i>, raw output to <out>.
@@ -228,6 +230,7 @@ run_wrk() {
     local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency)
     local extra
     read -r -a extra <<<"${T_ARGS[i]}"
+    [[ -z ${T_HEADER[i]} ]] || cmd+=(-H "${T_HEADER[i]}")
     cmd+=("${extra[@]}" "${T_URLS[i]}")
     [[ $CPU_WRK == none ]] || cmd=(taskset -c "$CPU_WRK" "${cmd[@]}")
     "${cmd[@]}" >"$out" 2>&1 || {
@@ -316,7 +319,9 @@ measure() {
     ((n >= 2)) || die "scenario $s registered ${n} target(s); it needs a reference and at least one more"
 
     for ((i = 0; i < n; i++)); do
-        code=$(curl -s -o "$WORK/preflight.out" -w '%{http_code}' --max-time 5 "${T_URLS[i]}" || true)
+        local hdr=()
+        [[ -z ${T_HEADER[i]} ]] || hdr=(-H "${T_HEADER[i]}")
+        code=$(curl -s "${hdr[@]}" -o "$WORK/preflight.out" -w '%{http_code}' --max-time 5 "${T_URLS[i]}" || true)
         [[ $code == "${T_EXPECT[i]}" ]] ||
             die "$s/${T_NAMES[i]}: preflight GET ${T_URLS[i]} got HTTP ${code:-none}, expected ${T_EXPECT[i]}: $(head -c 200 "$WORK/preflight.out" 2>/dev/null)"
     done
@@ -501,6 +506,27 @@ warm_cache() {
     die "$name: $url not served from its cache after 10 requests ($header: ${got:-none})"
 }
 
+SCENARIO_HELP[auth]="one sluice, one limited route: requests with an API key vs the same requests anonymous"
+scenario_auth() {
+    local sport secret
+    free_port sport
+    start_sluice sluice-auth "$CPU_GATEWAY" "$sport" "$(sluice_yaml_auth "$sport")"
+    secret=$("$SLUICE_BIN" keys create -c "$WORK/sluice-auth/sluice.yaml" --tier pro --json |
+        sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+    [[ $secret == sk_* ]] || die "auth: could not create an API key"
+    target anonymous "http://127.0.0.1:$sport/"
+    # The route requires a key, so the preflight proves the key is accepted.
+    target api-key "http://127.0.0.1:$sport/keyed/" 200 "" "X-API-Key: $secret"
+}
+
+# The limited proxy of sluice_yaml_limit, with a tier for keys that wrk never
+# exhausts either, and a route that only keys may use.
+sluice_yaml_auth() {
+    sluice_yaml_proxy "$1" | sed 's|^routes:$|routes:\n  - prefix: /keyed/\n    auth: required\n    limits: {"*": ["4000000000/h"]}|; s|^    upstream: app$|    upstream: app\n    limits: {anonymous: ["4000000000/h"]}|'
+    printf 'tiers:\n  pro: {limits: ["4000000000/h"]}\n'
+    printf 'store:\n  data_dir: %s\n' "$WORK/sluice-auth/var"
+}
+
 SCENARIO_HELP[baseline]="nginx vs an identical nginx: the harness's noise floor (no sluice needed)"
 scenario_baseline() {
     local a b
@@ -613,7 +639,7 @@ main() {
     local mark=${#PIDS[@]}
 
     for s in "${scenarios[@]}"; do
-        T_NAMES=() T_URLS=() T_EXPECT=() T_ARGS=()
+        T_NAMES=() T_URLS=() T_EXPECT=() T_ARGS=() T_HEADER=()
         say "[$s] starting: ${SCENARIO_HELP[$s]:-}"
         "scenario_$s"
         measure "$s"

@@ -426,11 +426,12 @@ class Gateway:
     def request(self, method, path, body=None, headers=None, timeout=TIMEOUT):
         return http_request(self.port, method, path, body=body, headers=headers, timeout=timeout)
 
-    def admin_request(self, method, path, token=ADMIN_TOKEN, headers=None, timeout=TIMEOUT):
+    def admin_request(self, method, path, token=ADMIN_TOKEN, headers=None, timeout=TIMEOUT,
+                      body=None):
         h = dict(headers or {})
         if token is not None:
             h["Authorization"] = "Bearer " + token
-        return http_request(self.admin_port, method, path, headers=h, timeout=timeout)
+        return http_request(self.admin_port, method, path, body=body, headers=h, timeout=timeout)
 
     def raw(self, timeout=TIMEOUT):
         return RawConn(self.port, timeout=timeout)

@@ -210,7 +210,10 @@ class Basics(CacheTestCase):
                                  % (cc, i))
 
     def test_credentials_isolate_entries(self):
-        gw = self.start_gateway(cache_config(self.up))
+        # The application's own X-API-Key (not sluice keys): api_key_headers: []
+        cfg = cache_config(self.up)
+        cfg["identity"] = {"api_key_headers": []}
+        gw = self.start_gateway(cfg)
         alice = {"Authorization": "Bearer alice"}
         bob = {"Authorization": "Bearer bob"}
         p = "/origin/me"
@@ -239,7 +242,9 @@ class Basics(CacheTestCase):
         self.assertCache(self.get(gw, pp, bob), "MISS", 4)
 
     def test_shared_route_serves_one_entry_to_every_caller(self):
-        gw = self.start_gateway(cache_config(self.up, {"ttl": "300s", "shared": True}))
+        cfg = cache_config(self.up, {"ttl": "300s", "shared": True})
+        cfg["identity"] = {"api_key_headers": []}
+        gw = self.start_gateway(cfg)
         self.assertCache(self.get(gw, "/origin/s", {"Authorization": "Bearer alice"}), "MISS", 1)
         self.assertCache(self.get(gw, "/origin/s"), "HIT", 1)
         self.assertCache(self.get(gw, "/origin/s", {"X-API-Key": "k"}), "HIT", 1)
