@@ -158,13 +158,18 @@ bool apikey_shape_ok(const char *s, size_t len)
     return true;
 }
 
-void apikey_hash(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
+void apikey_hash_md(const EVP_MD *md, const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
 {
     unsigned int n = 0;
     /* Fails only without memory or a working default provider: nothing to
      * fall back on, and a wrong hash would be worse than stopping. */
-    if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1 || n != APIKEY_HASH_LEN)
+    if (EVP_Digest(s, len, out, &n, md, NULL) != 1 || n != APIKEY_HASH_LEN)
         sl_fatal("sluice: SHA-256 unavailable from OpenSSL\n");
+}
+
+void apikey_hash(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
+{
+    apikey_hash_md(EVP_sha256(), s, len, out);
 }
 
 void apikey_visible_prefix(const char *s, char out[APIKEY_PREFIX_MAX])

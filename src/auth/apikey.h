@@ -30,6 +30,12 @@ int apikey_new_id(char out[APIKEY_ID_MAX]);
 bool apikey_shape_ok(const char *s, size_t len);
 /* SHA-256 of <s>/<len>. */
 void apikey_hash(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN]);
+/* The same with <md>, SHA-256 fetched once by the caller (EVP_MD_fetch):
+ * OpenSSL 3 otherwise looks the algorithm up on every call, which costs more
+ * than hashing a key. */
+struct evp_md_st;
+void apikey_hash_md(const struct evp_md_st *md, const char *s, size_t len,
+                    uint8_t out[APIKEY_HASH_LEN]);
 /* The visible prefix of secret <s> ("sk_live_ab12") into <out>. */
 void apikey_visible_prefix(const char *s, char out[APIKEY_PREFIX_MAX]);
 /* base62 of <n> bytes into <out> (big-endian digits, fixed length

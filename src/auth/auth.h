@@ -16,8 +16,9 @@
 struct auth_ctx {
     struct dbw *writer;
     struct keyring_holder keys;
-    int default_algo;      /* atomic: limits.algorithm, for per-key limits */
-    int64_t next_flush_ms; /* writer thread only */
+    int default_algo;         /* atomic: limits.algorithm, for per-key limits */
+    int64_t next_flush_ms;    /* writer thread only */
+    struct evp_md_st *sha256; /* fetched once: see apikey_hash_md */
 };
 
 /* Opens the store under <c>'s data_dir, reads the keys, starts the writer.

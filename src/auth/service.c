@@ -2,6 +2,8 @@
  * the keyring it publishes, and store operations on behalf of exchanges. */
 #include "auth/auth.h"
 
+#include <openssl/evp.h>
+
 #include "net/worker.h"
 #include "store/db.h"
 #include "util/clock.h"
@@ -67,6 +69,9 @@ int auth_open(struct auth_ctx *a, const struct config *c, char **err)
         return -1;
     }
     keyring_holder_init(&a->keys, kr);
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!a->sha256)
+        sl_fatal("sluice: SHA-256 unavailable from OpenSSL\n");
     a->next_flush_ms = auth_now_ms() + AUTH_FLUSH_MS;
     a->writer = dbw_start(db, AUTH_TICK_MS, auth_tick, a);
     return 0;
@@ -85,6 +90,7 @@ void auth_close(struct auth_ctx *a)
     dbw_stop(a->writer);
     a->writer = NULL;
     keyring_holder_release(&a->keys);
+    EVP_MD_free(a->sha256);
 }
 
 void auth_config_changed(struct auth_ctx *a, const struct config *c)

@@ -6,6 +6,7 @@
 
 #include "auth/jwt_verify.h"
 #include "net/worker.h"
+#include "obs/metrics.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/str.h"
@@ -22,6 +23,7 @@ static void auth_fail(struct exchange *x, int status, const char *challenge, con
 
 static void auth_invalid(struct exchange *x, const char *message)
 {
+    metrics_auth(x->worker->metrics, METRICS_AUTH_INVALID);
     auth_fail(x, 401, "Bearer realm=\"sluice\", error=\"invalid_token\"", message);
 }
 
@@ -50,14 +52,15 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
                                   enum identity_kind kind)
 {
     struct identity *id = &x->identity;
+    metrics_auth(x->worker->metrics, kind == ID_JWT ? METRICS_AUTH_JWT : METRICS_AUTH_API_KEY);
     id->kind = kind;
-    char tmp[sizeof(id->id)];
-    snprintf(tmp, sizeof(tmp), "key:%s", k->id);
-    str_copy(id->id, sizeof(id->id), tmp);
+    memcpy(id->id, "key:", 4);
+    str_copy(id->id + 4, sizeof(id->id) - 4, k->id);
     id->tier = auth_copy(x, k->tier);
     const struct cfg_tier *t = cfg_find_tier(x->cfg, k->tier);
     id->exempt = t && t->exempt;
     id->key_id = auth_copy(x, k->id);
+    id->label = auth_copy(x, k->prefix);
     id->scopes = auth_copy(x, k->scopes);
     if (k->n_limits) {
         struct limit *l = arena_alloc(x->arena, sizeof(*l) * (size_t)k->n_limits);
@@ -158,7 +161,7 @@ static enum stage_result auth_api_key(struct exchange *x, const char *s, size_t 
     }
     int64_t now = clock_wall_us() / 1000;
     uint8_t hash[APIKEY_HASH_LEN];
-    apikey_hash(s, len, hash);
+    apikey_hash_md(x->worker->gw->auth.sha256, s, len, hash);
     struct keyring_key *k = keyring_find_secret(auth_keyring(x->worker), hash, now);
     if (!k)
         return auth_wait_for_store(x, hash);
@@ -192,6 +195,7 @@ static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
         return STAGE_NEXT;
     }
     struct identity *id = &x->identity;
+    metrics_auth(x->worker->metrics, METRICS_AUTH_JWT);
     id->kind = ID_JWT;
     char tmp[sizeof(id->id) + JWTV_MAX_SUB];
     snprintf(tmp, sizeof(tmp), "sub:%s", cl.sub);
@@ -203,6 +207,14 @@ static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
     id->tier = t ? t->name : "";
     id->exempt = cl.exempt || (t && t->exempt);
     id->scopes = auth_copy(x, cl.scopes);
+    /* The sub is the token issuer's text: one log field, so no spaces or
+     * quotes. */
+    char *label = arena_strndup(x->arena, cl.sub, strlen(cl.sub));
+    for (char *p = label; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("._:@-|", *p)))
+            *p = '_';
+    id->label = label;
     return STAGE_NEXT;
 }
 
@@ -263,6 +275,7 @@ enum stage_result auth_stage_authz(struct exchange *x)
     if (r->auth != CFG_AUTH_REQUIRED)
         return STAGE_NEXT;
     if (x->identity.kind == ID_IP) {
+        metrics_auth(x->worker->metrics, METRICS_AUTH_MISSING);
         auth_fail(x, 401, "Bearer realm=\"sluice\"",
                   "this route requires an API key (X-API-Key) or a bearer token");
         return STAGE_DONE;
@@ -270,6 +283,7 @@ enum stage_result auth_stage_authz(struct exchange *x)
     for (int i = 0; i < r->n_scopes; i++) {
         if (auth_has_scope(x->identity.scopes, r->scopes[i]))
             continue;
+        metrics_auth(x->worker->metrics, METRICS_AUTH_FORBIDDEN);
         struct buf chal = {0}, msg = {0};
         buf_appendf(&chal, "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"");
         for (int j = 0; j < r->n_scopes; j++)

@@ -54,7 +54,9 @@ void accesslog_exchange(struct worker *w, const struct exchange *x)
         return;
     struct buf *b = &w->log;
     double secs = (double)(clock_mono_us() - x->start_us) / 1e6;
-    buf_appendf(b, "%s - - [%s] \"%s ", x->client_ip[0] ? x->client_ip : "-", accesslog_time(w),
+    /* The identity goes where the combined format has the remote user. */
+    buf_appendf(b, "%s - %s [%s] \"%s ", x->client_ip[0] ? x->client_ip : "-",
+                x->identity.label ? x->identity.label : "-", accesslog_time(w),
                 x->method_name ? x->method_name : "-");
     if (x->target) {
         size_t len = x->target_len > 2048 ? 2048 : x->target_len;

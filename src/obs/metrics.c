@@ -50,6 +50,7 @@ struct metrics {
     int64_t in_flight;
     uint64_t rejected_connections;
     uint64_t cache[4]; /* hit, miss, stale, bypass */
+    uint64_t auth[METRICS_AUTH_N];
     uint64_t buckets[N_BUCKETS + 1];
     uint64_t duration_count;
     uint64_t duration_sum_us;
@@ -212,6 +213,14 @@ void metrics_cache_result(struct metrics *m, const char *result)
             counter_add(&m->cache[i], 1);
 }
 
+static const char *const auth_results[METRICS_AUTH_N] = {"api_key", "jwt", "invalid", "missing",
+                                                         "forbidden"};
+
+void metrics_auth(struct metrics *m, enum metrics_auth what)
+{
+    counter_add(&m->auth[what], 1);
+}
+
 void metrics_connection_rejected(struct metrics *m)
 {
     counter_add(&m->rejected_connections, 1);
@@ -289,6 +298,21 @@ void metrics_render(struct gateway *gw, struct buf *out)
     render_single(out, "sluice_cache_bytes", "gauge", "Memory held by cached responses.", cs.bytes);
     render_single(out, "sluice_cache_evictions_total", "counter",
                   "Responses dropped to stay within max_memory.", cs.evictions);
+
+    uint64_t auth[METRICS_AUTH_N] = {0};
+    for (int w = 0; w < gw->n_workers; w++)
+        for (int i = 0; i < METRICS_AUTH_N; i++)
+            auth[i] += __atomic_load_n(&gw->workers[w].metrics->auth[i], __ATOMIC_RELAXED);
+    buf_append_str(out, "# HELP sluice_auth_requests_total Requests by what authentication made "
+                        "of them (anonymous ones are not counted).\n"
+                        "# TYPE sluice_auth_requests_total counter\n");
+    for (int i = 0; i < METRICS_AUTH_N; i++)
+        buf_appendf(out, "sluice_auth_requests_total{result=\"%s\"} %llu\n", auth_results[i],
+                    (unsigned long long)auth[i]);
+    struct keyring *kr = keyring_current(&gw->auth.keys);
+    render_single(out, "sluice_api_keys", "gauge", "Active API keys held in memory.",
+                  (unsigned long long)keyring_size(kr));
+    keyring_unref(kr);
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};

@@ -26,6 +26,16 @@ void metrics_upstream_error(struct metrics *m, const char *upstream, const char 
 void metrics_connection_rejected(struct metrics *m);
 /* A cache lookup outcome: "hit", "miss", "stale" or "bypass". */
 void metrics_cache_result(struct metrics *m, const char *result);
+/* What the authentication and authorization stages made of a request. */
+enum metrics_auth {
+    METRICS_AUTH_API_KEY,   /* identified by an API key */
+    METRICS_AUTH_JWT,       /* identified by a JWT */
+    METRICS_AUTH_INVALID,   /* 401: credentials sent but not valid */
+    METRICS_AUTH_MISSING,   /* 401: none sent on a route that requires them */
+    METRICS_AUTH_FORBIDDEN, /* 403: a scope missing */
+    METRICS_AUTH_N
+};
+void metrics_auth(struct metrics *m, enum metrics_auth what);
 /* A rate-limit decision on <route>. */
 void metrics_limit_decision(struct metrics *m, const char *route, bool allowed);
 

@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
-from harness import E2ETestCase, RawConn, build_request, make_config, sluice_bin, wait_for
+from harness import (E2ETestCase, Gateway, RawConn, build_request, make_config, sluice_bin,
+                     wait_for)
 
 JWT_SECRET = "e2e-secret-0123456789-abcdefghijklmnop"
 
@@ -94,6 +96,15 @@ class ApiKeys(KeysTestCase):
         # anonymous clients keep the anonymous tier
         self.assertEqual(self.get(gw).header("X-RateLimit-Limit"), "100")
         self.assertEqual(self.up.stats()["requests"], 3)
+        # the access log names the key by its visible prefix, never by its secret
+        prefix = secret[:len("sk_live_") + 4]
+
+        def logged():
+            return [l for l in gw.stdout_text().splitlines() if "/echo/x" in l]
+        self.assertTrue(wait_for(lambda: len(logged()) == 3, timeout=3), logged())
+        users = [l.split(" ")[2] for l in logged()]
+        self.assertEqual(sorted(users), ["-", prefix, prefix])
+        self.assertNotIn(secret, gw.stdout_text() + gw.stderr_text())
 
     def test_unknown_malformed_and_empty_keys_are_401(self):
         gw = self.start_gateway(keys_config(self.up))
@@ -145,9 +156,11 @@ class ApiKeys(KeysTestCase):
         new = json.loads(p.stdout)["secret"]
         self.assertNotEqual(old, new)
         t_rotated = time.monotonic()
-        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": new}).status == 200, timeout=2), "condition not reached in time")
+        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": new}).status == 200,
+                                 timeout=2), "the new secret is not accepted")
         self.assertStatus(self.get(gw, headers={"X-API-Key": old}), 200)
-        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": old}).status == 401, timeout=5), "condition not reached in time")
+        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": old}).status == 401,
+                                 timeout=5), "the old secret outlived its grace")
         self.assertGreaterEqual(time.monotonic() - t_rotated, 1.5, "old secret ended early")
         self.assertStatus(self.get(gw, headers={"X-API-Key": new}), 200)
 
@@ -166,7 +179,8 @@ class ApiKeys(KeysTestCase):
         p = self.cli(gw, "create", "--tier", "pro", "--expires", "1s", "--json")
         secret = json.loads(p.stdout)["secret"]
         self.assertStatus(self.get(gw, headers={"X-API-Key": secret}), 200)
-        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": secret}).status == 401, timeout=4), "condition not reached in time")
+        self.assertTrue(wait_for(lambda: self.get(gw, headers={"X-API-Key": secret}).status == 401,
+                                 timeout=4), "the key outlived its expiry")
 
     def test_kill_9_right_after_create_loses_nothing(self):
         gw = self.start_gateway(keys_config(self.up))
@@ -258,7 +272,8 @@ class Jwt(KeysTestCase):
         tok = make_jwt(claims(tier="free", roles=["staff"]))
         c = RawConn(gw.port)
         for i in range(10):
-            r = c.request(build_request("GET", "/echo/x", headers={"Authorization": "Bearer " + tok}))
+            r = c.request(build_request("GET", "/echo/x",
+                                        headers={"Authorization": "Bearer " + tok}))
             self.assertStatus(r, 200, "request %d" % (i + 1))
             self.assertIsNone(r.header("X-RateLimit-Limit"))
         # the same tier without the role is limited
@@ -329,6 +344,13 @@ class Scopes(KeysTestCase):
         self.assertJsonError(self.get(gw, "/echo/orders/1", {"Authorization": "Bearer " + tok}),
                              403)
         self.assertStatus(self.get(gw, "/echo/public"), 200)
+        self.assert_unauthorized(self.get(gw, "/echo/public", {"X-API-Key": "sk_live_nope"}))
+        metrics = gw.admin_request("GET", "/metrics").body.decode()
+        # a 403 was identified first: api_key counts the plain key on both routes
+        want = {"api_key": 3, "jwt": 3, "invalid": 1, "missing": 2, "forbidden": 2}
+        for result, n in want.items():
+            self.assertIn('sluice_auth_requests_total{result="%s"} %d\n' % (result, n), metrics)
+        self.assertIn("sluice_api_keys 2\n", metrics)
 
 
 class Tokens(KeysTestCase):
@@ -378,6 +400,70 @@ class Tokens(KeysTestCase):
                           200)
         self.cli(gw, "revoke", kid)
         self.assertTrue(wait_for(lambda: self.get(gw, headers={
-            "Authorization": "Bearer " + tok["access_token"]}).status == 401, timeout=1.5), "condition not reached in time")
+            "Authorization": "Bearer " + tok["access_token"]}).status == 401, timeout=1.5),
+            "the access token outlived its key")
         self.assert_unauthorized(self.post(gw, "/auth/refresh",
                                            {"refresh_token": tok["refresh_token"]}))
+
+
+def rsa_jwk(key_pem_path, kid):
+    """The public JWK of an RSA private key file, read with the openssl CLI."""
+    out = subprocess.run(["openssl", "rsa", "-in", key_pem_path, "-noout", "-modulus"],
+                         capture_output=True, text=True, check=True).stdout
+    n = int(out.strip().split("=", 1)[1], 16)
+    e = 65537
+
+    def be(i):
+        return i.to_bytes((i.bit_length() + 7) // 8, "big")
+    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64u(be(n)),
+            "e": b64u(be(e))}
+
+
+def rs256_jwt(key_pem_path, claims_, kid):
+    head = {"alg": "RS256", "typ": "JWT", "kid": kid}
+    signing = b64u(json.dumps(head).encode()) + "." + b64u(json.dumps(claims_).encode())
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_pem_path],
+                         input=signing.encode(), capture_output=True, check=True).stdout
+    return signing + "." + b64u(sig)
+
+
+class Jwks(KeysTestCase):
+    def test_rs256_from_a_jwks_file_and_key_rollover_on_reload(self):
+        keys = {}
+        for kid in ("k1", "k2"):
+            p = os.path.join(self.tmp(), kid + ".pem")
+            subprocess.run(["openssl", "genrsa", "-out", p, "2048"], capture_output=True,
+                           check=True)
+            keys[kid] = p
+        cfg = keys_config(self.up)
+        cfg["identity"] = {"jwt": {"algorithms": ["RS256"], "jwks_file": "jwks.json",
+                                   "issuer": "https://id.example", "audience": "api"}}
+        gw = Gateway(cfg)
+        gw_dir = gw.dir
+        self.addCleanup(self._finish_gateway, gw)
+        with open(os.path.join(gw_dir, "jwks.json"), "w") as f:
+            json.dump({"keys": [rsa_jwk(keys["k1"], "k1")]}, f)
+        gw.start()
+        good = claims(tier="pro", iss="https://id.example", aud=["web", "api"])
+        r = self.get(gw, headers={"Authorization": "Bearer " + rs256_jwt(keys["k1"], good, "k1")})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.header("X-RateLimit-Limit"), "10000")
+        # wrong audience, unknown kid, and an HS256 token "signed" with the public key
+        self.assert_unauthorized(self.get(gw, headers={"Authorization": "Bearer " + rs256_jwt(
+            keys["k1"], dict(good, aud="other"), "k1")}))
+        t2 = rs256_jwt(keys["k2"], good, "k2")
+        self.assert_unauthorized(self.get(gw, headers={"Authorization": "Bearer " + t2}))
+        pub = subprocess.run(["openssl", "rsa", "-in", keys["k1"], "-pubout"],
+                             capture_output=True, text=True, check=True).stdout
+        forged = make_jwt(good, secret=pub, header={"kid": "k1"})
+        self.assert_unauthorized(self.get(gw, headers={"Authorization": "Bearer " + forged}))
+        # the identity provider rolls its keys: the file changes, a reload reads it
+        with open(os.path.join(gw_dir, "jwks.json"), "w") as f:
+            json.dump({"keys": [rsa_jwk(keys["k1"], "k1"), rsa_jwk(keys["k2"], "k2")]}, f)
+        self.assertStatus(gw.admin_request("POST", "/reload"), 200)
+        self.assertStatus(self.get(gw, headers={"Authorization": "Bearer " + t2}), 200)
+
+    def tmp(self):
+        d = tempfile.mkdtemp(prefix="sluice-jwks-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", d])
+        return d
