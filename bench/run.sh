@@ -514,16 +514,20 @@ scenario_auth() {
     secret=$("$SLUICE_BIN" keys create -c "$WORK/sluice-auth/sluice.yaml" --tier pro --json |
         sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
     [[ $secret == sk_* ]] || die "auth: could not create an API key"
-    target anonymous "http://127.0.0.1:$sport/"
+    # Anonymous requests carry a header of the same size under another name,
+    # so both sides move the same bytes and the ratio is the cost of
+    # identifying the key.
+    target anonymous "http://127.0.0.1:$sport/" 200 "" "X-Padding: ${secret//?/x}"
     # The route requires a key, so the preflight proves the key is accepted.
     target api-key "http://127.0.0.1:$sport/keyed/" 200 "" "X-API-Key: $secret"
 }
 
-# The limited proxy of sluice_yaml_limit, with a tier for keys that wrk never
-# exhausts either, and a route that only keys may use.
+# The limited proxy of sluice_yaml_limit, and a route that only keys may
+# use. Both sides count the same: one tier limit and one route limit that
+# wrk never exhausts, so the difference is what identifying a key costs.
 sluice_yaml_auth() {
     sluice_yaml_proxy "$1" | sed 's|^routes:$|routes:\n  - prefix: /keyed/\n    auth: required\n    limits: {"*": ["4000000000/h"]}|; s|^    upstream: app$|    upstream: app\n    limits: {anonymous: ["4000000000/h"]}|'
-    printf 'tiers:\n  pro: {limits: ["4000000000/h"]}\n'
+    printf 'tiers:\n  anonymous: {limits: ["4000000000/h"]}\n  pro: {limits: ["4000000000/h"]}\n'
     printf 'store:\n  data_dir: %s\n' "$WORK/sluice-auth/var"
 }
 
