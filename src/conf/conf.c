@@ -1219,21 +1219,55 @@ static const struct cfg_word cfg_backend_words[] = {
     {NULL, 0},
 };
 
-static void cfg_check_store(struct cfg_ctx *cx, void *base, int line)
+static const struct cfg_word cfg_on_failure_words[] = {
+    {"local", CFG_FAIL_LOCAL},
+    {"allow", CFG_FAIL_ALLOW},
+    {"deny", CFG_FAIL_DENY},
+    {NULL, 0},
+};
+
+/* Longest key prefix: keys carry it, and a long one only costs memory. */
+#define CFG_REDIS_PREFIX_MAX 64
+
+static void cfg_check_redis(struct cfg_ctx *cx, void *base, int line)
 {
-    struct cfg_store *st = base;
-    if (st->backend == CFG_BACKEND_REDIS)
+    struct cfg_redis *r = base;
+    const char *why;
+    if (!r->url || !r->prefix)
+        return; /* reported */
+    if (rds_parse_url(r->url, &r->conn, &why) < 0)
+        cfg_error(cx, line ? line : 1, "store.redis.url: %s in '%.*s'", why, CFG_QUOTE_MAX, r->url);
+    r->conn.timeout_ms = r->timeout_ms;
+    bool ok = strlen(r->prefix) <= CFG_REDIS_PREFIX_MAX;
+    for (const char *p = r->prefix; ok && *p; p++)
+        ok = *p > 0x20 && *p < 0x7f && *p != '{' && *p != '}';
+    if (!ok)
         cfg_error(cx, line ? line : 1,
-                  "store.backend: redis is not supported by this version of sluice yet");
+                  "store.redis.prefix: printable, no spaces or braces, at most %d characters",
+                  CFG_REDIS_PREFIX_MAX);
 }
+
+static const struct cfg_key cfg_redis_keys[] = {
+    CFG_ROW("url", cfg_set_string, struct cfg_redis, url, 0, 0, "redis://127.0.0.1:6379/0",
+            CFG_NONEMPTY),
+    /* A limit check waits at most this long; past a second it is no longer
+     * a limiter but an outage. */
+    CFG_DURATION("timeout", struct cfg_redis, timeout_ms, 1, 60000, "50ms"),
+    CFG_WORD("on_failure", struct cfg_redis, on_failure, cfg_on_failure_words, "local"),
+    CFG_ROW("prefix", cfg_set_string, struct cfg_redis, prefix, 0, 0, "sluice:", 0),
+    CFG_DURATION("lease", struct cfg_redis, lease_ms, 1000, CFG_DAY_MS, "2m"),
+    CFG_END,
+};
+static const struct cfg_section cfg_redis_section = {cfg_redis_keys, cfg_check_redis};
 
 static const struct cfg_key cfg_store_keys[] = {
     CFG_WORD("backend", struct cfg_store, backend, cfg_backend_words, "memory"),
     CFG_ROW("data_dir", cfg_set_path_rel, struct cfg_store, data_dir, 0, 0, "./var", CFG_NONEMPTY),
-    CFG_UNSUPPORTED("redis"),
+    /* Always read, so the defaults are there for backend: redis. */
+    CFG_SECTION("redis", struct cfg_store, redis, &cfg_redis_section, 0),
     CFG_END,
 };
-static const struct cfg_section cfg_store_section = {cfg_store_keys, cfg_check_store};
+static const struct cfg_section cfg_store_section = {cfg_store_keys, NULL};
 
 static int cfg_alg_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, int i,
                         void *base)
@@ -1646,6 +1680,8 @@ static void cfg_free(struct config *c)
     free(c->routes);
     free(c->token_route.path);
     free(c->store.data_dir);
+    free(c->store.redis.url);
+    free(c->store.redis.prefix);
     cfg_free_names(c->identity.api_key_headers, c->identity.n_api_key_headers);
     struct cfg_jwt *j = &c->identity.jwt;
     free(j->secret);

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 
 #include "limit/limit.h"
+#include "store/redis.h"
 #include "util/limits.h"
 
 /* A resolved socket address, with the text the user wrote (for logs). */
@@ -133,11 +134,29 @@ struct cfg_route {
     bool token_endpoint; /* the built-in POST /auth/token and /auth/refresh (SPEC 5.2) */
 };
 
+/* What limiting does while Redis cannot be reached (SPEC 3.6). */
+enum cfg_on_failure {
+    CFG_FAIL_LOCAL, /* decide on this node's memory, with its share of each limit */
+    CFG_FAIL_ALLOW, /* let requests through unlimited */
+    CFG_FAIL_DENY,  /* answer 503 */
+};
+
+/* store.redis. */
+struct cfg_redis {
+    char *url;              /* default redis://127.0.0.1:6379/0 */
+    struct rds_config conn; /* parsed from url, with timeout_ms */
+    int64_t timeout_ms;     /* per command; default 50ms */
+    enum cfg_on_failure on_failure;
+    char *prefix;     /* of every key and of the events channel; default "sluice:" */
+    int64_t lease_ms; /* how long a concurrency slot outlives a crashed gateway; 2m */
+};
+
 /* The `store` section (SPEC 2). */
 enum cfg_backend { CFG_BACKEND_MEMORY, CFG_BACKEND_REDIS };
 struct cfg_store {
     enum cfg_backend backend;
     char *data_dir; /* SQLite files; default ./var */
+    struct cfg_redis redis;
 };
 
 struct jwtv;

@@ -741,13 +741,6 @@ static void test_err_routes(void **state)
 
 static void test_err_not_supported(void **state)
 {
-    assert_load_err(
-        UPSTREAM "store:\n"
-                 "  backend: redis\n",
-        "t.yaml:3: store.backend: redis is not supported by this version of sluice yet");
-    assert_load_err(UPSTREAM "store:\n"
-                             "  redis: {url: \"redis://127.0.0.1:6379/0\"}\n",
-                    "t.yaml:4: 'store.redis' is not supported by this version of sluice yet");
     /* Every later section, even when empty. */
     static const char *const top[] = {"quota_alerts", "abuse", "access", "audit"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
@@ -827,6 +820,50 @@ static void test_identity_config(void **state)
     assert_non_null(c);
     assert_string_equal(c->store.data_dir, "/etc/sluice/var");
     cfg_unref(c);
+}
+
+static void test_redis_config(void **state)
+{
+    struct config *c = load_ok(UPSTREAM "store:\n"
+                                        "  backend: redis\n"
+                                        "  redis:\n"
+                                        "    url: redis://:pw@10.0.0.5:6380/2\n"
+                                        "    timeout: 20ms\n"
+                                        "    on_failure: deny\n"
+                                        "    prefix: \"api:\"\n");
+    const struct cfg_redis *r = &c->store.redis;
+    assert_int_equal(c->store.backend, CFG_BACKEND_REDIS);
+    assert_string_equal(r->conn.host, "10.0.0.5");
+    assert_int_equal(r->conn.port, 6380);
+    assert_int_equal(r->conn.db, 2);
+    assert_string_equal(r->conn.password, "pw");
+    assert_int_equal(r->conn.timeout_ms, 20);
+    assert_int_equal(r->on_failure, CFG_FAIL_DENY);
+    assert_string_equal(r->prefix, "api:");
+    assert_int_equal(r->lease_ms, 120000);
+    cfg_unref(c);
+
+    c = load_ok(UPSTREAM "store: {backend: redis}\n");
+    r = &c->store.redis;
+    assert_string_equal(r->conn.host, "127.0.0.1");
+    assert_int_equal(r->conn.port, 6379);
+    assert_int_equal(r->timeout_ms, 50);
+    assert_int_equal(r->on_failure, CFG_FAIL_LOCAL);
+    assert_string_equal(r->prefix, "sluice:");
+    cfg_unref(c);
+
+    char *err = load_err(UPSTREAM "store:\n"
+                                  "  redis: {url: \"http://x\"}\n");
+    assert_non_null(strstr(err, "t.yaml:4: store.redis.url: "));
+    free(err);
+    assert_load_err(UPSTREAM "store:\n"
+                             "  redis: {on_failure: ignore}\n",
+                    "t.yaml:4: store.redis.on_failure: unknown value 'ignore' (use local, allow, "
+                    "deny)");
+    assert_load_err(UPSTREAM "store:\n"
+                             "  redis: {prefix: \"a {b}\"}\n",
+                    "t.yaml:4: store.redis.prefix: printable, no spaces or braces, at most 64 "
+                    "characters");
 }
 
 static void test_err_identity(void **state)
@@ -1621,6 +1658,7 @@ int main(void)
         cmocka_unit_test(test_err_not_supported),
         cmocka_unit_test(test_identity_config),
         cmocka_unit_test(test_err_identity),
+        cmocka_unit_test(test_redis_config),
         cmocka_unit_test(test_cache_config),
         cmocka_unit_test(test_cache_defaults),
         cmocka_unit_test(test_err_cache),
