@@ -7,6 +7,7 @@
 
 #include "net/worker.h"
 #include "obs/metrics.h"
+#include "store/fleet.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/str.h"
@@ -144,10 +145,16 @@ static void admin_purge_body(struct exchange *x, const char *body, size_t len)
         exchange_respond_error(x, 400, why);
         return;
     }
-    uint64_t n = cache_purge(x->worker->gw->cache, kinds[found].kind, arg);
+    struct gateway *gw = x->worker->gw;
+    uint64_t n = cache_purge(gw->cache, kinds[found].kind, arg);
+    /* With Redis, every other gateway purges too (SPEC 4.4). */
+    bool sent = gw->fleet && fleet_publish_purge(gw->fleet, x->worker, kinds[found].kind, arg);
     json_decref(doc);
-    char out[64];
-    int olen = snprintf(out, sizeof(out), "{\"purged\": %llu}\n", (unsigned long long)n);
+    char out[96];
+    int olen = gw->fleet
+                   ? snprintf(out, sizeof(out), "{\"purged\": %llu, \"fleet\": %s}\n",
+                              (unsigned long long)n, sent ? "true" : "false")
+                   : snprintf(out, sizeof(out), "{\"purged\": %llu}\n", (unsigned long long)n);
     exchange_respond(x, 200, "application/json", out, (size_t)olen);
 }
 

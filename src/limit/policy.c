@@ -5,10 +5,13 @@
 #include "guard/graphql.h"
 #include "guard/violations.h"
 #include "limit/mem_store.h"
+#include "limit/redis_script.h"
 #include "net/worker.h"
 #include "obs/metrics.h"
+#include "store/fleet.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/mem.h"
 
 /* What an allowed request holds until it ends: its concurrency slots. */
 struct lim_held {
@@ -265,17 +268,10 @@ static void lim_hold_slots(struct exchange *x, struct lim_store *st, const struc
         exchange_on_end(x, lim_on_end, h);
 }
 
-/* The decision proper, once everything it needs is known. */
-static enum stage_result lim_decide(struct exchange *x)
+/* What the client is told once the ops have their decisions. */
+static enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                                    bool allowed, int64_t now_us)
 {
-    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
-    int n = lim_collect(x, ops);
-    if (n == 0)
-        return STAGE_NEXT;
-    struct lim_store *st = x->worker->gw->limiter;
-    int64_t now_us = clock_wall_us();
-    uint32_t cost = x->route->cost ? x->route->cost : 1;
-    bool allowed = lim_store_apply(st, ops, n, now_us, cost);
     if (!allowed)
         lim_uncount(ops, n, cost);
     const struct lim_op *shown = lim_most_restrictive(ops, n, allowed);
@@ -285,8 +281,202 @@ static enum stage_result lim_decide(struct exchange *x)
         lim_reject(x, shown, now_us);
         return STAGE_DONE;
     }
-    lim_hold_slots(x, st, ops, n, cost);
     return STAGE_NEXT;
+}
+
+/* Decide on this node's memory store. */
+static enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n,
+                                          uint32_t cost)
+{
+    struct lim_store *st = x->worker->gw->limiter;
+    int64_t now_us = clock_wall_us();
+    bool allowed = lim_store_apply(st, ops, n, now_us, cost);
+    enum stage_result r = lim_finish(x, ops, n, cost, allowed, now_us);
+    if (r == STAGE_NEXT)
+        lim_hold_slots(x, st, ops, n, cost);
+    return r;
+}
+
+/* ---- the Redis store (SPEC 3.6) ----------------------------------------------- */
+
+/* Redis could not decide (down, late, or an answer of the wrong shape):
+ * store.redis.on_failure says what happens instead. */
+static enum stage_result lim_fallback(struct exchange *x, struct lim_op *ops, int n, uint32_t cost)
+{
+    struct fleet *f = x->worker->gw->fleet;
+    switch (x->cfg->store.redis.on_failure) {
+    case CFG_FAIL_ALLOW:
+        metrics_limit_fallback(x->worker->metrics, "allow");
+        return STAGE_NEXT;
+    case CFG_FAIL_DENY:
+        metrics_limit_fallback(x->worker->metrics, "deny");
+        exchange_add_header(x, "Retry-After", "1");
+        exchange_respond_error(x, 503, "the rate-limit store is unavailable");
+        return STAGE_DONE;
+    default:
+        break;
+    }
+    /* This node's share of each limit: the fleet as a whole stays near the
+     * limit while every member decides alone. */
+    metrics_limit_fallback(x->worker->metrics, "local");
+    unsigned size = fleet_size(f);
+    struct limit *shares = arena_alloc(x->arena, sizeof(*shares) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        shares[i] = *ops[i].limit;
+        uint64_t c = shares[i].count / size, b = shares[i].burst / size;
+        shares[i].count = c ? c : 1;
+        shares[i].burst = b ? b : 1;
+        ops[i].limit = &shares[i];
+    }
+    return lim_decide_local(x, ops, n, cost);
+}
+
+/* A decision asked of Redis; shared by the exchange (which may end first,
+ * the client gone) and the reply. */
+struct lim_remote {
+    struct exchange *x; /* NULL once the exchange ended */
+    int refs;
+    struct lim_op *ops; /* in the exchange's arena */
+    int n;
+    uint32_t cost;
+    const char *lease; /* in the arena; "" without concurrency limits */
+    bool submitting, answered_early;
+    enum stage_result early;
+};
+
+static void lim_remote_unref(struct lim_remote *r)
+{
+    if (--r->refs == 0)
+        free(r);
+}
+
+static void lim_remote_gone(struct exchange *x, void *arg)
+{
+    struct lim_remote *r = arg;
+    r->x = NULL;
+    lim_remote_unref(r);
+}
+
+struct lim_lease {
+    struct lim_op ops[SL_MAX_LIMIT_OPS];
+    int n;
+    uint32_t cost;
+    const char *id;
+};
+
+static void lim_ignore_reply(void *arg, enum rds_status st, const redisReply *reply) {}
+
+/* Gives back the request's concurrency leases; if Redis does not hear it,
+ * the leases expire by themselves (store.redis.lease). */
+static void lim_release_leases(struct exchange *x, void *arg)
+{
+    struct lim_lease *l = arg;
+    struct worker *w = x->worker;
+    if (!w->redis)
+        return;
+    struct lim_lua_call *call = sl_malloc(sizeof(*call));
+    char keys[SL_MAX_LIMIT_OPS * 400];
+    if (lim_lua_build_release(call, fleet_prefix(w->gw->fleet), l->ops, l->n, l->cost, l->id, keys,
+                              sizeof(keys)) == 0 &&
+        call->nkeys > 0)
+        rds_eval(w->redis, fleet_release_script(w->gw->fleet), call->nkeys, call->nargs, call->args,
+                 call->lens, lim_ignore_reply, NULL);
+    free(call);
+}
+
+static void lim_hold_leases(struct exchange *x, const struct lim_op *ops, int n, uint32_t cost,
+                            const char *lease)
+{
+    struct lim_lease *l = NULL;
+    for (int i = 0; i < n; i++) {
+        if (ops[i].limit->algorithm != LIM_CONCURRENCY)
+            continue;
+        if (!l) {
+            l = arena_calloc(x->arena, sizeof(*l));
+            l->cost = cost;
+            l->id = lease;
+        }
+        l->ops[l->n++] = ops[i];
+    }
+    if (l)
+        exchange_on_end(x, lim_release_leases, l);
+}
+
+static void lim_remote_reply(void *arg, enum rds_status st, const redisReply *reply)
+{
+    struct lim_remote *r = arg;
+    struct exchange *x = r->x;
+    if (x) {
+        bool ok = false, allowed = false;
+        if (st == RDS_OK)
+            allowed = lim_lua_parse(reply, r->ops, r->n, &ok);
+        enum stage_result res;
+        if (ok) {
+            res = lim_finish(x, r->ops, r->n, r->cost, allowed, clock_wall_us());
+            if (res == STAGE_NEXT)
+                lim_hold_leases(x, r->ops, r->n, r->cost, r->lease);
+        } else {
+            res = lim_fallback(x, r->ops, r->n, r->cost);
+        }
+        if (r->submitting) {
+            r->answered_early = true;
+            r->early = res;
+        } else if (res == STAGE_NEXT) {
+            exchange_resume(x);
+        }
+    }
+    lim_remote_unref(r);
+}
+
+static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *ops, int n,
+                                           uint32_t cost)
+{
+    struct worker *w = x->worker;
+    struct fleet *f = w->gw->fleet;
+    if (!w->redis || !rds_is_up(w->redis))
+        return lim_fallback(x, ops, n, cost);
+    struct lim_lua_call *call = arena_alloc(x->arena, sizeof(*call));
+    size_t keycap = SL_MAX_LIMIT_OPS * 400;
+    char *keys = arena_alloc(x->arena, keycap);
+    /* Lease ids come from the gateway, never from the client (X-Request-Id
+     * can be chosen: two requests sharing an id would share one slot). */
+    char *lease = "";
+    for (int i = 0; i < n; i++) {
+        if (ops[i].limit->algorithm == LIM_CONCURRENCY) {
+            lease = arena_alloc(x->arena, 33);
+            worker_request_id(w, lease);
+            break;
+        }
+    }
+    if (lim_lua_build(call, fleet_prefix(f), ops, n, cost, -1, lease,
+                      x->cfg->store.redis.lease_ms * 1000, keys, keycap) < 0)
+        return lim_fallback(x, ops, n, cost);
+    struct lim_remote *r = sl_calloc(1, sizeof(*r));
+    r->x = x;
+    r->refs = 2;
+    r->ops = ops;
+    r->n = n;
+    r->cost = cost;
+    r->lease = lease;
+    exchange_on_end(x, lim_remote_gone, r);
+    r->submitting = true;
+    rds_eval(w->redis, fleet_apply_script(f), call->nkeys, call->nargs, call->args, call->lens,
+             lim_remote_reply, r);
+    r->submitting = false;
+    return r->answered_early ? r->early : STAGE_WAIT;
+}
+
+/* The decision proper, once everything it needs is known. */
+static enum stage_result lim_decide(struct exchange *x)
+{
+    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
+    int n = lim_collect(x, ops);
+    if (n == 0)
+        return STAGE_NEXT;
+    uint32_t cost = x->route->cost ? x->route->cost : 1;
+    if (x->worker->gw->fleet)
+        return lim_decide_remote(x, ops, n, cost);
+    return lim_decide_local(x, ops, n, cost);
 }
 
 /* A GraphQL body is read (up to this much) to name the operation in 429s;

@@ -12,6 +12,7 @@
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
 #include "proxy/proxy.h"
+#include "store/fleet.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -126,6 +127,8 @@ static void worker_stop(struct worker *w)
     worker_close_handle(w, (uv_handle_t *)&w->prepare);
     worker_close_handle(w, (uv_handle_t *)&w->drain_timer);
     worker_close_handle(w, (uv_handle_t *)&w->sweep_timer);
+    if (w->gw->fleet)
+        fleet_worker_stop(w->gw->fleet, w);
     wcfg_retire(w->cur); /* closes idle upstream connections */
     w->cur = NULL;
 }
@@ -229,6 +232,8 @@ static void worker_main(void *arg)
             fprintf(stderr, "sluice: worker %d cannot listen on fd %d\n", w->id, w->listen_fds[i]);
     if (w->admin_fd >= 0 && worker_open_listener(w, &w->admin, w->admin_fd) != 0)
         fprintf(stderr, "sluice: cannot open the admin listener\n");
+    if (w->gw->fleet)
+        fleet_worker_start(w->gw->fleet, w);
     /* A drain requested before we were listening would otherwise be missed. */
     worker_on_wake(&w->wake);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -402,6 +407,7 @@ int gw_serve(const char *path)
     gw.limiter = lim_store_new(cfg->limits.max_entries, 0);
     gw.violations = viol_new(SL_MAX_VIOLATORS);
     gw.cache = cache_new(cfg->cache.max_memory, cfg->cache.max_object_size);
+    gw.fleet = fleet_new(&gw, cfg);
     if (auth_open(&gw.auth, cfg, &err) != 0) {
         fprintf(stderr, "sluice: %s\n", err);
         free(err);
@@ -440,6 +446,7 @@ int gw_serve(const char *path)
         worker_release(&gw.workers[i]);
     uv_loop_close(&main_loop);
     auth_close(&gw.auth);
+    fleet_free(gw.fleet);
     free(gw.workers);
     lim_store_free(gw.limiter);
     viol_free(gw.violations);

@@ -19,6 +19,8 @@ struct lim_store;
 struct viol_table;
 struct cache;
 struct auth_waiter;
+struct rds;
+struct fleet;
 
 /* A worker's hold on one config snapshot. Exchanges count themselves in
  * <users> (worker-local, so no atomics on the hot path); when the worker has
@@ -60,6 +62,7 @@ struct worker {
     bool draining, stopped;
 
     struct metrics *metrics;
+    struct rds *redis;       /* backend redis: this worker's connection (store/fleet.h) */
     struct keyring *keyring; /* this worker's view of the keys; see keyring_sync */
     uint64_t keyring_gen;
     struct auth_waiter *key_waiters; /* requests whose key is unknown, until the store says */
@@ -84,6 +87,7 @@ struct gateway {
     struct viol_table *violations; /* 429s per identity */
     struct cache *cache;           /* the response cache, shared by all workers */
     struct auth_ctx auth;          /* API keys: store writer and keyring */
+    struct fleet *fleet;           /* backend redis: connections, heartbeat, events; else NULL */
 };
 
 /* Run the gateway on the config at <path> until SIGTERM/SIGINT; the exit code. */

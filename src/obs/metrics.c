@@ -7,6 +7,7 @@
 #include "limit/mem_store.h"
 #include "net/worker.h"
 #include "pipeline/exchange.h"
+#include "store/fleet.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -51,6 +52,7 @@ struct metrics {
     uint64_t rejected_connections;
     uint64_t cache[4]; /* hit, miss, stale, bypass */
     uint64_t auth[METRICS_AUTH_N];
+    uint64_t fallback[3]; /* local, allow, deny */
     uint64_t buckets[N_BUCKETS + 1];
     uint64_t duration_count;
     uint64_t duration_sum_us;
@@ -221,6 +223,15 @@ void metrics_auth(struct metrics *m, enum metrics_auth what)
     counter_add(&m->auth[what], 1);
 }
 
+static const char *const fallback_modes[3] = {"local", "allow", "deny"};
+
+void metrics_limit_fallback(struct metrics *m, const char *mode)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(fallback_modes[i], mode) == 0)
+            counter_add(&m->fallback[i], 1);
+}
+
 void metrics_connection_rejected(struct metrics *m)
 {
     counter_add(&m->rejected_connections, 1);
@@ -313,6 +324,38 @@ void metrics_render(struct gateway *gw, struct buf *out)
     render_single(out, "sluice_api_keys", "gauge", "Active API keys held in memory.",
                   (unsigned long long)keyring_size(kr));
     keyring_unref(kr);
+
+    if (gw->fleet) {
+        uint64_t fb[3] = {0};
+        for (int w = 0; w < gw->n_workers; w++)
+            for (int i = 0; i < 3; i++)
+                fb[i] += __atomic_load_n(&gw->workers[w].metrics->fallback[i], __ATOMIC_RELAXED);
+        buf_append_str(out, "# HELP sluice_ratelimit_fallback_total Decisions Redis could not "
+                            "make, by what store.redis.on_failure did instead.\n"
+                            "# TYPE sluice_ratelimit_fallback_total counter\n");
+        for (int i = 0; i < 3; i++)
+            buf_appendf(out, "sluice_ratelimit_fallback_total{mode=\"%s\"} %llu\n",
+                        fallback_modes[i], (unsigned long long)fb[i]);
+        struct fleet_stats fs;
+        fleet_get_stats(gw->fleet, &fs);
+        render_single(out, "sluice_redis_up", "gauge",
+                      "1 when every worker is connected to Redis, else 0.",
+                      fs.workers_up == fs.workers);
+        render_single(out, "sluice_redis_connected_workers", "gauge",
+                      "Workers whose Redis connection is up.", (unsigned long long)fs.workers_up);
+        render_single(out, "sluice_fleet_gateways", "gauge",
+                      "Live gateways sharing this Redis, as last seen (the local share divides "
+                      "by it).",
+                      fs.size);
+        render_single(out, "sluice_redis_commands_total", "counter", "Commands sent to Redis.",
+                      fs.commands);
+        render_single(out, "sluice_redis_timeouts_total", "counter",
+                      "Redis commands not answered within store.redis.timeout.", fs.timeouts);
+        render_single(out, "sluice_redis_reconnects_total", "counter",
+                      "Redis connections re-established.", fs.reconnects);
+        render_single(out, "sluice_fleet_events_total", "counter",
+                      "Purges received from other gateways.", fs.events_received);
+    }
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};

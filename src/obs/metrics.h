@@ -36,6 +36,9 @@ enum metrics_auth {
     METRICS_AUTH_N
 };
 void metrics_auth(struct metrics *m, enum metrics_auth what);
+/* Redis could not decide a request; <mode> is what on_failure did:
+ * "local", "allow" or "deny". */
+void metrics_limit_fallback(struct metrics *m, const char *mode);
 /* A rate-limit decision on <route>. */
 void metrics_limit_decision(struct metrics *m, const char *route, bool allowed);
 

@@ -144,6 +144,84 @@ def start_upstream(name="upstream", subprocess_mode=False, **kw):
     return UpstreamServer(name=name, **kw).start()
 
 
+class RedisServer:
+    """A real redis-server on a free loopback port, with no persistence; it can be
+    killed and started again on the same port (an outage and a recovery)."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="sluice-redis-")
+        self.proc = None
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server is not installed (scripts/deps installs it)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
+        _LIVE.add(self.proc)
+        if not wait_for(lambda: self.ping(), timeout=START_TIMEOUT):
+            raise RuntimeError("redis-server did not answer PING on port %d" % self.port)
+        return self
+
+    def command(self, *args, timeout=2.0):
+        """One command over a fresh connection (RESP); returns the decoded reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            return _resp_read(f)
+
+    def ping(self):
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _LIVE.discard(self.proc)
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode(errors="replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP reply %r" % line)
+
+
 # ---------------------------------------------------------------------------
 # Config
 
@@ -807,6 +885,11 @@ class E2ETestCase(unittest.TestCase):
         up = start_upstream(name=name, **kw)
         self.addCleanup(up.stop)
         return up
+
+    def start_redis(self, port=None):
+        r = RedisServer(port=port).start()
+        self.addCleanup(r.stop)
+        return r
 
     def start_gateway(self, config, subs=None, env=None, wait=True):
         gw = Gateway(config, subs=subs, env=env)

@@ -1,0 +1,161 @@
+"""Distributed state on Redis (SPEC 3.6, 4.4), as an operator would run it: a
+real redis-server, two gateways sharing it, outages and recoveries."""
+
+import concurrent.futures
+import json
+import re
+import time
+
+from harness import E2ETestCase, RawConn, build_request, make_config, wait_for
+
+LIMIT = "60/min"
+
+
+def fleet_config(up, redis, on_failure="local", routes=None, timeout="50ms"):
+    cfg = make_config({"app": up}, routes=routes or [
+        {"prefix": "/echo/", "limits": {"anonymous": [LIMIT]}},
+        {"prefix": "/origin/", "cache": {"ttl": "300s"}},
+        {"prefix": "/"}])
+    cfg["store"] = {"backend": "redis",
+                    "redis": {"url": redis.url, "timeout": timeout, "on_failure": on_failure}}
+    return cfg
+
+
+def metric(gw, name):
+    text = gw.admin_request("GET", "/metrics").body.decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class Fleet(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+        self.redis = self.start_redis()
+
+    def two_gateways(self, **kw):
+        a = self.start_gateway(fleet_config(self.up, self.redis, **kw))
+        b = self.start_gateway(fleet_config(self.up, self.redis, **kw))
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5),
+                            "gateway not connected to redis")
+        return a, b
+
+    def wait_fleet_of(self, gws, n):
+        for gw in gws:
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_fleet_gateways") == n, timeout=5),
+                            "gateway does not see a fleet of %d" % n)
+
+    def test_alternating_requests_share_one_limit(self):
+        a, b = self.two_gateways()
+        ca, cb = RawConn(a.port), RawConn(b.port)
+        statuses = []
+        for i in range(70):
+            c = ca if i % 2 == 0 else cb
+            r = c.request(build_request("GET", "/echo/x"))
+            statuses.append(r.status)
+            self.assertEqual(r.header("X-RateLimit-Limit"), "60")
+        self.assertEqual(statuses.count(200), 60, statuses)
+        self.assertEqual(statuses.count(429), 10)
+        self.assertEqual(statuses[:60], [200] * 60)
+        # one Redis command per request (EVALSHA)
+        stats = self.redis.command("INFO", "commandstats")
+        calls = int(re.search(r"cmdstat_evalsha:calls=(\d+)", stats).group(1))
+        self.assertEqual(calls, 70)
+
+    def test_parallel_requests_over_both_gateways(self):
+        a, b = self.two_gateways()
+
+        def one(i):
+            gw = a if i % 2 else b
+            return gw.request("GET", "/echo/p%d" % i).status
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+            statuses = list(ex.map(one, range(150)))
+        self.assertEqual(statuses.count(200), 60, statuses)
+        self.assertEqual(statuses.count(429), 90, statuses)
+
+    def test_outage_local_share_then_recovery(self):
+        a, b = self.two_gateways()
+        self.wait_fleet_of((a, b), 2)
+        self.redis.kill()
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 0, timeout=3))
+        # each gateway now admits its share: 60 / 2
+        for gw in (a, b):
+            c = RawConn(gw.port)
+            statuses = []
+            for _ in range(45):
+                t0 = time.monotonic()
+                statuses.append(c.request(build_request("GET", "/echo/out")).status)
+                self.assertLess(time.monotonic() - t0, 1.0, "a request waited for redis")
+            self.assertNotIn(500, statuses)
+            self.assertIn(statuses.count(200), (29, 30, 31), statuses)
+            self.assertEqual(statuses.count(200) + statuses.count(429), 45)
+        self.assertGreater(metric(a, "sluice_ratelimit_fallback_total{mode=\"local\"}") or 0, 0)
+        # Redis comes back on the same port: shared counting again within 5 s
+        self.redis.start()
+        t0 = time.monotonic()
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5),
+                            "no reconnect within 5 s")
+        self.assertLess(time.monotonic() - t0, 5.0)
+        r = a.request("GET", "/echo/back")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-RateLimit-Remaining"), "59")  # a fresh Redis counter
+        r = b.request("GET", "/echo/back")
+        self.assertEqual(r.header("X-RateLimit-Remaining"), "58")  # shared with a
+
+    def test_outage_under_load_no_5xx_no_hang(self):
+        a, b = self.two_gateways()
+        stop = time.monotonic() + 3.0
+        errors, slow, counts = [], [], {}
+
+        def load(gw):
+            c = RawConn(gw.port)
+            while time.monotonic() < stop:
+                t0 = time.monotonic()
+                try:
+                    st = c.request(build_request("GET", "/echo/load")).status
+                except Exception as e:  # noqa: BLE001 - any failure is the finding
+                    errors.append(repr(e))
+                    return
+                if time.monotonic() - t0 > 0.5:
+                    slow.append(time.monotonic() - t0)
+                counts[st] = counts.get(st, 0) + 1
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+            futs = [ex.submit(load, gw) for gw in (a, b, a, b)]
+            time.sleep(1.0)
+            self.redis.kill()
+            for f in futs:
+                f.result()
+        self.assertEqual(errors, [])
+        self.assertEqual(slow, [], "requests waited for the dead redis")
+        self.assertEqual(set(counts) - {200, 429}, set(), counts)
+
+    def test_on_failure_allow_and_deny(self):
+        for mode, want in (("allow", 200), ("deny", 503)):
+            redis = self.start_redis()
+            gw = self.start_gateway(fleet_config(self.up, redis, on_failure=mode))
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+            redis.kill()
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 0, timeout=3))
+            statuses = [gw.request("GET", "/echo/f").status for _ in range(70)]
+            self.assertEqual(set(statuses), {want}, (mode, statuses))
+            if mode == "deny":
+                r = gw.request("GET", "/echo/f")
+                self.assertJsonError(r, 503)
+            # routes without limits are not affected by the outage
+            self.assertEqual(gw.request("GET", "/origin/unlimited").status, 200)
+
+    def test_purge_on_one_gateway_reaches_the_other(self):
+        a, b = self.two_gateways()
+        for gw in (a, b):
+            self.assertEqual(gw.request("GET", "/origin/p").header("X-Cache"), "MISS")
+            self.assertEqual(gw.request("GET", "/origin/p").header("X-Cache"), "HIT")
+        r = a.admin_request("POST", "/cache/purge", body=json.dumps({"prefix": "/origin/"}).encode())
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json(), {"purged": 1, "fleet": True})
+        t0 = time.monotonic()
+        self.assertTrue(wait_for(lambda: metric(b, "sluice_fleet_events_total") == 1, timeout=1))
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(b.request("GET", "/origin/p").header("X-Cache"), "MISS")
+        self.assertEqual(a.request("GET", "/origin/p").header("X-Cache"), "MISS")
