@@ -531,6 +531,41 @@ sluice_yaml_auth() {
     printf 'store:\n  data_dir: %s\n' "$WORK/sluice-auth/var"
 }
 
+SCENARIO_HELP[redis]="a rate-limited route: sluice with the Redis store vs the same sluice config on the memory store (redis-server on the upstream's core)"
+scenario_redis() {
+    local mport rport
+    free_port mport
+    free_port rport
+    free_port REDIS_PORT
+    start_bg redis "$CPU_UPSTREAM" "$WORK/redis.log" redis-server --port "$REDIS_PORT" \
+        --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK"
+    local t
+    for ((t = 0; t < 50; t++)); do
+        redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    start_sluice sluice-memory "$CPU_GATEWAY" "$mport" "$(sluice_yaml_limit "$mport")"
+    start_sluice sluice-redis "$CPU_GATEWAY" "$rport" "$(sluice_yaml_redis "$rport")"
+    target memory "http://127.0.0.1:$mport/"
+    target redis "http://127.0.0.1:$rport/"
+}
+
+# The limited route of sluice_yaml_limit, counted in Redis.
+sluice_yaml_redis() {
+    sluice_yaml_limit "$1"
+    printf 'store:\n  backend: redis\n  redis: {url: "redis://127.0.0.1:%s/0", timeout: 50ms}\n' "$REDIS_PORT"
+}
+
+# After scenario redis: Redis commands per request of the redis target,
+# from Redis's own counters and wrk's request counts.
+after_redis() {
+    local calls reqs
+    calls=$(redis-cli -p "$REDIS_PORT" info commandstats |
+        awk -F'[=,:]' '/^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }')
+    reqs=$(cat "$WORK"/wrk/redis-redis-*.txt | awk '/requests in/ { n += $1 } END { print n + 0 }')
+    RATIOS+=("redis: $calls EVALSHA/EVAL for $reqs requests = $(awk -v c="$calls" -v r="$reqs" 'BEGIN { printf "%.3f", (r ? c / r : 0) }') Redis commands per request (heartbeats included)")
+}
+
 SCENARIO_HELP[baseline]="nginx vs an identical nginx: the harness's noise floor (no sluice needed)"
 scenario_baseline() {
     local a b
@@ -647,6 +682,7 @@ main() {
         say "[$s] starting: ${SCENARIO_HELP[$s]:-}"
         "scenario_$s"
         measure "$s"
+        ! declare -F "after_$s" >/dev/null || "after_$s"
         stop_procs "$mark"
     done
 
