@@ -159,3 +159,54 @@ class Fleet(E2ETestCase):
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(b.request("GET", "/origin/p").header("X-Cache"), "MISS")
         self.assertEqual(a.request("GET", "/origin/p").header("X-Cache"), "MISS")
+
+
+class Concurrency(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+        self.redis = self.start_redis()
+
+    def config(self, lease="2m"):
+        cfg = fleet_config(self.up, self.redis, routes=[
+            {"prefix": "/slow", "limits": {"anonymous": ["concurrency 2"]}}, {"prefix": "/"}])
+        cfg["store"]["redis"]["lease"] = lease
+        return cfg
+
+    def test_slots_are_shared_and_given_back(self):
+        a = self.start_gateway(self.config())
+        b = self.start_gateway(self.config())
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+            held = [ex.submit(gw.request, "GET", "/slow?ms=1500") for gw in (a, b)]
+            self.assertTrue(self.up.wait_in_flight(2, match="/slow"))
+            # both slots are taken, whichever gateway asks
+            for gw in (a, b):
+                r = gw.request("GET", "/slow?ms=0")
+                self.assertEqual(r.status, 429)
+                self.assertIn("concurrent", r.json()["message"])
+            self.assertEqual([f.result().status for f in held], [200, 200])
+        # given back when they ended
+        self.assertEqual(a.request("GET", "/slow?ms=0").status, 200)
+        self.assertEqual(b.request("GET", "/slow?ms=0").status, 200)
+
+    def test_a_crashed_gateway_leaks_its_slot_only_until_the_lease_ends(self):
+        a = self.start_gateway(self.config(lease="2s"))
+        b = self.start_gateway(self.config(lease="2s"))
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+            held = [ex.submit(a.request, "GET", "/slow?ms=3000") for _ in range(2)]
+            self.assertTrue(self.up.wait_in_flight(2, match="/slow"))
+            a.proc.kill()  # SIGKILL: no release is ever sent
+            a.proc.wait()
+            for f in held:
+                try:
+                    f.result()
+                except Exception:  # noqa: BLE001 - the gateway died under it
+                    pass
+        t0 = time.monotonic()
+        self.assertEqual(b.request("GET", "/slow?ms=0").status, 429)
+        self.assertTrue(wait_for(lambda: b.request("GET", "/slow?ms=0").status == 200,
+                                 timeout=5), "the dead gateway's slots never came back")
+        self.assertLess(time.monotonic() - t0, 3.5)
