@@ -343,6 +343,12 @@ int gw_reload(struct gateway *gw, char **err)
         fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
     if (strcmp(cfg->store.data_dir, old->store.data_dir) != 0)
         fprintf(stderr, "sluice: reload: store.data_dir changes only on restart\n");
+    if (cfg->store.backend != old->store.backend ||
+        strcmp(cfg->store.redis.url, old->store.redis.url) != 0 ||
+        strcmp(cfg->store.redis.prefix, old->store.redis.prefix) != 0 ||
+        cfg->store.redis.timeout_ms != old->store.redis.timeout_ms)
+        fprintf(stderr, "sluice: reload: store.backend and store.redis (but on_failure and lease) "
+                        "change only on restart\n");
     if (cfg->limits.max_entries != old->limits.max_entries)
         fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
     if (cfg->cache.max_memory != old->cache.max_memory ||
