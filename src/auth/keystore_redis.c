@@ -1,0 +1,931 @@
+/* API keys and refresh tokens on Redis (see keystore_redis.h for the layout
+ * and keystore.h for the semantics, which are those of keystore.c).
+ *
+ * Every change is one Lua script (EVAL), so a reader never sees half a
+ * rotation, and the reads that need a consistent snapshot (list,
+ * each_active) are scripts too. Redis does not roll back a script that fails
+ * half-way (only a key of ours clobbered with another type can make a
+ * command fail), so the commands that can fail come first: the INCR of the
+ * version, then the index. Secrets and refresh tokens are generated and
+ * hashed here: only their SHA-256 in hex reaches Redis. Values stored are
+ * the decimal strings computed in C (Lua numbers are doubles and print with
+ * 14 digits); scripts only compare them.
+ *
+ * Key changes (create, rotate, revoke) INCR <prefix>keys:version and
+ * PUBLISH on <prefix>events: they are what a gateway's keyring holds. Last
+ * use times and refresh tokens change no keyring, so they bump neither (a
+ * touch from every gateway every flush would make every gateway reload
+ * every key, all the time).
+ *
+ * A revoked key's refresh tokens are not marked one by one (the layout has
+ * no index from a key to its tokens): a token whose key is revoked counts as
+ * revoked, which is what keystore.c's UPDATE ... WHERE key_id amounts to. */
+
+#include "auth/keystore_redis.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+
+#include <openssl/crypto.h>
+
+#include "util/mem.h"
+#include "util/str.h"
+
+#define KSR_REFRESH_LEAD "rt"
+#define KSR_FAMILY_MAX 33 /* 16 bytes of the first token's hash in hex */
+#define KSR_HEX_MAX (2 * APIKEY_HASH_LEN + 1)
+/* Redis drops a refresh token (and a secret past its grace) this long after
+ * it stopped being valid: a margin for clocks that disagree. */
+#define KSR_EXPIRE_MARGIN_MS 3600000LL
+#define KSR_TOUCH_BATCH 512
+
+/* ---- scripts ------------------------------------------------------------ */
+
+/* KEYS: key:<id>, keys, secret:<hash>, keysecrets:<id>, keys:version.
+ * ARGV: id, created_ms, hash, prefix, channel, event, then field/value pairs. */
+static const char ksr_lua_create[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "  return redis.error_reply('ERR key id or secret collision')\n"
+    "end\n"
+    "local v = redis.call('INCR', KEYS[5])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
+    "redis.call('HSET', KEYS[3], 'key_id', ARGV[1], 'valid_until_ms', '0', 'prefix', ARGV[4])\n"
+    "redis.call('SADD', KEYS[4], ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'seq', v)\n"
+    "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
+    "return redis.call('HGETALL', KEYS[1])\n";
+
+/* KEYS: key:<id>, keysecrets:<id>, secret:<new hash>, keys:version.
+ * ARGV: store prefix, id, now_ms, until_ms (0: no grace), expire_at of the
+ * old secrets, new hash, new visible prefix, channel, event.
+ * 0 when the key is missing or revoked, else the key's fields. */
+static const char ksr_lua_rotate[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if st ~= 'active' then return 0 end\n"
+    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "  return redis.error_reply('ERR secret collision')\n"
+    "end\n"
+    "redis.call('INCR', KEYS[4])\n"
+    "local now, till = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  local sk = ARGV[1] .. 'secret:' .. h\n"
+    "  local vu = tonumber(redis.call('HGET', sk, 'valid_until_ms') or '')\n"
+    "  if vu == nil or till == 0 or (vu ~= 0 and vu <= now) then\n"
+    "    redis.call('DEL', sk)\n"
+    "    redis.call('SREM', KEYS[2], h)\n"
+    "  elseif vu == 0 or vu > till then\n"
+    "    redis.call('HSET', sk, 'valid_until_ms', ARGV[4])\n"
+    "    redis.call('PEXPIREAT', sk, ARGV[5])\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[3], 'key_id', ARGV[2], 'valid_until_ms', '0', 'prefix', ARGV[7])\n"
+    "redis.call('SADD', KEYS[2], ARGV[6])\n"
+    "redis.call('HSET', KEYS[1], 'prefix', ARGV[7], 'rotated_until_ms', ARGV[4])\n"
+    "redis.call('PUBLISH', ARGV[8], ARGV[9])\n"
+    "return redis.call('HGETALL', KEYS[1])\n";
+
+/* KEYS: key:<id>, keysecrets:<id>, keys:version.
+ * ARGV: store prefix, now_ms, channel, event.
+ * 0 when the key is missing, else its fields (a revoked key unchanged). */
+static const char ksr_lua_revoke[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if not st then return 0 end\n"
+    "if st ~= 'revoked' then\n"
+    "  redis.call('INCR', KEYS[3])\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'revoked', 'revoked_ms', ARGV[2],\n"
+    "             'rotated_until_ms', '0')\n"
+    "  for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "    redis.call('DEL', ARGV[1] .. 'secret:' .. h)\n"
+    "  end\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
+    "end\n"
+    "return redis.call('HGETALL', KEYS[1])\n";
+
+/* KEYS: key:<id> for each id. ARGV: the times, in the same order. */
+static const char ksr_lua_touch[] = "for i = 1, #KEYS do\n"
+                                    "  local cur = redis.call('HGET', KEYS[i], 'last_used_ms')\n"
+                                    "  if cur and (tonumber(cur) or 0) < tonumber(ARGV[i]) then\n"
+                                    "    redis.call('HSET', KEYS[i], 'last_used_ms', ARGV[i])\n"
+                                    "  end\n"
+                                    "end\n"
+                                    "return 0\n";
+
+/* KEYS: keys. ARGV: store prefix. The fields of every key, newest first
+ * (ties are ordered in C). */
+static const char ksr_lua_list[] =
+    "local out = {}\n"
+    "for i, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do\n"
+    "  out[i] = redis.call('HGETALL', ARGV[1] .. 'key:' .. id)\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: keys. ARGV: store prefix, now_ms. For each active, unexpired key
+ * with valid secrets, by id: its fields, then {hash, valid_until_ms, ...}. */
+static const char ksr_lua_each_active[] =
+    "local function num(v) return tonumber(v or '') or 0 end\n"
+    "local now = tonumber(ARGV[2])\n"
+    "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n"
+    "table.sort(ids)\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local kk = ARGV[1] .. 'key:' .. id\n"
+    "  local k = redis.call('HMGET', kk, 'state', 'expires_ms')\n"
+    "  local exp = num(k[2])\n"
+    "  if k[1] == 'active' and (exp == 0 or exp > now) then\n"
+    "    local secs = {}\n"
+    "    for _, h in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'keysecrets:' .. id)) do\n"
+    "      local vu = redis.call('HGET', ARGV[1] .. 'secret:' .. h, 'valid_until_ms')\n"
+    "      if vu and (num(vu) == 0 or num(vu) > now) then\n"
+    "        secs[#secs + 1] = h\n"
+    "        secs[#secs + 1] = vu\n"
+    "      end\n"
+    "    end\n"
+    "    if #secs > 0 then\n"
+    "      out[#out + 1] = redis.call('HGETALL', kk)\n"
+    "      out[#out + 1] = secs\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* Stores a new refresh token; shared by issue and spend. Expects fam, kid,
+ * now (strings), rk (its Redis key), hash, expires, expire_at, and the
+ * store prefix in ARGV[1]. */
+#define KSR_LUA_REFRESH_NEW                                                                        \
+    "local function refresh_new(rk, hash, fam, kid, now, expires, expire_at)\n"                    \
+    "  if redis.call('EXISTS', rk) == 1 then\n"                                                    \
+    "    return redis.error_reply('ERR refresh token collision')\n"                                \
+    "  end\n"                                                                                      \
+    "  redis.call('HSET', rk, 'family', fam, 'key_id', kid, 'created_ms', now,\n"                  \
+    "             'expires_ms', expires, 'spent_ms', '0', 'revoked', '0')\n"                       \
+    "  redis.call('PEXPIREAT', rk, expire_at)\n"                                                   \
+    "  local fk = ARGV[1] .. 'family:' .. fam\n"                                                   \
+    "  redis.call('SADD', fk, hash)\n"                                                             \
+    "  local t = redis.call('PEXPIRETIME', fk)\n"                                                  \
+    "  if t < 0 or t < tonumber(expire_at) then redis.call('PEXPIREAT', fk, expire_at) end\n"      \
+    "  return nil\n"                                                                               \
+    "end\n"
+
+/* KEYS: refresh:<hash>, key:<key id>.
+ * ARGV: store prefix, hash, family, key id, now_ms, expires_ms, expire_at. */
+static const char ksr_lua_refresh_issue[] = KSR_LUA_REFRESH_NEW
+    "if redis.call('EXISTS', KEYS[2]) == 0 then\n"
+    "  return redis.error_reply('ERR no key ' .. ARGV[4])\n"
+    "end\n"
+    "local e = refresh_new(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
+    "if e then return e end\n"
+    "return 1\n";
+
+/* KEYS: refresh:<hash>, refresh:<successor's hash>.
+ * ARGV: store prefix, now_ms, successor's hash, expires_ms, expire_at.
+ * 0: invalid; 2: reused (the family is now revoked); else the key's fields
+ * (spent, successor stored). The order of the checks is keystore.c's. */
+static const char ksr_lua_refresh_spend[] = KSR_LUA_REFRESH_NEW
+    "local function num(v) return tonumber(v or '') or 0 end\n"
+    "local t = redis.call('HMGET', KEYS[1], 'family', 'key_id', 'expires_ms', 'spent_ms',\n"
+    "                     'revoked')\n"
+    "if not t[1] or not t[2] then return 0 end\n"
+    "local kk = ARGV[1] .. 'key:' .. t[2]\n"
+    "local k = redis.call('HMGET', kk, 'state', 'expires_ms')\n"
+    "if t[5] == '1' or k[1] == 'revoked' then return 0 end\n"
+    "if num(t[4]) ~= 0 then\n"
+    "  local fk = ARGV[1] .. 'family:' .. t[1]\n"
+    "  for _, h in ipairs(redis.call('SMEMBERS', fk)) do\n"
+    "    local rk = ARGV[1] .. 'refresh:' .. h\n"
+    "    if redis.call('EXISTS', rk) == 1 then\n"
+    "      redis.call('HSET', rk, 'revoked', '1')\n"
+    "    else\n"
+    "      redis.call('SREM', fk, h)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], 'revoked', '1')\n"
+    "  return 2\n"
+    "end\n"
+    "local now = tonumber(ARGV[2])\n"
+    "local kexp = num(k[2])\n"
+    "if num(t[3]) <= now or k[1] ~= 'active' or (kexp ~= 0 and kexp <= now) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'spent_ms', ARGV[2])\n"
+    "local e = refresh_new(KEYS[2], ARGV[3], t[1], t[2], ARGV[2], ARGV[4], ARGV[5])\n"
+    "if e then return e end\n"
+    "return redis.call('HGETALL', kk)\n";
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void ksr_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ksr_set_err(char **err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    free(*err);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = sl_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    for (char *p = s; *p; p++) /* one line, whatever Redis said */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    *err = s;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* An argument vector; every argument is an owned copy. */
+struct ksr_cmd {
+    int n, cap;
+    char **argv;
+    size_t *lens;
+};
+
+/* Appends <s> (owned by <c> from now on) of length <len>. */
+static void ksr_push(struct ksr_cmd *c, char *s, size_t len)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->argv = sl_realloc(c->argv, (size_t)c->cap * sizeof(*c->argv));
+        c->lens = sl_realloc(c->lens, (size_t)c->cap * sizeof(*c->lens));
+    }
+    c->argv[c->n] = s;
+    c->lens[c->n++] = len;
+}
+
+static void ksr_add(struct ksr_cmd *c, const char *s, size_t len)
+{
+    ksr_push(c, sl_strndup(s, len), len);
+}
+
+static void ksr_str(struct ksr_cmd *c, const char *s)
+{
+    ksr_add(c, s, strlen(s));
+}
+
+static void ksr_fmt(struct ksr_cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ksr_fmt(struct ksr_cmd *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = sl_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    ksr_push(c, s, (size_t)n);
+}
+
+static void ksr_i64(struct ksr_cmd *c, int64_t v)
+{
+    ksr_fmt(c, "%" PRId64, v);
+}
+
+static void ksr_cmd_free(struct ksr_cmd *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Starts "EVAL <script> <nkeys>"; the keys and arguments follow. */
+static void ksr_eval(struct ksr_cmd *c, const char *script, int nkeys)
+{
+    ksr_str(c, "EVAL");
+    ksr_str(c, script);
+    ksr_i64(c, nkeys);
+}
+
+/* Sends <c> (then frees it) and returns the reply, or NULL with *<err> set
+ * (the connection's error or an error reply). */
+static redisReply *ksr_run(redisContext *rc, struct ksr_cmd *c, char **err)
+{
+    redisReply *r = NULL;
+    if (!rc) {
+        ksr_set_err(err, "redis: no connection");
+    } else {
+        r = redisCommandArgv(rc, c->n, (const char **)c->argv, c->lens);
+        if (!r) {
+            ksr_set_err(err, "redis: %s", rc->err ? rc->errstr : "no reply");
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            ksr_set_err(err, "redis: %.*s", (int)r->len, r->str ? r->str : "");
+            freeReplyObject(r);
+            r = NULL;
+        }
+    }
+    ksr_cmd_free(c);
+    return r;
+}
+
+static enum ks_result ksr_bad_reply(char **err, const char *what)
+{
+    ksr_set_err(err, "redis: unexpected reply %s", what);
+    return KS_ERROR;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+static bool ksr_is_str(const redisReply *r)
+{
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+/* A decimal integer in <s>/<len>; false when it is not one. */
+static bool ksr_parse_i64(const char *s, size_t len, int64_t *out)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || end != buf + len)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void ksr_copy(char *dst, size_t cap, const redisReply *v)
+{
+    size_t n = v->len < cap - 1 ? v->len : cap - 1;
+    memcpy(dst, v->str, n);
+    dst[n] = '\0';
+}
+
+/* A key's fields (an HGETALL array) into <k>, and its creation sequence
+ * into *<seq> (may be NULL). False when it is no key. */
+static bool ksr_read_key(const redisReply *r, struct ks_key *k, int64_t *seq)
+{
+    memset(k, 0, sizeof(*k));
+    k->quota_monthly = k->quota_daily = -1;
+    if (seq)
+        *seq = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->elements % 2)
+        return false;
+    bool have_id = false;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (!ksr_is_str(f) || !ksr_is_str(v))
+            return false;
+        const char *name = f->str;
+        struct {
+            const char *name;
+            char *dst;
+            size_t cap;
+        } strs[] = {
+            {"id", k->id, sizeof(k->id)},
+            {"name", k->name, sizeof(k->name)},
+            {"owner", k->owner, sizeof(k->owner)},
+            {"tier", k->tier, sizeof(k->tier)},
+            {"scopes", k->scopes, sizeof(k->scopes)},
+            {"limits", k->limits, sizeof(k->limits)},
+            {"prefix", k->prefix, sizeof(k->prefix)},
+        };
+        struct {
+            const char *name;
+            int64_t *dst;
+        } ints[] = {
+            {"quota_monthly", &k->quota_monthly},
+            {"quota_daily", &k->quota_daily},
+            {"expires_ms", &k->expires_ms},
+            {"created_ms", &k->created_ms},
+            {"last_used_ms", &k->last_used_ms},
+            {"revoked_ms", &k->revoked_ms},
+            {"rotated_until_ms", &k->rotated_until_ms},
+        };
+        bool done = false;
+        for (size_t j = 0; !done && j < sizeof(strs) / sizeof(strs[0]); j++) {
+            if (strcmp(name, strs[j].name) == 0) {
+                ksr_copy(strs[j].dst, strs[j].cap, v);
+                have_id |= j == 0;
+                done = true;
+            }
+        }
+        for (size_t j = 0; !done && j < sizeof(ints) / sizeof(ints[0]); j++) {
+            if (strcmp(name, ints[j].name) == 0) {
+                int64_t x;
+                if (ksr_parse_i64(v->str, v->len, &x))
+                    *ints[j].dst = x;
+                done = true;
+            }
+        }
+        if (done)
+            continue;
+        if (strcmp(name, "state") == 0) {
+            k->state = v->len == 7 && memcmp(v->str, "revoked", 7) == 0 ? KS_REVOKED : KS_ACTIVE;
+        } else if (strcmp(name, "seq") == 0 && seq) {
+            int64_t x;
+            if (ksr_parse_i64(v->str, v->len, &x))
+                *seq = x;
+        }
+    }
+    if (k->quota_monthly < 0)
+        k->quota_monthly = -1;
+    if (k->quota_daily < 0)
+        k->quota_daily = -1;
+    return have_id;
+}
+
+static void ksr_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int ksr_unhex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool ksr_unhex(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
+{
+    if (len != 2 * APIKEY_HASH_LEN)
+        return false;
+    for (size_t i = 0; i < APIKEY_HASH_LEN; i++) {
+        int hi = ksr_unhex_digit(s[2 * i]), lo = ksr_unhex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* SHA-256 of <s> in hex into <hex>. */
+static void ksr_hash_hex(const char *s, char hex[KSR_HEX_MAX])
+{
+    uint8_t h[APIKEY_HASH_LEN];
+    apikey_hash(s, strlen(s), h);
+    ksr_hex(h, APIKEY_HASH_LEN, hex);
+}
+
+/* The event of a key change, malloc'd. */
+static char *ksr_event(const char *id, const char *change)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s}", "type", "keys", "id", id, "change", change);
+    char *msg = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return msg ? msg : sl_strdup("{\"type\":\"keys\"}");
+}
+
+/* The channel name and the event as the next two arguments. */
+static void ksr_add_event(struct ksr_cmd *c, const char *prefix, const char *id, const char *change)
+{
+    char *msg = ksr_event(id, change);
+    ksr_fmt(c, "%sevents", prefix);
+    ksr_str(c, msg);
+    free(msg);
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+enum ks_result ksr_get(redisContext *rc, const char *prefix, const char *id, struct ks_key *out,
+                       char **err)
+{
+    struct ksr_cmd c = {0};
+    ksr_str(&c, "HGETALL");
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    enum ks_result res = KS_OK;
+    if (r->type != REDIS_REPLY_ARRAY)
+        res = ksr_bad_reply(err, "reading a key");
+    else if (r->elements == 0)
+        res = KS_NOT_FOUND;
+    else if (!ksr_read_key(r, out, NULL))
+        res = ksr_bad_reply(err, "reading a key (a malformed record)");
+    freeReplyObject(r);
+    return res;
+}
+
+struct ksr_listed {
+    struct ks_key k;
+    int64_t seq;
+};
+
+static int ksr_newest_first(const void *a, const void *b)
+{
+    const struct ksr_listed *x = a, *y = b;
+    if (x->k.created_ms != y->k.created_ms)
+        return x->k.created_ms > y->k.created_ms ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq > y->seq ? -1 : 1;
+    return -strcmp(x->k.id, y->k.id);
+}
+
+enum ks_result ksr_list(redisContext *rc, const char *prefix, struct ks_key **out, int *n,
+                        char **err)
+{
+    *out = NULL;
+    *n = 0;
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_list, 1);
+    ksr_fmt(&c, "%skeys", prefix);
+    ksr_str(&c, prefix);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return ksr_bad_reply(err, "listing keys");
+    }
+    struct ksr_listed *l = sl_calloc(r->elements + 1, sizeof(*l));
+    size_t count = 0;
+    for (size_t i = 0; i < r->elements; i++) /* a hash lost from under the index: skipped */
+        if (ksr_read_key(r->element[i], &l[count].k, &l[count].seq))
+            count++;
+    freeReplyObject(r);
+    qsort(l, count, sizeof(*l), ksr_newest_first);
+    struct ks_key *keys = sl_malloc((count + 1) * sizeof(*keys));
+    for (size_t i = 0; i < count; i++)
+        keys[i] = l[i].k;
+    free(l);
+    *out = keys;
+    *n = (int)count;
+    return KS_OK;
+}
+
+/* Checks a field of a new key against its bound. */
+static bool ksr_fits(const char *s, size_t cap, const char *what, char **err)
+{
+    if (s && strlen(s) >= cap) {
+        ksr_set_err(err, "%s longer than %zu bytes", what, cap - 1);
+        return false;
+    }
+    return true;
+}
+
+/* An EVAL reply that is 0 (KS_NOT_FOUND) or a key's fields (KS_OK). */
+static enum ks_result ksr_key_reply(redisReply *r, struct ks_key *out, char **err, const char *what)
+{
+    enum ks_result res;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        res = KS_NOT_FOUND;
+    else if (r->type == REDIS_REPLY_ARRAY && ksr_read_key(r, out, NULL))
+        res = KS_OK;
+    else
+        res = ksr_bad_reply(err, what);
+    freeReplyObject(r);
+    return res;
+}
+
+enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_new *req,
+                          int64_t now_ms, struct ks_key *out, char secret[APIKEY_SECRET_MAX],
+                          char **err)
+{
+    secret[0] = '\0';
+    const char *env = req->env ? req->env : "live";
+    if (!req->tier || !req->tier[0]) {
+        ksr_set_err(err, "a key needs a tier");
+        return KS_ERROR;
+    }
+    if (!apikey_env_ok(env)) {
+        ksr_set_err(err, "bad environment '%s' (1 to %d of a-z, 0-9)", env, APIKEY_ENV_MAX);
+        return KS_ERROR;
+    }
+    if (!ksr_fits(req->name, KS_NAME_MAX, "name", err) ||
+        !ksr_fits(req->owner, KS_NAME_MAX, "owner", err) ||
+        !ksr_fits(req->tier, KS_TIER_MAX, "tier", err) ||
+        !ksr_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) ||
+        !ksr_fits(req->limits, KS_LIMITS_MAX, "limits", err))
+        return KS_ERROR;
+    char id[APIKEY_ID_MAX];
+    if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {
+        OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
+        secret[0] = '\0';
+        ksr_set_err(err, "the random number generator failed");
+        return KS_ERROR;
+    }
+    char vprefix[APIKEY_PREFIX_MAX], hex[KSR_HEX_MAX];
+    apikey_visible_prefix(secret, vprefix);
+    ksr_hash_hex(secret, hex);
+
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_create, 5);
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    ksr_fmt(&c, "%skeys", prefix);
+    ksr_fmt(&c, "%ssecret:%s", prefix, hex);
+    ksr_fmt(&c, "%skeysecrets:%s", prefix, id);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_str(&c, id);
+    ksr_i64(&c, now_ms);
+    ksr_str(&c, hex);
+    ksr_str(&c, vprefix);
+    ksr_add_event(&c, prefix, id, "created");
+    const char *strs[][2] = {
+        {"id", id},
+        {"name", req->name ? req->name : ""},
+        {"owner", req->owner ? req->owner : ""},
+        {"tier", req->tier},
+        {"scopes", req->scopes ? req->scopes : ""},
+        {"limits", req->limits ? req->limits : ""},
+        {"prefix", vprefix},
+        {"state", "active"},
+    };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        ksr_str(&c, strs[i][0]);
+        ksr_str(&c, strs[i][1]);
+    }
+    const struct {
+        const char *name;
+        int64_t v;
+    } ints[] = {
+        {"quota_monthly", req->quota_monthly < 0 ? -1 : req->quota_monthly},
+        {"quota_daily", req->quota_daily < 0 ? -1 : req->quota_daily},
+        {"expires_ms", req->expires_ms > 0 ? req->expires_ms : 0},
+        {"created_ms", now_ms},
+        {"last_used_ms", 0},
+        {"revoked_ms", 0},
+        {"rotated_until_ms", 0},
+    };
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        ksr_str(&c, ints[i].name);
+        ksr_i64(&c, ints[i].v);
+    }
+    redisReply *r = ksr_run(rc, &c, err);
+    enum ks_result res = r ? ksr_key_reply(r, out, err, "creating a key") : KS_ERROR;
+    if (res != KS_OK) {
+        if (res == KS_NOT_FOUND)
+            res = ksr_bad_reply(err, "creating a key");
+        OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
+        secret[0] = '\0';
+    }
+    return res;
+}
+
+enum ks_result ksr_rotate(redisContext *rc, const char *prefix, const char *id, int64_t grace_ms,
+                          int64_t now_ms, struct ks_key *out, char secret[APIKEY_SECRET_MAX],
+                          char **err)
+{
+    secret[0] = '\0';
+    if (grace_ms < 0)
+        grace_ms = 0;
+    /* The new secret keeps the env of the key's current one; the script
+     * checks again that the key is still active. */
+    struct ks_key k;
+    enum ks_result res = ksr_get(rc, prefix, id, &k, err);
+    if (res != KS_OK || k.state != KS_ACTIVE)
+        return res == KS_ERROR ? KS_ERROR : KS_NOT_FOUND;
+    char env[APIKEY_ENV_MAX + 1] = "live";
+    const char *us = strncmp(k.prefix, "sk_", 3) == 0 ? strchr(k.prefix + 3, '_') : NULL;
+    if (us && (size_t)(us - k.prefix - 3) <= APIKEY_ENV_MAX) {
+        memcpy(env, k.prefix + 3, (size_t)(us - k.prefix - 3));
+        env[us - k.prefix - 3] = '\0';
+    }
+    if (apikey_generate(env, secret) < 0) {
+        OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
+        secret[0] = '\0';
+        ksr_set_err(err, "the random number generator failed");
+        return KS_ERROR;
+    }
+    char vprefix[APIKEY_PREFIX_MAX], hex[KSR_HEX_MAX];
+    apikey_visible_prefix(secret, vprefix);
+    ksr_hash_hex(secret, hex);
+    int64_t until = grace_ms > 0 ? now_ms + grace_ms : 0;
+
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_rotate, 4);
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    ksr_fmt(&c, "%skeysecrets:%s", prefix, id);
+    ksr_fmt(&c, "%ssecret:%s", prefix, hex);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_str(&c, prefix);
+    ksr_str(&c, id);
+    ksr_i64(&c, now_ms);
+    ksr_i64(&c, until);
+    ksr_i64(&c, until + KSR_EXPIRE_MARGIN_MS);
+    ksr_str(&c, hex);
+    ksr_str(&c, vprefix);
+    ksr_add_event(&c, prefix, id, "rotated");
+    redisReply *r = ksr_run(rc, &c, err);
+    res = r ? ksr_key_reply(r, out, err, "rotating a key") : KS_ERROR;
+    if (res != KS_OK) {
+        OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
+        secret[0] = '\0';
+    }
+    return res;
+}
+
+enum ks_result ksr_revoke(redisContext *rc, const char *prefix, const char *id, int64_t now_ms,
+                          struct ks_key *out, char **err)
+{
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_revoke, 3);
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    ksr_fmt(&c, "%skeysecrets:%s", prefix, id);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_str(&c, prefix);
+    ksr_i64(&c, now_ms);
+    ksr_add_event(&c, prefix, id, "revoked");
+    redisReply *r = ksr_run(rc, &c, err);
+    return r ? ksr_key_reply(r, out, err, "revoking a key") : KS_ERROR;
+}
+
+void ksr_touch_many(redisContext *rc, const char *prefix, const char *const *ids,
+                    const int64_t *when_ms, int n)
+{
+    /* Best effort, as in keystore.c: a lost last-used time is not worth an
+     * error path. Batches bound the script's arguments. */
+    for (int at = 0; at < n; at += KSR_TOUCH_BATCH) {
+        int m = n - at < KSR_TOUCH_BATCH ? n - at : KSR_TOUCH_BATCH;
+        struct ksr_cmd c = {0};
+        ksr_eval(&c, ksr_lua_touch, m);
+        for (int i = 0; i < m; i++)
+            ksr_fmt(&c, "%skey:%s", prefix, ids[at + i]);
+        for (int i = 0; i < m; i++)
+            ksr_i64(&c, when_ms[at + i]);
+        char *err = NULL;
+        redisReply *r = ksr_run(rc, &c, &err);
+        freeReplyObject(r);
+        free(err);
+        if (!r)
+            return;
+    }
+}
+
+void ksr_touch(redisContext *rc, const char *prefix, const char *id, int64_t when_ms)
+{
+    ksr_touch_many(rc, prefix, &id, &when_ms, 1);
+}
+
+enum ks_result ksr_each_active(redisContext *rc, const char *prefix, int64_t now_ms, ks_each_fn fn,
+                               void *arg, char **err)
+{
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_each_active, 1);
+    ksr_fmt(&c, "%skeys", prefix);
+    ksr_str(&c, prefix);
+    ksr_i64(&c, now_ms);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+        freeReplyObject(r);
+        return ksr_bad_reply(err, "reading active keys");
+    }
+    struct ks_secret *secrets = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        struct ks_key k;
+        const redisReply *s = r->element[i + 1];
+        if (!ksr_read_key(r->element[i], &k, NULL) || s->type != REDIS_REPLY_ARRAY)
+            continue;
+        if (s->elements / 2 > cap) {
+            cap = s->elements / 2;
+            secrets = sl_realloc(secrets, cap * sizeof(*secrets));
+        }
+        int n = 0;
+        for (size_t j = 0; j + 1 < s->elements; j += 2) {
+            const redisReply *h = s->element[j], *v = s->element[j + 1];
+            if (!ksr_is_str(h) || !ksr_is_str(v) || !ksr_unhex(h->str, h->len, secrets[n].hash) ||
+                !ksr_parse_i64(v->str, v->len, &secrets[n].valid_until_ms))
+                continue;
+            n++;
+        }
+        if (n > 0)
+            fn(&k, secrets, n, arg);
+    }
+    free(secrets);
+    freeReplyObject(r);
+    return KS_OK;
+}
+
+/* ---- refresh tokens ----------------------------------------------------- */
+
+enum ks_result ksr_refresh_issue(redisContext *rc, const char *prefix, const char *key_id,
+                                 const char *family, int64_t ttl_ms, int64_t now_ms,
+                                 char token[KS_REFRESH_MAX], char **err)
+{
+    token[0] = '\0';
+    if (apikey_generate_token(KSR_REFRESH_LEAD, token, KS_REFRESH_MAX) < 0) {
+        token[0] = '\0';
+        ksr_set_err(err, "the random number generator failed");
+        return KS_ERROR;
+    }
+    char hex[KSR_HEX_MAX], fam[KSR_FAMILY_MAX];
+    ksr_hash_hex(token, hex);
+    if (!family) { /* a new family, named after its first token */
+        memcpy(fam, hex, KSR_FAMILY_MAX - 1);
+        fam[KSR_FAMILY_MAX - 1] = '\0';
+        family = fam;
+    }
+    int64_t expires = now_ms + ttl_ms;
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_refresh_issue, 2);
+    ksr_fmt(&c, "%srefresh:%s", prefix, hex);
+    ksr_fmt(&c, "%skey:%s", prefix, key_id);
+    ksr_str(&c, prefix);
+    ksr_str(&c, hex);
+    ksr_str(&c, family);
+    ksr_str(&c, key_id);
+    ksr_i64(&c, now_ms);
+    ksr_i64(&c, expires);
+    ksr_i64(&c, expires + KSR_EXPIRE_MARGIN_MS);
+    redisReply *r = ksr_run(rc, &c, err);
+    enum ks_result res = KS_OK;
+    if (!r)
+        res = KS_ERROR;
+    else if (r->type != REDIS_REPLY_INTEGER || r->integer != 1)
+        res = ksr_bad_reply(err, "issuing a refresh token");
+    freeReplyObject(r);
+    if (res != KS_OK) {
+        OPENSSL_cleanse(token, KS_REFRESH_MAX);
+        token[0] = '\0';
+    }
+    return res;
+}
+
+/* Is <s> "rt_" and 43 base62 digits? */
+static bool ksr_refresh_shape_ok(const char *s)
+{
+    if (strncmp(s, KSR_REFRESH_LEAD "_", 3) != 0 || strlen(s) != 3 + APIKEY_B62_LEN)
+        return false;
+    for (const char *p = s + 3; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+            return false;
+    return true;
+}
+
+enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char *token,
+                                int64_t ttl_ms, int64_t now_ms, struct ks_key *key,
+                                char next[KS_REFRESH_MAX], char **err)
+{
+    next[0] = '\0';
+    if (!ksr_refresh_shape_ok(token))
+        return KS_SPENT_INVALID;
+    /* The successor is made before it is known to be needed: the script
+     * must not call back. */
+    if (apikey_generate_token(KSR_REFRESH_LEAD, next, KS_REFRESH_MAX) < 0) {
+        next[0] = '\0';
+        ksr_set_err(err, "the random number generator failed");
+        return KS_SPENT_INVALID;
+    }
+    char hex[KSR_HEX_MAX], next_hex[KSR_HEX_MAX];
+    ksr_hash_hex(token, hex);
+    ksr_hash_hex(next, next_hex);
+    int64_t expires = now_ms + ttl_ms;
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_refresh_spend, 2);
+    ksr_fmt(&c, "%srefresh:%s", prefix, hex);
+    ksr_fmt(&c, "%srefresh:%s", prefix, next_hex);
+    ksr_str(&c, prefix);
+    ksr_i64(&c, now_ms);
+    ksr_str(&c, next_hex);
+    ksr_i64(&c, expires);
+    ksr_i64(&c, expires + KSR_EXPIRE_MARGIN_MS);
+    redisReply *r = ksr_run(rc, &c, err);
+    enum ks_spend res = KS_SPENT_INVALID;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
+        res = KS_SPENT_REUSED;
+    } else if (r && r->type == REDIS_REPLY_ARRAY) {
+        struct ks_key k;
+        if (ksr_read_key(r, &k, NULL)) {
+            *key = k;
+            res = KS_SPENT_OK;
+        } else {
+            ksr_bad_reply(err, "spending a refresh token");
+        }
+    } else if (r && !(r->type == REDIS_REPLY_INTEGER && r->integer == 0)) {
+        ksr_bad_reply(err, "spending a refresh token");
+    }
+    freeReplyObject(r);
+    if (res != KS_SPENT_OK) {
+        OPENSSL_cleanse(next, KS_REFRESH_MAX);
+        next[0] = '\0';
+    }
+    return res;
+}
+
+int64_t ksr_version(redisContext *rc, const char *prefix)
+{
+    struct ksr_cmd c = {0};
+    ksr_str(&c, "GET");
+    ksr_fmt(&c, "%skeys:version", prefix);
+    char *err = NULL;
+    redisReply *r = ksr_run(rc, &c, &err);
+    free(err);
+    int64_t v = -1;
+    if (r && r->type == REDIS_REPLY_NIL)
+        v = 0;
+    else if (r && r->type == REDIS_REPLY_STRING && !ksr_parse_i64(r->str, r->len, &v))
+        v = -1; /* not a number: not a version */
+    freeReplyObject(r);
+    return v;
+}

@@ -1,0 +1,59 @@
+#ifndef SLUICE_KEYSTORE_REDIS_H
+#define SLUICE_KEYSTORE_REDIS_H
+/* The key store on Redis (store.backend: redis): the same records and
+ * semantics as the SQLite store of keystore.c, so a fleet on several
+ * machines shares its API keys. Called through keystore.h's ks_* functions,
+ * which dispatch here; synchronous hiredis on the caller's connection (the
+ * CLI's, or the gateway's key thread's).
+ *
+ * Layout, under <prefix> (store.redis.prefix):
+ *   <prefix>key:<id>            hash: the ks_key fields, and seq (the version
+ *                                its creation made: orders keys created in
+ *                                the same millisecond)
+ *   <prefix>keys                sorted set: key ids by created_ms (newest first = ZREVRANGE)
+ *   <prefix>secret:<hex sha256> hash: key_id, valid_until_ms (0: as long as the key), prefix
+ *   <prefix>keysecrets:<id>     set: the hex hashes of the key's secrets
+ *   <prefix>refresh:<hex sha256> hash: family, key_id, created_ms, expires_ms, spent_ms, revoked
+ *                                (PEXPIREAT its expiry)
+ *   <prefix>family:<family>     set: hex hashes of the family's tokens
+ *   <prefix>keys:version        integer, INCR'd by every change of a key (create,
+ *                                rotate, revoke; not last-use times or refresh
+ *                                tokens, which no keyring holds); readers poll it
+ * Every such change is also PUBLISHed on <prefix>events as
+ *   {"type": "keys", "id": "<key id>", "change": "created|rotated|revoked"}.
+ * Multi-step changes run as one Lua script (EVAL) so they are atomic. */
+
+#include <hiredis/hiredis.h>
+
+#include "auth/keystore.h"
+
+enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_new *req,
+                          int64_t now_ms, struct ks_key *out, char secret[APIKEY_SECRET_MAX],
+                          char **err);
+enum ks_result ksr_get(redisContext *rc, const char *prefix, const char *id, struct ks_key *out,
+                       char **err);
+enum ks_result ksr_list(redisContext *rc, const char *prefix, struct ks_key **out, int *n,
+                        char **err);
+enum ks_result ksr_rotate(redisContext *rc, const char *prefix, const char *id, int64_t grace_ms,
+                          int64_t now_ms, struct ks_key *out, char secret[APIKEY_SECRET_MAX],
+                          char **err);
+enum ks_result ksr_revoke(redisContext *rc, const char *prefix, const char *id, int64_t now_ms,
+                          struct ks_key *out, char **err);
+void ksr_touch(redisContext *rc, const char *prefix, const char *id, int64_t when_ms);
+/* ksr_touch for <n> keys at once (one EVAL per 512), for the keyring's
+ * flush of last-use times. */
+void ksr_touch_many(redisContext *rc, const char *prefix, const char *const *ids,
+                    const int64_t *when_ms, int n);
+enum ks_result ksr_each_active(redisContext *rc, const char *prefix, int64_t now_ms, ks_each_fn fn,
+                               void *arg, char **err);
+enum ks_result ksr_refresh_issue(redisContext *rc, const char *prefix, const char *key_id,
+                                 const char *family, int64_t ttl_ms, int64_t now_ms,
+                                 char token[KS_REFRESH_MAX], char **err);
+enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char *token,
+                                int64_t ttl_ms, int64_t now_ms, struct ks_key *key,
+                                char next[KS_REFRESH_MAX], char **err);
+/* The value of <prefix>keys:version (0 when absent), or -1 when Redis cannot
+ * be read. */
+int64_t ksr_version(redisContext *rc, const char *prefix);
+
+#endif
