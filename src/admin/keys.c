@@ -59,33 +59,33 @@ static void admin_key_done(struct exchange *x, struct auth_op *op)
     admin_key_answer(x, op, 200);
 }
 
-static void admin_create_run(sqlite3 *db, struct auth_op *op)
+static void admin_create_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_create(db, &op->req, admin_now_ms(), &op->key, op->secret, &op->err);
     if (op->rc == KS_OK)
         auth_rebuild(op->ctx, db);
 }
 
-static void admin_get_run(sqlite3 *db, struct auth_op *op)
+static void admin_get_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_get(db, op->id, &op->key, &op->err);
 }
 
-static void admin_revoke_run(sqlite3 *db, struct auth_op *op)
+static void admin_revoke_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_revoke(db, op->id, admin_now_ms(), &op->key, &op->err);
     if (op->rc == KS_OK)
         auth_rebuild(op->ctx, db);
 }
 
-static void admin_rotate_run(sqlite3 *db, struct auth_op *op)
+static void admin_rotate_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_rotate(db, op->id, op->grace_ms, admin_now_ms(), &op->key, op->secret, &op->err);
     if (op->rc == KS_OK)
         auth_rebuild(op->ctx, db);
 }
 
-static void admin_list_run(sqlite3 *db, struct auth_op *op)
+static void admin_list_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_list(db, &op->list, &op->n_list, &op->err);
 }

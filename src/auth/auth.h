@@ -14,10 +14,12 @@
 #include "store/writer.h"
 
 struct auth_ctx {
+    struct ks_db db; /* the writer thread's connection to the key store */
     struct dbw *writer;
     struct keyring_holder keys;
     int default_algo;         /* atomic: limits.algorithm, for per-key limits */
     int64_t next_flush_ms;    /* writer thread only */
+    bool rebuild_failing;     /* writer thread only: the last keyring build failed */
     struct evp_md_st *sha256; /* fetched once: see apikey_hash_md */
 };
 
@@ -35,7 +37,7 @@ void auth_config_changed(struct auth_ctx *a, const struct config *c);
  * (then the result is dropped; a write that ran stays written). Fields are
  * the inputs and outputs of the operations that use them. */
 struct auth_op;
-typedef void (*auth_run_fn)(sqlite3 *db, struct auth_op *op);
+typedef void (*auth_run_fn)(struct ks_db *db, struct auth_op *op);
 typedef void (*auth_done_fn)(struct exchange *x, struct auth_op *op);
 struct auth_op {
     struct exchange *x; /* NULL once the exchange ended */
@@ -66,7 +68,7 @@ void auth_op_submit(struct auth_op *op);
 /* Give up an operation that was never submitted. */
 void auth_op_cancel(struct auth_op *op);
 /* Writer thread: rebuild the keyring now, after a key changed. */
-void auth_rebuild(struct auth_ctx *a, sqlite3 *db);
+void auth_rebuild(struct auth_ctx *a, struct ks_db *db);
 
 /* Stages, in pipeline order. */
 /* Reads credentials (API key headers, Authorization: Bearer <key or JWT>)

@@ -6,7 +6,6 @@
 
 #include <string.h>
 
-#include "store/db.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -170,7 +169,7 @@ static void keyring_index(struct keyring *kr, const struct keyring_build *b)
     }
 }
 
-struct keyring *keyring_build(sqlite3 *db, int64_t now_ms, const struct keyring *prev,
+struct keyring *keyring_build(struct ks_db *db, int64_t now_ms, const struct keyring *prev,
                               enum lim_algorithm default_algo, char **err)
 {
     struct keyring *kr = keyring_empty();
@@ -248,22 +247,28 @@ void keyring_touch(struct keyring_key *k, int64_t now_ms)
         __atomic_store_n(&k->last_used_ms, now_ms, __ATOMIC_RELAXED);
 }
 
-void keyring_flush_last_used(struct keyring *kr, sqlite3 *db)
+void keyring_flush_last_used(struct keyring *kr, struct ks_db *db)
 {
-    bool begun = false;
+    const char **ids = sl_malloc(sizeof(*ids) * (size_t)(kr->n_keys + 1));
+    int64_t *when = sl_malloc(sizeof(*when) * (size_t)(kr->n_keys + 1));
+    struct keyring_key **keys = sl_malloc(sizeof(*keys) * (size_t)(kr->n_keys + 1));
+    int n = 0;
     for (int i = 0; i < kr->n_keys; i++) {
         struct keyring_key *k = &kr->keys[i];
         int64_t seen = __atomic_load_n(&k->last_used_ms, __ATOMIC_RELAXED);
         if (seen <= k->flushed_ms)
             continue;
-        if (!begun && db_begin(db) < 0)
-            return;
-        begun = true;
-        ks_touch(db, k->id, seen);
-        k->flushed_ms = seen;
+        ids[n] = k->id;
+        when[n] = seen;
+        keys[n++] = k;
     }
-    if (begun && db_commit(db) < 0)
-        db_rollback(db);
+    if (n)
+        ks_touch_many(db, ids, when, n);
+    for (int i = 0; i < n; i++)
+        keys[i]->flushed_ms = when[i];
+    free(ids);
+    free(when);
+    free(keys);
 }
 
 void keyring_holder_init(struct keyring_holder *h, struct keyring *first)

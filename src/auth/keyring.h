@@ -36,7 +36,7 @@ struct keyring;
 /* A snapshot of the keys active at <now_ms>. <prev> (may be NULL) passes on
  * last-use times not yet flushed. <default_algo> resolves limits that name
  * no algorithm. NULL with *<err> (malloc'd) when the store cannot be read. */
-struct keyring *keyring_build(sqlite3 *db, int64_t now_ms, const struct keyring *prev,
+struct keyring *keyring_build(struct ks_db *db, int64_t now_ms, const struct keyring *prev,
                               enum lim_algorithm default_algo, char **err);
 /* An empty snapshot (no store yet, tests). */
 struct keyring *keyring_empty(void);
@@ -55,7 +55,7 @@ struct keyring_key *keyring_find_id(const struct keyring *kr, const char *id, in
 void keyring_touch(struct keyring_key *k, int64_t now_ms);
 /* Writes the last-use times that moved since the last flush, in one
  * transaction (writer thread). */
-void keyring_flush_last_used(struct keyring *kr, sqlite3 *db);
+void keyring_flush_last_used(struct keyring *kr, struct ks_db *db);
 
 /* The current snapshot, shared by workers. Publishing is rare (a key
  * changed); reading is per request, so readers compare a generation number

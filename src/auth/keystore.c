@@ -1,5 +1,6 @@
 /* API keys and refresh tokens in SQLite (see keystore.h; the schema is in
- * store/db.c).
+ * store/db.c), and the ks_* entry points that send each call to SQLite or,
+ * with store.backend: redis, to keystore_redis.c.
  *
  * Every call prepares its statements, binds, steps and finalizes: these run
  * on the CLI and on the writer thread, a few times per second at most, so a
@@ -14,6 +15,8 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/keystore_redis.h"
+#include "conf/conf.h"
 #include "store/db.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -136,7 +139,7 @@ static void ks_read_key(sqlite3_stmt *st, struct ks_key *k)
 
 /* ---- keys --------------------------------------------------------------- */
 
-enum ks_result ks_get(sqlite3 *db, const char *id, struct ks_key *out, char **err)
+static enum ks_result kss_get(sqlite3 *db, const char *id, struct ks_key *out, char **err)
 {
     sqlite3_stmt *st = ks_prepare(db, "SELECT " KS_KEY_COLS " FROM keys WHERE id = ?", "t", id);
     if (!st)
@@ -152,7 +155,7 @@ enum ks_result ks_get(sqlite3 *db, const char *id, struct ks_key *out, char **er
     return ks_db_err(db, err, "reading a key");
 }
 
-enum ks_result ks_list(sqlite3 *db, struct ks_key **out, int *n, char **err)
+static enum ks_result kss_list(sqlite3 *db, struct ks_key **out, int *n, char **err)
 {
     *out = NULL;
     *n = 0;
@@ -203,8 +206,8 @@ static int ks_insert_secret(sqlite3 *db, const char *id, const char *secret, int
                               "htti", hash, id, prefix, now_ms));
 }
 
-enum ks_result ks_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms, struct ks_key *out,
-                         char secret[APIKEY_SECRET_MAX], char **err)
+static enum ks_result kss_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms,
+                                 struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
     secret[0] = '\0';
     const char *env = req->env ? req->env : "live";
@@ -244,7 +247,7 @@ enum ks_result ks_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms, 
                            now_ms)) < 0 ||
         ks_insert_secret(db, id, secret, now_ms) < 0)
         goto fail;
-    enum ks_result r = ks_get(db, id, out, err);
+    enum ks_result r = kss_get(db, id, out, err);
     if (r != KS_OK || db_commit(db) < 0)
         goto fail;
     return KS_OK;
@@ -256,8 +259,8 @@ fail:
     return KS_ERROR;
 }
 
-enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t now_ms,
-                         struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
+static enum ks_result kss_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t now_ms,
+                                 struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
     secret[0] = '\0';
     if (grace_ms < 0)
@@ -265,7 +268,7 @@ enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t 
     if (db_begin(db) < 0)
         return ks_db_err(db, err, "rotating a key");
     struct ks_key k;
-    enum ks_result r = ks_get(db, id, &k, err);
+    enum ks_result r = kss_get(db, id, &k, err);
     if (r != KS_OK || k.state != KS_ACTIVE) {
         db_rollback(db);
         return r == KS_ERROR ? KS_ERROR : KS_NOT_FOUND;
@@ -304,7 +307,7 @@ enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t 
     ok = ok && ks_insert_secret(db, id, secret, now_ms) == 0 &&
          ks_exec(ks_prepare(db, "UPDATE keys SET prefix = ?, rotated_until_ms = ? WHERE id = ?",
                             "tit", prefix, until, id)) == 0;
-    if (!ok || ks_get(db, id, out, err) != KS_OK || db_commit(db) < 0) {
+    if (!ok || kss_get(db, id, out, err) != KS_OK || db_commit(db) < 0) {
         ks_db_err(db, err, "rotating a key");
         db_rollback(db);
         OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
@@ -314,12 +317,12 @@ enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t 
     return KS_OK;
 }
 
-enum ks_result ks_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_key *out,
-                         char **err)
+static enum ks_result kss_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_key *out,
+                                 char **err)
 {
     if (db_begin(db) < 0)
         return ks_db_err(db, err, "revoking a key");
-    enum ks_result r = ks_get(db, id, out, err);
+    enum ks_result r = kss_get(db, id, out, err);
     if (r != KS_OK) {
         db_rollback(db);
         return r;
@@ -339,7 +342,7 @@ enum ks_result ks_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_
         ks_exec(ks_prepare(db, "DELETE FROM key_secrets WHERE key_id = ?", "t", id)) < 0 ||
         ks_exec(ks_prepare(db, "UPDATE refresh_tokens SET revoked = 1 WHERE key_id = ?", "t", id)) <
             0 ||
-        ks_get(db, id, out, err) != KS_OK || db_commit(db) < 0) {
+        kss_get(db, id, out, err) != KS_OK || db_commit(db) < 0) {
         ks_db_err(db, err, "revoking a key");
         db_rollback(db);
         return KS_ERROR;
@@ -347,14 +350,15 @@ enum ks_result ks_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_
     return KS_OK;
 }
 
-void ks_touch(sqlite3 *db, const char *id, int64_t when_ms)
+static void kss_touch(sqlite3 *db, const char *id, int64_t when_ms)
 {
     /* Best effort: a lost last-used time is not worth an error path. */
     ks_exec(ks_prepare(db, "UPDATE keys SET last_used_ms = ?1 WHERE id = ?2 AND last_used_ms < ?1",
                        "it", when_ms, id));
 }
 
-enum ks_result ks_each_active(sqlite3 *db, int64_t now_ms, ks_each_fn fn, void *arg, char **err)
+static enum ks_result kss_each_active(sqlite3 *db, int64_t now_ms, ks_each_fn fn, void *arg,
+                                      char **err)
 {
     /* One statement: one consistent snapshot of keys and secrets. */
     sqlite3_stmt *st = ks_prepare(
@@ -496,8 +500,9 @@ static int ks_refresh_insert(sqlite3 *db, const char *key_id, const char *family
                               "httii", hash, family, key_id, now_ms, now_ms + ttl_ms));
 }
 
-enum ks_result ks_refresh_issue(sqlite3 *db, const char *key_id, const char *family, int64_t ttl_ms,
-                                int64_t now_ms, char token[KS_REFRESH_MAX], char **err)
+static enum ks_result kss_refresh_issue(sqlite3 *db, const char *key_id, const char *family,
+                                        int64_t ttl_ms, int64_t now_ms, char token[KS_REFRESH_MAX],
+                                        char **err)
 {
     token[0] = '\0';
     if (db_begin(db) < 0)
@@ -534,8 +539,9 @@ static bool ks_refresh_shape_ok(const char *s)
     return true;
 }
 
-enum ks_spend ks_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms, int64_t now_ms,
-                               struct ks_key *key, char next[KS_REFRESH_MAX], char **err)
+static enum ks_spend kss_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms,
+                                       int64_t now_ms, struct ks_key *key,
+                                       char next[KS_REFRESH_MAX], char **err)
 {
     next[0] = '\0';
     if (!ks_refresh_shape_ok(token))
@@ -584,7 +590,7 @@ enum ks_spend ks_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms, i
         return KS_SPENT_REUSED;
     }
     struct ks_key k;
-    enum ks_result r = ks_get(db, key_id, &k, err);
+    enum ks_result r = kss_get(db, key_id, &k, err);
     if (r == KS_ERROR)
         goto fail_err_set;
     if (expires_ms <= now_ms || r == KS_NOT_FOUND || k.state != KS_ACTIVE ||
@@ -610,4 +616,232 @@ fail_err_set:
     db_rollback(db);
     next[0] = '\0';
     return KS_SPENT_INVALID;
+}
+
+/* ---- the store, SQLite or Redis ------------------------------------------------ */
+
+static int ks_redis_connect(struct ks_db *db, char **err)
+{
+    /* Key operations run off the request path, but a request with a key
+     * the keyring does not know waits for the key thread's next look: half
+     * a second bounds that wait when Redis is away. */
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
+    db->redis = redisConnectWithTimeout(db->conn.host, db->conn.port, tv);
+    if (!db->redis || db->redis->err) {
+        ks_set_err(err, "redis %s:%d: %s", db->conn.host, db->conn.port,
+                   db->redis ? db->redis->errstr : "out of memory");
+        if (db->redis)
+            redisFree(db->redis);
+        db->redis = NULL;
+        return -1;
+    }
+    redisSetTimeout(db->redis, tv);
+    redisReply *r = NULL;
+    bool ok = true;
+    if (db->conn.password[0]) {
+        r = db->conn.user[0]
+                ? redisCommand(db->redis, "AUTH %s %s", db->conn.user, db->conn.password)
+                : redisCommand(db->redis, "AUTH %s", db->conn.password);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (!ok)
+            ks_set_err(err, "redis %s:%d: AUTH: %s", db->conn.host, db->conn.port,
+                       r ? r->str : db->redis->errstr);
+        freeReplyObject(r);
+    }
+    if (ok && db->conn.db) {
+        r = redisCommand(db->redis, "SELECT %d", db->conn.db);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (!ok)
+            ks_set_err(err, "redis %s:%d: SELECT: %s", db->conn.host, db->conn.port,
+                       r ? r->str : db->redis->errstr);
+        freeReplyObject(r);
+    }
+    if (!ok) {
+        redisFree(db->redis);
+        db->redis = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int ks_open(struct ks_db *db, const struct config *c, char **err)
+{
+    memset(db, 0, sizeof(*db));
+    db->version = -2;
+    if (c->store.backend == CFG_BACKEND_REDIS) {
+        db->conn = c->store.redis.conn;
+        str_copy(db->prefix, sizeof(db->prefix), c->store.redis.prefix);
+        return ks_redis_connect(db, err);
+    }
+    db->sql = db_open(c->store.data_dir, err);
+    return db->sql ? 0 : -1;
+}
+
+void ks_close(struct ks_db *db)
+{
+    if (db->sql)
+        db_close(db->sql);
+    if (db->redis)
+        redisFree(db->redis);
+    db->sql = NULL;
+    db->redis = NULL;
+}
+
+static bool ks_is_redis(const struct ks_db *db)
+{
+    return !db->sql;
+}
+
+/* A Redis connection that broke (Redis restarted) is made again before the
+ * next call; NULL when it still cannot be. */
+static redisContext *ks_redis(struct ks_db *db)
+{
+    if (db->redis && db->redis->err) {
+        redisFree(db->redis);
+        db->redis = NULL;
+    }
+    if (!db->redis) {
+        /* While Redis is away, try again at most once a second: every
+         * caller in between fails at once instead of waiting to connect. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (now < db->retry_at_ms)
+            return NULL;
+        char *err = NULL;
+        if (ks_redis_connect(db, &err) < 0) {
+            free(err);
+            db->retry_at_ms = now + 1000;
+            return NULL;
+        }
+    }
+    return db->redis;
+}
+
+static enum ks_result ks_redis_down(struct ks_db *db, char **err)
+{
+    ks_set_err(err, "redis %s:%d cannot be reached", db->conn.host, db->conn.port);
+    return KS_ERROR;
+}
+
+bool ks_changed(struct ks_db *db)
+{
+    int64_t v = -1;
+    if (!ks_is_redis(db)) {
+        /* Moves when another connection commits. */
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db->sql, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    } else {
+        redisContext *rc = ks_redis(db);
+        v = rc ? ksr_version(rc, db->prefix) : -1;
+    }
+    bool changed = v < 0 || v != db->version;
+    db->version = v;
+    return changed;
+}
+
+/* The live Redis connection of <db> into <rc>, or return a store error. */
+#define KS_REDIS(db, rc, err)                                                                      \
+    redisContext *rc = ks_redis(db);                                                               \
+    if (!rc)                                                                                       \
+        return ks_redis_down(db, err);
+
+enum ks_result ks_create(struct ks_db *db, const struct ks_new *req, int64_t now_ms,
+                         struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_create(db->sql, req, now_ms, out, secret, err);
+    KS_REDIS(db, rc, err)
+    return ksr_create(rc, db->prefix, req, now_ms, out, secret, err);
+}
+
+enum ks_result ks_get(struct ks_db *db, const char *id, struct ks_key *out, char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_get(db->sql, id, out, err);
+    KS_REDIS(db, rc, err)
+    return ksr_get(rc, db->prefix, id, out, err);
+}
+
+enum ks_result ks_list(struct ks_db *db, struct ks_key **out, int *n, char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_list(db->sql, out, n, err);
+    KS_REDIS(db, rc, err)
+    return ksr_list(rc, db->prefix, out, n, err);
+}
+
+enum ks_result ks_rotate(struct ks_db *db, const char *id, int64_t grace_ms, int64_t now_ms,
+                         struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_rotate(db->sql, id, grace_ms, now_ms, out, secret, err);
+    KS_REDIS(db, rc, err)
+    return ksr_rotate(rc, db->prefix, id, grace_ms, now_ms, out, secret, err);
+}
+
+enum ks_result ks_revoke(struct ks_db *db, const char *id, int64_t now_ms, struct ks_key *out,
+                         char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_revoke(db->sql, id, now_ms, out, err);
+    KS_REDIS(db, rc, err)
+    return ksr_revoke(rc, db->prefix, id, now_ms, out, err);
+}
+
+void ks_touch(struct ks_db *db, const char *id, int64_t when_ms)
+{
+    ks_touch_many(db, &id, &when_ms, 1);
+}
+
+void ks_touch_many(struct ks_db *db, const char *const *ids, const int64_t *when, int n)
+{
+    if (ks_is_redis(db)) {
+        redisContext *rc = ks_redis(db);
+        if (rc)
+            ksr_touch_many(rc, db->prefix, ids, when, n);
+        return;
+    }
+    /* Last-use times are informative: a failed batch is dropped, not retried. */
+    if (db_begin(db->sql) < 0)
+        return;
+    for (int i = 0; i < n; i++)
+        kss_touch(db->sql, ids[i], when[i]);
+    if (db_commit(db->sql) < 0)
+        db_rollback(db->sql);
+}
+
+enum ks_result ks_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
+                              char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_each_active(db->sql, now_ms, fn, arg, err);
+    KS_REDIS(db, rc, err)
+    return ksr_each_active(rc, db->prefix, now_ms, fn, arg, err);
+}
+
+enum ks_result ks_refresh_issue(struct ks_db *db, const char *key_id, const char *family,
+                                int64_t ttl_ms, int64_t now_ms, char token[KS_REFRESH_MAX],
+                                char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_refresh_issue(db->sql, key_id, family, ttl_ms, now_ms, token, err);
+    KS_REDIS(db, rc, err)
+    return ksr_refresh_issue(rc, db->prefix, key_id, family, ttl_ms, now_ms, token, err);
+}
+
+enum ks_spend ks_refresh_spend(struct ks_db *db, const char *token, int64_t ttl_ms, int64_t now_ms,
+                               struct ks_key *key, char next[KS_REFRESH_MAX], char **err)
+{
+    if (!ks_is_redis(db))
+        return kss_refresh_spend(db->sql, token, ttl_ms, now_ms, key, next, err);
+    redisContext *rc = ks_redis(db);
+    if (!rc) {
+        ks_redis_down(db, err);
+        return KS_SPENT_INVALID;
+    }
+    return ksr_refresh_spend(rc, db->prefix, token, ttl_ms, now_ms, key, next, err);
 }

@@ -6,12 +6,14 @@
  * the database, only their SHA-256; a key may have several valid secrets
  * (the new one and, during a rotation's grace, the old). */
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "auth/apikey.h"
+#include "store/redis.h"
 #include "util/limits.h"
 
 #define KS_NAME_MAX 129
@@ -48,25 +50,49 @@ struct ks_new {
     int64_t expires_ms;                 /* 0: never */
 };
 
+/* Where the records are: SQLite under store.data_dir (the memory backend),
+ * or Redis (store.backend: redis, so that a fleet on several machines
+ * shares its keys; see keystore_redis.h). Each function below works on
+ * either. One connection, one thread at a time. */
+struct ks_db {
+    sqlite3 *sql;
+    redisContext *redis;
+    char prefix[80];        /* of Redis keys */
+    int64_t version;        /* ks_changed's mark */
+    struct rds_config conn; /* to reconnect */
+    int64_t retry_at_ms;    /* no reconnect before (monotonic ms) */
+};
+
+struct config;
+/* Opens the store <c> configures. 0, or -1 with *<err> (malloc'd). */
+int ks_open(struct ks_db *db, const struct config *c, char **err);
+void ks_close(struct ks_db *db);
+/* Has anyone (another process, another gateway) changed the records since
+ * the last call? The first call says true. Errors say true too: a reload
+ * costs less than a missed revocation. */
+bool ks_changed(struct ks_db *db);
+
 /* Outcome of the calls below; <err> details KS_ERROR (malloc'd). */
 enum ks_result { KS_OK = 0, KS_NOT_FOUND, KS_ERROR };
 
 /* Creates a key at <now_ms>: fills <out> and the secret (shown once). */
-enum ks_result ks_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms, struct ks_key *out,
-                         char secret[APIKEY_SECRET_MAX], char **err);
-enum ks_result ks_get(sqlite3 *db, const char *id, struct ks_key *out, char **err);
+enum ks_result ks_create(struct ks_db *db, const struct ks_new *req, int64_t now_ms,
+                         struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err);
+enum ks_result ks_get(struct ks_db *db, const char *id, struct ks_key *out, char **err);
 /* All keys, newest first; *<out> is malloc'd (free it), *<n> its length. */
-enum ks_result ks_list(sqlite3 *db, struct ks_key **out, int *n, char **err);
+enum ks_result ks_list(struct ks_db *db, struct ks_key **out, int *n, char **err);
 /* A new secret for key <id>; the current ones stay valid for <grace_ms>
  * (0: they stop now). A revoked key cannot be rotated (KS_NOT_FOUND). */
-enum ks_result ks_rotate(sqlite3 *db, const char *id, int64_t grace_ms, int64_t now_ms,
+enum ks_result ks_rotate(struct ks_db *db, const char *id, int64_t grace_ms, int64_t now_ms,
                          struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err);
 /* Revokes key <id> and every secret and refresh token of it. Revoking a
  * revoked key is KS_OK (idempotent, as DELETE should be). */
-enum ks_result ks_revoke(sqlite3 *db, const char *id, int64_t now_ms, struct ks_key *out,
+enum ks_result ks_revoke(struct ks_db *db, const char *id, int64_t now_ms, struct ks_key *out,
                          char **err);
 /* Records last use of key <id> at <when_ms> (only moves forward). */
-void ks_touch(sqlite3 *db, const char *id, int64_t when_ms);
+void ks_touch(struct ks_db *db, const char *id, int64_t when_ms);
+/* The same for <n> keys at once (one transaction on SQLite). */
+void ks_touch_many(struct ks_db *db, const char *const *ids, const int64_t *when, int n);
 
 /* One valid secret of an active key, as the gateway's in-memory keyring
  * holds it. */
@@ -78,7 +104,8 @@ struct ks_secret {
  * secrets. */
 typedef void (*ks_each_fn)(const struct ks_key *k, const struct ks_secret *secrets, int n,
                            void *arg);
-enum ks_result ks_each_active(sqlite3 *db, int64_t now_ms, ks_each_fn fn, void *arg, char **err);
+enum ks_result ks_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
+                              char **err);
 
 /* The key as JSON for the CLI and the admin API (never a secret or hash). */
 json_t *ks_key_json(const struct ks_key *k);
@@ -89,8 +116,9 @@ json_t *ks_key_json(const struct ks_key *k);
 
 /* A new refresh token for key <key_id> in <family> (NULL: a new family),
  * valid for <ttl_ms>. */
-enum ks_result ks_refresh_issue(sqlite3 *db, const char *key_id, const char *family, int64_t ttl_ms,
-                                int64_t now_ms, char token[KS_REFRESH_MAX], char **err);
+enum ks_result ks_refresh_issue(struct ks_db *db, const char *key_id, const char *family,
+                                int64_t ttl_ms, int64_t now_ms, char token[KS_REFRESH_MAX],
+                                char **err);
 
 enum ks_spend {
     KS_SPENT_OK,      /* it was valid: it is now spent, and *<key> is its (active) key */
@@ -101,7 +129,7 @@ enum ks_spend {
  * in the same family into <next>; all in one transaction. A store failure
  * is KS_SPENT_INVALID with *<err> set (malloc'd); otherwise *<err> is left
  * alone. */
-enum ks_spend ks_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms, int64_t now_ms,
+enum ks_spend ks_refresh_spend(struct ks_db *db, const char *token, int64_t ttl_ms, int64_t now_ms,
                                struct ks_key *key, char next[KS_REFRESH_MAX], char **err);
 
 #endif

@@ -5,7 +5,6 @@
 #include <openssl/evp.h>
 
 #include "net/worker.h"
-#include "store/db.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -21,7 +20,7 @@ static int64_t auth_now_ms(void)
     return clock_wall_us() / 1000;
 }
 
-void auth_rebuild(struct auth_ctx *a, sqlite3 *db)
+void auth_rebuild(struct auth_ctx *a, struct ks_db *db)
 {
     char *err = NULL;
     struct keyring *prev = keyring_current(&a->keys);
@@ -30,25 +29,33 @@ void auth_rebuild(struct auth_ctx *a, sqlite3 *db)
         (enum lim_algorithm)__atomic_load_n(&a->default_algo, __ATOMIC_RELAXED), &err);
     keyring_unref(prev);
     if (!kr) {
-        /* The old keys stay in force; the next change or tick tries again. */
-        fprintf(stderr, "sluice: cannot read API keys: %s\n", err ? err : "?");
+        /* The old keys stay in force; the next change or tick tries again.
+         * Said once per failure, not per tick. */
+        if (!a->rebuild_failing)
+            fprintf(stderr,
+                    "sluice: cannot read API keys (the keys read before stay in force): %s\n",
+                    err ? err : "?");
+        a->rebuild_failing = true;
         free(err);
         return;
     }
+    if (a->rebuild_failing)
+        fprintf(stderr, "sluice: API keys read again (%d active)\n", keyring_size(kr));
+    a->rebuild_failing = false;
     keyring_publish(&a->keys, kr);
 }
 
-static void auth_flush(struct auth_ctx *a, sqlite3 *db)
+static void auth_flush(struct auth_ctx *a, struct ks_db *db)
 {
     struct keyring *kr = keyring_current(&a->keys);
     keyring_flush_last_used(kr, db);
     keyring_unref(kr);
 }
 
-static void auth_tick(sqlite3 *db, bool changed_elsewhere, void *arg)
+static void auth_tick(struct ks_db *db, void *arg)
 {
     struct auth_ctx *a = arg;
-    if (changed_elsewhere)
+    if (ks_changed(db))
         auth_rebuild(a, db);
     int64_t now = auth_now_ms();
     if (now >= a->next_flush_ms) {
@@ -59,13 +66,14 @@ static void auth_tick(sqlite3 *db, bool changed_elsewhere, void *arg)
 
 int auth_open(struct auth_ctx *a, const struct config *c, char **err)
 {
-    sqlite3 *db = db_open(c->store.data_dir, err);
-    if (!db)
+    if (ks_open(&a->db, c, err) < 0)
         return -1;
+    struct ks_db *db = &a->db;
+    ks_changed(db); /* the mark the ticks compare with */
     a->default_algo = (int)c->limits.algorithm;
     struct keyring *kr = keyring_build(db, auth_now_ms(), NULL, c->limits.algorithm, err);
     if (!kr) {
-        db_close(db);
+        ks_close(db);
         return -1;
     }
     keyring_holder_init(&a->keys, kr);
@@ -77,7 +85,7 @@ int auth_open(struct auth_ctx *a, const struct config *c, char **err)
     return 0;
 }
 
-static void auth_final_flush(sqlite3 *db, void *arg)
+static void auth_final_flush(struct ks_db *db, void *arg)
 {
     auth_flush(arg, db);
 }
@@ -89,6 +97,7 @@ void auth_close(struct auth_ctx *a)
     dbw_post(a->writer, auth_final_flush, a);
     dbw_stop(a->writer);
     a->writer = NULL;
+    ks_close(&a->db);
     keyring_holder_release(&a->keys);
     EVP_MD_free(a->sha256);
 }
@@ -118,7 +127,7 @@ static void auth_op_exchange_ended(struct exchange *x, void *arg)
     auth_op_unref(op);
 }
 
-static void auth_op_run(sqlite3 *db, void *arg)
+static void auth_op_run(struct ks_db *db, void *arg)
 {
     struct auth_op *op = arg;
     op->run(db, op);

@@ -107,10 +107,10 @@ static void auth_waiter_gone(struct exchange *x, void *arg)
         auth_waiter_unlink(x->worker, wt);
 }
 
-static void auth_recheck_run(sqlite3 *db, void *arg)
+static void auth_recheck_run(struct ks_db *db, void *arg)
 {
     struct auth_ctx *a = &((struct worker *)arg)->gw->auth;
-    if (dbw_poll_changes(a->writer))
+    if (ks_changed(db))
         auth_rebuild(a, db);
 }
 
@@ -318,7 +318,7 @@ static void auth_token_response(struct exchange *x, const char *key_id, const ch
     free(access);
 }
 
-static void auth_issue_run(sqlite3 *db, struct auth_op *op)
+static void auth_issue_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_refresh_issue(db, op->id, NULL, op->ttl_ms, clock_wall_us() / 1000, op->refresh,
                               &op->err);
@@ -334,7 +334,7 @@ static void auth_issue_done(struct exchange *x, struct auth_op *op)
                         x->identity.scopes ? x->identity.scopes : "", op->refresh);
 }
 
-static void auth_spend_run(sqlite3 *db, struct auth_op *op)
+static void auth_spend_run(struct ks_db *db, struct auth_op *op)
 {
     op->spend = ks_refresh_spend(db, op->token, op->ttl_ms, clock_wall_us() / 1000, &op->key,
                                  op->refresh, &op->err);

@@ -18,7 +18,6 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "limit/limit.h"
-#include "store/db.h"
 #include "util/clock.h"
 #include "util/limits.h"
 #include "util/str.h"
@@ -107,7 +106,7 @@ static const struct keys_opt keys_opts[] = {
 
 struct keys_cmd;
 typedef int (*keys_run_fn)(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                           sqlite3 *db);
+                           struct ks_db *db);
 
 struct keys_cmd {
     const char *name;
@@ -237,7 +236,7 @@ static int64_t keys_now_ms(void)
 }
 
 static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                       sqlite3 *db)
+                       struct ks_db *db)
 {
     const char *v = "keys create";
     if (!a->tier)
@@ -316,7 +315,7 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
 }
 
 static int keys_list(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                     sqlite3 *db)
+                     struct ks_db *db)
 {
     if (!db)
         return -1;
@@ -361,7 +360,7 @@ static int keys_list(const struct keys_cmd *cmd, struct keys_args *a, const stru
 }
 
 static int keys_show(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                     sqlite3 *db)
+                     struct ks_db *db)
 {
     if (!db)
         return -1;
@@ -383,7 +382,7 @@ static int keys_show(const struct keys_cmd *cmd, struct keys_args *a, const stru
 }
 
 static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                       sqlite3 *db)
+                       struct ks_db *db)
 {
     int64_t grace = 0;
     if (a->grace && cfg_parse_duration_ms(a->grace, &grace) < 0)
@@ -407,7 +406,7 @@ static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const st
 }
 
 static int keys_revoke(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
-                       sqlite3 *db)
+                       struct ks_db *db)
 {
     if (!db)
         return -1;
@@ -523,11 +522,6 @@ int cli_keys(int argc, char **argv)
     struct config *c = cli_load_config(a.config);
     if (!c)
         return 2;
-    if (c->store.backend == CFG_BACKEND_REDIS) {
-        cfg_unref(c);
-        return cli_fail(2, "keys", NULL,
-                        "store.backend redis is not available in this version of sluice");
-    }
     /* Validate everything first (a NULL store: the subcommand stops after
      * its checks, returning -1 when they pass), then open the store. */
     rc = cmd->run(cmd, &a, c, NULL);
@@ -535,17 +529,17 @@ int cli_keys(int argc, char **argv)
         cfg_unref(c);
         return rc;
     }
-    const char *dir = c->store.data_dir ? c->store.data_dir : "./var";
+    /* The store the gateways use: SQLite under data_dir, or Redis. */
     char *err = NULL;
-    sqlite3 *db = db_open(dir, &err);
-    if (!db) {
+    struct ks_db db;
+    if (ks_open(&db, c, &err) < 0) {
         cli_fail(1, "keys", NULL, "%s", err);
         free(err);
         cfg_unref(c);
         return 1;
     }
-    rc = cmd->run(cmd, &a, c, db);
-    db_close(db);
+    rc = cmd->run(cmd, &a, c, &db);
+    ks_close(&db);
     cfg_unref(c);
     return rc;
 }

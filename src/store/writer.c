@@ -21,7 +21,6 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "store/db.h"
 #include "util/mem.h"
 
 struct dbw_op {
@@ -35,12 +34,11 @@ struct dbw_op {
 };
 
 struct dbw {
-    sqlite3 *db;
+    struct ks_db *db;
     int tick_ms;
     dbw_tick_fn tick;
     void *tick_arg;
     pthread_t thread;
-    int64_t data_version; /* the connection's PRAGMA data_version at the last tick */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -57,33 +55,10 @@ static int64_t dbw_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* -1 when it cannot be read; then every tick says "changed", which costs a
- * reload but never misses a change. */
-static int64_t dbw_data_version(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-bool dbw_poll_changes(struct dbw *w)
-{
-    int64_t v = dbw_data_version(w->db);
-    bool changed = v < 0 || v != w->data_version;
-    w->data_version = v;
-    return changed;
-}
-
 static void dbw_do_tick(struct dbw *w)
 {
-    if (!w->tick)
-        return;
-    bool changed = dbw_poll_changes(w);
-    w->tick(w->db, changed, w->tick_arg);
+    if (w->tick)
+        w->tick(w->db, w->tick_arg);
 }
 
 /* Runs the operations of <op> (a detached list) in order. */
@@ -142,14 +117,13 @@ static void *dbw_main(void *p)
     return NULL;
 }
 
-struct dbw *dbw_start(sqlite3 *db, int tick_ms, dbw_tick_fn tick, void *tick_arg)
+struct dbw *dbw_start(struct ks_db *db, int tick_ms, dbw_tick_fn tick, void *tick_arg)
 {
     struct dbw *w = sl_calloc(1, sizeof(*w));
     w->db = db;
     w->tick_ms = tick_ms > 0 ? tick_ms : 1;
     w->tick = tick;
     w->tick_arg = tick_arg;
-    w->data_version = dbw_data_version(db);
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -228,7 +202,6 @@ void dbw_stop(struct dbw *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
-    db_close(w->db);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);

@@ -210,3 +210,61 @@ class Concurrency(E2ETestCase):
         self.assertTrue(wait_for(lambda: b.request("GET", "/slow?ms=0").status == 200,
                                  timeout=5), "the dead gateway's slots never came back")
         self.assertLess(time.monotonic() - t0, 3.5)
+
+
+class FleetKeys(E2ETestCase):
+    """API keys in Redis: created, rotated and revoked on one gateway (or by
+    the CLI), in force on every gateway of the fleet."""
+
+    def setUp(self):
+        self.up = self.start_upstream("A")
+        self.redis = self.start_redis()
+
+    def config(self):
+        cfg = fleet_config(self.up, self.redis)
+        cfg["tiers"] = {"anonymous": {"limits": ["100/h"]}, "pro": {"limits": ["10000/h"]}}
+        cfg["identity"] = {"jwt": {"secret": "fleet-secret-0123456789-abcdefghijkl"}}
+        return cfg
+
+    def cli(self, gw, *args):
+        import subprocess
+        from harness import sluice_bin
+        p = subprocess.run([sluice_bin(), "keys"] + list(args) + ["-c", gw.config_path],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def test_keys_are_shared_by_the_fleet(self):
+        a = self.start_gateway(self.config())
+        b = self.start_gateway(self.config())
+        out = json.loads(self.cli(a, "create", "--tier", "pro", "--json"))
+        kid, secret = out["key"]["id"], out["secret"]
+        for gw in (a, b):
+            r = gw.request("GET", "/echo/k", headers={"X-API-Key": secret})
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("X-RateLimit-Limit"), "10000")
+        # the secret is stored nowhere in Redis, only its hash
+        for k in self.redis.command("KEYS", "*"):
+            self.assertNotIn(secret, k)
+            if self.redis.command("TYPE", k) == "hash":
+                self.assertNotIn(secret, json.dumps(self.redis.command("HGETALL", k)))
+        # created through one gateway's admin API, known to the other and the CLI
+        r = a.admin_request("POST", "/keys", body=json.dumps({"tier": "pro"}).encode())
+        self.assertEqual(r.status, 201)
+        s2 = r.json()["secret"]
+        self.assertEqual(b.request("GET", "/echo/k", headers={"X-API-Key": s2}).status, 200)
+        self.assertEqual(len(json.loads(self.cli(b, "list", "--json"))["keys"]), 2)
+        # revoked on b: refused by a within a second
+        self.assertEqual(b.admin_request("DELETE", "/keys/" + kid).status, 200)
+        t0 = time.monotonic()
+        self.assertTrue(wait_for(lambda: a.request("GET", "/echo/k", headers={
+            "X-API-Key": secret}).status == 401, timeout=1.0), "revocation did not reach a")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        # tokens: issued by a, refreshed by b, reuse caught by a
+        t = a.request("POST", "/auth/token", headers={"X-API-Key": s2}).json()
+        r = b.request("POST", "/auth/refresh", body=json.dumps(
+            {"refresh_token": t["refresh_token"]}).encode())
+        self.assertEqual(r.status, 200)
+        r = a.request("POST", "/auth/refresh", body=json.dumps(
+            {"refresh_token": t["refresh_token"]}).encode())
+        self.assertEqual(r.status, 401)

@@ -19,11 +19,12 @@
 #include "store/db.h"
 
 #define T0 1700000000000LL
-#define MIN 60000LL
+#define MINUTE 60000LL
 
 struct fixture {
     char dir[64];
     sqlite3 *db;
+    struct ks_db ks; /* the same connection, as keystore and keyring take it */
 };
 
 static int setup(void **state)
@@ -34,6 +35,7 @@ static int setup(void **state)
         return -1;
     char *err = NULL;
     f->db = db_open(f->dir, &err);
+    f->ks.sql = f->db;
     if (!f->db) {
         fprintf(stderr, "%s\n", err);
         return -1;
@@ -62,7 +64,7 @@ static void hash_of(const char *secret, uint8_t out[APIKEY_HASH_LEN])
 static struct keyring *build(struct fixture *f, int64_t now, const struct keyring *prev)
 {
     char *err = NULL;
-    struct keyring *kr = keyring_build(f->db, now, prev, LIM_SLIDING_WINDOW, &err);
+    struct keyring *kr = keyring_build(&f->ks, now, prev, LIM_SLIDING_WINDOW, &err);
     if (!kr)
         fail_msg("keyring_build: %s", err);
     return kr;
@@ -78,7 +80,7 @@ static void create(struct fixture *f, const char *tier, const char *limits, int6
                          .quota_monthly = -1,
                          .quota_daily = -1};
     char *err = NULL;
-    assert_int_equal(ks_create(f->db, &req, T0, k, secret, &err), KS_OK);
+    assert_int_equal(ks_create(&f->ks, &req, T0, k, secret, &err), KS_OK);
 }
 
 static void test_lookup_by_secret_and_id(void **state)
@@ -126,25 +128,25 @@ static void test_expiry_rotation_revocation(void **state)
     char sa[APIKEY_SECRET_MAX], sb[APIKEY_SECRET_MAX], sc[APIKEY_SECRET_MAX];
     char sa2[APIKEY_SECRET_MAX];
     char *err = NULL;
-    create(f, "pro", "", T0 + 10 * MIN, &a, sa);
+    create(f, "pro", "", T0 + 10 * MINUTE, &a, sa);
     create(f, "pro", "", 0, &b, sb);
     create(f, "pro", "", 0, &c, sc);
-    assert_int_equal(ks_rotate(f->db, a.id, 5 * MIN, T0, &a, sa2, &err), KS_OK);
-    assert_int_equal(ks_revoke(f->db, c.id, T0, &c, &err), KS_OK);
+    assert_int_equal(ks_rotate(&f->ks, a.id, 5 * MINUTE, T0, &a, sa2, &err), KS_OK);
+    assert_int_equal(ks_revoke(&f->ks, c.id, T0, &c, &err), KS_OK);
 
     struct keyring *kr = build(f, T0, NULL);
     uint8_t h[APIKEY_HASH_LEN];
     /* During the grace both secrets of a; after it only the new one; past
      * the key's expiry neither, though the snapshot was built before. */
     hash_of(sa, h);
-    assert_non_null(keyring_find_secret(kr, h, T0 + 5 * MIN - 1));
-    assert_null(keyring_find_secret(kr, h, T0 + 5 * MIN));
+    assert_non_null(keyring_find_secret(kr, h, T0 + 5 * MINUTE - 1));
+    assert_null(keyring_find_secret(kr, h, T0 + 5 * MINUTE));
     hash_of(sa2, h);
-    assert_non_null(keyring_find_secret(kr, h, T0 + 9 * MIN));
-    assert_null(keyring_find_secret(kr, h, T0 + 10 * MIN));
-    assert_null(keyring_find_id(kr, a.id, T0 + 10 * MIN));
+    assert_non_null(keyring_find_secret(kr, h, T0 + 9 * MINUTE));
+    assert_null(keyring_find_secret(kr, h, T0 + 10 * MINUTE));
+    assert_null(keyring_find_id(kr, a.id, T0 + 10 * MINUTE));
     hash_of(sb, h);
-    assert_non_null(keyring_find_secret(kr, h, T0 + 1000 * MIN));
+    assert_non_null(keyring_find_secret(kr, h, T0 + 1000 * MINUTE));
     /* A revoked key is not in the snapshot at all. */
     hash_of(sc, h);
     assert_null(keyring_find_secret(kr, h, T0));
@@ -153,7 +155,7 @@ static void test_expiry_rotation_revocation(void **state)
     keyring_unref(kr);
 
     /* Built after the key expired: left out. */
-    kr = build(f, T0 + 11 * MIN, NULL);
+    kr = build(f, T0 + 11 * MINUTE, NULL);
     assert_int_equal(keyring_size(kr), 1);
     keyring_unref(kr);
 }
@@ -179,10 +181,10 @@ static void test_last_used_carried_and_flushed(void **state)
     assert_int_equal(keyring_find_id(kr2, a.id, T0)->last_used_ms, T0 + 5000);
 
     struct ks_key got;
-    assert_int_equal(ks_get(f->db, a.id, &got, &err), KS_OK);
+    assert_int_equal(ks_get(&f->ks, a.id, &got, &err), KS_OK);
     assert_int_equal(got.last_used_ms, 0);
-    keyring_flush_last_used(kr2, f->db);
-    assert_int_equal(ks_get(f->db, a.id, &got, &err), KS_OK);
+    keyring_flush_last_used(kr2, &f->ks);
+    assert_int_equal(ks_get(&f->ks, a.id, &got, &err), KS_OK);
     assert_int_equal(got.last_used_ms, T0 + 5000);
     keyring_unref(kr2);
 }

@@ -29,6 +29,7 @@ struct fixture {
     char dir[64];
     char data[96]; /* <dir>/data: db_open must create it */
     sqlite3 *db;
+    struct ks_db ks; /* the same connection, as the ks_* functions take it */
 };
 
 static void rm_rf(const char *path)
@@ -59,6 +60,7 @@ static int setup(void **state)
     snprintf(f->data, sizeof(f->data), "%s/data/sub", f->dir);
     char *err = NULL;
     f->db = db_open(f->data, &err);
+    f->ks.sql = f->db;
     if (!f->db) {
         fprintf(stderr, "%s\n", err);
         free(err);
@@ -83,7 +85,7 @@ static struct ks_new new_req(const char *tier)
         .tier = tier, .quota_monthly = -1, .quota_daily = -1, .name = "ci", .owner = "ops"};
 }
 
-static void create(sqlite3 *db, const struct ks_new *req, int64_t now, struct ks_key *k,
+static void create(struct ks_db *db, const struct ks_new *req, int64_t now, struct ks_key *k,
                    char secret[APIKEY_SECRET_MAX])
 {
     char *err = NULL;
@@ -115,7 +117,7 @@ static void collect(const struct ks_key *k, const struct ks_secret *s, int n, vo
     }
 }
 
-static struct seen active_at(sqlite3 *db, int64_t now)
+static struct seen active_at(struct ks_db *db, int64_t now)
 {
     struct seen seen = {0};
     char *err = NULL;
@@ -169,18 +171,20 @@ static void test_open_migrate(void **state)
     struct ks_new req = new_req("free");
     struct ks_key k, got;
     char secret[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, secret);
+    create(&f->ks, &req, T0, &k, secret);
     db_close(f->db);
     char *err = NULL;
     f->db = db_open(f->data, &err);
+    f->ks.sql = f->db;
     assert_non_null(f->db);
     assert_int_equal(user_version(f->db), db_schema_version());
-    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
 
     /* Two connections at once (gateway writer + CLI). */
     sqlite3 *db2 = db_open(f->data, &err);
     assert_non_null(db2);
-    assert_int_equal(ks_get(db2, k.id, &got, &err), KS_OK);
+    struct ks_db ks2 = {.sql = db2};
+    assert_int_equal(ks_get(&ks2, k.id, &got, &err), KS_OK);
     db_close(db2);
 
     /* A file from a newer sluice is refused, not downgraded. */
@@ -216,7 +220,7 @@ static void test_create_get_list(void **state)
     req.env = "test";
     struct ks_key k;
     char secret[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, secret);
+    create(&f->ks, &req, T0, &k, secret);
     assert_true(apikey_shape_ok(secret, strlen(secret)));
     assert_memory_equal(secret, "sk_test_", 8);
     assert_memory_equal(k.id, "key_", 4);
@@ -237,40 +241,40 @@ static void test_create_get_list(void **state)
 
     struct ks_key got;
     char *err = NULL;
-    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
     assert_memory_equal(&got, &k, sizeof(k));
-    assert_int_equal(ks_get(f->db, "key_0000000000000000", &got, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_get(&f->ks, "key_0000000000000000", &got, &err), KS_NOT_FOUND);
     assert_null(err);
 
     struct ks_key k2;
     char s2[APIKEY_SECRET_MAX];
     struct ks_new req2 = new_req("free");
-    create(f->db, &req2, T0 + 1, &k2, s2);
+    create(&f->ks, &req2, T0 + 1, &k2, s2);
     assert_string_not_equal(k.id, k2.id);
     assert_string_not_equal(secret, s2);
 
     struct ks_key *all;
     int n;
-    assert_int_equal(ks_list(f->db, &all, &n, &err), KS_OK);
+    assert_int_equal(ks_list(&f->ks, &all, &n, &err), KS_OK);
     assert_int_equal(n, 2);
     assert_string_equal(all[0].id, k2.id); /* newest first */
     assert_string_equal(all[1].id, k.id);
     free(all);
 
-    struct seen seen = active_at(f->db, T0 + 2);
+    struct seen seen = active_at(&f->ks, T0 + 2);
     assert_int_equal(seen.keys, 2);
     assert_true(seen_has(&seen, secret));
     assert_true(seen_has(&seen, s2));
 
     /* Refused: no tier, bad env, oversize name. Nothing is written. */
     struct ks_new bad = new_req(NULL);
-    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    assert_int_equal(ks_create(&f->ks, &bad, T0, &got, s2, &err), KS_ERROR);
     assert_non_null(err);
     free(err);
     err = NULL;
     bad = new_req("pro");
     bad.env = "LIVE";
-    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    assert_int_equal(ks_create(&f->ks, &bad, T0, &got, s2, &err), KS_ERROR);
     free(err);
     err = NULL;
     char big[KS_NAME_MAX + 1];
@@ -278,10 +282,10 @@ static void test_create_get_list(void **state)
     big[sizeof(big) - 1] = '\0';
     bad = new_req("pro");
     bad.name = big;
-    assert_int_equal(ks_create(f->db, &bad, T0, &got, s2, &err), KS_ERROR);
+    assert_int_equal(ks_create(&f->ks, &bad, T0, &got, s2, &err), KS_ERROR);
     free(err);
     err = NULL;
-    assert_int_equal(ks_list(f->db, &all, &n, &err), KS_OK);
+    assert_int_equal(ks_list(&f->ks, &all, &n, &err), KS_OK);
     assert_int_equal(n, 2);
     free(all);
 }
@@ -314,11 +318,11 @@ static void test_secret_not_on_disk(void **state)
     struct ks_new req = new_req("pro");
     struct ks_key k;
     char secret[APIKEY_SECRET_MAX], rotated[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, secret);
+    create(&f->ks, &req, T0, &k, secret);
     char *err = NULL;
-    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 1, &k, rotated, &err), KS_OK);
+    assert_int_equal(ks_rotate(&f->ks, k.id, HOUR, T0 + 1, &k, rotated, &err), KS_OK);
     char rt[KS_REFRESH_MAX];
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, DAY, T0, rt, &err), KS_OK);
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, DAY, T0, rt, &err), KS_OK);
 
     /* Every file: sluice.db, -wal, -shm (WAL mode keeps recent pages in
      * the -wal until a checkpoint, so it must be searched too). */
@@ -357,11 +361,11 @@ static void test_rotate(void **state)
     struct ks_new req = new_req("pro");
     struct ks_key k, r;
     char s1[APIKEY_SECRET_MAX], s2[APIKEY_SECRET_MAX], s3[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, s1);
+    create(&f->ks, &req, T0, &k, s1);
     char *err = NULL;
 
     /* Rotate at T0+10 with an hour of grace: both until T0+10+1h. */
-    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 10, &r, s2, &err), KS_OK);
+    assert_int_equal(ks_rotate(&f->ks, k.id, HOUR, T0 + 10, &r, s2, &err), KS_OK);
     assert_true(apikey_shape_ok(s2, strlen(s2)));
     assert_string_not_equal(s1, s2);
     assert_int_equal(r.rotated_until_ms, T0 + 10 + HOUR);
@@ -369,36 +373,36 @@ static void test_rotate(void **state)
     apikey_visible_prefix(s2, prefix);
     assert_string_equal(r.prefix, prefix);
 
-    struct seen seen = active_at(f->db, T0 + 20);
+    struct seen seen = active_at(&f->ks, T0 + 20);
     assert_int_equal(seen.keys, 1);
     assert_int_equal(seen.secrets, 2);
     assert_true(seen_has(&seen, s1));
     assert_true(seen_has(&seen, s2));
     for (int i = 0; i < 2; i++)
         assert_true(seen.until[i] == 0 || seen.until[i] == T0 + 10 + HOUR);
-    seen = active_at(f->db, T0 + 10 + HOUR - 1);
+    seen = active_at(&f->ks, T0 + 10 + HOUR - 1);
     assert_int_equal(seen.secrets, 2);
-    seen = active_at(f->db, T0 + 10 + HOUR);
+    seen = active_at(&f->ks, T0 + 10 + HOUR);
     assert_int_equal(seen.secrets, 1);
     assert_true(seen_has(&seen, s2));
     assert_false(seen_has(&seen, s1));
 
     /* Rotate again during the grace with a longer one: s1 cannot outlive
      * its first grace; s2 gets the new one. Then without grace: only s3. */
-    assert_int_equal(ks_rotate(f->db, k.id, 2 * HOUR, T0 + 20, &r, s3, &err), KS_OK);
-    seen = active_at(f->db, T0 + 30);
+    assert_int_equal(ks_rotate(&f->ks, k.id, 2 * HOUR, T0 + 20, &r, s3, &err), KS_OK);
+    seen = active_at(&f->ks, T0 + 30);
     assert_int_equal(seen.secrets, 3);
-    seen = active_at(f->db, T0 + 10 + HOUR);
+    seen = active_at(&f->ks, T0 + 10 + HOUR);
     assert_int_equal(seen.secrets, 2);
     assert_true(seen_has(&seen, s2) && seen_has(&seen, s3));
-    assert_int_equal(ks_rotate(f->db, k.id, 0, T0 + 40, &r, s1, &err), KS_OK);
+    assert_int_equal(ks_rotate(&f->ks, k.id, 0, T0 + 40, &r, s1, &err), KS_OK);
     assert_int_equal(r.rotated_until_ms, 0);
-    seen = active_at(f->db, T0 + 41);
+    seen = active_at(&f->ks, T0 + 41);
     assert_int_equal(seen.secrets, 1);
     assert_true(seen_has(&seen, s1)); /* s1 now holds the newest */
     assert_false(seen_has(&seen, s3));
 
-    assert_int_equal(ks_rotate(f->db, "key_nope", 0, T0, &r, s2, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_rotate(&f->ks, "key_nope", 0, T0, &r, s2, &err), KS_NOT_FOUND);
     assert_string_equal(s2, "");
 }
 
@@ -408,32 +412,32 @@ static void test_revoke(void **state)
     struct ks_new req = new_req("pro");
     struct ks_key k, r, other;
     char s1[APIKEY_SECRET_MAX], s2[APIKEY_SECRET_MAX], so[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, s1);
-    create(f->db, &req, T0, &other, so);
+    create(&f->ks, &req, T0, &k, s1);
+    create(&f->ks, &req, T0, &other, so);
     char *err = NULL;
-    assert_int_equal(ks_rotate(f->db, k.id, HOUR, T0 + 1, &r, s2, &err), KS_OK);
+    assert_int_equal(ks_rotate(&f->ks, k.id, HOUR, T0 + 1, &r, s2, &err), KS_OK);
     char rt[KS_REFRESH_MAX], next[KS_REFRESH_MAX];
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, DAY, T0 + 1, rt, &err), KS_OK);
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, DAY, T0 + 1, rt, &err), KS_OK);
 
-    assert_int_equal(ks_revoke(f->db, k.id, T0 + 5, &r, &err), KS_OK);
+    assert_int_equal(ks_revoke(&f->ks, k.id, T0 + 5, &r, &err), KS_OK);
     assert_int_equal(r.state, KS_REVOKED);
     assert_int_equal(r.revoked_ms, T0 + 5);
-    struct seen seen = active_at(f->db, T0 + 6);
+    struct seen seen = active_at(&f->ks, T0 + 6);
     assert_int_equal(seen.keys, 1); /* only the other key */
     assert_false(seen_has(&seen, s1));
     assert_false(seen_has(&seen, s2));
     assert_true(seen_has(&seen, so));
 
     struct ks_key got;
-    assert_int_equal(ks_refresh_spend(f->db, rt, DAY, T0 + 6, &got, next, &err), KS_SPENT_INVALID);
+    assert_int_equal(ks_refresh_spend(&f->ks, rt, DAY, T0 + 6, &got, next, &err), KS_SPENT_INVALID);
     assert_null(err);
     assert_string_equal(next, "");
 
     /* Idempotent; keeps the first revocation time. Not rotatable. */
-    assert_int_equal(ks_revoke(f->db, k.id, T0 + 9, &r, &err), KS_OK);
+    assert_int_equal(ks_revoke(&f->ks, k.id, T0 + 9, &r, &err), KS_OK);
     assert_int_equal(r.revoked_ms, T0 + 5);
-    assert_int_equal(ks_rotate(f->db, k.id, 0, T0 + 9, &r, s2, &err), KS_NOT_FOUND);
-    assert_int_equal(ks_revoke(f->db, "key_nope", T0, &r, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_rotate(&f->ks, k.id, 0, T0 + 9, &r, s2, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_revoke(&f->ks, "key_nope", T0, &r, &err), KS_NOT_FOUND);
     assert_null(err);
 }
 
@@ -444,16 +448,16 @@ static void test_expiry(void **state)
     req.expires_ms = T0 + DAY;
     struct ks_key k, got;
     char s[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, s);
+    create(&f->ks, &req, T0, &k, s);
     assert_int_equal(k.expires_ms, T0 + DAY);
-    assert_int_equal(active_at(f->db, T0 + DAY - 1).keys, 1);
-    assert_int_equal(active_at(f->db, T0 + DAY).keys, 0);
+    assert_int_equal(active_at(&f->ks, T0 + DAY - 1).keys, 1);
+    assert_int_equal(active_at(&f->ks, T0 + DAY).keys, 0);
 
     /* A refresh token outliving the key is worthless after it. */
     char *err = NULL;
     char rt[KS_REFRESH_MAX], next[KS_REFRESH_MAX];
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, 2 * DAY, T0, rt, &err), KS_OK);
-    assert_int_equal(ks_refresh_spend(f->db, rt, DAY, T0 + DAY, &got, next, &err),
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, 2 * DAY, T0, rt, &err), KS_OK);
+    assert_int_equal(ks_refresh_spend(&f->ks, rt, DAY, T0 + DAY, &got, next, &err),
                      KS_SPENT_INVALID);
 }
 
@@ -465,47 +469,48 @@ static void test_refresh(void **state)
     struct ks_new req = new_req("pro");
     struct ks_key k, got;
     char s[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, s);
+    create(&f->ks, &req, T0, &k, s);
     char *err = NULL;
     char rt1[KS_REFRESH_MAX], rt2[KS_REFRESH_MAX], rt3[KS_REFRESH_MAX], other[KS_REFRESH_MAX];
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, rt1, &err), KS_OK);
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, HOUR, T0, rt1, &err), KS_OK);
     assert_int_equal(strlen(rt1), 3 + APIKEY_B62_LEN);
     assert_memory_equal(rt1, "rt_", 3);
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, other, &err), KS_OK);
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, HOUR, T0, other, &err), KS_OK);
 
     /* Spend: the key comes back with a successor. */
-    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 10, &got, rt2, &err), KS_SPENT_OK);
+    assert_int_equal(ks_refresh_spend(&f->ks, rt1, HOUR, T0 + 10, &got, rt2, &err), KS_SPENT_OK);
     assert_string_equal(got.id, k.id);
     assert_memory_equal(rt2, "rt_", 3);
     assert_string_not_equal(rt1, rt2);
 
     /* The successor is spendable once... */
-    assert_int_equal(ks_refresh_spend(f->db, rt2, HOUR, T0 + 20, &got, rt3, &err), KS_SPENT_OK);
+    assert_int_equal(ks_refresh_spend(&f->ks, rt2, HOUR, T0 + 20, &got, rt3, &err), KS_SPENT_OK);
     /* ...and a replay of rt1 revokes the family: rt3 dies with it. */
-    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 30, &got, rt2, &err), KS_SPENT_REUSED);
+    assert_int_equal(ks_refresh_spend(&f->ks, rt1, HOUR, T0 + 30, &got, rt2, &err),
+                     KS_SPENT_REUSED);
     assert_string_equal(rt2, "");
-    assert_int_equal(ks_refresh_spend(f->db, rt3, HOUR, T0 + 31, &got, rt2, &err),
+    assert_int_equal(ks_refresh_spend(&f->ks, rt3, HOUR, T0 + 31, &got, rt2, &err),
                      KS_SPENT_INVALID);
-    assert_int_equal(ks_refresh_spend(f->db, rt1, HOUR, T0 + 32, &got, rt2, &err),
+    assert_int_equal(ks_refresh_spend(&f->ks, rt1, HOUR, T0 + 32, &got, rt2, &err),
                      KS_SPENT_INVALID); /* revoked now: nothing more to revoke */
 
     /* Another family is untouched; expiry; garbage. */
-    assert_int_equal(ks_refresh_spend(f->db, other, HOUR, T0 + HOUR, &got, rt2, &err),
+    assert_int_equal(ks_refresh_spend(&f->ks, other, HOUR, T0 + HOUR, &got, rt2, &err),
                      KS_SPENT_INVALID); /* expired at T0 + HOUR */
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0, other, &err), KS_OK);
-    assert_int_equal(ks_refresh_spend(f->db, other, HOUR, T0 + HOUR - 1, &got, rt2, &err),
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, HOUR, T0, other, &err), KS_OK);
+    assert_int_equal(ks_refresh_spend(&f->ks, other, HOUR, T0 + HOUR - 1, &got, rt2, &err),
                      KS_SPENT_OK);
-    assert_int_equal(ks_refresh_spend(f->db, "rt_nope", HOUR, T0, &got, rt3, &err),
+    assert_int_equal(ks_refresh_spend(&f->ks, "rt_nope", HOUR, T0, &got, rt3, &err),
                      KS_SPENT_INVALID);
-    assert_int_equal(ks_refresh_spend(f->db, "rt_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg", HOUR,
-                                      T0, &got, rt3, &err),
+    assert_int_equal(ks_refresh_spend(&f->ks, "rt_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg",
+                                      HOUR, T0, &got, rt3, &err),
                      KS_SPENT_INVALID);
-    assert_int_equal(ks_refresh_spend(f->db, s, HOUR, T0, &got, rt3, &err), KS_SPENT_INVALID);
+    assert_int_equal(ks_refresh_spend(&f->ks, s, HOUR, T0, &got, rt3, &err), KS_SPENT_INVALID);
     assert_null(err);
 
     /* Issuing prunes expired rows. */
     sqlite3_stmt *st;
-    assert_int_equal(ks_refresh_issue(f->db, k.id, NULL, HOUR, T0 + 10 * HOUR, rt3, &err), KS_OK);
+    assert_int_equal(ks_refresh_issue(&f->ks, k.id, NULL, HOUR, T0 + 10 * HOUR, rt3, &err), KS_OK);
     assert_int_equal(
         sqlite3_prepare_v2(f->db, "SELECT count(*) FROM refresh_tokens", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -521,15 +526,15 @@ static void test_touch(void **state)
     struct ks_new req = new_req("pro");
     struct ks_key k, got;
     char s[APIKEY_SECRET_MAX];
-    create(f->db, &req, T0, &k, s);
+    create(&f->ks, &req, T0, &k, s);
     char *err = NULL;
-    ks_touch(f->db, k.id, T0 + 100);
-    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    ks_touch(&f->ks, k.id, T0 + 100);
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
     assert_int_equal(got.last_used_ms, T0 + 100);
-    ks_touch(f->db, k.id, T0 + 50); /* never backwards */
-    assert_int_equal(ks_get(f->db, k.id, &got, &err), KS_OK);
+    ks_touch(&f->ks, k.id, T0 + 50); /* never backwards */
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
     assert_int_equal(got.last_used_ms, T0 + 100);
-    ks_touch(f->db, "key_nope", T0); /* harmless */
+    ks_touch(&f->ks, "key_nope", T0); /* harmless */
 }
 
 static void test_json(void **state)

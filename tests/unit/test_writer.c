@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/keystore.h"
 #include "store/db.h"
 #include "store/writer.h"
 
@@ -27,6 +28,7 @@
 
 struct fixture {
     char dir[64];
+    struct ks_db ks; /* the writer's connection, one writer per test */
     uv_loop_t loop;
     uv_thread_t loop_thread;
 };
@@ -58,6 +60,22 @@ static sqlite3 *open_db(const struct fixture *f)
         fprintf(stderr, "%s\n", err);
     assert_non_null(db);
     return db;
+}
+
+/* The writer's connection, with ks_changed's mark set: from here on it
+ * reports only what other connections commit. */
+static struct ks_db *open_ks(struct fixture *f)
+{
+    f->ks.sql = open_db(f);
+    ks_changed(&f->ks);
+    return &f->ks;
+}
+
+/* The writer leaves its connection to its owner. */
+static void stop_writer(struct fixture *f, struct dbw *w)
+{
+    dbw_stop(w);
+    ks_close(&f->ks);
 }
 
 static int setup(void **state)
@@ -129,8 +147,9 @@ struct op_arg {
     int i;
 };
 
-static void op_run(sqlite3 *db, void *p)
+static void op_run(struct ks_db *ks, void *p)
 {
+    sqlite3 *db = ks->sql;
     struct op_arg *a = p;
     char sql[96];
     snprintf(sql, sizeof(sql), "INSERT INTO t (i) VALUES (%d)", a->i);
@@ -153,8 +172,9 @@ static void op_done(void *p)
     a->c->done++;
 }
 
-static void create_t(sqlite3 *db, void *arg)
+static void create_t(struct ks_db *ks, void *arg)
 {
+    sqlite3 *db = ks->sql;
     (void)arg;
     if (sqlite3_exec(db, "CREATE TABLE t (i INTEGER)", NULL, NULL, NULL) != SQLITE_OK)
         abort(); /* the writer thread */
@@ -163,7 +183,7 @@ static void create_t(sqlite3 *db, void *arg)
 static void test_submit_order(void **state)
 {
     struct fixture *f = *state;
-    struct dbw *w = dbw_start(open_db(f), 1000, NULL, NULL);
+    struct dbw *w = dbw_start(open_ks(f), 1000, NULL, NULL);
     dbw_post(w, create_t, NULL);
 
     struct counts *c = calloc(1, sizeof(*c));
@@ -184,7 +204,7 @@ static void test_submit_order(void **state)
         assert_int_equal(c->run_order[i], i);
         assert_true(c->ran_first[i]);
     }
-    dbw_stop(w);
+    stop_writer(f, w);
 
     /* They all committed, in order. */
     sqlite3 *db = open_db(f);
@@ -225,8 +245,9 @@ static void other_main(void *p)
         abort();
 }
 
-static void count_run(sqlite3 *db, void *p)
+static void count_run(struct ks_db *ks, void *p)
 {
+    sqlite3 *db = ks->sql;
     (void)db;
     atomic_fetch_add((atomic_int *)p, 1);
 }
@@ -234,7 +255,7 @@ static void count_run(sqlite3 *db, void *p)
 static void test_two_loops_and_post(void **state)
 {
     struct fixture *f = *state;
-    struct dbw *w = dbw_start(open_db(f), 1000, NULL, NULL);
+    struct dbw *w = dbw_start(open_ks(f), 1000, NULL, NULL);
     dbw_post(w, create_t, NULL);
     struct other_loop *o = calloc(1, sizeof(*o));
     o->w = w;
@@ -247,7 +268,7 @@ static void test_two_loops_and_post(void **state)
     assert_int_equal(uv_thread_join(&th), 0);
     assert_int_equal(o->c.done, N_OPS);
     assert_false(o->c.wrong_thread);
-    dbw_stop(w); /* runs whatever posts are left */
+    stop_writer(f, w); /* runs whatever posts are left */
     assert_int_equal(atomic_load(&posted), N_OPS);
     free(o);
 }
@@ -260,9 +281,10 @@ struct ticks {
     bool last_changed;
 };
 
-static void on_tick(sqlite3 *db, bool changed_elsewhere, void *arg)
+static void on_tick(struct ks_db *ks, void *arg)
 {
-    (void)db;
+    /* What the gateway's tick asks: did another connection commit? */
+    bool changed_elsewhere = ks_changed(ks);
     struct ticks *t = arg;
     pthread_mutex_lock(&t->mu);
     t->total++;
@@ -296,7 +318,7 @@ static void test_tick_changed_elsewhere(void **state)
 {
     struct fixture *f = *state;
     struct ticks t = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct dbw *w = dbw_start(open_db(f), 5, on_tick, &t);
+    struct dbw *w = dbw_start(open_ks(f), 5, on_tick, &t);
 
     /* Idle ticks: nothing changed. */
     struct tick_wait tw = {&t, 3, 0};
@@ -327,7 +349,7 @@ static void test_tick_changed_elsewhere(void **state)
     assert_false(s.last_changed);
 
     db_close(cli);
-    dbw_stop(w);
+    stop_writer(f, w);
     pthread_mutex_destroy(&t.mu);
 }
 
@@ -336,21 +358,22 @@ static void test_kick(void **state)
 {
     struct fixture *f = *state;
     struct ticks t = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct dbw *w = dbw_start(open_db(f), 60000, on_tick, &t);
+    struct dbw *w = dbw_start(open_ks(f), 60000, on_tick, &t);
     for (int k = 1; k <= 3; k++) {
         dbw_kick(w);
         struct tick_wait tw = {&t, k, 0};
         assert_true(run_until(&f->loop, ticks_reached, &tw));
     }
-    dbw_stop(w);
+    stop_writer(f, w);
     assert_int_equal(snap(&t).total, 4); /* three kicks and the last tick of the stop */
     pthread_mutex_destroy(&t.mu);
 }
 
 /* ---- stop --------------------------------------------------------------- */
 
-static void slow_run(sqlite3 *db, void *p)
+static void slow_run(struct ks_db *ks, void *p)
 {
+    sqlite3 *db = ks->sql;
     (void)db;
     usleep(1000);
     atomic_fetch_add((atomic_int *)p, 1);
@@ -365,7 +388,7 @@ static void test_stop_runs_queue(void **state)
 {
     struct fixture *f = *state;
     struct ticks t = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct dbw *w = dbw_start(open_db(f), 60000, on_tick, &t);
+    struct dbw *w = dbw_start(open_ks(f), 60000, on_tick, &t);
     atomic_int ran = 0;
     for (int i = 0; i < 10; i++)
         dbw_submit(w, &f->loop, slow_run, count_done, &ran);
@@ -373,14 +396,14 @@ static void test_stop_runs_queue(void **state)
         dbw_post(w, slow_run, &ran);
     /* Stop at once: the queue still runs, then the loop collects the
      * completions (the contract: the loop outlives its operations). */
-    dbw_stop(w);
+    stop_writer(f, w);
     assert_int_equal(atomic_load(&ran), 20);
     assert_true(snap(&t).total >= 1);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     pthread_mutex_destroy(&t.mu);
 
     /* A writer stopped without ever working. */
-    dbw_stop(dbw_start(open_db(f), 10, NULL, NULL));
+    stop_writer(f, dbw_start(open_ks(f), 10, NULL, NULL));
 }
 
 int main(void)
