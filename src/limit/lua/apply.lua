@@ -16,24 +16,39 @@
 -- Returns {allowed, now_us, then per limit: allowed, limit, remaining,
 -- reset_us, retry_after_us}: the fields of struct lim_decision.
 --
--- State: a hash {t, n, p} per counter (struct lim_state); for concurrency a
+-- State: per counter, its struct lim_state {t, n, p} as a 24-byte string,
+-- three little-endian doubles (struct.pack('<ddd')), written with
+-- SET ... PX: one GET and one SET per counter, and no decimal to parse or
+-- print; doubles hold the state's integers exactly. For concurrency, a
 -- sorted set of lease members "<lease>:<k>" scored by their expiry. Every
--- key written gets a TTL, so Redis memory stays bounded.
+-- key written gets a TTL, so Redis memory stays bounded. (Counters were
+-- hashes {t, n, p} before; one left by an older version is still read, and
+-- becomes a string on its next write.)
 --
 -- Lua numbers are doubles. algo.c keeps every value an exact integer below
--- 2^53 and every division a floor; idiv below floors exactly, so each
--- decision here is the C one bit for bit.
+-- 2^53 and every division a floor of integers. For integers |a| < 2^53 and
+-- b >= 1 the double quotient a / b, rounded to nearest, never reaches the
+-- next integer up (that takes |a| >= 2^53), so Lua 5.1's a % b, which is
+-- a - floor(a / b) * b, is the exact floored remainder and
+-- (a - a % b) / b the exact floored quotient: each decision here is the C
+-- one bit for bit.
+--
+-- Speed: the whole body runs on every EVALSHA, so the common path defines
+-- no function and builds no table beyond the reply (and, for several
+-- limits, one table of working state), divides with % instead of calling
+-- math.floor, and compares the usual small arguments as strings before
+-- converting them.
 
 -- Scripts that read TIME and then write must replicate their effects; the
 -- default from Redis 5 on, and required before (3.2 to 4).
+local redis = redis
 if redis.replicate_commands then
     redis.replicate_commands()
 end
 
-local FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, CONCURRENCY = 1, 2, 3, 4
-
-local SECOND_US = 1000000
-local MS_US = 1000
+-- Constants (algo.c): FIXED_WINDOW 1, SLIDING_WINDOW 2, TOKEN_BUCKET 3,
+-- CONCURRENCY 4; a window is at least 1 ms and at most 2^44 us; a count or
+-- burst above 2^32 - 1 counts as 2^32 - 1; tau at most 2^52 us.
 local MAX_WINDOW_US = 17592186044416 -- 2^44
 local MAX_TAU_US = 4503599627370496 -- 2^52
 local U32_MAX = 4294967295
@@ -42,368 +57,323 @@ local U32_MAX = 4294967295
 -- keeping the key a second longer changes no decision; it only keeps Redis
 -- from dropping a state a hair early (rounding, the time between calls).
 local TTL_SLACK_MS = 1000
-local CHUNK = 1000 -- members per ZADD/ZREM: unpack has a stack bound
 
--- floor(a / b) of integers, b > 0: the float quotient corrected, exact for
--- |a|, b < 2^53.
-local function idiv(a, b)
-    local q = math.floor(a / b)
-    local r = a - q * b
-    while r < 0 do
-        q = q - 1
-        r = r + b
-    end
-    while r >= b do
-        q = q + 1
-        r = r - b
-    end
-    return q
-end
-
--- An argument that must be an integer; <what> names it in the error.
-local function int_arg(s, what)
-    local v = tonumber(s)
-    if v == nil or v ~= math.floor(v) or v ~= v or v == math.huge or v == -math.huge then
-        error('sluice: bad ' .. what .. ': ' .. tostring(s))
-    end
-    return v
-end
-
--- A number as Redis should store it: all digits, no exponent.
-local function fmt(x)
-    return string.format('%.0f', x)
-end
-
-local function lim_window(l)
-    if l.window_us < MS_US then
-        return MS_US
-    end
-    if l.window_us > MAX_WINDOW_US then
-        return MAX_WINDOW_US
-    end
-    return l.window_us
-end
-
-local function lim_count(l)
-    if l.count > U32_MAX then
-        return U32_MAX
-    end
-    return l.count
-end
-
--- Floored, like algo.c's lim_window_start.
-local function window_start(now, w)
-    return now - (now - idiv(now, w) * w)
-end
-
-local function decision(limit)
-    return {allowed = false, limit = limit, remaining = 0, reset_us = 0, retry_after_us = 0}
-end
-
-local function lim_fixed(l, s, now, cost)
-    local w, count = lim_window(l), lim_count(l)
-    local start = window_start(now, w)
-    local d = decision(count)
-    d.reset_us = start + w - now
-    local n = 0
-    if s.t == start then
-        n = s.n
-    end
-    if n + cost > count then
-        d.retry_after_us = start + w - now
-        return d
-    end
-    n = n + cost
-    s.t = start
-    s.n = n
-    d.allowed = true
-    d.remaining = count - n
-    return d
-end
-
-local function sw_weight(w_ms, e_ms)
-    return idiv((w_ms - e_ms) * 1000, w_ms)
-end
-
-local function sw_first_ms(w_ms, e_last, p, budget)
-    if budget < 0 then
-        return -1
-    end
-    if p == 0 then
-        return 0
-    end
-    local q = idiv(budget, p)
-    if q >= 1000 then
-        return 0
-    end
-    local e = w_ms - idiv((q + 1) * w_ms - 1, 1000)
-    if e < 0 then
-        e = 0
-    end
-    if e <= e_last then
-        return e
-    end
-    return -1
-end
-
-local function lim_sliding(l, s, now, cost)
-    local w, count = lim_window(l), lim_count(l)
-    local start = window_start(now, w)
-    local n, p
-    if s.t == start then
-        n, p = s.n, s.p
-    elseif s.t == start - w then
-        n, p = 0, s.n
-    else
-        n, p = 0, 0
-    end
-
-    local w_ms = idiv(w, MS_US)
-    local e_ms = idiv(now - start, MS_US)
-    local estimate_pm = p * sw_weight(w_ms, e_ms) + n * 1000
-    local d = decision(count)
-
-    if estimate_pm + cost * 1000 <= count * 1000 then
-        n = n + cost
-        s.t = start
-        s.n = n
-        s.p = p
-        d.allowed = true
-        d.remaining = idiv(count * 1000 - estimate_pm - cost * 1000, 1000)
-    elseif cost > count then
-        d.retry_after_us = w
-    else
-        local e_last = idiv(w - 1, MS_US)
-        local at
-        local e = sw_first_ms(w_ms, e_last, p, (count - n - cost) * 1000)
-        if e >= 0 then
-            at = start + e * MS_US
-        else
-            e = sw_first_ms(w_ms, e_last, n, (count - cost) * 1000)
-            if e >= 0 then
-                at = start + w + e * MS_US
-            else
-                at = start + 2 * w
-            end
-        end
-        d.retry_after_us = at - now
-    end
-
-    local full_at
-    if n > 0 then
-        full_at = start + 2 * w
-    elseif p > 0 then
-        full_at = start + w
-    else
-        full_at = now
-    end
-    d.reset_us = full_at - now
-    return d
-end
-
-local function lim_gcra(l, s, now, cost)
-    local w, count = lim_window(l), lim_count(l)
-    local t_us = w
-    if count > 0 then
-        t_us = idiv(w, count)
-    end
-    if t_us < 1 then
-        t_us = 1
-    end
-    local b = count
-    if l.burst > 0 then
-        b = l.burst
-        if b > U32_MAX then
-            b = U32_MAX
-        end
-    end
-    if b > idiv(MAX_TAU_US, t_us) then
-        b = idiv(MAX_TAU_US, t_us)
-    end
-    local d = decision(b)
-    local tat = now
-    if s.t > now then
-        tat = s.t
-    end
-
-    if count == 0 or cost > b then
-        d.retry_after_us = w
-        d.reset_us = tat - now
-        return d
-    end
-
-    local tau = t_us * b
-    local new_tat = tat + t_us * cost
-    local allow_at = new_tat - tau
-    if now < allow_at then
-        d.retry_after_us = allow_at - now
-        d.reset_us = tat - now
-        return d
-    end
-    s.t = new_tat
-    d.allowed = true
-    d.remaining = idiv(tau - (new_tat - now), t_us)
-    d.reset_us = new_tat - now
-    return d
-end
-
-local function lim_concurrency(l, s, cost)
-    local count = lim_count(l)
-    local n = s.n
-    local d = decision(count)
-    if n + cost > count then
-        d.retry_after_us = SECOND_US
-        return d
-    end
-    n = n + cost
-    s.n = n
-    d.allowed = true
-    d.remaining = count - n
-    return d
-end
-
-local function lim_apply(l, s, now, cost)
-    if l.algorithm == FIXED_WINDOW then
-        return lim_fixed(l, s, now, cost)
-    elseif l.algorithm == TOKEN_BUCKET then
-        return lim_gcra(l, s, now, cost)
-    elseif l.algorithm == CONCURRENCY then
-        return lim_concurrency(l, s, cost)
-    end
-    -- SLIDING_WINDOW, and the default (0) or anything unknown, as algo.c.
-    return lim_sliding(l, s, now, cost)
-end
-
--- algo.c's lim_expiry; nil for "never" (concurrency slots held).
-local function lim_expiry(l, s)
-    if l.algorithm == FIXED_WINDOW then
-        return s.t + lim_window(l)
-    elseif l.algorithm == TOKEN_BUCKET then
-        return s.t
-    elseif l.algorithm == CONCURRENCY then
-        if s.n == 0 then
-            return 0
-        end
-        return nil
-    end
-    return s.t + 2 * lim_window(l)
-end
-
--- Milliseconds from <now> to <at> (both in us), rounded up, plus the slack.
-local function ttl_ms(at, now)
-    local ms = idiv(at - now + MS_US - 1, MS_US)
-    if ms < 0 then
-        ms = 0
-    end
-    return ms + TTL_SLACK_MS
-end
+local call, tonumber = redis.call, tonumber
+local KEYS, ARGV = KEYS, ARGV
 
 -- ---- arguments ----------------------------------------------------------
 
-local n_limits = #KEYS
-if #ARGV ~= 4 + 4 * n_limits then
-    return redis.error_reply('sluice: expected ' .. (4 + 4 * n_limits) .. ' arguments for ' ..
-                             n_limits .. ' keys, got ' .. #ARGV)
+local nk = #KEYS
+if #ARGV ~= 4 + 4 * nk then
+    return redis.error_reply('sluice: expected ' .. (4 + 4 * nk) .. ' arguments for ' .. nk ..
+                             ' keys, got ' .. #ARGV)
 end
 
-local now
-if ARGV[1] == '' then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * SECOND_US + tonumber(t[2])
+-- An integer argument: v % 1 ~= 0 for fractions, NaN and infinities alike.
+local now = ARGV[1]
+if now == '' then
+    local tm = call('TIME')
+    now = tm[1] * 1000000 + tm[2]
 else
-    now = int_arg(ARGV[1], 'now')
+    local v = tonumber(now)
+    if v == nil or v % 1 ~= 0 then
+        error('sluice: bad now: ' .. tostring(now))
+    end
+    now = v
 end
-local cost = int_arg(ARGV[2], 'cost')
+local cost = ARGV[2]
+if cost == '1' then
+    cost = 1
+else
+    cost = tonumber(cost)
+end
+if cost == nil or cost % 1 ~= 0 then
+    error('sluice: bad cost: ' .. tostring(ARGV[2]))
+end
 local lease = ARGV[3]
-local lease_ttl = int_arg(ARGV[4], 'lease ttl')
+local lease_ttl = ARGV[4]
+if lease_ttl == '0' then
+    lease_ttl = 0
+else
+    lease_ttl = tonumber(lease_ttl)
+end
+if lease_ttl == nil or lease_ttl % 1 ~= 0 then
+    error('sluice: bad lease ttl: ' .. tostring(ARGV[4]))
+end
 if cost < 0 then
     return redis.error_reply('sluice: negative cost')
 end
 
-local limits = {}
-for i = 1, n_limits do
-    local a = 4 + 4 * (i - 1)
-    local l = {
-        algorithm = int_arg(ARGV[a + 1], 'algorithm'),
-        count = int_arg(ARGV[a + 2], 'count'),
-        window_us = int_arg(ARGV[a + 3], 'window'),
-        burst = int_arg(ARGV[a + 4], 'burst'),
-    }
-    if l.count < 0 or l.burst < 0 then
+-- ---- read and decide, limit by limit ------------------------------------
+--
+-- Nothing is written before every argument is checked and every limit
+-- decided: a bad argument is an error reply that changed nothing, and a
+-- denied request consumes nothing anywhere. Each key has one working copy
+-- of its state (repeated keys share it, as in lim_store_apply): for one
+-- limit the locals t, n, p; for several, G holds per limit i, from
+-- 6(i-1)+1: the slot (first limit of its key), the expiry offset (see the
+-- write), and for a slot t, n, p and the held leases (false: not a sorted
+-- set).
+
+if nk == 0 then
+    return {1, now}
+end
+local reply, G
+if nk == 1 then
+    reply = {1, now, 0, 0, 0, 0, 0}
+elseif nk == 2 then
+    reply = {1, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    G = {false, false, false, false, false, false, false, false, false, false, false, false}
+else
+    reply = {1, now}
+    G = {}
+end
+local t, n, p = 0, 0, 0 -- the state of limit i's key
+local off = 0 -- limit i's expiry: t + off; false for concurrency
+local held = false -- limit i's key is a sorted set of <held> live leases
+local any_lease = false
+
+for i = 1, nk do
+    local a = 4 * i
+    local alg = ARGV[a + 1]
+    if alg == '2' then
+        alg = 2
+    elseif alg == '3' then
+        alg = 3
+    else
+        alg = tonumber(alg)
+    end
+    if alg == nil or alg % 1 ~= 0 then
+        error('sluice: bad algorithm: ' .. tostring(ARGV[a + 1]))
+    end
+    local count = tonumber(ARGV[a + 2])
+    if count == nil or count % 1 ~= 0 then
+        error('sluice: bad count: ' .. tostring(ARGV[a + 2]))
+    end
+    local w = tonumber(ARGV[a + 3])
+    if w == nil or w % 1 ~= 0 then
+        error('sluice: bad window: ' .. tostring(ARGV[a + 3]))
+    end
+    local burst = ARGV[a + 4]
+    if burst == '0' then
+        burst = 0
+    else
+        burst = tonumber(burst)
+    end
+    if burst == nil or burst % 1 ~= 0 then
+        error('sluice: bad burst: ' .. tostring(ARGV[a + 4]))
+    end
+    if count < 0 or burst < 0 then
         return redis.error_reply('sluice: negative count or burst')
     end
-    if l.algorithm == CONCURRENCY and (lease == '' or lease_ttl <= 0) then
+    if alg == 4 and (lease == '' or lease_ttl <= 0) then
         return redis.error_reply('sluice: a concurrency limit needs a lease and a lease ttl')
     end
-    limits[i] = l
-end
 
--- ---- read: one working copy per key (repeated keys share it) -----------
-
-local states, keys = {}, {}
-for i = 1, n_limits do
+    -- The key's state: the working copy, or read now.
     local k = KEYS[i]
-    if states[k] == nil then
-        local s
-        if limits[i].algorithm == CONCURRENCY then
-            -- Expired leases first: a gateway that died holds nothing.
-            redis.call('ZREMRANGEBYSCORE', k, '-inf', fmt(now))
-            local held = redis.call('ZCARD', k)
-            s = {t = 0, n = held, p = 0, leases = true, held = held}
-        else
-            local v = redis.call('HMGET', k, 't', 'n', 'p')
-            s = {t = tonumber(v[1]) or 0, n = tonumber(v[2]) or 0, p = tonumber(v[3]) or 0}
+    local slot = i
+    for j = 1, i - 1 do
+        if KEYS[j] == k then
+            slot = j -- the first limit of a key is its slot
+            break
         end
-        states[k] = s
-        keys[#keys + 1] = k
+    end
+    local g = 6 * slot - 6
+    if slot ~= i then
+        t, n, p, held = G[g + 3], G[g + 4], G[g + 5], G[g + 6]
+    elseif alg == 4 then
+        -- The live leases (the expired ones are dropped at the write: a
+        -- gateway that died holds nothing).
+        held = call('ZCOUNT', k, '(' .. string.format('%.0f', now), '+inf')
+        t, n, p = 0, held, 0
+        any_lease = true
+    else
+        held = false
+        t, n, p = 0, 0, 0
+        local v = redis.pcall('GET', k)
+        if v then
+            if v.err then -- (on a string: string.err, nil)
+                -- WRONGTYPE: a hash {t, n, p} from an older version.
+                v = call('HMGET', k, 't', 'n', 'p')
+                t, n, p = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+            else
+                t, n, p = struct.unpack('<ddd', v)
+            end
+        end
+    end
+
+    if count > U32_MAX then
+        count = U32_MAX
+    end
+    if w < 1000 then
+        w = 1000
+    elseif w > MAX_WINDOW_US then
+        w = MAX_WINDOW_US
+    end
+    local ok, limit, remaining, reset, retry = 0, count, 0, 0, 0
+
+    if alg == 1 then
+        -- lim_fixed
+        off = w
+        local start = now - now % w
+        reset = start + w - now
+        local m = 0
+        if t == start then
+            m = n
+        end
+        if m + cost > count then
+            retry = reset
+        else
+            m = m + cost
+            t, n = start, m
+            ok, remaining = 1, count - m
+        end
+    elseif alg == 3 then
+        -- lim_gcra
+        off = 0
+        local t_us = w
+        if count > 0 then
+            t_us = (w - w % count) / count
+        end
+        if t_us < 1 then
+            t_us = 1
+        end
+        local b = count
+        if burst > 0 then
+            b = burst
+            if b > U32_MAX then
+                b = U32_MAX
+            end
+        end
+        local bmax = (MAX_TAU_US - MAX_TAU_US % t_us) / t_us
+        if b > bmax then
+            b = bmax
+        end
+        limit = b
+        local tat = now
+        if t > now then
+            tat = t
+        end
+        if count == 0 or cost > b then
+            retry, reset = w, tat - now
+        else
+            local tau = t_us * b
+            local new_tat = tat + t_us * cost
+            local allow_at = new_tat - tau
+            if now < allow_at then
+                retry, reset = allow_at - now, tat - now
+            else
+                t = new_tat
+                local x = tau - (new_tat - now)
+                ok, remaining, reset = 1, (x - x % t_us) / t_us, new_tat - now
+            end
+        end
+    elseif alg == 4 then
+        -- lim_concurrency
+        off = false
+        if n + cost > count then
+            retry = 1000000
+        else
+            n = n + cost
+            ok, remaining = 1, count - n
+        end
+    else
+        -- lim_sliding: SLIDING_WINDOW, and the default (0) or anything
+        -- unknown, as algo.c.
+        off = 2 * w
+        local start = now - now % w
+        local m, q = 0, 0 -- this window's count and the previous one's
+        if t == start then
+            m, q = n, p
+        elseif t == start - w then
+            q = n
+        end
+        local w_ms = (w - w % 1000) / 1000
+        local e_ms = now - start
+        e_ms = (e_ms - e_ms % 1000) / 1000
+        local x = (w_ms - e_ms) * 1000
+        local estimate_pm = q * ((x - x % w_ms) / w_ms) + m * 1000
+        if estimate_pm + cost * 1000 <= count * 1000 then
+            m = m + cost
+            t, n, p = start, m, q
+            x = count * 1000 - estimate_pm - cost * 1000
+            ok, remaining = 1, (x - x % 1000) / 1000
+        elseif cost > count then
+            retry = w
+        else
+            -- lim_sw_first_ms on this window (previous count q, budget
+            -- (count - m - cost) per mille), then on the next (previous
+            -- count m, budget (count - cost)), else two windows on.
+            local e_last = (w - 1 - (w - 1) % 1000) / 1000
+            local at = start + 2 * w
+            local base, prev, budget = start, q, (count - m - cost) * 1000
+            for _ = 1, 2 do
+                local e = -1
+                if budget >= 0 then
+                    e = 0
+                    if prev ~= 0 then
+                        local r = (budget - budget % prev) / prev
+                        if r < 1000 then
+                            x = (r + 1) * w_ms - 1
+                            e = w_ms - (x - x % 1000) / 1000
+                            if e < 0 then
+                                e = 0
+                            end
+                            if e > e_last then
+                                e = -1
+                            end
+                        end
+                    end
+                end
+                if e >= 0 then
+                    at = base + e * 1000
+                    break
+                end
+                base, prev, budget = start + w, m, (count - cost) * 1000
+            end
+            retry = at - now
+        end
+        if m > 0 then
+            reset = start + 2 * w - now
+        elseif q > 0 then
+            reset = start + w - now
+        end
+    end
+
+    if ok == 0 then
+        reply[1] = 0
+    end
+    local r = 5 * i - 2
+    reply[r], reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4] =
+        ok, limit, remaining, reset, retry
+    if G then
+        G[6 * i - 5], G[6 * i - 4] = slot, off
+        G[g + 3], G[g + 4], G[g + 5], G[g + 6] = t, n, p, held
     end
 end
-
--- ---- decide, on the copies ----------------------------------------------
-
-local reply = {0, now}
-local allowed = true
-for i = 1, n_limits do
-    local d = lim_apply(limits[i], states[KEYS[i]], now, cost)
-    if not d.allowed then
-        allowed = false
-    end
-    local r = #reply
-    reply[r + 1] = d.allowed and 1 or 0
-    reply[r + 2] = d.limit
-    reply[r + 3] = d.remaining
-    reply[r + 4] = d.reset_us
-    reply[r + 5] = d.retry_after_us
-end
-if not allowed then
-    -- A denied request consumes nothing anywhere.
-    return reply
-end
-reply[1] = 1
 
 -- ---- write back, all of them --------------------------------------------
 
--- The expiry of a key: the latest over the limits counted under it.
-local expiry = {}
-for i = 1, n_limits do
-    local k = KEYS[i]
-    local x = lim_expiry(limits[i], states[k])
-    if x == nil then
-        x = now + lease_ttl -- a hash holding slots: bounded all the same
-    end
-    if expiry[k] == nil or x > expiry[k] then
-        expiry[k] = x
-    end
-end
+local format = string.format
 
-for _, k in ipairs(keys) do
-    local s = states[k]
-    if s.leases then
-        -- This request's slots: members <lease>:1 .. <lease>:<added> (more
-        -- than the cost when several limits share the key), numbered as
-        -- release.lua numbers them.
-        local score = fmt(now + lease_ttl)
-        local added = s.n - s.held
+-- TTLs: the milliseconds from now to the key's expiry (algo.c's
+-- lim_expiry), rounded up, plus the slack.
+
+-- Drops the expired leases of sorted set <k>; when allowed, adds this
+-- request's slots, members <lease>:1 .. <lease>:<n - held> (more than the
+-- cost when several limits share the key), numbered as release.lua numbers
+-- them, and sets the key's TTL to its latest lease. Made only when needed.
+local leases
+if any_lease then
+    leases = function(k, n, held, allowed)
+        call('ZREMRANGEBYSCORE', k, '-inf', format('%.0f', now))
+        if not allowed then
+            return
+        end
+        local CHUNK = 1000 -- members per ZADD: unpack has a stack bound
+        local score = format('%.0f', now + lease_ttl)
+        local added = n - held
         local j = 1
         while j <= added do
             local args = {}
@@ -412,16 +382,78 @@ for _, k in ipairs(keys) do
                 args[#args + 1] = score
                 args[#args + 1] = lease .. ':' .. m
             end
-            redis.call('ZADD', k, unpack(args))
+            call('ZADD', k, unpack(args))
             j = last + 1
         end
-        local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
+        local top = call('ZRANGE', k, -1, -1, 'WITHSCORES')
         if top[2] ~= nil then
-            redis.call('PEXPIRE', k, ttl_ms(tonumber(top[2]), now))
+            local x = tonumber(top[2]) - now + 999
+            local ms = (x - x % 1000) / 1000
+            if ms < 0 then
+                ms = 0
+            end
+            call('PEXPIRE', k, ms + TTL_SLACK_MS)
         end
-    else
-        redis.call('HSET', k, 't', fmt(s.t), 'n', fmt(s.n), 'p', fmt(s.p))
-        redis.call('PEXPIRE', k, ttl_ms(expiry[k], now))
+    end
+end
+
+local allowed = reply[1] == 1
+if not allowed and not any_lease then
+    -- A denied request consumes nothing anywhere.
+    return reply
+end
+
+if nk == 1 then
+    if held then
+        leases(KEYS[1], n, held, allowed)
+        return reply
+    end
+    -- Not a sorted set, so not a concurrency limit: off is a number.
+    local x = t + off - now + 999
+    local ms = (x - x % 1000) / 1000
+    if ms < 0 then
+        ms = 0
+    end
+    call('SET', KEYS[1], struct.pack('<ddd', t, n, p), 'PX', format('%d', ms + TTL_SLACK_MS))
+    return reply
+end
+
+for j = 1, nk do
+    local g = 6 * j - 6
+    if G[g + 1] == j then
+        t, n, p, held = G[g + 3], G[g + 4], G[g + 5], G[g + 6]
+        if held then
+            leases(KEYS[j], n, held, allowed)
+        elseif allowed then
+            -- The latest expiry over the limits counted under the key.
+            local expiry
+            for i = j, nk do
+                local h = 6 * i - 6
+                if G[h + 1] == j then
+                    -- A concurrency limit counted under a key that is no
+                    -- sorted set holds it a lease long.
+                    local x
+                    off = G[h + 2]
+                    if off then
+                        x = t + off
+                    elseif n == 0 then
+                        x = 0
+                    else
+                        x = now + lease_ttl
+                    end
+                    if expiry == nil or x > expiry then
+                        expiry = x
+                    end
+                end
+            end
+            local x = expiry - now + 999
+            local ms = (x - x % 1000) / 1000
+            if ms < 0 then
+                ms = 0
+            end
+            call('SET', KEYS[j], struct.pack('<ddd', t, n, p), 'PX',
+                 format('%d', ms + TTL_SLACK_MS))
+        end
     end
 end
 return reply
