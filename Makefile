@@ -41,7 +41,7 @@ demo: build
 # wrk against sluice and nginx (proxy, rate-limited route), then the
 # microbenchmark of one rate-limit decision.
 bench: build
-	@bench/run.sh proxy limit cache auth
+	@bench/run.sh proxy limit cache auth redis
 	@build/limit_bench
 
 format:

@@ -537,7 +537,7 @@ scenario_redis() {
     free_port mport
     free_port rport
     free_port REDIS_PORT
-    start_bg redis "$CPU_UPSTREAM" "$WORK/redis.log" redis-server --port "$REDIS_PORT" \
+    start_bg redis "${BENCH_CPU_REDIS:-$CPU_UPSTREAM}" "$WORK/redis.log" redis-server --port "$REDIS_PORT" \
         --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK"
     local t
     for ((t = 0; t < 50; t++)); do
