@@ -30,22 +30,17 @@
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void ks_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ks_set_err(char **err, const char *fmt, ...)
+void ks_set_err(char **err, const char *fmt, ...)
 {
     if (!err)
         return;
     free(*err);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *s = sl_vstrdupf(fmt, ap);
     va_end(ap);
-    char *s = sl_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    for (char *p = s; *p; p++) /* one line, whatever SQLite said */
-        if (*p == '\n')
+    for (char *p = s; *p; p++) /* one line, whatever SQLite or Redis said */
+        if (*p == '\n' || *p == '\r')
             *p = ' ';
     *err = s;
 }
@@ -206,24 +201,30 @@ static int ks_insert_secret(sqlite3 *db, const char *id, const char *secret, int
                               "htti", hash, id, prefix, now_ms));
 }
 
+bool ks_check_new(const struct ks_new *req, const char **env, char **err)
+{
+    *env = req->env ? req->env : "live";
+    if (!req->tier || !req->tier[0]) {
+        ks_set_err(err, "a key needs a tier");
+        return false;
+    }
+    if (!apikey_env_ok(*env)) {
+        ks_set_err(err, "bad environment '%s' (1 to %d of a-z, 0-9)", *env, APIKEY_ENV_MAX);
+        return false;
+    }
+    return ks_fits(req->name, KS_NAME_MAX, "name", err) &&
+           ks_fits(req->owner, KS_NAME_MAX, "owner", err) &&
+           ks_fits(req->tier, KS_TIER_MAX, "tier", err) &&
+           ks_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) &&
+           ks_fits(req->limits, KS_LIMITS_MAX, "limits", err);
+}
+
 static enum ks_result kss_create(sqlite3 *db, const struct ks_new *req, int64_t now_ms,
                                  struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
     secret[0] = '\0';
-    const char *env = req->env ? req->env : "live";
-    if (!req->tier || !req->tier[0]) {
-        ks_set_err(err, "a key needs a tier");
-        return KS_ERROR;
-    }
-    if (!apikey_env_ok(env)) {
-        ks_set_err(err, "bad environment '%s' (1 to %d of a-z, 0-9)", env, APIKEY_ENV_MAX);
-        return KS_ERROR;
-    }
-    if (!ks_fits(req->name, KS_NAME_MAX, "name", err) ||
-        !ks_fits(req->owner, KS_NAME_MAX, "owner", err) ||
-        !ks_fits(req->tier, KS_TIER_MAX, "tier", err) ||
-        !ks_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) ||
-        !ks_fits(req->limits, KS_LIMITS_MAX, "limits", err))
+    const char *env;
+    if (!ks_check_new(req, &env, err))
         return KS_ERROR;
     char id[APIKEY_ID_MAX];
     if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {

@@ -107,6 +107,12 @@ typedef void (*ks_each_fn)(const struct ks_key *k, const struct ks_secret *secre
 enum ks_result ks_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
                               char **err);
 
+/* Shared by the two stores (keystore.c, keystore_redis.c): a one-line
+ * error into *<err> (malloc'd, replacing what it held; <err> may be NULL),
+ * and the checks of a create request (its environment into *<env>). */
+void ks_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool ks_check_new(const struct ks_new *req, const char **env, char **err);
+
 /* The key as JSON for the CLI and the admin API (never a secret or hash). */
 json_t *ks_key_json(const struct ks_key *k);
 

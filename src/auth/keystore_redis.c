@@ -214,26 +214,6 @@ static const char ksr_lua_refresh_spend[] = KSR_LUA_REFRESH_NEW
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void ksr_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ksr_set_err(char **err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    free(*err);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = sl_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    for (char *p = s; *p; p++) /* one line, whatever Redis said */
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    *err = s;
-}
-
 /* ---- commands ----------------------------------------------------------- */
 
 /* An argument vector; every argument is an owned copy. */
@@ -307,13 +287,13 @@ static redisReply *ksr_run(redisContext *rc, struct ksr_cmd *c, char **err)
 {
     redisReply *r = NULL;
     if (!rc) {
-        ksr_set_err(err, "redis: no connection");
+        ks_set_err(err, "redis: no connection");
     } else {
         r = redisCommandArgv(rc, c->n, (const char **)c->argv, c->lens);
         if (!r) {
-            ksr_set_err(err, "redis: %s", rc->err ? rc->errstr : "no reply");
+            ks_set_err(err, "redis: %s", rc->err ? rc->errstr : "no reply");
         } else if (r->type == REDIS_REPLY_ERROR) {
-            ksr_set_err(err, "redis: %.*s", (int)r->len, r->str ? r->str : "");
+            ks_set_err(err, "redis: %.*s", (int)r->len, r->str ? r->str : "");
             freeReplyObject(r);
             r = NULL;
         }
@@ -324,7 +304,7 @@ static redisReply *ksr_run(redisContext *rc, struct ksr_cmd *c, char **err)
 
 static enum ks_result ksr_bad_reply(char **err, const char *what)
 {
-    ksr_set_err(err, "redis: unexpected reply %s", what);
+    ks_set_err(err, "redis: unexpected reply %s", what);
     return KS_ERROR;
 }
 
@@ -562,16 +542,6 @@ enum ks_result ksr_list(redisContext *rc, const char *prefix, struct ks_key **ou
     return KS_OK;
 }
 
-/* Checks a field of a new key against its bound. */
-static bool ksr_fits(const char *s, size_t cap, const char *what, char **err)
-{
-    if (s && strlen(s) >= cap) {
-        ksr_set_err(err, "%s longer than %zu bytes", what, cap - 1);
-        return false;
-    }
-    return true;
-}
-
 /* An EVAL reply that is 0 (KS_NOT_FOUND) or a key's fields (KS_OK). */
 static enum ks_result ksr_key_reply(redisReply *r, struct ks_key *out, char **err, const char *what)
 {
@@ -591,26 +561,14 @@ enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_
                           char **err)
 {
     secret[0] = '\0';
-    const char *env = req->env ? req->env : "live";
-    if (!req->tier || !req->tier[0]) {
-        ksr_set_err(err, "a key needs a tier");
-        return KS_ERROR;
-    }
-    if (!apikey_env_ok(env)) {
-        ksr_set_err(err, "bad environment '%s' (1 to %d of a-z, 0-9)", env, APIKEY_ENV_MAX);
-        return KS_ERROR;
-    }
-    if (!ksr_fits(req->name, KS_NAME_MAX, "name", err) ||
-        !ksr_fits(req->owner, KS_NAME_MAX, "owner", err) ||
-        !ksr_fits(req->tier, KS_TIER_MAX, "tier", err) ||
-        !ksr_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) ||
-        !ksr_fits(req->limits, KS_LIMITS_MAX, "limits", err))
+    const char *env;
+    if (!ks_check_new(req, &env, err))
         return KS_ERROR;
     char id[APIKEY_ID_MAX];
     if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {
         OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
         secret[0] = '\0';
-        ksr_set_err(err, "the random number generator failed");
+        ks_set_err(err, "the random number generator failed");
         return KS_ERROR;
     }
     char vprefix[APIKEY_PREFIX_MAX], hex[KSR_HEX_MAX];
@@ -692,7 +650,7 @@ enum ks_result ksr_rotate(redisContext *rc, const char *prefix, const char *id, 
     if (apikey_generate(env, secret) < 0) {
         OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
         secret[0] = '\0';
-        ksr_set_err(err, "the random number generator failed");
+        ks_set_err(err, "the random number generator failed");
         return KS_ERROR;
     }
     char vprefix[APIKEY_PREFIX_MAX], hex[KSR_HEX_MAX];
@@ -816,7 +774,7 @@ enum ks_result ksr_refresh_issue(redisContext *rc, const char *prefix, const cha
     token[0] = '\0';
     if (apikey_generate_token(KSR_REFRESH_LEAD, token, KS_REFRESH_MAX) < 0) {
         token[0] = '\0';
-        ksr_set_err(err, "the random number generator failed");
+        ks_set_err(err, "the random number generator failed");
         return KS_ERROR;
     }
     char hex[KSR_HEX_MAX], fam[KSR_FAMILY_MAX];
@@ -874,7 +832,7 @@ enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char
      * must not call back. */
     if (apikey_generate_token(KSR_REFRESH_LEAD, next, KS_REFRESH_MAX) < 0) {
         next[0] = '\0';
-        ksr_set_err(err, "the random number generator failed");
+        ks_set_err(err, "the random number generator failed");
         return KS_SPENT_INVALID;
     }
     char hex[KSR_HEX_MAX], next_hex[KSR_HEX_MAX];

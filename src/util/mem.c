@@ -53,3 +53,17 @@ char *sl_strndup(const char *s, size_t n)
     p[n] = '\0';
     return p;
 }
+
+char *sl_vstrdupf(const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *s = sl_malloc(n < 0 ? 1 : (size_t)n + 1);
+    if (n < 0)
+        s[0] = '\0';
+    else
+        vsnprintf(s, (size_t)n + 1, fmt, again);
+    va_end(again);
+    return s;
+}
