@@ -153,6 +153,14 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.send_json(201, dict(lead, id=lead_id, status="new"),
                        extra_headers=[("Location", "/public/leads/%d/" % lead_id)])
 
+    def account(self, body):
+        # Behind sluice, only requests with a valid key or token get here
+        # (the route says auth: required); the app need not check again.
+        self.send_json(200, {"account": "demo", "plan": "pro",
+                             "authenticated_by": "sluice" if (
+                                 self.headers.get("X-API-Key")
+                                 or self.headers.get("Authorization")) else "nobody"})
+
     def content_pages(self, body):
         self.send_json(200, PAGES)
 
@@ -173,6 +181,7 @@ class DemoHandler(BaseHTTPRequestHandler):
 ROUTES = {
     ("GET", "/api/market/overview"): DemoHandler.market_overview,
     ("GET", "/api/market/indices"): DemoHandler.market_indices,
+    ("GET", "/api/account/"): DemoHandler.account,
     ("POST", "/public/leads/"): DemoHandler.create_lead,
     ("GET", "/public/content/pages"): DemoHandler.content_pages,
     ("POST", "/graphql/"): DemoHandler.graphql,

@@ -47,6 +47,23 @@ class Demo(E2ETestCase):
             self.api.wait()
         self.api.stderr.close()
 
+    def test_account_needs_a_key_made_by_the_cli(self):
+        from harness import sluice_bin
+        self.assertEqual(self.gw.request("GET", "/api/account/").status, 401)
+        p = subprocess.run([sluice_bin(), "keys", "create", "-c", self.gw.config_path, "--tier",
+                            "pro", "--name", "demo", "--json"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        secret = json.loads(p.stdout)["secret"]
+        r = self.gw.request("GET", "/api/account/", headers={"X-API-Key": secret})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["authenticated_by"], "sluice")
+        self.assertEqual(r.header("X-RateLimit-Limit"), "10000")
+        tok = self.gw.request("POST", "/auth/token", headers={"X-API-Key": secret}).json()
+        r = self.gw.request("GET", "/api/account/",
+                            headers={"Authorization": "Bearer " + tok["access_token"]})
+        self.assertEqual(r.status, 200)
+
     def test_market_overview_is_slow_json(self):
         t0 = time.monotonic()
         r = self.gw.request("GET", "/api/market/overview")
