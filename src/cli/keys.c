@@ -31,8 +31,8 @@ static const char keys_usage[] =
     "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
     "       sluice keys revoke ID -c FILE [--json]\n"
     "       sluice keys <subcommand> --help\n"
-    "  Keys live in the store of FILE (store.data_dir); running gateways see\n"
-    "  changes within a second.\n";
+    "  Keys live in the store of FILE: SQLite under store.data_dir, or Redis\n"
+    "  with store.backend: redis. Running gateways see changes within a second.\n";
 
 static const char keys_create_usage[] =
     "usage: sluice keys create -c FILE --tier T [options]\n"
