@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "support.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,25 +33,6 @@ struct fixture {
     sqlite3 *db;
     struct ks_db ks; /* the same connection, as the ks_* functions take it */
 };
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[512];
-            snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -74,7 +57,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     db_close(f->db);
-    rm_rf(f->dir);
+    test_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "support.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -54,20 +56,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static redisContext *connect_to(int port)
 {
     struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
@@ -83,25 +71,11 @@ static redisContext *connect_to(int port)
 static int group_setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    if (!f || (f->port = free_port()) < 0)
+    if (!f || (f->port = test_free_port()) < 0)
         return -1;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", f->port);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = test_redis_spawn(f->port, NULL);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan if the test dies */
-        if (getppid() != parent)          /* it died before the prctl */
-            _exit(1);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", "/tmp", (char *)NULL);
-        _exit(127);
-    }
     f->pid = pid;
     for (int i = 0; i < 500 && !f->rc; i++) {
         redisContext *c = connect_to(f->port);
@@ -117,8 +91,7 @@ static int group_setup(void **state)
     }
     if (!f->rc) {
         fprintf(stderr, "redis-server on port %d did not start\n", f->port);
-        kill(f->pid, SIGKILL);
-        waitpid(f->pid, NULL, 0);
+        test_redis_kill(f->pid);
         free(f);
         return -1;
     }
@@ -133,8 +106,7 @@ static int group_teardown(void **state)
 {
     struct fixture *f = *state;
     redisFree(f->rc);
-    kill(f->pid, SIGKILL);
-    waitpid(f->pid, NULL, 0);
+    test_redis_kill(f->pid);
     free(f);
     return 0;
 }
@@ -829,7 +801,7 @@ static void test_errors(void **state)
 
     /* No server at all. */
     struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
-    redisContext *dead = redisConnectWithTimeout("127.0.0.1", free_port(), tv);
+    redisContext *dead = redisConnectWithTimeout("127.0.0.1", test_free_port(), tv);
     assert_non_null(dead);
     assert_true(dead->err != 0);
     assert_int_equal(ksr_get(dead, P, "key_x", &got, &err), KS_ERROR);

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "support.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -66,21 +68,6 @@ static struct {
 
 /* ---- the redis-server -------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void stop_server(void)
 {
     if (tw.rc) {
@@ -106,24 +93,10 @@ static void stop_server(void)
  * it exits or stays silent for 10 s. */
 static bool start_server(int port)
 {
-    char port_s[16];
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    static const char *const extra[] = {"--daemonize", "no", NULL};
+    pid_t pid = test_redis_spawn(port, extra);
     if (pid < 0)
         return false;
-    if (pid == 0) {
-        /* Dies with the test, whatever way the test dies. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, STDOUT_FILENO);
-        execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
     tw.pid = pid;
     for (int i = 0; i < 1000; i++) {
         if (waitpid(pid, NULL, WNOHANG) == pid) {
@@ -176,7 +149,7 @@ static int group_setup(void **state)
     const char *seed = getenv("LUA_TWIN_SEED");
     tw.seed = seed ? strtoull(seed, NULL, 10) : 20240611;
     for (int attempt = 0; attempt < 5; attempt++) {
-        int port = free_port();
+        int port = test_free_port();
         if (port > 0 && start_server(port)) {
             script_load(lim_lua_apply, tw.sha_apply);
             script_load(lim_lua_release, tw.sha_release);

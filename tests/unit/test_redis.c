@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "support.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -65,18 +67,6 @@ static void sleep_ms(int ms)
 
 /* ---- redis-server processes ---- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* A synchronous connection (authenticated if need be), or NULL. */
 static redisContext *sync_connect(const struct server *s)
 {
@@ -95,28 +85,13 @@ static redisContext *sync_connect(const struct server *s)
 
 static void server_start(struct server *s)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan if the test dies */
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 1);
-        dup2(null, 2);
-        const char *argv[20] = {"redis-server", "--port", port,   "--bind",
-                                "127.0.0.1",    "--save", "",     "--appendonly",
-                                "no",           "--dir",  "/tmp", "--enable-debug-command",
-                                "local"};
-        int n = 13;
-        if (s->password) {
-            argv[n++] = "--requirepass";
-            argv[n++] = s->password;
-        }
-        argv[n] = NULL;
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
+    const char *extra[] = {"--enable-debug-command", "local", NULL, NULL, NULL};
+    if (s->password) {
+        extra[2] = "--requirepass";
+        extra[3] = s->password;
     }
+    pid_t pid = test_redis_spawn(s->port, extra);
+    assert_true(pid > 0);
     s->pid = pid;
     /* Up once it answers (NOAUTH counts as an answer). */
     for (int i = 0; i < 500; i++) {
@@ -134,10 +109,7 @@ static void server_start(struct server *s)
 
 static void server_kill(struct server *s)
 {
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
+    test_redis_kill(s->pid);
     s->pid = 0;
 }
 
@@ -169,7 +141,7 @@ static int setup(void **state)
         return -1;
     uv_timer_init(&f->loop, &f->tick);
     uv_timer_start(&f->tick, on_tick, 5, 5);
-    f->srv.port = free_port();
+    f->srv.port = test_free_port();
     server_start(&f->srv);
     *state = f;
     return 0;
@@ -498,7 +470,7 @@ static void on_sub_state(void *arg, bool up, const char *why)
 static void test_auth(void **state)
 {
     struct fixture *f = *state;
-    f->srv2.port = free_port();
+    f->srv2.port = test_free_port();
     f->srv2.password = PASSWORD;
     server_start(&f->srv2);
     char url[128];
@@ -809,7 +781,7 @@ static void test_close_pending(void **state)
 
     /* While down (nothing listens), and right after rds_new. */
     struct rds_config none = c;
-    none.port = free_port();
+    none.port = test_free_port();
     struct watch w4 = {0};
     r = rds_new(&f->loop, &none, on_state, &w4);
     RUN_UNTIL(f, false, 100);
