@@ -184,3 +184,15 @@ void apikey_visible_prefix(const char *s, char out[APIKEY_PREFIX_MAX])
     memcpy(out, s, len);
     out[len] = '\0';
 }
+
+bool apikey_token_shape_ok(const char *lead, const char *s)
+{
+    size_t lead_len = strlen(lead);
+    if (strncmp(s, lead, lead_len) != 0 || s[lead_len] != '_' ||
+        strlen(s) != lead_len + 1 + APIKEY_B62_LEN)
+        return false;
+    for (const char *p = s + lead_len + 1; *p; p++)
+        if (!apikey_is_b62(*p))
+            return false;
+    return true;
+}

@@ -23,6 +23,9 @@ int apikey_generate(const char *env, char out[APIKEY_SECRET_MAX]);
 /* Another high-entropy token of the same shape with another lead ("rt" for
  * refresh tokens: "rt_<43 base62>"). 0 or -1. */
 int apikey_generate_token(const char *lead, char *out, size_t cap);
+/* Does <s> have the shape apikey_generate_token gives with <lead>
+ * ("<lead>_" and 43 base62 digits)? */
+bool apikey_token_shape_ok(const char *lead, const char *s);
 /* A new key id, "key_" + 16 hex digits, into <out>. 0 or -1. */
 int apikey_new_id(char out[APIKEY_ID_MAX]);
 /* Does <s>/<len> have the shape of a secret (any env)? Cheap; says nothing

@@ -529,23 +529,12 @@ fail:
     return KS_ERROR;
 }
 
-/* Is <s> "rt_" and 43 base62 digits? */
-static bool ks_refresh_shape_ok(const char *s)
-{
-    if (strncmp(s, KS_REFRESH_LEAD "_", 3) != 0 || strlen(s) != 3 + APIKEY_B62_LEN)
-        return false;
-    for (const char *p = s + 3; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
-            return false;
-    return true;
-}
-
 static enum ks_spend kss_refresh_spend(sqlite3 *db, const char *token, int64_t ttl_ms,
                                        int64_t now_ms, struct ks_key *key,
                                        char next[KS_REFRESH_MAX], char **err)
 {
     next[0] = '\0';
-    if (!ks_refresh_shape_ok(token))
+    if (!apikey_token_shape_ok(KS_REFRESH_LEAD, token))
         return KS_SPENT_INVALID;
     uint8_t hash[APIKEY_HASH_LEN];
     apikey_hash(token, strlen(token), hash);

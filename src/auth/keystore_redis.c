@@ -810,23 +810,12 @@ enum ks_result ksr_refresh_issue(redisContext *rc, const char *prefix, const cha
     return res;
 }
 
-/* Is <s> "rt_" and 43 base62 digits? */
-static bool ksr_refresh_shape_ok(const char *s)
-{
-    if (strncmp(s, KSR_REFRESH_LEAD "_", 3) != 0 || strlen(s) != 3 + APIKEY_B62_LEN)
-        return false;
-    for (const char *p = s + 3; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
-            return false;
-    return true;
-}
-
 enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char *token,
                                 int64_t ttl_ms, int64_t now_ms, struct ks_key *key,
                                 char next[KS_REFRESH_MAX], char **err)
 {
     next[0] = '\0';
-    if (!ksr_refresh_shape_ok(token))
+    if (!apikey_token_shape_ok(KSR_REFRESH_LEAD, token))
         return KS_SPENT_INVALID;
     /* The successor is made before it is known to be needed: the script
      * must not call back. */
