@@ -198,20 +198,10 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             return why;
         if (strlen(op->strs[5]) >= KS_LIMITS_MAX)
             return "too many limits";
-        char buf[KS_LIMITS_MAX];
-        str_copy(buf, sizeof(buf), op->strs[5]);
-        char *save = NULL;
-        int n = 0;
-        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            struct limit l;
-            while (*tok == ' ')
-                tok++;
-            if (lim_parse(tok, &l, &why) < 0)
-                return "a limit does not parse (write them as in the config: \"100/h\")";
-            n++;
-        }
-        if (n > SL_MAX_LIMITS_PER_LIST)
-            return "too many limits";
+        struct limit parsed[SL_MAX_LIMITS_PER_LIST];
+        if (lim_parse_list(op->strs[5], parsed, SL_MAX_LIMITS_PER_LIST, &why) < 0)
+            return "a limit does not parse, or there are more than 16 (write them as in the "
+                   "config: \"100/h\")";
         op->req.limits = op->strs[5];
     }
     json_t *ex = json_object_get(doc, "expires");

@@ -79,26 +79,12 @@ struct keyring_build {
 static void keyring_parse_limits(struct keyring_key *k, const char *text,
                                  enum lim_algorithm default_algo)
 {
-    char buf[KS_LIMITS_MAX];
-    str_copy(buf, sizeof(buf), text);
-    char *save = NULL;
-    k->n_limits = 0;
-    for (char *tok = strtok_r(buf, ",", &save); tok && k->n_limits < SL_MAX_LIMITS_PER_LIST;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        const char *why;
-        struct limit *l = &k->limits[k->n_limits];
-        if (!*tok)
-            continue;
-        if (lim_parse(tok, l, &why) < 0) {
-            k->n_limits = 0;
-            return;
-        }
-        if (l->algorithm == LIM_DEFAULT)
-            l->algorithm = default_algo;
-        k->n_limits++;
-    }
+    const char *why;
+    int n = lim_parse_list(text, k->limits, SL_MAX_LIMITS_PER_LIST, &why);
+    k->n_limits = n < 0 ? 0 : n;
+    for (int i = 0; i < k->n_limits; i++)
+        if (k->limits[i].algorithm == LIM_DEFAULT)
+            k->limits[i].algorithm = default_algo;
 }
 
 static void keyring_add(const struct ks_key *rec, const struct ks_secret *secrets, int n, void *arg)

@@ -67,6 +67,12 @@ int64_t lim_expiry(const struct limit *l, const struct lim_state *s);
  * string) in *<why>. <l>'s algorithm stays LIM_DEFAULT unless the text names one. */
 int lim_parse(const char *text, struct limit *l, const char **why);
 
+/* A comma-separated list of limits ("100/h, 10/s burst 20"), as key records
+ * store them, into <out> (room for <max>): the count, or -1 with *<why>
+ * (static) when one does not parse or there are more than <max>. Empty
+ * items are skipped. */
+int lim_parse_list(const char *text, struct limit *out, int max, const char **why);
+
 /* "fixed_window" ... -> enum; -1 when unknown. */
 int lim_algorithm_from_name(const char *name);
 const char *lim_algorithm_name(enum lim_algorithm a);

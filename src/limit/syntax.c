@@ -295,3 +295,32 @@ int lim_parse(const char *text, struct limit *l, const char **why)
     *l = t;
     return 0;
 }
+
+int lim_parse_list(const char *text, struct limit *out, int max, const char **why)
+{
+    int n = 0;
+    for (const char *p = text; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        char item[sizeof(out->text) * 2];
+        if (len >= sizeof(item)) {
+            *why = "a limit is too long";
+            return -1;
+        }
+        if (len) {
+            if (n == max) {
+                *why = "too many limits";
+                return -1;
+            }
+            memcpy(item, p, len);
+            item[len] = '\0';
+            if (lim_parse(item, &out[n], why) < 0)
+                return -1;
+            n++;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return n;
+}

@@ -230,12 +230,28 @@ static void test_rejections(void **state)
     }
 }
 
+static void test_parse_list(void **state)
+{
+    struct limit l[3];
+    const char *why = NULL;
+    assert_int_equal(lim_parse_list("100/h, 10/s burst 20,,concurrency 2", l, 3, &why), 3);
+    assert_int_equal(l[0].count, 100);
+    assert_int_equal(l[1].burst, 20);
+    assert_int_equal(l[2].algorithm, LIM_CONCURRENCY);
+    assert_int_equal(lim_parse_list("", l, 3, &why), 0);
+    assert_int_equal(lim_parse_list("100/h, lots", l, 3, &why), -1);
+    assert_non_null(why);
+    why = NULL;
+    assert_int_equal(lim_parse_list("1/s, 2/s, 3/s, 4/s", l, 3, &why), -1);
+    assert_string_equal(why, "too many limits");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_units),      cmocka_unit_test(test_multiplier_and_names),
         cmocka_unit_test(test_options),    cmocka_unit_test(test_normalised_text),
-        cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_rejections), cmocka_unit_test(test_parse_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
