@@ -108,14 +108,6 @@ enum stage_result admin_read_body(struct exchange *x,
 
 static void admin_purge_body(struct exchange *x, const char *body, size_t len)
 {
-    static const struct {
-        const char *field;
-        enum cache_purge_kind kind;
-    } kinds[] = {{"key", CACHE_PURGE_KEY},
-                 {"prefix", CACHE_PURGE_PREFIX},
-                 {"pattern", CACHE_PURGE_PATTERN},
-                 {"tag", CACHE_PURGE_TAG},
-                 {"all", CACHE_PURGE_ALL}};
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, 0, &jerr);
     const char *why = NULL;
@@ -123,19 +115,16 @@ static void admin_purge_body(struct exchange *x, const char *body, size_t len)
     if (!doc || !json_is_object(doc) || json_object_size(doc) != 1) {
         why = "the body must be one JSON object with one of key, prefix, pattern, tag, all";
     } else {
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-            if (json_object_get(doc, kinds[i].field))
-                found = (int)i;
+        found = cache_purge_kind_from_name(json_object_iter_key(json_object_iter(doc)));
         if (found < 0)
             why = "unknown field: use key, prefix, pattern, tag or all";
     }
     const char *arg = "";
     if (!why) {
-        json_t *v = json_object_get(doc, kinds[found].field);
-        if (kinds[found].kind == CACHE_PURGE_ALL && !json_is_true(v))
+        json_t *v = json_object_iter_value(json_object_iter(doc));
+        if (found == CACHE_PURGE_ALL && !json_is_true(v))
             why = "all must be true";
-        else if (kinds[found].kind != CACHE_PURGE_ALL &&
-                 (!json_is_string(v) || json_string_length(v) == 0))
+        else if (found != CACHE_PURGE_ALL && (!json_is_string(v) || json_string_length(v) == 0))
             why = "the value must be a non-empty string";
         else if (json_is_string(v))
             arg = json_string_value(v);
@@ -146,9 +135,10 @@ static void admin_purge_body(struct exchange *x, const char *body, size_t len)
         return;
     }
     struct gateway *gw = x->worker->gw;
-    uint64_t n = cache_purge(gw->cache, kinds[found].kind, arg);
+    enum cache_purge_kind kind = (enum cache_purge_kind)found;
+    uint64_t n = cache_purge(gw->cache, kind, arg);
     /* With Redis, every other gateway purges too (SPEC 4.4). */
-    bool sent = gw->fleet && fleet_publish_purge(gw->fleet, x->worker, kinds[found].kind, arg);
+    bool sent = gw->fleet && fleet_publish_purge(gw->fleet, x->worker, kind, arg);
     json_decref(doc);
     char out[96];
     int olen = gw->fleet

@@ -30,6 +30,11 @@ enum cache_purge_kind {
  * sorting), path prefix, glob over path?query, tag, or all (<arg> unused).
  * Returns how many were removed. */
 uint64_t cache_purge(struct cache *c, enum cache_purge_kind kind, const char *arg);
+/* The kinds by the names the admin API, the CLI and fleet events use
+ * ("key", "prefix", "pattern", "tag", "all"): a kind's name, and the kind
+ * of a name (-1 when it names none). */
+const char *cache_purge_kind_name(enum cache_purge_kind kind);
+int cache_purge_kind_from_name(const char *name);
 
 struct cache_stats {
     uint64_t entries, bytes, evictions;

@@ -675,3 +675,21 @@ uint64_t cache_purge(struct cache *c, enum cache_purge_kind kind, const char *ar
     }
     return 0;
 }
+
+static const char *const cache_purge_kinds[] = {
+    [CACHE_PURGE_KEY] = "key", [CACHE_PURGE_PREFIX] = "prefix", [CACHE_PURGE_PATTERN] = "pattern",
+    [CACHE_PURGE_TAG] = "tag", [CACHE_PURGE_ALL] = "all",
+};
+
+const char *cache_purge_kind_name(enum cache_purge_kind kind)
+{
+    return cache_purge_kinds[kind];
+}
+
+int cache_purge_kind_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(cache_purge_kinds) / sizeof(cache_purge_kinds[0]); i++)
+        if (strcmp(cache_purge_kinds[i], name) == 0)
+            return (int)i;
+    return -1;
+}

@@ -26,8 +26,6 @@ static const char fleet_heartbeat_lua[] =
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)\n"
     "return redis.call('ZCARD', KEYS[1])\n";
 
-static const char *const fleet_purge_kinds[] = {"key", "prefix", "pattern", "tag", "all"};
-
 struct fleet {
     struct gateway *gw;
     struct rds_config conn;
@@ -170,11 +168,10 @@ static void fleet_on_event(void *arg, const char *payload, size_t len)
     const char *parg = json_string_value(json_object_get(doc, "arg"));
     /* Our own purges were applied before they were sent. */
     if (type && strcmp(type, "purge") == 0 && kind && parg && (!from || strcmp(from, f->id))) {
-        for (size_t i = 0; i < sizeof(fleet_purge_kinds) / sizeof(fleet_purge_kinds[0]); i++) {
-            if (strcmp(kind, fleet_purge_kinds[i]) == 0) {
-                cache_purge(f->gw->cache, (enum cache_purge_kind)i, parg);
-                __atomic_add_fetch(&f->events, 1, __ATOMIC_RELAXED);
-            }
+        int k = cache_purge_kind_from_name(kind);
+        if (k >= 0) {
+            cache_purge(f->gw->cache, (enum cache_purge_kind)k, parg);
+            __atomic_add_fetch(&f->events, 1, __ATOMIC_RELAXED);
         }
     }
     json_decref(doc);
@@ -195,7 +192,7 @@ bool fleet_publish_purge(struct fleet *f, struct worker *w, enum cache_purge_kin
     if (!w->redis || !rds_is_up(w->redis))
         return false;
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "type", "purge", "kind",
-                            fleet_purge_kinds[kind], "arg", arg ? arg : "", "from", f->id);
+                            cache_purge_kind_name(kind), "arg", arg ? arg : "", "from", f->id);
     char *msg = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     const char *args[] = {"PUBLISH", f->channel, msg};
