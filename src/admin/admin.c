@@ -67,43 +67,10 @@ static void admin_reload(struct exchange *x)
 /* Admin request bodies are small JSON documents. */
 #define ADMIN_MAX_BODY (64u << 10)
 
-struct admin_body {
-    struct buf data;
-    bool too_big;
-    void (*done)(struct exchange *x, const char *body, size_t len);
-};
-
-static void admin_body_release(struct exchange *x, void *arg)
-{
-    struct admin_body *b = arg;
-    buf_release(&b->data);
-}
-
-static void admin_collect(struct exchange *x, const char *data, size_t len, bool end)
-{
-    struct admin_body *b = x->admin_body;
-    if (len && b->data.len + len <= ADMIN_MAX_BODY)
-        buf_append(&b->data, data, len);
-    else if (len)
-        b->too_big = true;
-    if (!end)
-        return;
-    if (b->too_big) {
-        exchange_respond_error(x, 413, "admin request bodies are limited to 64 KiB");
-        return;
-    }
-    b->done(x, b->data.data ? b->data.data : "", b->data.len);
-}
-
 enum stage_result admin_read_body(struct exchange *x,
                                   void (*done)(struct exchange *x, const char *body, size_t len))
 {
-    struct admin_body *b = arena_calloc(x->arena, sizeof(*b));
-    b->done = done;
-    x->admin_body = b;
-    exchange_on_end(x, admin_body_release, b);
-    exchange_set_body_sink(x, admin_collect);
-    return STAGE_WAIT;
+    return exchange_read_body(x, ADMIN_MAX_BODY, done);
 }
 
 static void admin_purge_body(struct exchange *x, const char *body, size_t len)

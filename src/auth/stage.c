@@ -356,21 +356,10 @@ static void auth_spend_done(struct exchange *x, struct auth_op *op)
 /* Refresh request bodies are one small JSON object. */
 #define AUTH_MAX_BODY 4096
 
-struct auth_body {
-    struct buf data;
-    bool too_big;
-};
-
-static void auth_body_release(struct exchange *x, void *arg)
-{
-    buf_release(&((struct auth_body *)arg)->data);
-}
-
-static void auth_refresh_parse(struct exchange *x, struct auth_body *b)
+static void auth_refresh_parse(struct exchange *x, const char *body, size_t len)
 {
     json_error_t jerr;
-    json_t *doc =
-        b->too_big ? NULL : json_loadb(b->data.data ? b->data.data : "", b->data.len, 0, &jerr);
+    json_t *doc = json_loadb(body, len, 0, &jerr);
     const char *tok = json_string_value(json_object_get(doc, "refresh_token"));
     if (!tok || strlen(tok) >= KS_REFRESH_MAX) {
         json_decref(doc);
@@ -382,17 +371,6 @@ static void auth_refresh_parse(struct exchange *x, struct auth_body *b)
     op->ttl_ms = x->cfg->identity.jwt.refresh_ttl_ms;
     json_decref(doc);
     auth_op_submit(op);
-}
-
-static void auth_refresh_body(struct exchange *x, const char *data, size_t len, bool end)
-{
-    struct auth_body *b = x->auth_body;
-    if (len && b->data.len + len <= AUTH_MAX_BODY)
-        buf_append(&b->data, data, len);
-    else if (len)
-        b->too_big = true;
-    if (end)
-        auth_refresh_parse(x, b);
 }
 
 enum stage_result auth_stage_tokens(struct exchange *x)
@@ -417,9 +395,5 @@ enum stage_result auth_stage_tokens(struct exchange *x)
         auth_op_submit(op);
         return STAGE_WAIT;
     }
-    struct auth_body *b = arena_calloc(x->arena, sizeof(*b));
-    x->auth_body = b;
-    exchange_on_end(x, auth_body_release, b);
-    exchange_set_body_sink(x, auth_refresh_body);
-    return STAGE_WAIT;
+    return exchange_read_body(x, AUTH_MAX_BODY, auth_refresh_parse);
 }

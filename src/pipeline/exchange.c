@@ -328,3 +328,46 @@ const char *http_reason(int status)
         return "Client Error";
     return "Unknown";
 }
+
+struct read_body {
+    struct buf data;
+    size_t max;
+    bool too_big;
+    void (*done)(struct exchange *x, const char *body, size_t len);
+};
+
+static void exchange_read_body_release(struct exchange *x, void *arg)
+{
+    struct read_body *b = arg;
+    buf_release(&b->data);
+}
+
+static void exchange_read_body_sink(struct exchange *x, const char *data, size_t len, bool end)
+{
+    struct read_body *b = x->read_body;
+    if (len && b->data.len + len <= b->max)
+        buf_append(&b->data, data, len);
+    else if (len)
+        b->too_big = true;
+    if (!end)
+        return;
+    if (b->too_big) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "this request's body is limited to %zu bytes", b->max);
+        exchange_respond_error(x, 413, msg);
+        return;
+    }
+    b->done(x, b->data.data ? b->data.data : "", b->data.len);
+}
+
+enum stage_result exchange_read_body(struct exchange *x, size_t max,
+                                     void (*done)(struct exchange *x, const char *body, size_t len))
+{
+    struct read_body *b = arena_calloc(x->arena, sizeof(*b));
+    b->max = max;
+    b->done = done;
+    x->read_body = b;
+    exchange_on_end(x, exchange_read_body_release, b);
+    exchange_set_body_sink(x, exchange_read_body_sink);
+    return STAGE_WAIT;
+}

@@ -16,8 +16,7 @@ struct conn;
 struct worker;
 struct wcfg;
 struct px_conn;
-struct admin_body;
-struct auth_body;
+struct read_body;
 struct auth_op;
 struct lim_body;
 struct gql_op;
@@ -133,11 +132,10 @@ struct exchange {
     void (*on_client_drain)(struct exchange *x);
     struct exchange_hook *hooks;
     struct response_tap *tap;
-    struct admin_body *admin_body; /* an admin call's request body being read */
-    struct auth_body *auth_body;   /* a POST /auth/refresh body being read */
-    struct auth_op *admin_op;      /* a key operation waiting for its request body */
-    struct lim_body *lim_body;     /* a GraphQL body the limit stage reads before deciding */
-    const struct gql_op *gql;      /* the GraphQL operation, when one was read */
+    struct read_body *read_body; /* a small request body read whole (exchange_read_body) */
+    struct auth_op *admin_op;    /* a key operation waiting for its request body */
+    struct lim_body *lim_body;   /* a GraphQL body the limit stage reads before deciding */
+    const struct gql_op *gql;    /* the GraphQL operation, when one was read */
 
     /* Response progress. */
     int status;
@@ -193,6 +191,13 @@ void exchange_respond_error(struct exchange *x, int status, const char *message)
 /* Put <len> bytes back at the front of the body queue and drop the sink: a
  * stage that read some of the body hands it on untouched. */
 void exchange_requeue_body(struct exchange *x, const char *data, size_t len);
+
+/* Reads the whole request body (at most <max> bytes, else answers 413),
+ * then calls <done> with it; for small bodies a stage parses at once (admin
+ * calls, token refresh). The stage returns what this returns (STAGE_WAIT). */
+enum stage_result exchange_read_body(struct exchange *x, size_t max,
+                                     void (*done)(struct exchange *x, const char *body,
+                                                  size_t len));
 
 /* Set the body sink and deliver what is queued. */
 void exchange_set_body_sink(struct exchange *x, body_sink_fn sink);

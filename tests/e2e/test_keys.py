@@ -390,6 +390,11 @@ class Tokens(KeysTestCase):
         self.assert_unauthorized(self.post(gw, "/auth/refresh",
                                            {"refresh_token": t2["refresh_token"]}))
         self.assertJsonError(self.post(gw, "/auth/refresh", {"nope": 1}), 400)
+        # small bodies are read whole, with a bound: refresh 4 KiB, admin calls 64 KiB
+        self.assertJsonError(self.post(gw, "/auth/refresh", {"refresh_token": "x" * 5000}), 413)
+        r = gw.admin_request("POST", "/keys", body=json.dumps({"tier": "pro",
+                                                               "name": "y" * 70000}).encode())
+        self.assertJsonError(r, 413)
         self.assertEqual(self.up.stats()["requests"], 2, "token endpoints reached the upstream")
 
     def test_revoking_the_key_ends_its_access_tokens(self):
