@@ -270,6 +270,23 @@ static void render_single(struct buf *out, const char *name, const char *type, c
     buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
 }
 
+/* A counter family with a fixed set of label values, each worker's counter
+ * array at <offset> in struct metrics summed: one sample per name of
+ * <names>/<n>, labelled <label>. */
+static void render_fixed(struct gateway *gw, struct buf *out, const char *name, const char *help,
+                         const char *label, const char *const *names, int n, size_t offset)
+{
+    buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = 0; i < n; i++) {
+        uint64_t sum = 0;
+        for (int w = 0; w < gw->n_workers; w++) {
+            const uint64_t *v = (const uint64_t *)((const char *)gw->workers[w].metrics + offset);
+            sum += __atomic_load_n(&v[i], __ATOMIC_RELAXED);
+        }
+        buf_appendf(out, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)sum);
+    }
+}
+
 void metrics_render(struct gateway *gw, struct buf *out)
 {
     buf_append_str(out, "# HELP sluice_requests_total Requests answered, by route and status.\n"
@@ -294,15 +311,8 @@ void metrics_render(struct gateway *gw, struct buf *out)
     render_single(out, "sluice_ratelimit_evictions_total", "counter",
                   "Live counters dropped because the store was full.", ls.evictions);
 
-    uint64_t cache[4] = {0};
-    for (int w = 0; w < gw->n_workers; w++)
-        for (int i = 0; i < 4; i++)
-            cache[i] += __atomic_load_n(&gw->workers[w].metrics->cache[i], __ATOMIC_RELAXED);
-    buf_append_str(out, "# HELP sluice_cache_requests_total Cache lookups, by result.\n"
-                        "# TYPE sluice_cache_requests_total counter\n");
-    for (int i = 0; i < 4; i++)
-        buf_appendf(out, "sluice_cache_requests_total{result=\"%s\"} %llu\n", cache_results[i],
-                    (unsigned long long)cache[i]);
+    render_fixed(gw, out, "sluice_cache_requests_total", "Cache lookups, by result.", "result",
+                 cache_results, 4, offsetof(struct metrics, cache));
     struct cache_stats cs;
     cache_get_stats(gw->cache, &cs);
     render_single(out, "sluice_cache_entries", "gauge", "Responses held in the cache.", cs.entries);
@@ -310,32 +320,18 @@ void metrics_render(struct gateway *gw, struct buf *out)
     render_single(out, "sluice_cache_evictions_total", "counter",
                   "Responses dropped to stay within max_memory.", cs.evictions);
 
-    uint64_t auth[METRICS_AUTH_N] = {0};
-    for (int w = 0; w < gw->n_workers; w++)
-        for (int i = 0; i < METRICS_AUTH_N; i++)
-            auth[i] += __atomic_load_n(&gw->workers[w].metrics->auth[i], __ATOMIC_RELAXED);
-    buf_append_str(out, "# HELP sluice_auth_requests_total Requests by what authentication made "
-                        "of them (anonymous ones are not counted).\n"
-                        "# TYPE sluice_auth_requests_total counter\n");
-    for (int i = 0; i < METRICS_AUTH_N; i++)
-        buf_appendf(out, "sluice_auth_requests_total{result=\"%s\"} %llu\n", auth_results[i],
-                    (unsigned long long)auth[i]);
+    render_fixed(gw, out, "sluice_auth_requests_total",
+                 "Requests by what authentication made of them (anonymous ones are not counted).",
+                 "result", auth_results, METRICS_AUTH_N, offsetof(struct metrics, auth));
     struct keyring *kr = keyring_current(&gw->auth.keys);
     render_single(out, "sluice_api_keys", "gauge", "Active API keys held in memory.",
                   (unsigned long long)keyring_size(kr));
     keyring_unref(kr);
 
     if (gw->fleet) {
-        uint64_t fb[3] = {0};
-        for (int w = 0; w < gw->n_workers; w++)
-            for (int i = 0; i < 3; i++)
-                fb[i] += __atomic_load_n(&gw->workers[w].metrics->fallback[i], __ATOMIC_RELAXED);
-        buf_append_str(out, "# HELP sluice_ratelimit_fallback_total Decisions Redis could not "
-                            "make, by what store.redis.on_failure did instead.\n"
-                            "# TYPE sluice_ratelimit_fallback_total counter\n");
-        for (int i = 0; i < 3; i++)
-            buf_appendf(out, "sluice_ratelimit_fallback_total{mode=\"%s\"} %llu\n",
-                        fallback_modes[i], (unsigned long long)fb[i]);
+        render_fixed(gw, out, "sluice_ratelimit_fallback_total",
+                     "Decisions Redis could not make, by what store.redis.on_failure did instead.",
+                     "mode", fallback_modes, 3, offsetof(struct metrics, fallback));
         struct fleet_stats fs;
         fleet_get_stats(gw->fleet, &fs);
         render_single(out, "sluice_redis_up", "gauge",
