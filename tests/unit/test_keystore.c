@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "keystore_support.h"
 #include "support.h"
 
 #include <dirent.h>
@@ -62,12 +63,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct ks_new new_req(const char *tier)
-{
-    return (struct ks_new){
-        .tier = tier, .quota_monthly = -1, .quota_daily = -1, .name = "ci", .owner = "ops"};
-}
-
 static void create(struct ks_db *db, const struct ks_new *req, int64_t now, struct ks_key *k,
                    char secret[APIKEY_SECRET_MAX])
 {
@@ -79,43 +74,12 @@ static void create(struct ks_db *db, const struct ks_new *req, int64_t now, stru
     assert_null(err);
 }
 
-/* What ks_each_active hands out at <now>, collected. */
-struct seen {
-    int keys;
-    int secrets;
-    char id[8][APIKEY_ID_MAX];
-    uint8_t hash[8][APIKEY_HASH_LEN];
-    int64_t until[8];
-};
-
-static void collect(const struct ks_key *k, const struct ks_secret *s, int n, void *arg)
-{
-    struct seen *seen = arg;
-    seen->keys++;
-    for (int i = 0; i < n && seen->secrets < 8; i++) {
-        snprintf(seen->id[seen->secrets], APIKEY_ID_MAX, "%s", k->id);
-        memcpy(seen->hash[seen->secrets], s[i].hash, APIKEY_HASH_LEN);
-        seen->until[seen->secrets] = s[i].valid_until_ms;
-        seen->secrets++;
-    }
-}
-
 static struct seen active_at(struct ks_db *db, int64_t now)
 {
     struct seen seen = {0};
     char *err = NULL;
     assert_int_equal(ks_each_active(db, now, collect, &seen, &err), KS_OK);
     return seen;
-}
-
-static bool seen_has(const struct seen *s, const char *secret)
-{
-    uint8_t h[APIKEY_HASH_LEN];
-    apikey_hash(secret, strlen(secret), h);
-    for (int i = 0; i < s->secrets; i++)
-        if (memcmp(s->hash[i], h, APIKEY_HASH_LEN) == 0)
-            return true;
-    return false;
 }
 
 /* ---- open and migrate --------------------------------------------------- */

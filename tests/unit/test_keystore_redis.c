@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "keystore_support.h"
 #include "support.h"
 
 #include <arpa/inet.h>
@@ -145,12 +146,6 @@ static long long cmd_int(redisContext *rc, const char *fmt, const char *arg)
     return v;
 }
 
-static struct ks_new new_req(const char *tier)
-{
-    return (struct ks_new){
-        .tier = tier, .quota_monthly = -1, .quota_daily = -1, .name = "ci", .owner = "ops"};
-}
-
 static void create(redisContext *rc, const struct ks_new *req, int64_t now, struct ks_key *k,
                    char secret[APIKEY_SECRET_MAX])
 {
@@ -162,26 +157,6 @@ static void create(redisContext *rc, const struct ks_new *req, int64_t now, stru
     assert_null(err);
 }
 
-struct seen {
-    int keys;
-    int secrets;
-    char id[8][APIKEY_ID_MAX];
-    uint8_t hash[8][APIKEY_HASH_LEN];
-    int64_t until[8];
-};
-
-static void collect(const struct ks_key *k, const struct ks_secret *s, int n, void *arg)
-{
-    struct seen *seen = arg;
-    seen->keys++;
-    for (int i = 0; i < n && seen->secrets < 8; i++) {
-        snprintf(seen->id[seen->secrets], APIKEY_ID_MAX, "%s", k->id);
-        memcpy(seen->hash[seen->secrets], s[i].hash, APIKEY_HASH_LEN);
-        seen->until[seen->secrets] = s[i].valid_until_ms;
-        seen->secrets++;
-    }
-}
-
 static struct seen active_at(redisContext *rc, int64_t now)
 {
     struct seen seen = {0};
@@ -189,16 +164,6 @@ static struct seen active_at(redisContext *rc, int64_t now)
     assert_int_equal(ksr_each_active(rc, P, now, collect, &seen, &err), KS_OK);
     assert_null(err);
     return seen;
-}
-
-static bool seen_has(const struct seen *s, const char *secret)
-{
-    uint8_t h[APIKEY_HASH_LEN];
-    apikey_hash(secret, strlen(secret), h);
-    for (int i = 0; i < s->secrets; i++)
-        if (memcmp(s->hash[i], h, APIKEY_HASH_LEN) == 0)
-            return true;
-    return false;
 }
 
 static bool mem_has(const char *data, size_t len, const char *needle)
