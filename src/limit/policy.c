@@ -374,14 +374,14 @@ static void lim_release_leases(struct exchange *x, void *arg)
     struct worker *w = x->worker;
     if (!w->redis)
         return;
-    struct lim_lua_call *call = sl_malloc(sizeof(*call));
-    char keys[SL_MAX_LIMIT_OPS * 400];
-    if (lim_lua_build_release(call, fleet_prefix(w->gw->fleet), l->ops, l->n, l->cost, l->id, keys,
+    /* On the stack: rds_eval copies the arguments. */
+    struct lim_lua_call call;
+    char keys[LIM_LUA_KEYS_MAX];
+    if (lim_lua_build_release(&call, fleet_prefix(w->gw->fleet), l->ops, l->n, l->cost, l->id, keys,
                               sizeof(keys)) == 0 &&
-        call->nkeys > 0)
-        rds_eval(w->redis, fleet_release_script(w->gw->fleet), call->nkeys, call->nargs, call->args,
-                 call->lens, lim_ignore_reply, NULL);
-    free(call);
+        call.nkeys > 0)
+        rds_eval(w->redis, fleet_release_script(w->gw->fleet), call.nkeys, call.nargs, call.args,
+                 call.lens, lim_ignore_reply, NULL);
 }
 
 static void lim_hold_leases(struct exchange *x, const struct lim_op *ops, int n, uint32_t cost,
@@ -435,9 +435,10 @@ static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *op
     struct fleet *f = w->gw->fleet;
     if (!w->redis || !rds_is_up(w->redis))
         return lim_fallback(x, ops, n, cost);
-    struct lim_lua_call *call = arena_alloc(x->arena, sizeof(*call));
-    size_t keycap = SL_MAX_LIMIT_OPS * 400;
-    char *keys = arena_alloc(x->arena, keycap);
+    /* On the stack, not in the arena (~20 KB a request): rds_eval copies
+     * the arguments. */
+    struct lim_lua_call call;
+    char keys[LIM_LUA_KEYS_MAX];
     /* Lease ids come from the gateway, never from the client (X-Request-Id
      * can be chosen: two requests sharing an id would share one slot). */
     char *lease = "";
@@ -448,8 +449,8 @@ static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *op
             break;
         }
     }
-    if (lim_lua_build(call, fleet_prefix(f), ops, n, cost, -1, lease,
-                      x->cfg->store.redis.lease_ms * 1000, keys, keycap) < 0)
+    if (lim_lua_build(&call, fleet_prefix(f), ops, n, cost, -1, lease,
+                      x->cfg->store.redis.lease_ms * 1000, keys, sizeof(keys)) < 0)
         return lim_fallback(x, ops, n, cost);
     struct lim_remote *r = sl_calloc(1, sizeof(*r));
     r->x = x;
@@ -460,7 +461,7 @@ static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *op
     r->lease = lease;
     exchange_on_end(x, lim_remote_gone, r);
     r->submitting = true;
-    rds_eval(w->redis, fleet_apply_script(f), call->nkeys, call->nargs, call->args, call->lens,
+    rds_eval(w->redis, fleet_apply_script(f), call.nkeys, call.nargs, call.args, call.lens,
              lim_remote_reply, r);
     r->submitting = false;
     return r->answered_early ? r->early : STAGE_WAIT;

@@ -32,6 +32,12 @@ struct lim_lua_call {
     size_t used;
 };
 
+/* Room for the Redis keys of one request's ops: a prefix (<= 64), the scope
+ * and limit text, and an identity (< 96), each escaped at most 3x; a route
+ * path too long to fit makes lim_lua_build fail, and the request falls to
+ * on_failure rather than being counted under a cut key. */
+#define LIM_LUA_KEYS_MAX (SL_MAX_LIMIT_OPS * 400)
+
 /* The call for <ops>/<n> with weight <cost>. Keys are "<prefix><op key>"
  * where the op key's identity part is wrapped in a {hash tag}; they are
  * built into <keybuf> (<keycap> bytes). <now_us> < 0: the script reads
