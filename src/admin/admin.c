@@ -1,18 +1,22 @@
+/* The admin module (SPEC 8): the token check, the router over every
+ * module's admin routes (404, 405 with Allow, body limits and JSON errors
+ * handled here once), and the gateway's own endpoints: /health, /metrics,
+ * /reload. */
 #include "admin/admin.h"
 
-#include <jansson.h>
 #include <llhttp.h>
 
-#include "cache/cache.h"
-
+#include "modules.h"
 #include "net/worker.h"
 #include "obs/metrics.h"
-#include "store/fleet.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/str.h"
 
-enum stage_result admin_stage_auth(struct exchange *x)
+/* The longest {id} of an admin path (key ids, identities, CIDR ids). */
+#define ADMIN_MAX_ID 128
+
+static enum stage_result admin_stage_auth(struct exchange *x)
 {
     const struct sl_header *h = exchange_req_header(x, "authorization");
     const char *token = x->cfg->admin.token;
@@ -24,12 +28,105 @@ enum stage_result admin_stage_auth(struct exchange *x)
     return STAGE_DONE;
 }
 
-static bool admin_is(const struct exchange *x, int method, const char *path)
+/* ---- routing ------------------------------------------------------------------- */
+
+/* Does <path> match <pattern>? Literal segments compare exactly; "{id}"
+ * takes one non-empty segment into <id>. */
+static bool admin_pattern_match(const char *pattern, const char *path, char *id, size_t id_cap)
 {
-    return x->method == method && strcmp(x->path, path) == 0;
+    while (*pattern && *path) {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= id_cap)
+                return false;
+            memcpy(id, path, n);
+            id[n] = '\0';
+            path += n;
+            pattern += 4;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
 }
 
-static void admin_health(struct exchange *x)
+static void admin_allow_add(char *allow, int method)
+{
+    const char *name = llhttp_method_name((llhttp_method_t)method);
+    if (strstr(allow, name))
+        return;
+    size_t len = strlen(allow);
+    snprintf(allow + len, 64 - len, "%s%s", len ? ", " : "", name);
+}
+
+const struct sl_admin_route *admin_route_find(const struct sl_admin_route *const *routes,
+                                              int n_routes, int method, const char *path, char *id,
+                                              size_t id_cap, char *allow)
+{
+    allow[0] = '\0';
+    for (int t = 0; t < n_routes; t++) {
+        for (const struct sl_admin_route *r = routes[t]; r->pattern; r++) {
+            if (!admin_pattern_match(r->pattern, path, id, id_cap))
+                continue;
+            if (r->method == method)
+                return r;
+            admin_allow_add(allow, r->method);
+        }
+    }
+    return NULL;
+}
+
+/* x->ctx[MOD_admin]: the route a request's body is read for. */
+struct admin_pending {
+    const struct sl_admin_route *route;
+    char id[ADMIN_MAX_ID];
+};
+
+static void admin_body_read(struct exchange *x, const char *body, size_t len)
+{
+    struct admin_pending *p = x->ctx[MOD_admin];
+    struct sl_admin_call call = {p->id[0] ? p->id : NULL, body, len};
+    p->route->handler(x, &call);
+}
+
+static enum stage_result admin_stage_dispatch(struct exchange *x)
+{
+    const struct sl_admin_route *tables[SL_MAX_MODULES];
+    int n_tables = 0, n;
+    const struct sl_module *const *mods = sl_module_list(&n);
+    for (int m = 0; m < n; m++)
+        if (mods[m]->admin_routes)
+            tables[n_tables++] = mods[m]->admin_routes;
+
+    struct admin_pending *p = arena_calloc(x->arena, sizeof(*p));
+    char allow[64];
+    p->route = admin_route_find(tables, n_tables, x->method, x->path, p->id, sizeof(p->id), allow);
+    if (!p->route && allow[0]) {
+        exchange_add_header(x, "Allow", allow);
+        char msg[96];
+        snprintf(msg, sizeof(msg), "use %s", allow);
+        exchange_respond_error(x, 405, msg);
+        return STAGE_DONE;
+    }
+    if (!p->route) {
+        exchange_respond_error(x, 404, "no such admin endpoint");
+        return STAGE_DONE;
+    }
+    if (p->route->max_body) {
+        x->ctx[MOD_admin] = p;
+        return exchange_read_body(x, p->route->max_body, admin_body_read);
+    }
+    struct sl_admin_call call = {p->id[0] ? p->id : NULL, "", 0};
+    p->route->handler(x, &call);
+    return STAGE_WAIT;
+}
+
+/* ---- the gateway's own endpoints ---------------------------------------------- */
+
+static void admin_health(struct exchange *x, const struct sl_admin_call *call)
 {
     struct gateway *gw = x->worker->gw;
     struct buf b = {0};
@@ -42,7 +139,7 @@ static void admin_health(struct exchange *x)
     buf_release(&b);
 }
 
-static void admin_metrics(struct exchange *x)
+static void admin_metrics(struct exchange *x, const struct sl_admin_call *call)
 {
     struct buf b = {0};
     metrics_render(x->worker->gw, &b);
@@ -52,7 +149,7 @@ static void admin_metrics(struct exchange *x)
 
 /* Reloads on this worker's thread: an admin call is rare and the caller
  * wants the verdict in the answer. */
-static void admin_reload(struct exchange *x)
+static void admin_reload(struct exchange *x, const struct sl_admin_call *call)
 {
     char *err = NULL;
     if (gw_reload(x->worker->gw, &err) == 0) {
@@ -64,71 +161,21 @@ static void admin_reload(struct exchange *x)
     free(err);
 }
 
-/* Admin request bodies are small JSON documents. */
-#define ADMIN_MAX_BODY (64u << 10)
+static const struct sl_admin_route admin_routes[] = {
+    {HTTP_GET, "/health", admin_health, 0},
+    {HTTP_GET, "/metrics", admin_metrics, 0},
+    {HTTP_POST, "/reload", admin_reload, 0},
+    {0, NULL, NULL, 0},
+};
 
-enum stage_result admin_read_body(struct exchange *x,
-                                  void (*done)(struct exchange *x, const char *body, size_t len))
-{
-    return exchange_read_body(x, ADMIN_MAX_BODY, done);
-}
+static const struct sl_stage admin_stages[] = {
+    {SL_ADMIN_PHASE_AUTH, true, admin_stage_auth},
+    {SL_ADMIN_PHASE_DISPATCH, true, admin_stage_dispatch},
+};
 
-static void admin_purge_body(struct exchange *x, const char *body, size_t len)
-{
-    json_error_t jerr;
-    json_t *doc = json_loadb(body, len, 0, &jerr);
-    const char *why = NULL;
-    int found = -1;
-    if (!doc || !json_is_object(doc) || json_object_size(doc) != 1) {
-        why = "the body must be one JSON object with one of key, prefix, pattern, tag, all";
-    } else {
-        found = cache_purge_kind_from_name(json_object_iter_key(json_object_iter(doc)));
-        if (found < 0)
-            why = "unknown field: use key, prefix, pattern, tag or all";
-    }
-    const char *arg = "";
-    if (!why) {
-        json_t *v = json_object_iter_value(json_object_iter(doc));
-        if (found == CACHE_PURGE_ALL && !json_is_true(v))
-            why = "all must be true";
-        else if (found != CACHE_PURGE_ALL && (!json_is_string(v) || json_string_length(v) == 0))
-            why = "the value must be a non-empty string";
-        else if (json_is_string(v))
-            arg = json_string_value(v);
-    }
-    if (why) {
-        json_decref(doc);
-        exchange_respond_error(x, 400, why);
-        return;
-    }
-    struct gateway *gw = x->worker->gw;
-    enum cache_purge_kind kind = (enum cache_purge_kind)found;
-    uint64_t n = cache_purge(gw->cache, kind, arg);
-    /* With Redis, every other gateway purges too (SPEC 4.4). */
-    bool sent = gw->fleet && fleet_publish_purge(gw->fleet, x->worker, kind, arg);
-    json_decref(doc);
-    char out[96];
-    int olen = gw->fleet
-                   ? snprintf(out, sizeof(out), "{\"purged\": %llu, \"fleet\": %s}\n",
-                              (unsigned long long)n, sent ? "true" : "false")
-                   : snprintf(out, sizeof(out), "{\"purged\": %llu}\n", (unsigned long long)n);
-    exchange_respond(x, 200, "application/json", out, (size_t)olen);
-}
-
-enum stage_result admin_stage_dispatch(struct exchange *x)
-{
-    enum stage_result r = admin_keys(x);
-    if (r != STAGE_NEXT)
-        return r;
-    if (admin_is(x, HTTP_POST, "/cache/purge"))
-        return admin_read_body(x, admin_purge_body);
-    if (admin_is(x, HTTP_GET, "/health"))
-        admin_health(x);
-    else if (admin_is(x, HTTP_GET, "/metrics"))
-        admin_metrics(x);
-    else if (admin_is(x, HTTP_POST, "/reload"))
-        admin_reload(x);
-    else
-        exchange_respond_error(x, 404, "no such admin endpoint");
-    return STAGE_DONE;
-}
+const struct sl_module admin_module = {
+    .name = "admin",
+    .stages = admin_stages,
+    .n_stages = 2,
+    .admin_routes = admin_routes,
+};

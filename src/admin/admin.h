@@ -1,21 +1,17 @@
 #ifndef SLUICE_ADMIN_H
 #define SLUICE_ADMIN_H
-/* The admin API on admin.listen: every call needs the bearer token. */
-#include "pipeline/exchange.h"
+/* The admin module: the admin API on admin.listen (every call needs the
+ * bearer token) and its router, which serves the admin routes of every
+ * module (sl_module.admin_routes). */
+#include "pipeline/module.h"
 
-/* 401 unless "Authorization: Bearer <admin.token>" (compared in constant time). */
-enum stage_result admin_stage_auth(struct exchange *x);
-/* GET /health, GET /metrics, POST /reload, POST /cache/purge, /keys...;
- * 404 otherwise. */
-enum stage_result admin_stage_dispatch(struct exchange *x);
-
-/* Reads the whole request body (at most 64 KiB, else 413), then calls
- * <done>; the caller's stage returns what this returns (STAGE_WAIT). */
-enum stage_result admin_read_body(struct exchange *x,
-                                  void (*done)(struct exchange *x, const char *body, size_t len));
-
-/* /keys and /keys/{id}[/rotate] (SPEC 8), in admin/keys.c; STAGE_NEXT when
- * the path is not one of them. */
-enum stage_result admin_keys(struct exchange *x);
+/* Where a request for <method> <path> goes among <routes> (rows of every
+ * module, <n_routes> tables each ending with a NULL pattern): the row, or
+ * NULL with <allow> (at least 64 bytes) listing the methods the path takes
+ * ("" when no pattern matches it). The {id} segment, when there is one,
+ * goes to <id> (<id_cap> bytes; a longer one does not match). */
+const struct sl_admin_route *admin_route_find(const struct sl_admin_route *const *routes,
+                                              int n_routes, int method, const char *path, char *id,
+                                              size_t id_cap, char *allow);
 
 #endif

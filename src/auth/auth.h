@@ -10,7 +10,7 @@
 
 #include "auth/keyring.h"
 #include "auth/keystore.h"
-#include "pipeline/exchange.h"
+#include "modules.h"
 #include "store/writer.h"
 
 struct auth_ctx {
@@ -22,6 +22,36 @@ struct auth_ctx {
     bool rebuild_failing;     /* writer thread only: the last keyring build failed */
     struct evp_md_st *sha256; /* fetched once: see apikey_hash_md */
 };
+
+/* What the authentication and authorization stages made of a request. */
+enum auth_result {
+    AUTH_RESULT_API_KEY,   /* identified by an API key */
+    AUTH_RESULT_JWT,       /* identified by a JWT */
+    AUTH_RESULT_INVALID,   /* 401: credentials sent but not valid */
+    AUTH_RESULT_MISSING,   /* 401: none sent on a route that requires them */
+    AUTH_RESULT_FORBIDDEN, /* 403: a scope missing */
+    AUTH_RESULT_N
+};
+
+struct auth_waiter;
+/* worker->ctx[MOD_auth]: this worker's view of the keys. */
+struct auth_worker {
+    struct keyring *keyring; /* see keyring_sync */
+    uint64_t keyring_gen;
+    struct auth_waiter *key_waiters; /* requests whose key is unknown, until the store says */
+    bool key_recheck;                /* a question to the store is in flight */
+    uint64_t results[AUTH_RESULT_N];
+};
+
+/* gw->ctx[MOD_auth] and worker->ctx[MOD_auth]. */
+static inline struct auth_ctx *auth_ctx_of(const struct gateway *gw)
+{
+    return gw->ctx[MOD_auth];
+}
+static inline struct auth_worker *auth_worker_of(const struct worker *w)
+{
+    return w->ctx[MOD_auth];
+}
 
 /* Opens the store under <c>'s data_dir, reads the keys, starts the writer.
  * 0, or -1 with *<err> (malloc'd). */
@@ -79,5 +109,8 @@ enum stage_result auth_stage_authn(struct exchange *x);
 enum stage_result auth_stage_authz(struct exchange *x);
 /* POST /auth/token and /auth/refresh (SPEC 5.2), after the limit stage. */
 enum stage_result auth_stage_tokens(struct exchange *x);
+
+/* The /keys admin routes (auth/admin_keys.c). */
+extern const struct sl_admin_route auth_admin_routes[];
 
 #endif

@@ -4,7 +4,7 @@
 
 #include <openssl/evp.h>
 
-#include "net/worker.h"
+#include "obs/metrics.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -146,7 +146,7 @@ struct auth_op *auth_op_new(struct exchange *x, auth_run_fn run, auth_done_fn do
     struct auth_op *op = sl_calloc(1, sizeof(*op));
     op->x = x;
     op->refs = 2;
-    op->ctx = &x->worker->gw->auth;
+    op->ctx = auth_ctx_of(x->worker->gw);
     op->run = run;
     op->done = done;
     exchange_on_end(x, auth_op_exchange_ended, op);
@@ -162,3 +162,77 @@ void auth_op_cancel(struct auth_op *op)
 {
     auth_op_unref(op);
 }
+
+/* ---- the module ------------------------------------------------------------------ */
+
+static int auth_init_process(struct gateway *gw, char **err)
+{
+    struct auth_ctx *a = sl_calloc(1, sizeof(*a));
+    if (auth_open(a, gw->cfg, err) != 0) {
+        free(a);
+        return -1;
+    }
+    gw->ctx[MOD_auth] = a;
+    return 0;
+}
+
+static void auth_dispose_process(struct gateway *gw)
+{
+    auth_close(auth_ctx_of(gw));
+    free(auth_ctx_of(gw));
+}
+
+static void auth_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
+                           struct buf *warnings)
+{
+    auth_config_changed(auth_ctx_of(gw), cfg);
+}
+
+static void auth_init_worker(struct worker *w)
+{
+    w->ctx[MOD_auth] = sl_calloc(1, sizeof(struct auth_worker));
+}
+
+static void auth_dispose_worker(struct worker *w)
+{
+    keyring_unref(auth_worker_of(w)->keyring);
+    free(auth_worker_of(w));
+}
+
+static const uint64_t *auth_results_of(struct worker *w)
+{
+    return auth_worker_of(w)->results;
+}
+
+static void auth_metrics(struct gateway *gw, struct buf *out)
+{
+    static const char *const results[AUTH_RESULT_N] = {"api_key", "jwt", "invalid", "missing",
+                                                       "forbidden"};
+    metrics_render_fixed(gw, out, "sluice_auth_requests_total",
+                         "Requests by what authentication made of them (anonymous ones are not "
+                         "counted).",
+                         "result", results, AUTH_RESULT_N, auth_results_of);
+    struct keyring *kr = keyring_current(&auth_ctx_of(gw)->keys);
+    metrics_render_single(out, "sluice_api_keys", "gauge", "Active API keys held in memory.",
+                          (unsigned long long)keyring_size(kr));
+    keyring_unref(kr);
+}
+
+static const struct sl_stage auth_stages[] = {
+    {SL_PHASE_AUTHN, false, auth_stage_authn},
+    {SL_PHASE_AUTHZ, false, auth_stage_authz},
+    {SL_PHASE_CONTENT, false, auth_stage_tokens},
+};
+
+const struct sl_module auth_module = {
+    .name = "auth",
+    .init_process = auth_init_process,
+    .dispose_process = auth_dispose_process,
+    .on_reload = auth_on_reload,
+    .init_worker = auth_init_worker,
+    .dispose_worker = auth_dispose_worker,
+    .stages = auth_stages,
+    .n_stages = 3,
+    .admin_routes = auth_admin_routes,
+    .metrics = auth_metrics,
+};

@@ -5,7 +5,6 @@
 #include <llhttp.h>
 
 #include "auth/jwt_verify.h"
-#include "net/worker.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -15,6 +14,11 @@
  * anything longer is refused, not hashed or parsed. */
 #define AUTH_MAX_CREDENTIAL 8192
 
+static void auth_count(struct exchange *x, enum auth_result r)
+{
+    metrics_counter_add(&auth_worker_of(x->worker)->results[r], 1);
+}
+
 static void auth_fail(struct exchange *x, int status, const char *challenge, const char *message)
 {
     exchange_add_header(x, "WWW-Authenticate", challenge);
@@ -23,7 +27,7 @@ static void auth_fail(struct exchange *x, int status, const char *challenge, con
 
 static void auth_invalid(struct exchange *x, const char *message)
 {
-    metrics_auth(x->worker->metrics, METRICS_AUTH_INVALID);
+    auth_count(x, AUTH_RESULT_INVALID);
     auth_fail(x, 401, "Bearer realm=\"sluice\", error=\"invalid_token\"", message);
 }
 
@@ -52,7 +56,7 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
                                   enum identity_kind kind)
 {
     struct identity *id = &x->identity;
-    metrics_auth(x->worker->metrics, kind == ID_JWT ? METRICS_AUTH_JWT : METRICS_AUTH_API_KEY);
+    auth_count(x, kind == ID_JWT ? AUTH_RESULT_JWT : AUTH_RESULT_API_KEY);
     id->kind = kind;
     memcpy(id->id, "key:", 4);
     str_copy(id->id + 4, sizeof(id->id) - 4, k->id);
@@ -72,8 +76,9 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
 
 static struct keyring *auth_keyring(struct worker *w)
 {
-    keyring_sync(&w->gw->auth.keys, &w->keyring, &w->keyring_gen);
-    return w->keyring;
+    struct auth_worker *aw = auth_worker_of(w);
+    keyring_sync(&auth_ctx_of(w->gw)->keys, &aw->keyring, &aw->keyring_gen);
+    return aw->keyring;
 }
 
 #define AUTH_UNKNOWN_KEY "unknown, expired or revoked API key"
@@ -94,7 +99,7 @@ static void auth_waiter_unlink(struct worker *w, struct auth_waiter *wt)
     if (wt->prev)
         wt->prev->next = wt->next;
     else
-        w->key_waiters = wt->next;
+        auth_worker_of(w)->key_waiters = wt->next;
     if (wt->next)
         wt->next->prev = wt->prev;
     wt->linked = false;
@@ -109,7 +114,7 @@ static void auth_waiter_gone(struct exchange *x, void *arg)
 
 static void auth_recheck_run(struct ks_db *db, void *arg)
 {
-    struct auth_ctx *a = &((struct worker *)arg)->gw->auth;
+    struct auth_ctx *a = auth_ctx_of(((struct worker *)arg)->gw);
     if (ks_changed(db))
         auth_rebuild(a, db);
 }
@@ -117,10 +122,11 @@ static void auth_recheck_run(struct ks_db *db, void *arg)
 static void auth_recheck_done(void *arg)
 {
     struct worker *w = arg;
-    w->key_recheck = false;
+    struct auth_worker *aw = auth_worker_of(w);
+    aw->key_recheck = false;
     int64_t now = clock_wall_us() / 1000;
     struct auth_waiter *wt;
-    while ((wt = w->key_waiters)) {
+    while ((wt = aw->key_waiters)) {
         auth_waiter_unlink(w, wt);
         struct exchange *x = wt->x;
         struct keyring_key *k = keyring_find_secret(auth_keyring(w), wt->hash, now);
@@ -137,18 +143,19 @@ static void auth_recheck_done(void *arg)
 static enum stage_result auth_wait_for_store(struct exchange *x, const uint8_t *hash)
 {
     struct worker *w = x->worker;
+    struct auth_worker *aw = auth_worker_of(w);
     struct auth_waiter *wt = arena_calloc(x->arena, sizeof(*wt));
     wt->x = x;
     memcpy(wt->hash, hash, APIKEY_HASH_LEN);
-    wt->next = w->key_waiters;
+    wt->next = aw->key_waiters;
     if (wt->next)
         wt->next->prev = wt;
-    w->key_waiters = wt;
+    aw->key_waiters = wt;
     wt->linked = true;
     exchange_on_end(x, auth_waiter_gone, wt);
-    if (!w->key_recheck) {
-        w->key_recheck = true;
-        dbw_submit(w->gw->auth.writer, &w->loop, auth_recheck_run, auth_recheck_done, w);
+    if (!aw->key_recheck) {
+        aw->key_recheck = true;
+        dbw_submit(auth_ctx_of(w->gw)->writer, &w->loop, auth_recheck_run, auth_recheck_done, w);
     }
     return STAGE_WAIT;
 }
@@ -161,7 +168,7 @@ static enum stage_result auth_api_key(struct exchange *x, const char *s, size_t 
     }
     int64_t now = clock_wall_us() / 1000;
     uint8_t hash[APIKEY_HASH_LEN];
-    apikey_hash_md(x->worker->gw->auth.sha256, s, len, hash);
+    apikey_hash_md(auth_ctx_of(x->worker->gw)->sha256, s, len, hash);
     struct keyring_key *k = keyring_find_secret(auth_keyring(x->worker), hash, now);
     if (!k)
         return auth_wait_for_store(x, hash);
@@ -195,7 +202,7 @@ static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
         return STAGE_NEXT;
     }
     struct identity *id = &x->identity;
-    metrics_auth(x->worker->metrics, METRICS_AUTH_JWT);
+    auth_count(x, AUTH_RESULT_JWT);
     id->kind = ID_JWT;
     char tmp[sizeof(id->id) + JWTV_MAX_SUB];
     snprintf(tmp, sizeof(tmp), "sub:%s", cl.sub);
@@ -275,7 +282,7 @@ enum stage_result auth_stage_authz(struct exchange *x)
     if (r->auth != CFG_AUTH_REQUIRED)
         return STAGE_NEXT;
     if (x->identity.kind == ID_IP) {
-        metrics_auth(x->worker->metrics, METRICS_AUTH_MISSING);
+        auth_count(x, AUTH_RESULT_MISSING);
         auth_fail(x, 401, "Bearer realm=\"sluice\"",
                   "this route requires an API key (X-API-Key) or a bearer token");
         return STAGE_DONE;
@@ -283,7 +290,7 @@ enum stage_result auth_stage_authz(struct exchange *x)
     for (int i = 0; i < r->n_scopes; i++) {
         if (auth_has_scope(x->identity.scopes, r->scopes[i]))
             continue;
-        metrics_auth(x->worker->metrics, METRICS_AUTH_FORBIDDEN);
+        auth_count(x, AUTH_RESULT_FORBIDDEN);
         struct buf chal = {0}, msg = {0};
         buf_appendf(&chal, "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"");
         for (int j = 0; j < r->n_scopes; j++)

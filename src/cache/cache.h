@@ -19,6 +19,16 @@ void cache_free(struct cache *c);
 
 enum stage_result cache_stage(struct exchange *x);
 
+/* Lookup outcomes, counted per worker (worker->ctx[MOD_cache] is an array
+ * of CACHE_RESULT_N counters). */
+enum cache_result {
+    CACHE_RESULT_HIT,
+    CACHE_RESULT_MISS,
+    CACHE_RESULT_STALE,
+    CACHE_RESULT_BYPASS,
+    CACHE_RESULT_N
+};
+
 enum cache_purge_kind {
     CACHE_PURGE_KEY,
     CACHE_PURGE_PREFIX,

@@ -7,8 +7,7 @@
 
 #include "cache/rules.h"
 #include "cache/store.h"
-#include "net/conn.h"
-#include "net/worker.h"
+#include "modules.h"
 #include "obs/metrics.h"
 #include "proxy/proxy.h"
 #include "util/buf.h"
@@ -59,7 +58,7 @@ struct cache_state {
     int64_t wait_until_us;
 
     /* capture */
-    struct response_tap tap;
+    struct response_filter filter;
     bool capturing;
     int status;
     struct buf head, body;
@@ -78,6 +77,7 @@ struct cache_wait {
 };
 
 static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait);
+static void cache_count(struct exchange *x, enum cache_result r);
 
 /* ---- the process-wide cache ------------------------------------------------------ */
 
@@ -319,14 +319,14 @@ static void cache_serve(struct cache_state *cs, struct cache_entry *e, const cha
     struct sl_headers h = {0};
     cache_parse_head(x, e, &h);
     if (fresh && cache_not_modified(x, e)) {
-        conn_response_head(x, 304, &h, -1, true);
-        conn_response_end(x);
+        exchange_send_head(x, 304, &h, -1, true);
+        exchange_send_end(x);
         return;
     }
     bool no_body = x->method == HTTP_HEAD || e->status == 204 || e->status == 304;
-    conn_response_head(x, e->status, &h, (int64_t)e->body_len, no_body);
-    conn_response_body(x, e->body, e->body_len);
-    conn_response_end(x);
+    exchange_send_head(x, e->status, &h, (int64_t)e->body_len, no_body);
+    exchange_send_body(x, e->body, e->body_len);
+    exchange_send_end(x);
 }
 
 /* ---- capture --------------------------------------------------------------------- */
@@ -360,8 +360,8 @@ static bool cache_tap_head(struct exchange *x, void *arg, int status, const stru
     struct cache_state *cs = arg;
     int64_t now = clock_wall_us();
     if (status >= 500 && cs->stale && cache_usable_on_error(&cs->stale->times, now)) {
-        x->tap = NULL;
-        metrics_cache_result(x->worker->metrics, "stale");
+        exchange_remove_filter(x, &cs->filter);
+        cache_count(x, CACHE_RESULT_STALE);
         cache_serve(cs, cs->stale, "STALE", false);
         return true;
     }
@@ -493,11 +493,11 @@ static void cache_on_end(struct exchange *x, void *arg)
 
 static void cache_capture(struct cache_state *cs)
 {
-    cs->tap.head = cache_tap_head;
-    cs->tap.body = cache_tap_body;
-    cs->tap.end = cache_tap_end;
-    cs->tap.arg = cs;
-    cs->x->tap = &cs->tap;
+    cs->filter.head = cache_tap_head;
+    cs->filter.body = cache_tap_body;
+    cs->filter.end = cache_tap_end;
+    cs->filter.arg = cs;
+    exchange_add_filter(cs->x, &cs->filter);
 }
 
 static void cache_on_wait_tick(uv_timer_t *t)
@@ -580,7 +580,6 @@ static void cache_refresh(struct cache_state *cs)
 static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait)
 {
     struct exchange *x = cs->x;
-    struct metrics *m = x->worker->metrics;
     char vary[CACHE_MAX_VARY];
     if (!cache_store_get_vary(cs->cache->store, cs->primary, cs->primary_len, vary, sizeof(vary)))
         vary[0] = '\0';
@@ -597,13 +596,13 @@ static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait)
     struct cache_entry *e = cache_store_get(cs->cache->store, cs->key, cs->key_len);
     enum cache_freshness f = e ? cache_freshness_at(&e->times, now) : CACHE_EXPIRED;
     if (f == CACHE_FRESH && !revalidate) {
-        metrics_cache_result(m, "hit");
+        cache_count(x, CACHE_RESULT_HIT);
         cache_serve(cs, e, "HIT", true);
         cache_entry_unref(e);
         return STAGE_DONE;
     }
     if (f == CACHE_REVALIDATE && !revalidate) {
-        metrics_cache_result(m, "stale");
+        cache_count(x, CACHE_RESULT_STALE);
         if (cache_fill_begin(cs->cache, cs->key, cs->key_len))
             cache_refresh(cs);
         cache_serve(cs, e, "STALE", false);
@@ -624,10 +623,16 @@ static enum stage_result cache_lookup(struct cache_state *cs, bool after_wait)
     cs->filling = !after_wait;
     cs->fill_key = cs->key;
     cs->fill_key_len = cs->key_len;
-    metrics_cache_result(m, "miss");
+    cache_count(x, CACHE_RESULT_MISS);
     exchange_set_header(x, "X-Cache", "MISS");
     cache_capture(cs);
     return STAGE_NEXT;
+}
+
+static void cache_count(struct exchange *x, enum cache_result r)
+{
+    uint64_t *results = x->worker->ctx[MOD_cache];
+    metrics_counter_add(&results[r], 1);
 }
 
 enum stage_result cache_stage(struct exchange *x)
@@ -636,13 +641,13 @@ enum stage_result cache_stage(struct exchange *x)
     if (!rc->enabled)
         return STAGE_NEXT;
     if (x->method != HTTP_GET && x->method != HTTP_HEAD) {
-        metrics_cache_result(x->worker->metrics, "bypass");
+        cache_count(x, CACHE_RESULT_BYPASS);
         exchange_set_header(x, "X-Cache", "BYPASS");
         return STAGE_NEXT;
     }
     struct cache_state *cs = arena_calloc(x->arena, sizeof(*cs));
     cs->x = x;
-    cs->cache = x->worker->gw->cache;
+    cs->cache = x->worker->gw->ctx[MOD_cache];
     cs->rc = rc;
     cs->last_modified = -1;
     exchange_on_end(x, cache_on_end, cs);

@@ -18,4 +18,9 @@ bool gql_inspect_document(const char *doc, size_t len, struct gql_op *op);
 /* Inspect a JSON request body {"query": "...", ...}. True on success. */
 bool gql_inspect_json(const char *body, size_t len, struct gql_op *op);
 
+struct exchange;
+/* The operation of <x>, read by the graphql stage; NULL when <x> is not a
+ * GraphQL request or none was found. */
+const struct gql_op *gql_exchange_op(const struct exchange *x);
+
 #endif

@@ -1,25 +1,12 @@
 /* The limit stage: which limits apply to a request (SPEC 3.2-3.4), one
  * all-or-nothing decision in the store, and what the client is told (3.5). */
-#include "limit/policy.h"
-
+#include "fleet/fleet.h"
 #include "guard/graphql.h"
-#include "guard/violations.h"
-#include "limit/mem_store.h"
+#include "limit/backend.h"
 #include "limit/redis_script.h"
-#include "net/worker.h"
-#include "obs/metrics.h"
-#include "store/fleet.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
-
-/* What an allowed request holds until it ends: its concurrency slots. */
-struct lim_held {
-    struct lim_store *store;
-    struct lim_op ops[SL_MAX_LIMIT_OPS];
-    int n;
-    uint32_t cost;
-};
 
 /* The route's limits for <id>: its tier's entry, else "*" for any identified
  * client; anonymous clients get only an "anonymous" entry. */
@@ -194,6 +181,7 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
     const struct limit *l = shown->limit;
     char window[48];
     lim_window_words(l, window, sizeof(window));
+    const struct gql_op *gql = gql_exchange_op(x);
     switch (x->route->rejection) {
     case CFG_REJECT_DRF:
         buf_appendf(b, "{\"detail\": \"Request was throttled. Expected available in %lld %s.\"}\n",
@@ -201,16 +189,15 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
         break;
     case CFG_REJECT_GRAPHQL:
         buf_append_str(b, "{\"errors\": [{\"message\": \"Rate limit exceeded");
-        if (x->gql)
-            buf_appendf(b, " for %s '%s'", x->gql->type, x->gql->field);
+        if (gql)
+            buf_appendf(b, " for %s '%s'", gql->type, gql->field);
         buf_appendf(b,
                     ". Limit: %llu requests per %llds. Try again after %lld seconds.\", "
                     "\"extensions\": {\"code\": \"RATE_LIMIT_EXCEEDED\", ",
                     (unsigned long long)shown->decision.limit, (long long)lim_ceil_s(l->window_us),
                     (long long)retry_s);
-        if (x->gql)
-            buf_appendf(b, "\"operation\": \"%s\", \"type\": \"%s\", ", x->gql->field,
-                        x->gql->type);
+        if (gql)
+            buf_appendf(b, "\"operation\": \"%s\", \"type\": \"%s\", ", gql->field, gql->type);
         buf_appendf(b, "\"resetAt\": %lld}}]}\n", (long long)lim_ceil_s(now_us) + retry_s);
         break;
     default:
@@ -228,6 +215,19 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
     }
 }
 
+/* x->ctx[MOD_limit] of an exchange the limits refused (lim_finish_exchange). */
+static const char lim_rejected;
+
+static void lim_count_decision(struct exchange *x, bool allowed)
+{
+    char name[96];
+    metrics_label_escape(name, sizeof(name), x->route->path);
+    char labels[192];
+    snprintf(labels, sizeof(labels), "route=\"%s\",outcome=\"%s\"", name,
+             allowed ? "allowed" : "rejected");
+    metrics_family_add(lim_worker_of(x->worker)->decisions, labels, 1);
+}
+
 static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t now_us)
 {
     int64_t retry_s = lim_ceil_s(shown->decision.retry_after_us);
@@ -236,235 +236,25 @@ static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t n
     lim_add_u64_header(x, "Retry-After", (uint64_t)retry_s);
     struct buf b = {0};
     lim_reject_body(x, shown, retry_s, now_us, &b);
-    struct gateway *gw = x->worker->gw;
-    viol_record(gw->violations, x->identity.id, x->route->path, now_us);
+    x->ctx[MOD_limit] = (void *)&lim_rejected;
     exchange_respond(x, 429, "application/json", b.data, b.len);
     buf_release(&b);
 }
 
-static void lim_on_end(struct exchange *x, void *arg)
-{
-    struct lim_held *h = arg;
-    lim_store_release(h->store, h->ops, h->n, h->cost);
-}
-
-/* Keeps the concurrency counters of an allowed request until it ends, on
- * whatever path it ends (answered, failed, or the client gone). */
-static void lim_hold_slots(struct exchange *x, struct lim_store *st, const struct lim_op *ops,
-                           int n, uint32_t cost)
-{
-    struct lim_held *h = NULL;
-    for (int i = 0; i < n; i++) {
-        if (ops[i].limit->algorithm != LIM_CONCURRENCY)
-            continue;
-        if (!h) {
-            h = arena_calloc(x->arena, sizeof(*h));
-            h->store = st;
-            h->cost = cost;
-        }
-        h->ops[h->n++] = ops[i];
-    }
-    if (h)
-        exchange_on_end(x, lim_on_end, h);
-}
-
 /* What the client is told once the ops have their decisions. */
-static enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
-                                    bool allowed, int64_t now_us)
+enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                             bool allowed, int64_t now_us)
 {
     if (!allowed)
         lim_uncount(ops, n, cost);
     const struct lim_op *shown = lim_most_restrictive(ops, n, allowed);
     lim_headers(x, ops, n, shown, now_us);
-    metrics_limit_decision(x->worker->metrics, x->route->path, allowed);
+    lim_count_decision(x, allowed);
     if (!allowed) {
         lim_reject(x, shown, now_us);
         return STAGE_DONE;
     }
     return STAGE_NEXT;
-}
-
-/* Decide on this node's memory store. */
-static enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n,
-                                          uint32_t cost)
-{
-    struct lim_store *st = x->worker->gw->limiter;
-    int64_t now_us = clock_wall_us();
-    bool allowed = lim_store_apply(st, ops, n, now_us, cost);
-    enum stage_result r = lim_finish(x, ops, n, cost, allowed, now_us);
-    if (r == STAGE_NEXT)
-        lim_hold_slots(x, st, ops, n, cost);
-    return r;
-}
-
-/* ---- the Redis store (SPEC 3.6) ----------------------------------------------- */
-
-/* Redis could not decide (down, late, or an answer of the wrong shape):
- * store.redis.on_failure says what happens instead. */
-static enum stage_result lim_fallback(struct exchange *x, struct lim_op *ops, int n, uint32_t cost)
-{
-    struct fleet *f = x->worker->gw->fleet;
-    switch (x->cfg->store.redis.on_failure) {
-    case CFG_FAIL_ALLOW:
-        metrics_limit_fallback(x->worker->metrics, "allow");
-        return STAGE_NEXT;
-    case CFG_FAIL_DENY:
-        metrics_limit_fallback(x->worker->metrics, "deny");
-        exchange_add_header(x, "Retry-After", "1");
-        exchange_respond_error(x, 503, "the rate-limit store is unavailable");
-        return STAGE_DONE;
-    default:
-        break;
-    }
-    /* This node's share of each limit: the fleet as a whole stays near the
-     * limit while every member decides alone. */
-    metrics_limit_fallback(x->worker->metrics, "local");
-    unsigned size = fleet_size(f);
-    struct limit *shares = arena_alloc(x->arena, sizeof(*shares) * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        shares[i] = *ops[i].limit;
-        uint64_t c = shares[i].count / size, b = shares[i].burst / size;
-        shares[i].count = c ? c : 1;
-        shares[i].burst = b ? b : 1;
-        ops[i].limit = &shares[i];
-    }
-    return lim_decide_local(x, ops, n, cost);
-}
-
-/* A decision asked of Redis; shared by the exchange (which may end first,
- * the client gone) and the reply. */
-struct lim_remote {
-    struct exchange *x; /* NULL once the exchange ended */
-    int refs;
-    struct lim_op *ops; /* in the exchange's arena */
-    int n;
-    uint32_t cost;
-    const char *lease; /* in the arena; "" without concurrency limits */
-    bool submitting, answered_early;
-    enum stage_result early;
-};
-
-static void lim_remote_unref(struct lim_remote *r)
-{
-    if (--r->refs == 0)
-        free(r);
-}
-
-static void lim_remote_gone(struct exchange *x, void *arg)
-{
-    struct lim_remote *r = arg;
-    r->x = NULL;
-    lim_remote_unref(r);
-}
-
-struct lim_lease {
-    struct lim_op ops[SL_MAX_LIMIT_OPS];
-    int n;
-    uint32_t cost;
-    const char *id;
-};
-
-static void lim_ignore_reply(void *arg, enum rds_status st, const redisReply *reply) {}
-
-/* Gives back the request's concurrency leases; if Redis does not hear it,
- * the leases expire by themselves (store.redis.lease). */
-static void lim_release_leases(struct exchange *x, void *arg)
-{
-    struct lim_lease *l = arg;
-    struct worker *w = x->worker;
-    if (!w->redis)
-        return;
-    /* On the stack: rds_eval copies the arguments. */
-    struct lim_lua_call call;
-    char keys[LIM_LUA_KEYS_MAX];
-    if (lim_lua_build_release(&call, fleet_prefix(w->gw->fleet), l->ops, l->n, l->cost, l->id, keys,
-                              sizeof(keys)) == 0 &&
-        call.nkeys > 0)
-        rds_eval(w->redis, fleet_release_script(w->gw->fleet), call.nkeys, call.nargs, call.args,
-                 call.lens, lim_ignore_reply, NULL);
-}
-
-static void lim_hold_leases(struct exchange *x, const struct lim_op *ops, int n, uint32_t cost,
-                            const char *lease)
-{
-    struct lim_lease *l = NULL;
-    for (int i = 0; i < n; i++) {
-        if (ops[i].limit->algorithm != LIM_CONCURRENCY)
-            continue;
-        if (!l) {
-            l = arena_calloc(x->arena, sizeof(*l));
-            l->cost = cost;
-            l->id = lease;
-        }
-        l->ops[l->n++] = ops[i];
-    }
-    if (l)
-        exchange_on_end(x, lim_release_leases, l);
-}
-
-static void lim_remote_reply(void *arg, enum rds_status st, const redisReply *reply)
-{
-    struct lim_remote *r = arg;
-    struct exchange *x = r->x;
-    if (x) {
-        bool ok = false, allowed = false;
-        if (st == RDS_OK)
-            allowed = lim_lua_parse(reply, r->ops, r->n, &ok);
-        enum stage_result res;
-        if (ok) {
-            res = lim_finish(x, r->ops, r->n, r->cost, allowed, clock_wall_us());
-            if (res == STAGE_NEXT)
-                lim_hold_leases(x, r->ops, r->n, r->cost, r->lease);
-        } else {
-            res = lim_fallback(x, r->ops, r->n, r->cost);
-        }
-        if (r->submitting) {
-            r->answered_early = true;
-            r->early = res;
-        } else if (res == STAGE_NEXT) {
-            exchange_resume(x);
-        }
-    }
-    lim_remote_unref(r);
-}
-
-static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *ops, int n,
-                                           uint32_t cost)
-{
-    struct worker *w = x->worker;
-    struct fleet *f = w->gw->fleet;
-    if (!w->redis || !rds_is_up(w->redis))
-        return lim_fallback(x, ops, n, cost);
-    /* On the stack, not in the arena (~20 KB a request): rds_eval copies
-     * the arguments. */
-    struct lim_lua_call call;
-    char keys[LIM_LUA_KEYS_MAX];
-    /* Lease ids come from the gateway, never from the client (X-Request-Id
-     * can be chosen: two requests sharing an id would share one slot). */
-    char *lease = "";
-    for (int i = 0; i < n; i++) {
-        if (ops[i].limit->algorithm == LIM_CONCURRENCY) {
-            lease = arena_alloc(x->arena, 33);
-            worker_request_id(w, lease);
-            break;
-        }
-    }
-    if (lim_lua_build(&call, fleet_prefix(f), ops, n, cost, -1, lease,
-                      x->cfg->store.redis.lease_ms * 1000, keys, sizeof(keys)) < 0)
-        return lim_fallback(x, ops, n, cost);
-    struct lim_remote *r = sl_calloc(1, sizeof(*r));
-    r->x = x;
-    r->refs = 2;
-    r->ops = ops;
-    r->n = n;
-    r->cost = cost;
-    r->lease = lease;
-    exchange_on_end(x, lim_remote_gone, r);
-    r->submitting = true;
-    rds_eval(w->redis, fleet_apply_script(f), call.nkeys, call.nargs, call.args, call.lens,
-             lim_remote_reply, r);
-    r->submitting = false;
-    return r->answered_early ? r->early : STAGE_WAIT;
 }
 
 /* The decision proper, once everything it needs is known. */
@@ -475,53 +265,142 @@ static enum stage_result lim_decide(struct exchange *x)
     if (n == 0)
         return STAGE_NEXT;
     uint32_t cost = x->route->cost ? x->route->cost : 1;
-    if (x->worker->gw->fleet)
-        return lim_decide_remote(x, ops, n, cost);
-    return lim_decide_local(x, ops, n, cost);
+    return lim_gw_of(x->worker->gw)->backend->decide(x, ops, n, cost);
 }
 
-/* A GraphQL body is read (up to this much) to name the operation in 429s;
- * the query comes first in practice, and the rest still streams. */
-#define LIM_GRAPHQL_PEEK (64u << 10)
-
-struct lim_body {
-    struct buf data;
-};
-
-static void lim_body_release(struct exchange *x, void *arg)
-{
-    struct lim_body *b = arg;
-    buf_release(&b->data);
-}
-
-static void lim_graphql_sink(struct exchange *x, const char *data, size_t len, bool end)
-{
-    struct lim_body *b = x->lim_body;
-    buf_append(&b->data, data, len);
-    if (!end && b->data.len < LIM_GRAPHQL_PEEK)
-        return;
-    struct gql_op *op = arena_calloc(x->arena, sizeof(*op));
-    if (gql_inspect_json(b->data.data ? b->data.data : "", b->data.len, op))
-        x->gql = op;
-    /* Everything read goes back to the queue for the proxy, unchanged. */
-    exchange_requeue_body(x, b->data.data, b->data.len);
-    buf_release(&b->data);
-    if (lim_decide(x) == STAGE_NEXT)
-        exchange_resume(x);
-}
-
-enum stage_result lim_stage(struct exchange *x)
+/* The limit stage: applies the tier's and the route's limits for the
+ * exchange's identity in one all-or-nothing decision; adds the rate-limit
+ * headers to the response; answers 429 when a limit is exceeded. */
+static enum stage_result lim_stage(struct exchange *x)
 {
     const struct config *cfg = x->cfg;
     if (!cfg->limits.enabled || x->route->limits_off || x->identity.exempt)
         return STAGE_NEXT;
-    bool has_body = x->content_length > 0 || x->chunked;
-    if (x->route->rejection == CFG_REJECT_GRAPHQL && has_body) {
-        struct lim_body *b = arena_calloc(x->arena, sizeof(*b));
-        x->lim_body = b;
-        exchange_on_end(x, lim_body_release, b);
-        exchange_set_body_sink(x, lim_graphql_sink);
-        return STAGE_WAIT;
-    }
     return lim_decide(x);
 }
+
+/* After the response: a 429 of the limits is a violation of its identity. */
+static void lim_finish_exchange(struct exchange *x)
+{
+    if (x->ctx[MOD_limit] != &lim_rejected)
+        return;
+    viol_record(lim_gw_of(x->worker->gw)->violations, x->identity.id, x->route->path,
+                clock_wall_us());
+}
+
+/* ---- the module ------------------------------------------------------------------ */
+
+/* Every worker sweeps some shards this often; together they cover the whole
+ * store every few seconds. */
+#define LIM_SWEEP_INTERVAL_MS 1000
+#define LIM_SWEEP_SHARDS_PER_TICK 64
+
+static int lim_init_process(struct gateway *gw, char **err)
+{
+    struct lim_gw *g = sl_calloc(1, sizeof(*g));
+    g->store = lim_store_new(gw->cfg->limits.max_entries, 0);
+    g->violations = viol_new(SL_MAX_VIOLATORS);
+    g->backend = fleet_of(gw) ? &lim_redis_backend : &lim_mem_backend;
+    rds_script_init(&g->apply, lim_lua_apply);
+    rds_script_init(&g->release, lim_lua_release);
+    gw->ctx[MOD_limit] = g;
+    return 0;
+}
+
+static void lim_dispose_process(struct gateway *gw)
+{
+    struct lim_gw *g = lim_gw_of(gw);
+    lim_store_free(g->store);
+    viol_free(g->violations);
+    free(g);
+}
+
+static void lim_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
+                          struct buf *warnings)
+{
+    if (cfg->limits.max_entries != old->limits.max_entries)
+        buf_append_str(warnings, "limits.max_entries changes only on restart\n");
+}
+
+static void lim_on_sweep(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    lim_store_sweep(lim_gw_of(w->gw)->store, clock_wall_us(), LIM_SWEEP_SHARDS_PER_TICK);
+}
+
+static void lim_init_worker(struct worker *w)
+{
+    struct lim_worker *lw = sl_calloc(1, sizeof(*lw));
+    lw->decisions = metrics_family_new(1024, "route=\"other\",outcome=\"other\"");
+    w->ctx[MOD_limit] = lw;
+}
+
+static void lim_start_worker(struct worker *w)
+{
+    struct lim_worker *lw = lim_worker_of(w);
+    uv_timer_init(&w->loop, &lw->sweep);
+    lw->sweep.data = w;
+    uv_timer_start(&lw->sweep, lim_on_sweep, LIM_SWEEP_INTERVAL_MS, LIM_SWEEP_INTERVAL_MS);
+}
+
+static void lim_stop_worker(struct worker *w)
+{
+    worker_close_handle(w, (uv_handle_t *)&lim_worker_of(w)->sweep);
+}
+
+static void lim_dispose_worker(struct worker *w)
+{
+    struct lim_worker *lw = lim_worker_of(w);
+    metrics_family_free(lw->decisions);
+    free(lw);
+}
+
+static struct metrics_family *lim_decisions_of(struct worker *w)
+{
+    return lim_worker_of(w)->decisions;
+}
+
+static const uint64_t *lim_fallback_of(struct worker *w)
+{
+    return lim_worker_of(w)->fallback;
+}
+
+static void lim_metrics(struct gateway *gw, struct buf *out)
+{
+    metrics_render_family(gw, out, "sluice_ratelimit_decisions_total",
+                          "Rate-limit decisions, by route and outcome.", lim_decisions_of);
+    struct lim_store_stats ls;
+    lim_store_stats(lim_gw_of(gw)->store, &ls);
+    metrics_render_single(out, "sluice_ratelimit_counters", "gauge",
+                          "Rate-limit counters held in memory.", ls.entries);
+    metrics_render_single(out, "sluice_ratelimit_counter_bytes", "gauge",
+                          "Memory held by rate-limit counters.", ls.bytes);
+    metrics_render_single(out, "sluice_ratelimit_evictions_total", "counter",
+                          "Live counters dropped because the store was full.", ls.evictions);
+    if (!fleet_of(gw))
+        return;
+    static const char *const modes[LIM_FALLBACK_N] = {"local", "allow", "deny"};
+    metrics_render_fixed(gw, out, "sluice_ratelimit_fallback_total",
+                         "Decisions Redis could not make, by what store.redis.on_failure did "
+                         "instead.",
+                         "mode", modes, LIM_FALLBACK_N, lim_fallback_of);
+}
+
+static const struct sl_stage lim_stages[] = {
+    {SL_PHASE_LIMIT, false, lim_stage},
+};
+
+const struct sl_module limit_module = {
+    .name = "limit",
+    .init_process = lim_init_process,
+    .dispose_process = lim_dispose_process,
+    .on_reload = lim_on_reload,
+    .init_worker = lim_init_worker,
+    .start_worker = lim_start_worker,
+    .stop_worker = lim_stop_worker,
+    .dispose_worker = lim_dispose_worker,
+    .stages = lim_stages,
+    .n_stages = 1,
+    .finish = lim_finish_exchange,
+    .metrics = lim_metrics,
+};

@@ -159,8 +159,10 @@ static void conn_exchange_free(struct conn *c, struct exchange *x, bool aborted)
         x->status = 499; /* as nginx logs it: the client closed before the response */
     x->conn = NULL;
     accesslog_exchange(c->w, x);
-    if (!x->admin)
+    if (!x->admin) {
         metrics_exchange_end(c->w->metrics, x);
+        pipeline_finish(x);
+    }
     exchange_free(x);
 }
 
@@ -310,7 +312,7 @@ void conn_run_dirty(struct worker *w)
     }
 }
 
-size_t conn_pending_output(const struct exchange *x)
+static size_t conn_pending_output(const struct exchange *x)
 {
     const struct conn *c = x->conn;
     return c ? c->out.len + c->tcp.write_queue_size : 0;
@@ -325,16 +327,9 @@ static void conn_append_header(struct buf *b, const char *name, size_t nlen, con
     buf_append(b, "\r\n", 2);
 }
 
-void conn_response_head(struct exchange *x, int status, const struct sl_headers *headers,
-                        int64_t content_length, bool no_body)
+static void conn_response_head(struct exchange *x, int status, const struct sl_headers *headers,
+                               int64_t content_length, bool no_body)
 {
-    if (x->response_started)
-        return;
-    if (x->tap && x->tap->head &&
-        x->tap->head(x, x->tap->arg, status, headers, content_length, no_body))
-        return;
-    x->response_started = true;
-    x->status = status;
     struct conn *c = x->conn;
     if (!c)
         return;
@@ -379,12 +374,8 @@ void conn_response_head(struct exchange *x, int status, const struct sl_headers 
     conn_mark_dirty(c);
 }
 
-void conn_response_body(struct exchange *x, const char *data, size_t len)
+static void conn_response_body(struct exchange *x, const char *data, size_t len)
 {
-    if (x->response_done || !x->response_started || !len)
-        return;
-    if (x->tap && x->tap->body)
-        x->tap->body(x, x->tap->arg, data, len);
     struct conn *c = x->conn;
     if (!c || c->resp_no_body)
         return;
@@ -428,19 +419,11 @@ static void conn_exchange_end(struct conn *c)
     conn_mark_dirty(c);
 }
 
-void conn_response_end(struct exchange *x)
+static void conn_response_end(struct exchange *x)
 {
-    if (x->response_done || !x->response_started)
-        return;
-    x->response_done = true;
-    if (x->tap && x->tap->end)
-        x->tap->end(x, x->tap->arg);
     struct conn *c = x->conn;
-    if (!c) {
-        if (x->detached)
-            exchange_free(x); /* nobody else will: it has no connection */
+    if (!c)
         return;
-    }
     if (c->resp_chunked)
         buf_append(&c->out, "0\r\n\r\n", 5);
     conn_mark_dirty(c);
@@ -458,7 +441,7 @@ static bool conn_exchange_finished(const struct conn *c)
     return c->x && c->x->response_done && (c->x->request_done || c->close_after);
 }
 
-void conn_response_abort(struct exchange *x)
+static void conn_response_abort(struct exchange *x)
 {
     struct conn *c = x->conn;
     if (!c)
@@ -467,7 +450,7 @@ void conn_response_abort(struct exchange *x)
     conn_close(c);
 }
 
-void conn_send_continue(struct exchange *x)
+static void conn_send_continue(struct exchange *x)
 {
     struct conn *c = x->conn;
     if (!c || !x->expect_continue || c->continue_sent || x->response_started || x->request_done)
@@ -479,7 +462,7 @@ void conn_send_continue(struct exchange *x)
 
 /* ---- reading and parsing --------------------------------------------------------- */
 
-void conn_pause_body(struct exchange *x)
+static void conn_pause_body(struct exchange *x)
 {
     struct conn *c = x->conn;
     if (!c || c->body_paused)
@@ -491,7 +474,7 @@ void conn_pause_body(struct exchange *x)
     }
 }
 
-void conn_resume_body(struct exchange *x)
+static void conn_resume_body(struct exchange *x)
 {
     struct conn *c = x->conn;
     if (!c || !c->body_paused)
@@ -502,9 +485,24 @@ void conn_resume_body(struct exchange *x)
     conn_mark_dirty(c);
 }
 
+/* A connection is the sink of its exchanges' responses. */
+static const struct exchange_sink conn_sink = {
+    .head = conn_response_head,
+    .body = conn_response_body,
+    .end = conn_response_end,
+    .abort = conn_response_abort,
+    .send_continue = conn_send_continue,
+    .pending = conn_pending_output,
+    .pause_body = conn_pause_body,
+    .resume_body = conn_resume_body,
+};
+
 static struct exchange *conn_new_exchange(struct conn *c)
 {
-    struct exchange *x = exchange_new(c->w, c, c->kind == CONN_ADMIN);
+    bool admin = c->kind == CONN_ADMIN;
+    struct exchange *x = exchange_new(c->w, &conn_sink, c, admin);
+    if (!admin)
+        metrics_exchange_begin(c->w->metrics);
     str_copy(x->peer_ip, sizeof(x->peer_ip), c->peer_ip);
     str_copy(x->client_ip, sizeof(x->client_ip), c->peer_ip);
     return x;

@@ -5,60 +5,30 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
-#include "guard/violations.h"
-#include "limit/mem_store.h"
 #include "net/conn.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
-#include "proxy/proxy.h"
-#include "store/fleet.h"
+#include "pipeline/module.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
 /* Pending connections the kernel may queue per listener. */
 #define LISTEN_BACKLOG 4096
-/* Every worker sweeps some limiter shards this often; together they cover
- * the whole store every few seconds. */
-#define SWEEP_INTERVAL_MS 1000
-#define SWEEP_SHARDS_PER_TICK 64
 
-/* ---- config holds -------------------------------------------------------------- */
+/* ---- modules ------------------------------------------------------------------ */
 
-static struct wcfg *wcfg_new(struct worker *w, struct config *cfg)
-{
-    struct wcfg *h = sl_calloc(1, sizeof(*h));
-    h->cfg = cfg; /* takes the caller's reference */
-    h->worker = w;
-    px_pools_init(h);
-    return h;
-}
-
-static void wcfg_free(struct wcfg *h)
-{
-    px_pools_release(h);
-    cfg_unref(h->cfg);
-    free(h);
-}
-
-struct wcfg *wcfg_acquire(struct worker *w)
-{
-    w->cur->users++;
-    return w->cur;
-}
-
-void wcfg_release(struct wcfg *h)
-{
-    if (--h->users == 0 && h->retired)
-        wcfg_free(h);
-}
-
-static void wcfg_retire(struct wcfg *h)
-{
-    h->retired = true;
-    if (h->users == 0)
-        wcfg_free(h);
-}
+/* Call <hook> of every module that has one, in list order or (<reverse>) the
+ * reverse. */
+#define WORKER_EACH_MODULE(reverse, hook, ...)                                                     \
+    do {                                                                                           \
+        int n_;                                                                                    \
+        const struct sl_module *const *m_ = sl_module_list(&n_);                                   \
+        for (int i_ = 0; i_ < n_; i_++) {                                                          \
+            const struct sl_module *mod_ = m_[(reverse) ? n_ - 1 - i_ : i_];                       \
+            if (mod_->hook)                                                                        \
+                mod_->hook(__VA_ARGS__);                                                           \
+        }                                                                                          \
+    } while (0)
 
 /* Take up the gateway's newest config if it changed since we last looked. */
 static void worker_sync_config(struct worker *w)
@@ -79,41 +49,7 @@ static void worker_sync_config(struct worker *w)
     wcfg_retire(old);
 }
 
-/* ---- request ids -------------------------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-void worker_request_id(struct worker *w, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t v[2] = {splitmix64(&w->rid_state), splitmix64(&w->rid_state)};
-    for (int i = 0; i < 32; i++)
-        out[i] = hex[(v[i / 16] >> (60 - 4 * (i % 16))) & 0xf];
-    out[32] = '\0';
-}
-
 /* ---- shutdown ----------------------------------------------------------------- */
-
-static void worker_on_handle_closed(uv_handle_t *h)
-{
-    struct worker *w = h->data;
-    w->open_handles--;
-}
-
-static void worker_close_handle(struct worker *w, uv_handle_t *h)
-{
-    if (uv_is_closing(h))
-        return;
-    h->data = w;
-    w->open_handles++;
-    uv_close(h, worker_on_handle_closed);
-}
 
 /* Every connection is gone: close the worker's own handles so uv_run returns. */
 static void worker_stop(struct worker *w)
@@ -126,9 +62,7 @@ static void worker_stop(struct worker *w)
     worker_close_handle(w, (uv_handle_t *)&w->check);
     worker_close_handle(w, (uv_handle_t *)&w->prepare);
     worker_close_handle(w, (uv_handle_t *)&w->drain_timer);
-    worker_close_handle(w, (uv_handle_t *)&w->sweep_timer);
-    if (w->gw->fleet)
-        fleet_worker_stop(w->gw->fleet, w);
+    WORKER_EACH_MODULE(true, stop_worker, w);
     wcfg_retire(w->cur); /* closes idle upstream connections */
     w->cur = NULL;
 }
@@ -200,12 +134,6 @@ static void worker_on_prepare(uv_prepare_t *p)
     accesslog_flush(w);
 }
 
-static void worker_on_sweep(uv_timer_t *t)
-{
-    struct worker *w = t->data;
-    lim_store_sweep(w->gw->limiter, clock_wall_us(), SWEEP_SHARDS_PER_TICK);
-}
-
 static void worker_on_connection(uv_stream_t *server, int status)
 {
     struct worker *w = server->data;
@@ -232,8 +160,7 @@ static void worker_main(void *arg)
             fprintf(stderr, "sluice: worker %d cannot listen on fd %d\n", w->id, w->listen_fds[i]);
     if (w->admin_fd >= 0 && worker_open_listener(w, &w->admin, w->admin_fd) != 0)
         fprintf(stderr, "sluice: cannot open the admin listener\n");
-    if (w->gw->fleet)
-        fleet_worker_start(w->gw->fleet, w);
+    WORKER_EACH_MODULE(false, start_worker, w);
     /* A drain requested before we were listening would otherwise be missed. */
     worker_on_wake(&w->wake);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -254,9 +181,6 @@ static void worker_init(struct worker *w, struct gateway *gw, int id, struct con
     w->prepare.data = w;
     uv_prepare_start(&w->prepare, worker_on_prepare);
     uv_timer_init(&w->loop, &w->drain_timer);
-    uv_timer_init(&w->loop, &w->sweep_timer);
-    w->sweep_timer.data = w;
-    uv_timer_start(&w->sweep_timer, worker_on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     w->metrics = metrics_new();
     cfg_ref(cfg);
     w->cur = wcfg_new(w, cfg);
@@ -264,13 +188,14 @@ static void worker_init(struct worker *w, struct gateway *gw, int id, struct con
     if (getrandom(&w->rid_state, sizeof(w->rid_state), 0) != sizeof(w->rid_state))
         w->rid_state = (uint64_t)clock_wall_us();
     w->rid_state ^= (uint64_t)id << 56;
+    WORKER_EACH_MODULE(false, init_worker, w);
 }
 
 static void worker_release(struct worker *w)
 {
+    WORKER_EACH_MODULE(true, dispose_worker, w);
     uv_loop_close(&w->loop);
     metrics_free(w->metrics);
-    keyring_unref(w->keyring);
     buf_release(&w->log);
 }
 
@@ -332,6 +257,18 @@ static void gw_wake_workers(struct gateway *gw)
         uv_async_send(&gw->workers[i].wake);
 }
 
+/* Each line of <warnings> as "sluice: reload: <line>". */
+static void gw_print_warnings(const struct buf *warnings)
+{
+    const char *p = warnings->data, *end = p + warnings->len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        fprintf(stderr, "sluice: reload: %.*s\n", (int)len, p);
+        p += len + 1;
+    }
+}
+
 int gw_reload(struct gateway *gw, char **err)
 {
     struct config *cfg = cfg_load(gw->config_path, err);
@@ -339,27 +276,18 @@ int gw_reload(struct gateway *gw, char **err)
         return -1;
     pthread_mutex_lock(&gw->lock);
     const struct config *old = gw->cfg;
+    struct buf warnings = {0};
     if (cfg->server.n_listen != old->server.n_listen || cfg->server.workers != old->server.workers)
-        fprintf(stderr, "sluice: reload: listen addresses and workers change only on restart\n");
+        buf_append_str(&warnings, "listen addresses and workers change only on restart\n");
     if (strcmp(cfg->store.data_dir, old->store.data_dir) != 0)
-        fprintf(stderr, "sluice: reload: store.data_dir changes only on restart\n");
-    if (cfg->store.backend != old->store.backend ||
-        strcmp(cfg->store.redis.url, old->store.redis.url) != 0 ||
-        strcmp(cfg->store.redis.prefix, old->store.redis.prefix) != 0 ||
-        cfg->store.redis.timeout_ms != old->store.redis.timeout_ms)
-        fprintf(stderr, "sluice: reload: store.backend and store.redis (but on_failure and lease) "
-                        "change only on restart\n");
-    if (cfg->limits.max_entries != old->limits.max_entries)
-        fprintf(stderr, "sluice: reload: limits.max_entries changes only on restart\n");
-    if (cfg->cache.max_memory != old->cache.max_memory ||
-        cfg->cache.max_object_size > old->cache.max_object_size)
-        fprintf(stderr, "sluice: reload: cache.max_memory, and a larger cache.max_object_size, "
-                        "take effect only on restart (the store is sized at start)\n");
+        buf_append_str(&warnings, "store.data_dir changes only on restart\n");
+    WORKER_EACH_MODULE(false, on_reload, gw, old, cfg, &warnings);
     struct config *prev = gw->cfg;
     gw->cfg = cfg;
     gw->gen++;
     pthread_mutex_unlock(&gw->lock);
-    auth_config_changed(&gw->auth, cfg);
+    gw_print_warnings(&warnings);
+    buf_release(&warnings);
     cfg_unref(prev);
     gw_wake_workers(gw);
     return 0;
@@ -392,6 +320,14 @@ static void gw_on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&sig->intr, NULL);
 }
 
+static void gw_release(struct gateway *gw)
+{
+    free(gw->workers);
+    cfg_unref(gw->cfg);
+    pthread_mutex_destroy(&gw->lock);
+    free(gw->config_path);
+}
+
 int gw_serve(const char *path)
 {
     char *err = NULL;
@@ -410,14 +346,19 @@ int gw_serve(const char *path)
     gw.started_wall_us = clock_wall_us();
     gw.n_workers = cfg->server.workers;
     gw.workers = sl_calloc((size_t)gw.n_workers, sizeof(struct worker));
-    gw.limiter = lim_store_new(cfg->limits.max_entries, 0);
-    gw.violations = viol_new(SL_MAX_VIOLATORS);
-    gw.cache = cache_new(cfg->cache.max_memory, cfg->cache.max_object_size);
-    gw.fleet = fleet_new(&gw, cfg);
-    if (auth_open(&gw.auth, cfg, &err) != 0) {
-        fprintf(stderr, "sluice: %s\n", err);
-        free(err);
-        return 1;
+    pipeline_build(&gw.pipelines[0], &gw.pipelines[1]);
+    int n_mods, started = 0;
+    const struct sl_module *const *mods = sl_module_list(&n_mods);
+    for (; started < n_mods; started++) {
+        if (mods[started]->init_process && mods[started]->init_process(&gw, &err) != 0) {
+            fprintf(stderr, "sluice: %s\n", err);
+            free(err);
+            for (int m = started - 1; m >= 0; m--)
+                if (mods[m]->dispose_process)
+                    mods[m]->dispose_process(&gw);
+            gw_release(&gw);
+            return 1;
+        }
     }
     for (int i = 0; i < gw.n_workers; i++)
         worker_init(&gw.workers[i], &gw, i, cfg);
@@ -451,15 +392,10 @@ int gw_serve(const char *path)
     for (int i = 0; i < gw.n_workers; i++)
         worker_release(&gw.workers[i]);
     uv_loop_close(&main_loop);
-    auth_close(&gw.auth);
-    fleet_free(gw.fleet);
-    free(gw.workers);
-    lim_store_free(gw.limiter);
-    viol_free(gw.violations);
-    cache_free(gw.cache);
-    cfg_unref(gw.cfg);
-    pthread_mutex_destroy(&gw.lock);
-    free(gw.config_path);
+    for (int m = n_mods - 1; m >= 0; m--)
+        if (mods[m]->dispose_process)
+            mods[m]->dispose_process(&gw);
+    gw_release(&gw);
     fprintf(stderr, "sluice: stopped\n");
     return 0;
 }

@@ -4,7 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/worker.h"
+#include "pipeline/gateway.h"
 #include "pipeline/exchange.h"
 #include "util/clock.h"
 

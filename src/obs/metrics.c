@@ -3,11 +3,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "cache/cache.h"
-#include "limit/mem_store.h"
-#include "net/worker.h"
 #include "pipeline/exchange.h"
-#include "store/fleet.h"
+#include "pipeline/module.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -26,11 +23,13 @@ struct series {
     char labels[SERIES_LABEL]; /* already in exposition form: route="/x",status="200" */
 };
 
-struct series_table {
+struct metrics_family {
     struct series *v;
     unsigned cap;         /* power of two */
     pthread_mutex_t lock; /* held when adding a series and when scraping */
+    char overflow[SERIES_LABEL];
 };
+#define series_table metrics_family
 
 /* The last counters used, by (route, status): the usual request finds its
  * counter without formatting a label or hashing it. Keyed by the route's
@@ -46,13 +45,8 @@ struct hot_counter {
 struct metrics {
     struct hot_counter hot[HOT_SLOTS];
     struct series_table requests;
-    struct series_table upstream_errors;
-    struct series_table limit_decisions;
     int64_t in_flight;
     uint64_t rejected_connections;
-    uint64_t cache[4]; /* hit, miss, stale, bypass */
-    uint64_t auth[METRICS_AUTH_N];
-    uint64_t fallback[3]; /* local, allow, deny */
     uint64_t buckets[N_BUCKETS + 1];
     uint64_t duration_count;
     uint64_t duration_sum_us;
@@ -75,8 +69,6 @@ struct metrics *metrics_new(void)
 {
     struct metrics *m = sl_calloc(1, sizeof(*m));
     series_table_init(&m->requests, SL_METRIC_SERIES);
-    series_table_init(&m->upstream_errors, 256);
-    series_table_init(&m->limit_decisions, 1024);
     return m;
 }
 
@@ -85,16 +77,25 @@ void metrics_free(struct metrics *m)
     if (!m)
         return;
     series_table_release(&m->requests);
-    series_table_release(&m->upstream_errors);
-    series_table_release(&m->limit_decisions);
     free(m);
 }
 
-/* Single writer: a plain load and a relaxed store are enough for the
- * scraper to read a torn-free value. */
-static inline void counter_add(uint64_t *c, uint64_t n)
+#define counter_add metrics_counter_add
+
+struct metrics_family *metrics_family_new(unsigned cap, const char *overflow)
 {
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+    struct metrics_family *f = sl_calloc(1, sizeof(*f));
+    series_table_init(f, cap);
+    snprintf(f->overflow, sizeof(f->overflow), "%s", overflow);
+    return f;
+}
+
+void metrics_family_free(struct metrics_family *f)
+{
+    if (!f)
+        return;
+    series_table_release(f);
+    free(f);
 }
 
 static uint64_t fnv1a(const char *s)
@@ -128,8 +129,7 @@ static uint64_t *series_find(struct series_table *t, const char *labels, const c
     return NULL;
 }
 
-/* Appends <s> escaped for a Prometheus label value. */
-static void label_escape(char *out, size_t cap, const char *s)
+void metrics_label_escape(char *out, size_t cap, const char *s)
 {
     size_t o = 0;
     for (; *s && o + 3 < cap; s++) {
@@ -158,7 +158,7 @@ void metrics_exchange_end(struct metrics *m, const struct exchange *x)
     struct hot_counter *hot = &m->hot[((uintptr_t)path / 8 * 31 + (unsigned)x->status) % HOT_SLOTS];
     if (!hot->counter || hot->route != path || hot->status != x->status) {
         char route[96];
-        label_escape(route, sizeof(route), path ? path : "-");
+        metrics_label_escape(route, sizeof(route), path ? path : "-");
         char labels[SERIES_LABEL];
         snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, x->status);
         hot->counter = series_find(&m->requests, labels, "route=\"other\",status=\"other\"");
@@ -183,53 +183,11 @@ void metrics_forget_routes(struct metrics *m)
     memset(m->hot, 0, sizeof(m->hot));
 }
 
-void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind)
+void metrics_family_add(struct metrics_family *f, const char *labels, uint64_t n)
 {
-    char name[96];
-    label_escape(name, sizeof(name), upstream);
-    char labels[SERIES_LABEL];
-    snprintf(labels, sizeof(labels), "upstream=\"%s\",kind=\"%s\"", name, kind);
-    uint64_t *c = series_find(&m->upstream_errors, labels, "upstream=\"other\",kind=\"other\"");
+    uint64_t *c = series_find(f, labels, f->overflow);
     if (c)
-        counter_add(c, 1);
-}
-
-void metrics_limit_decision(struct metrics *m, const char *route, bool allowed)
-{
-    char name[96];
-    label_escape(name, sizeof(name), route);
-    char labels[SERIES_LABEL];
-    snprintf(labels, sizeof(labels), "route=\"%s\",outcome=\"%s\"", name,
-             allowed ? "allowed" : "rejected");
-    uint64_t *c = series_find(&m->limit_decisions, labels, "route=\"other\",outcome=\"other\"");
-    if (c)
-        counter_add(c, 1);
-}
-
-static const char *const cache_results[4] = {"hit", "miss", "stale", "bypass"};
-
-void metrics_cache_result(struct metrics *m, const char *result)
-{
-    for (int i = 0; i < 4; i++)
-        if (strcmp(cache_results[i], result) == 0)
-            counter_add(&m->cache[i], 1);
-}
-
-static const char *const auth_results[METRICS_AUTH_N] = {"api_key", "jwt", "invalid", "missing",
-                                                         "forbidden"};
-
-void metrics_auth(struct metrics *m, enum metrics_auth what)
-{
-    counter_add(&m->auth[what], 1);
-}
-
-static const char *const fallback_modes[3] = {"local", "allow", "deny"};
-
-void metrics_limit_fallback(struct metrics *m, const char *mode)
-{
-    for (int i = 0; i < 3; i++)
-        if (strcmp(fallback_modes[i], mode) == 0)
-            counter_add(&m->fallback[i], 1);
+        counter_add(c, n);
 }
 
 void metrics_connection_rejected(struct metrics *m)
@@ -237,15 +195,21 @@ void metrics_connection_rejected(struct metrics *m)
     counter_add(&m->rejected_connections, 1);
 }
 
-/* Sums the series of one family over all workers into <out>. */
-static void render_family(struct gateway *gw, struct buf *out, const char *name,
-                          size_t table_offset)
+static struct metrics_family *metrics_requests_of(struct worker *w)
 {
+    return &w->metrics->requests;
+}
+
+void metrics_render_family(struct gateway *gw, struct buf *out, const char *name, const char *help,
+                           metrics_family_of_fn of)
+{
+    buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
     struct series_table merged;
     series_table_init(&merged, SL_METRIC_SERIES * 2);
     for (int w = 0; w < gw->n_workers; w++) {
-        struct series_table *t =
-            (struct series_table *)((char *)gw->workers[w].metrics + table_offset);
+        struct series_table *t = of(&gw->workers[w]);
+        if (!t)
+            continue;
         pthread_mutex_lock(&t->lock);
         for (unsigned i = 0; i < t->cap; i++) {
             if (!__atomic_load_n(&t->v[i].used, __ATOMIC_ACQUIRE))
@@ -263,25 +227,23 @@ static void render_family(struct gateway *gw, struct buf *out, const char *name,
     series_table_release(&merged);
 }
 
-/* One unlabelled sample with its HELP and TYPE lines. */
-static void render_single(struct buf *out, const char *name, const char *type, const char *help,
-                          unsigned long long value)
+void metrics_render_single(struct buf *out, const char *name, const char *type, const char *help,
+                           unsigned long long value)
 {
     buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
 }
 
-/* A counter family with a fixed set of label values, each worker's counter
- * array at <offset> in struct metrics summed: one sample per name of
- * <names>/<n>, labelled <label>. */
-static void render_fixed(struct gateway *gw, struct buf *out, const char *name, const char *help,
-                         const char *label, const char *const *names, int n, size_t offset)
+void metrics_render_fixed(struct gateway *gw, struct buf *out, const char *name, const char *help,
+                          const char *label, const char *const *names, int n,
+                          metrics_counters_of_fn of)
 {
     buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
     for (int i = 0; i < n; i++) {
         uint64_t sum = 0;
         for (int w = 0; w < gw->n_workers; w++) {
-            const uint64_t *v = (const uint64_t *)((const char *)gw->workers[w].metrics + offset);
-            sum += __atomic_load_n(&v[i], __ATOMIC_RELAXED);
+            const uint64_t *v = of(&gw->workers[w]);
+            if (v)
+                sum += __atomic_load_n(&v[i], __ATOMIC_RELAXED);
         }
         buf_appendf(out, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)sum);
     }
@@ -289,69 +251,13 @@ static void render_fixed(struct gateway *gw, struct buf *out, const char *name, 
 
 void metrics_render(struct gateway *gw, struct buf *out)
 {
-    buf_append_str(out, "# HELP sluice_requests_total Requests answered, by route and status.\n"
-                        "# TYPE sluice_requests_total counter\n");
-    render_family(gw, out, "sluice_requests_total", offsetof(struct metrics, requests));
-    buf_append_str(out, "# HELP sluice_upstream_errors_total Upstream failures, by kind.\n"
-                        "# TYPE sluice_upstream_errors_total counter\n");
-    render_family(gw, out, "sluice_upstream_errors_total",
-                  offsetof(struct metrics, upstream_errors));
-
-    buf_append_str(out, "# HELP sluice_ratelimit_decisions_total Rate-limit decisions, by route "
-                        "and outcome.\n"
-                        "# TYPE sluice_ratelimit_decisions_total counter\n");
-    render_family(gw, out, "sluice_ratelimit_decisions_total",
-                  offsetof(struct metrics, limit_decisions));
-    struct lim_store_stats ls;
-    lim_store_stats(gw->limiter, &ls);
-    render_single(out, "sluice_ratelimit_counters", "gauge", "Rate-limit counters held in memory.",
-                  ls.entries);
-    render_single(out, "sluice_ratelimit_counter_bytes", "gauge",
-                  "Memory held by rate-limit counters.", ls.bytes);
-    render_single(out, "sluice_ratelimit_evictions_total", "counter",
-                  "Live counters dropped because the store was full.", ls.evictions);
-
-    render_fixed(gw, out, "sluice_cache_requests_total", "Cache lookups, by result.", "result",
-                 cache_results, 4, offsetof(struct metrics, cache));
-    struct cache_stats cs;
-    cache_get_stats(gw->cache, &cs);
-    render_single(out, "sluice_cache_entries", "gauge", "Responses held in the cache.", cs.entries);
-    render_single(out, "sluice_cache_bytes", "gauge", "Memory held by cached responses.", cs.bytes);
-    render_single(out, "sluice_cache_evictions_total", "counter",
-                  "Responses dropped to stay within max_memory.", cs.evictions);
-
-    render_fixed(gw, out, "sluice_auth_requests_total",
-                 "Requests by what authentication made of them (anonymous ones are not counted).",
-                 "result", auth_results, METRICS_AUTH_N, offsetof(struct metrics, auth));
-    struct keyring *kr = keyring_current(&gw->auth.keys);
-    render_single(out, "sluice_api_keys", "gauge", "Active API keys held in memory.",
-                  (unsigned long long)keyring_size(kr));
-    keyring_unref(kr);
-
-    if (gw->fleet) {
-        render_fixed(gw, out, "sluice_ratelimit_fallback_total",
-                     "Decisions Redis could not make, by what store.redis.on_failure did instead.",
-                     "mode", fallback_modes, 3, offsetof(struct metrics, fallback));
-        struct fleet_stats fs;
-        fleet_get_stats(gw->fleet, &fs);
-        render_single(out, "sluice_redis_up", "gauge",
-                      "1 when every worker is connected to Redis, else 0.",
-                      fs.workers_up == fs.workers);
-        render_single(out, "sluice_redis_connected_workers", "gauge",
-                      "Workers whose Redis connection is up.", (unsigned long long)fs.workers_up);
-        render_single(out, "sluice_fleet_gateways", "gauge",
-                      "Live gateways sharing this Redis, as last seen (the local share divides "
-                      "by it).",
-                      fs.size);
-        render_single(out, "sluice_redis_commands_total", "counter", "Commands sent to Redis.",
-                      fs.commands);
-        render_single(out, "sluice_redis_timeouts_total", "counter",
-                      "Redis commands not answered within store.redis.timeout.", fs.timeouts);
-        render_single(out, "sluice_redis_reconnects_total", "counter",
-                      "Redis connections re-established.", fs.reconnects);
-        render_single(out, "sluice_fleet_events_total", "counter",
-                      "Purges received from other gateways.", fs.events_received);
-    }
+    metrics_render_family(gw, out, "sluice_requests_total",
+                          "Requests answered, by route and status.", metrics_requests_of);
+    int n;
+    const struct sl_module *const *mods = sl_module_list(&n);
+    for (int m = 0; m < n; m++)
+        if (mods[m]->metrics)
+            mods[m]->metrics(gw, out);
 
     int64_t in_flight = 0;
     uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};
@@ -365,12 +271,12 @@ void metrics_render(struct gateway *gw, struct buf *out)
             buckets[b] += __atomic_load_n(&m->buckets[b], __ATOMIC_RELAXED);
     }
     /* Each exchange begins and ends on one worker, so the sum is never negative. */
-    render_single(out, "sluice_requests_in_flight", "gauge", "Requests being handled now.",
-                  (unsigned long long)(in_flight > 0 ? in_flight : 0));
-    render_single(out, "sluice_connections_open", "gauge", "Client connections open now.",
-                  (unsigned long long)__atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED));
-    render_single(out, "sluice_connections_rejected_total", "counter",
-                  "Connections shed over max_connections.", rejected);
+    metrics_render_single(out, "sluice_requests_in_flight", "gauge", "Requests being handled now.",
+                          (unsigned long long)(in_flight > 0 ? in_flight : 0));
+    metrics_render_single(out, "sluice_connections_open", "gauge", "Client connections open now.",
+                          (unsigned long long)__atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED));
+    metrics_render_single(out, "sluice_connections_rejected_total", "counter",
+                          "Connections shed over max_connections.", rejected);
     buf_append_str(out, "# HELP sluice_request_duration_seconds Time from request headers to "
                         "the end of the response.\n"
                         "# TYPE sluice_request_duration_seconds histogram\n");

@@ -2,7 +2,9 @@
 #define SLUICE_METRICS_H
 /* Per-worker counters: each worker is the only writer of its own (relaxed
  * atomic stores, no shared cache lines on the hot path); a scrape sums every
- * worker's counters into Prometheus text. */
+ * worker's counters into Prometheus text. The core counts requests here;
+ * each module keeps its own counters in its worker state and renders them
+ * in its collector (sl_module.metrics) with the helpers below. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,6 +14,7 @@
 struct metrics;
 struct exchange;
 struct gateway;
+struct worker;
 
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
@@ -21,28 +24,46 @@ void metrics_exchange_begin(struct metrics *m);
 void metrics_exchange_end(struct metrics *m, const struct exchange *x);
 /* The worker moved to a new config: forget cached counters keyed by routes. */
 void metrics_forget_routes(struct metrics *m);
-/* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
-void metrics_upstream_error(struct metrics *m, const char *upstream, const char *kind);
 void metrics_connection_rejected(struct metrics *m);
-/* A cache lookup outcome: "hit", "miss", "stale" or "bypass". */
-void metrics_cache_result(struct metrics *m, const char *result);
-/* What the authentication and authorization stages made of a request. */
-enum metrics_auth {
-    METRICS_AUTH_API_KEY,   /* identified by an API key */
-    METRICS_AUTH_JWT,       /* identified by a JWT */
-    METRICS_AUTH_INVALID,   /* 401: credentials sent but not valid */
-    METRICS_AUTH_MISSING,   /* 401: none sent on a route that requires them */
-    METRICS_AUTH_FORBIDDEN, /* 403: a scope missing */
-    METRICS_AUTH_N
-};
-void metrics_auth(struct metrics *m, enum metrics_auth what);
-/* Redis could not decide a request; <mode> is what on_failure did:
- * "local", "allow" or "deny". */
-void metrics_limit_fallback(struct metrics *m, const char *mode);
-/* A rate-limit decision on <route>. */
-void metrics_limit_decision(struct metrics *m, const char *route, bool allowed);
 
-/* Prometheus text exposition of all workers of <gw> appended to <out>. */
+/* Prometheus text exposition of all workers of <gw> appended to <out>:
+ * the core's families, then each module's collector. */
 void metrics_render(struct gateway *gw, struct buf *out);
+
+/* ---- for modules' collectors ---------------------------------------------------- */
+
+/* Single writer: a plain load and a relaxed store are enough for the
+ * scraper to read a torn-free value. */
+static inline void metrics_counter_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+/* A family of labelled counters one worker writes: <cap> label sets at the
+ * most (a power of two); past half full, new label sets count under
+ * <overflow> (labels in exposition form, e.g. route="other"). */
+struct metrics_family;
+struct metrics_family *metrics_family_new(unsigned cap, const char *overflow);
+void metrics_family_free(struct metrics_family *f);
+/* Add <n> to the counter of <labels> (exposition form: route="/x",status="200"). */
+void metrics_family_add(struct metrics_family *f, const char *labels, uint64_t n);
+/* <s> escaped for a Prometheus label value into <out> (<cap> bytes, cut short). */
+void metrics_label_escape(char *out, size_t cap, const char *s);
+
+/* What a collector reads of each worker. */
+typedef struct metrics_family *(*metrics_family_of_fn)(struct worker *w);
+typedef const uint64_t *(*metrics_counters_of_fn)(struct worker *w);
+
+/* HELP and TYPE lines, then the family <of> each worker returns, summed. */
+void metrics_render_family(struct gateway *gw, struct buf *out, const char *name, const char *help,
+                           metrics_family_of_fn of);
+/* One unlabelled sample with its HELP and TYPE lines. */
+void metrics_render_single(struct buf *out, const char *name, const char *type, const char *help,
+                           unsigned long long value);
+/* A counter family with a fixed set of label values: each worker's array of
+ * <n> counters (<of>) summed, one sample per name of <names>, labelled <label>. */
+void metrics_render_fixed(struct gateway *gw, struct buf *out, const char *name, const char *help,
+                          const char *label, const char *const *names, int n,
+                          metrics_counters_of_fn of);
 
 #endif

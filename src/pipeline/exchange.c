@@ -2,9 +2,7 @@
 
 #include <llhttp.h>
 
-#include "net/conn.h"
-#include "net/worker.h"
-#include "obs/metrics.h"
+#include "pipeline/gateway.h"
 #include "pipeline/pipeline.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -13,24 +11,53 @@
 /* Most requests fit their parsed headers and strings in the first block. */
 #define EXCHANGE_ARENA_FIRST 4096
 
-struct exchange *exchange_new(struct worker *w, struct conn *c, bool admin)
+struct exchange *exchange_new(struct worker *w, const struct exchange_sink *sink, struct conn *c,
+                              bool admin)
 {
     struct arena *a = arena_new(EXCHANGE_ARENA_FIRST);
     struct exchange *x = arena_calloc(a, sizeof(*x));
     x->arena = a;
     x->conn = c;
+    x->sink = sink;
     x->worker = w;
     x->hold = wcfg_acquire(w);
     x->cfg = x->hold->cfg;
-    x->stages = pipeline_stages(admin, &x->n_stages);
+    const struct pipeline *p = &w->gw->pipelines[admin ? 1 : 0];
+    x->stages = p->stages;
+    x->n_stages = p->n_stages;
     x->admin = admin;
     x->content_length = -1;
     x->body_q_tail = &x->body_q;
     x->start_us = clock_mono_us();
-    if (!admin)
-        metrics_exchange_begin(w->metrics);
     return x;
 }
+
+/* A detached exchange's response goes nowhere; it ends the exchange. */
+static void exchange_detached_head(struct exchange *x, int status, const struct sl_headers *h,
+                                   int64_t content_length, bool no_body)
+{
+}
+static void exchange_detached_body(struct exchange *x, const char *data, size_t len) {}
+static void exchange_detached_end(struct exchange *x)
+{
+    exchange_free(x); /* nobody else will: it has no connection */
+}
+static void exchange_detached_nop(struct exchange *x) {}
+static size_t exchange_detached_pending(const struct exchange *x)
+{
+    return 0;
+}
+
+static const struct exchange_sink exchange_detached_sink = {
+    .head = exchange_detached_head,
+    .body = exchange_detached_body,
+    .end = exchange_detached_end,
+    .abort = exchange_detached_nop,
+    .send_continue = exchange_detached_nop,
+    .pending = exchange_detached_pending,
+    .pause_body = exchange_detached_nop,
+    .resume_body = exchange_detached_nop,
+};
 
 struct exchange *exchange_new_detached(struct worker *w, const stage_fn *stages, int n_stages)
 {
@@ -40,6 +67,7 @@ struct exchange *exchange_new_detached(struct worker *w, const stage_fn *stages,
     x->worker = w;
     x->hold = wcfg_acquire(w);
     x->cfg = x->hold->cfg;
+    x->sink = &exchange_detached_sink;
     x->stages = stages;
     x->n_stages = n_stages;
     x->detached = true;
@@ -160,9 +188,87 @@ void exchange_respond(struct exchange *x, int status, const char *content_type, 
         sl_headers_add(x->arena, &h, "Content-Type", 12, content_type, strlen(content_type));
     sl_headers_add(x->arena, &h, "Cache-Control", 13, "no-store", 8);
     bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
-    conn_response_head(x, status, &h, (int64_t)len, no_body);
-    conn_response_body(x, body, len);
-    conn_response_end(x);
+    exchange_send_head(x, status, &h, (int64_t)len, no_body);
+    exchange_send_body(x, body, len);
+    exchange_send_end(x);
+}
+
+void exchange_send_head(struct exchange *x, int status, const struct sl_headers *headers,
+                        int64_t content_length, bool no_body)
+{
+    if (x->response_started)
+        return;
+    for (struct response_filter *f = x->filters; f; f = f->next)
+        if (f->head && f->head(x, f->arg, status, headers, content_length, no_body))
+            return;
+    x->response_started = true;
+    x->status = status;
+    x->sink->head(x, status, headers, content_length, no_body);
+}
+
+void exchange_send_body(struct exchange *x, const char *data, size_t len)
+{
+    if (x->response_done || !x->response_started || !len)
+        return;
+    for (struct response_filter *f = x->filters; f; f = f->next)
+        if (f->body)
+            f->body(x, f->arg, data, len);
+    x->sink->body(x, data, len);
+}
+
+void exchange_send_end(struct exchange *x)
+{
+    if (x->response_done || !x->response_started)
+        return;
+    x->response_done = true;
+    for (struct response_filter *f = x->filters; f; f = f->next)
+        if (f->end)
+            f->end(x, f->arg);
+    x->sink->end(x);
+}
+
+void exchange_send_abort(struct exchange *x)
+{
+    x->sink->abort(x);
+}
+
+void exchange_send_continue(struct exchange *x)
+{
+    x->sink->send_continue(x);
+}
+
+size_t exchange_pending_output(const struct exchange *x)
+{
+    return x->sink->pending(x);
+}
+
+void exchange_pause_body(struct exchange *x)
+{
+    x->sink->pause_body(x);
+}
+
+void exchange_resume_body(struct exchange *x)
+{
+    x->sink->resume_body(x);
+}
+
+void exchange_add_filter(struct exchange *x, struct response_filter *f)
+{
+    struct response_filter **at = &x->filters;
+    while (*at)
+        at = &(*at)->next;
+    f->next = NULL;
+    *at = f;
+}
+
+void exchange_remove_filter(struct exchange *x, struct response_filter *f)
+{
+    for (struct response_filter **at = &x->filters; *at; at = &(*at)->next) {
+        if (*at == f) {
+            *at = f->next;
+            return;
+        }
+    }
 }
 
 /* Appends <s> to <b> as the inside of a JSON string. */
@@ -245,7 +351,7 @@ void exchange_body_data(struct exchange *x, const char *data, size_t len, bool e
     x->body_q_tail = &b->next;
     x->body_q_bytes += len;
     if (x->body_q_bytes >= SL_BODY_HIGH_WATER)
-        conn_pause_body(x);
+        exchange_pause_body(x);
 }
 
 const char *http_reason(int status)

@@ -15,11 +15,7 @@
 struct conn;
 struct worker;
 struct wcfg;
-struct px_conn;
 struct read_body;
-struct auth_op;
-struct lim_body;
-struct gql_op;
 
 struct sl_header {
     const char *name, *value;
@@ -57,16 +53,41 @@ struct identity {
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
 
-/* Sees the response of an exchange as it is produced, whoever produces it
- * (proxy or a stage): the cache captures what it stores through it. <head>
- * returning true means the tap answered the request itself instead (after
- * clearing x->tap), and what the producer sends next is ignored. */
-struct response_tap {
+/* A response filter sees the response of an exchange as it is produced,
+ * whoever produces it (the proxy or a stage), before the sink: the cache
+ * captures what it stores through one. <head> returning true means the
+ * filter answered the request itself instead (after removing itself), and
+ * what the producer sends next is ignored. Filters run in the order they
+ * were added. */
+struct response_filter {
     bool (*head)(struct exchange *x, void *arg, int status, const struct sl_headers *h,
                  int64_t content_length, bool no_body);
     void (*body)(struct exchange *x, void *arg, const char *data, size_t len);
     void (*end)(struct exchange *x, void *arg);
     void *arg;
+    struct response_filter *next;
+};
+
+/* Where a response goes after the filters: the client connection
+ * (net/conn.c), nowhere (a detached exchange), or a test's fake. The sink
+ * also carries what a producer asks of the client side: flow control of the
+ * request body and of the response. */
+struct exchange_sink {
+    /* <headers> are already free of hop-by-hop fields; <content_length> -1:
+     * unknown length; <no_body>: HEAD, 204, 304. */
+    void (*head)(struct exchange *x, int status, const struct sl_headers *headers,
+                 int64_t content_length, bool no_body);
+    void (*body)(struct exchange *x, const char *data, size_t len);
+    void (*end)(struct exchange *x);
+    /* The response cannot be completed: the client sees the connection close. */
+    void (*abort)(struct exchange *x);
+    /* "100 Continue" when the client asked for it. */
+    void (*send_continue)(struct exchange *x);
+    /* Bytes queued toward the client and not yet written. */
+    size_t (*pending)(const struct exchange *x);
+    /* Stop / start reading the request body. */
+    void (*pause_body)(struct exchange *x);
+    void (*resume_body)(struct exchange *x);
 };
 
 /* Receives request body bytes as they arrive (<len> 0 and <end> true: the
@@ -123,7 +144,6 @@ struct exchange {
     /* Filled by stages. */
     const struct cfg_route *route;
     struct sl_headers resp_extra; /* added to whatever response is sent */
-    struct px_conn *px;
     const char *upstream_addr;
     int upstream_tries; /* servers tried that could not be connected to */
 
@@ -131,11 +151,10 @@ struct exchange {
      * so a producer that paused (the proxy) can go on. */
     void (*on_client_drain)(struct exchange *x);
     struct exchange_hook *hooks;
-    struct response_tap *tap;
+    const struct exchange_sink *sink;
+    struct response_filter *filters;
     struct read_body *read_body; /* a small request body read whole (exchange_read_body) */
-    struct auth_op *admin_op;    /* a key operation waiting for its request body */
-    struct lim_body *lim_body;   /* a GraphQL body the limit stage reads before deciding */
-    const struct gql_op *gql;    /* the GraphQL operation, when one was read */
+    void *ctx[SL_MAX_MODULES];   /* each module's per-exchange state */
 
     /* Response progress. */
     int status;
@@ -156,11 +175,12 @@ struct exchange_hook {
  * a concurrency slot). Hooks run newest first. */
 void exchange_on_end(struct exchange *x, exchange_hook_fn fn, void *arg);
 
-/* Lifecycle, for the connection code: a new exchange on worker <w> for
- * connection <c> (<admin>: the admin listener's stages), holding the worker's
- * current config; exchange_free runs the end hooks, releases the hold and the
- * arena. */
-struct exchange *exchange_new(struct worker *w, struct conn *c, bool admin);
+/* Lifecycle, for the connection code: a new exchange on worker <w> whose
+ * response goes to <sink> (<admin>: the admin listener's stages), holding
+ * the worker's current config; exchange_free runs the end hooks, releases
+ * the hold and the arena. <conn> is the sink's own pointer (may be NULL). */
+struct exchange *exchange_new(struct worker *w, const struct exchange_sink *sink, struct conn *c,
+                              bool admin);
 void exchange_free(struct exchange *x);
 /* An exchange without a client, running <stages> (e.g. the proxy alone) for
  * work of its own, such as refreshing a stale cache entry; it holds the
@@ -181,6 +201,26 @@ void exchange_add_header(struct exchange *x, const char *name, const char *value
 void exchange_set_header(struct exchange *x, const char *name, const char *value);
 /* The first request header named <name> (case-insensitive), or NULL. */
 const struct sl_header *exchange_req_header(const struct exchange *x, const char *name);
+
+/* Response streaming, for whoever produces a response for <x>: the
+ * filters see each part, then the sink. A second head is ignored, as is
+ * anything after the end. */
+void exchange_send_head(struct exchange *x, int status, const struct sl_headers *headers,
+                        int64_t content_length, bool no_body);
+void exchange_send_body(struct exchange *x, const char *data, size_t len);
+void exchange_send_end(struct exchange *x);
+/* The response cannot be completed (the upstream died mid-body). */
+void exchange_send_abort(struct exchange *x);
+/* Client-side flow control, through the sink. */
+void exchange_send_continue(struct exchange *x);
+size_t exchange_pending_output(const struct exchange *x);
+void exchange_pause_body(struct exchange *x);
+void exchange_resume_body(struct exchange *x);
+
+/* Add <f> to the filters of <x> (it sees what is sent from now on), or
+ * remove it. <f> lives as long as it is on the list. */
+void exchange_add_filter(struct exchange *x, struct response_filter *f);
+void exchange_remove_filter(struct exchange *x, struct response_filter *f);
 
 /* Answer with a complete response generated by the gateway. */
 void exchange_respond(struct exchange *x, int status, const char *content_type, const char *body,

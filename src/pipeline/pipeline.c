@@ -1,38 +1,47 @@
 #include "pipeline/pipeline.h"
 
-#include "admin/admin.h"
-#include "auth/auth.h"
-#include "cache/cache.h"
-#include "limit/policy.h"
-#include "pipeline/stages.h"
-#include "proxy/proxy.h"
+#include <stdio.h>
+#include <stdlib.h>
 
-/* One stage per line, in pipeline order (ARCHITECTURE.md). */
-// clang-format off
-static const stage_fn public_stages[] = {
-    stage_health,
-    stage_route,
-    stage_client_ip,
-    auth_stage_authn,
-    auth_stage_authz,
-    lim_stage,
-    auth_stage_tokens,
-    cache_stage,
-    px_stage,
-};
-// clang-format on
+#include "pipeline/module.h"
 
-static const stage_fn admin_stages[] = {
-    admin_stage_auth,
-    admin_stage_dispatch,
-};
-
-const stage_fn *pipeline_stages(bool admin, int *n)
+/* Append every stage of phase <phase> on the <admin> listener, in module
+ * order. */
+static void pipeline_add_phase(struct pipeline *p, int phase, bool admin)
 {
-    if (admin) {
-        *n = (int)(sizeof(admin_stages) / sizeof(admin_stages[0]));
-        return admin_stages;
+    int n;
+    const struct sl_module *const *mods = sl_module_list(&n);
+    for (int m = 0; m < n; m++) {
+        for (int s = 0; s < mods[m]->n_stages; s++) {
+            const struct sl_stage *st = &mods[m]->stages[s];
+            if (st->phase != phase || st->admin != admin)
+                continue;
+            if (p->n_stages == SL_MAX_STAGES) {
+                /* A build-time mistake, found by the first test run. */
+                fprintf(stderr, "sluice: more than %d stages: raise SL_MAX_STAGES\n",
+                        SL_MAX_STAGES);
+                abort();
+            }
+            p->stages[p->n_stages++] = st->fn;
+        }
     }
-    *n = (int)(sizeof(public_stages) / sizeof(public_stages[0]));
-    return public_stages;
+}
+
+void pipeline_build(struct pipeline *public, struct pipeline *admin)
+{
+    public->n_stages = 0;
+    admin->n_stages = 0;
+    for (int ph = 0; ph < SL_PHASE_N; ph++)
+        pipeline_add_phase(public, ph, false);
+    for (int ph = 0; ph < SL_ADMIN_PHASE_N; ph++)
+        pipeline_add_phase(admin, ph, true);
+}
+
+void pipeline_finish(struct exchange *x)
+{
+    int n;
+    const struct sl_module *const *mods = sl_module_list(&n);
+    for (int m = 0; m < n; m++)
+        if (mods[m]->finish)
+            mods[m]->finish(x);
 }

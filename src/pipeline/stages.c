@@ -1,12 +1,13 @@
-#include "pipeline/stages.h"
-
+/* The core module: the gateway's own health endpoint and routing. */
 #include <llhttp.h>
 
-#include "guard/client_ip.h"
+#include "pipeline/module.h"
 
 #define HEALTH_PATH "/_sluice/health"
 
-enum stage_result stage_health(struct exchange *x)
+/* GET /_sluice/health on the main listener: the gateway's own liveness,
+ * answered before any other stage so it is never limited. */
+static enum stage_result core_stage_health(struct exchange *x)
 {
     if (x->path_len != sizeof(HEALTH_PATH) - 1 || memcmp(x->path, HEALTH_PATH, x->path_len) != 0)
         return STAGE_NEXT;
@@ -15,7 +16,8 @@ enum stage_result stage_health(struct exchange *x)
     return STAGE_DONE;
 }
 
-enum stage_result stage_route(struct exchange *x)
+/* Finds the route (first match in file order); 404 when none matches. */
+static enum stage_result core_stage_route(struct exchange *x)
 {
     x->route = cfg_match_route(x->cfg, x->path, x->path_len, x->method);
     if (x->route)
@@ -24,14 +26,13 @@ enum stage_result stage_route(struct exchange *x)
     return STAGE_DONE;
 }
 
-enum stage_result stage_client_ip(struct exchange *x)
-{
-    const struct cfg_server *srv = &x->cfg->server;
-    cip_resolve(srv, x->peer_ip, &x->req_headers, x->client_ip, sizeof(x->client_ip));
-    x->identity.kind = ID_IP;
-    cip_identity(x->client_ip, srv->ipv6_prefix, x->identity.id, sizeof(x->identity.id));
-    x->identity.tier = "anonymous";
-    const struct cfg_tier *t = cfg_find_tier(x->cfg, "anonymous");
-    x->identity.exempt = t && t->exempt;
-    return STAGE_NEXT;
-}
+static const struct sl_stage core_stages[] = {
+    {SL_PHASE_EARLY, false, core_stage_health},
+    {SL_PHASE_ROUTE, false, core_stage_route},
+};
+
+const struct sl_module core_module = {
+    .name = "core",
+    .stages = core_stages,
+    .n_stages = 2,
+};

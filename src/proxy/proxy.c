@@ -3,7 +3,7 @@
 #include <llhttp.h>
 #include <strings.h>
 
-#include "net/conn.h"
+#include "modules.h"
 #include "net/deadline.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
@@ -72,26 +72,51 @@ static void px_idle_remove(struct px_conn *p)
     pool->n_idle--;
 }
 
-void px_pools_init(struct wcfg *h)
+/* wcfg->ctx[MOD_proxy]: the keep-alive pools of one config snapshot. */
+struct px_snapshot {
+    struct px_pool **pools; /* [upstream][server] */
+    unsigned *rr;           /* round-robin cursor per upstream */
+};
+
+static struct px_snapshot *px_snapshot_of(const struct wcfg *h)
 {
-    const struct config *cfg = h->cfg;
+    return h->ctx[MOD_proxy];
+}
+
+/* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
+static void px_count_error(struct worker *w, const char *upstream, const char *kind)
+{
+    char name[96];
+    metrics_label_escape(name, sizeof(name), upstream);
+    char labels[192];
+    snprintf(labels, sizeof(labels), "upstream=\"%s\",kind=\"%s\"", name, kind);
+    metrics_family_add(w->ctx[MOD_proxy], labels, 1);
+}
+
+static void px_pools_init(struct wcfg *wh)
+{
+    struct px_snapshot *h = sl_calloc(1, sizeof(*h));
+    wh->ctx[MOD_proxy] = h;
+    const struct config *cfg = wh->cfg;
     h->pools = sl_calloc((size_t)cfg->n_upstreams, sizeof(*h->pools));
     h->rr = sl_calloc((size_t)cfg->n_upstreams, sizeof(*h->rr));
     for (int u = 0; u < cfg->n_upstreams; u++) {
         const struct cfg_upstream *up = &cfg->upstreams[u];
         h->pools[u] = sl_calloc((size_t)up->n_servers, sizeof(struct px_pool));
         for (int s = 0; s < up->n_servers; s++) {
-            h->pools[u][s].worker = h->worker;
+            h->pools[u][s].worker = wh->worker;
             h->pools[u][s].upstream = up;
             h->pools[u][s].addr = &up->servers[s];
         }
     }
 }
 
-void px_pools_release(struct wcfg *h)
+static void px_pools_release(struct wcfg *wh)
 {
-    for (int u = 0; h->pools && u < h->cfg->n_upstreams; u++) {
-        for (int s = 0; s < h->cfg->upstreams[u].n_servers; s++) {
+    struct px_snapshot *h = px_snapshot_of(wh);
+    const struct config *cfg = wh->cfg;
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        for (int s = 0; s < cfg->upstreams[u].n_servers; s++) {
             struct px_pool *pool = &h->pools[u][s];
             while (pool->idle)
                 px_close(pool->idle);
@@ -100,8 +125,8 @@ void px_pools_release(struct wcfg *h)
     }
     free(h->pools);
     free(h->rr);
-    h->pools = NULL;
-    h->rr = NULL;
+    free(h);
+    wh->ctx[MOD_proxy] = NULL;
 }
 
 /* ---- closing ----------------------------------------------------------------- */
@@ -127,7 +152,7 @@ static void px_close(struct px_conn *p)
     p->state = PX_CLOSING;
     p->pool = NULL;
     if (p->x) {
-        p->x->px = NULL;
+        p->x->ctx[MOD_proxy] = NULL;
         p->x = NULL;
     }
     p->pending_closes = 2;
@@ -139,8 +164,8 @@ static void px_close(struct px_conn *p)
  * upstream connection: it is mid-request, so it cannot be reused. */
 static void px_on_exchange_end(struct exchange *x, void *arg)
 {
-    if (x->px)
-        px_close(x->px);
+    if (x->ctx[MOD_proxy])
+        px_close(x->ctx[MOD_proxy]);
 }
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -151,12 +176,12 @@ static void px_fail(struct px_conn *p, int status, const char *kind, const char 
 {
     struct exchange *x = p->x;
     if (p->pool)
-        metrics_upstream_error(p->worker->metrics, p->pool->upstream->name, kind);
+        px_count_error(p->worker, p->pool->upstream->name, kind);
     px_close(p);
     if (!x)
         return;
     if (x->response_started)
-        conn_response_abort(x);
+        exchange_send_abort(x);
     else
         exchange_respond_error(x, status, msg);
 }
@@ -173,14 +198,14 @@ static void px_connect_failed(struct px_conn *p, int status, const char *kind, c
     }
     int u = x->route->upstream;
     int n = pool->upstream->n_servers;
-    int next = (int)(pool - x->hold->pools[u] + 1) % n;
+    int next = (int)(pool - px_snapshot_of(x->hold)->pools[u] + 1) % n;
     if (++x->upstream_tries >= n) {
         px_fail(p, status, kind, msg);
         return;
     }
-    metrics_upstream_error(p->worker->metrics, pool->upstream->name, kind);
+    px_count_error(p->worker, pool->upstream->name, kind);
     px_close(p);
-    px_send_request(x, &x->hold->pools[u][next]);
+    px_send_request(x, &px_snapshot_of(x->hold)->pools[u][next]);
 }
 
 static bool px_may_retry(const struct px_conn *p)
@@ -253,7 +278,7 @@ static void px_on_written(uv_write_t *req, int status)
         return;
     }
     if (p->x && p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
-        conn_resume_body(p->x);
+        exchange_resume_body(p->x);
 }
 
 static void px_flush(struct px_conn *p)
@@ -288,9 +313,9 @@ static void px_flush(struct px_conn *p)
     if (!p->x)
         return;
     if (p->tcp.write_queue_size >= SL_BODY_HIGH_WATER)
-        conn_pause_body(p->x);
+        exchange_pause_body(p->x);
     else if (p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
-        conn_resume_body(p->x); /* written at once: no write callback will say so */
+        exchange_resume_body(p->x); /* written at once: no write callback will say so */
 }
 
 /* Hop-by-hop fields (RFC 9110 7.6.1) and the framing we redo ourselves,
@@ -416,7 +441,7 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
 /* Request body bytes from the client, re-framed for the upstream. */
 static void px_body_sink(struct exchange *x, const char *data, size_t len, bool end)
 {
-    struct px_conn *p = x->px;
+    struct px_conn *p = x->ctx[MOD_proxy];
     if (!p)
         return;
     if (len) {
@@ -490,7 +515,7 @@ static int px_cb_headers_complete(llhttp_t *parser)
     bool has_length = (parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED);
     int64_t length = has_length ? (int64_t)parser->content_length : -1;
     p->head_sent = true;
-    conn_response_head(x, status, &out, length, no_body);
+    exchange_send_head(x, status, &out, length, no_body);
     return x->method == HTTP_HEAD ? 1 : 0;
 }
 
@@ -499,7 +524,7 @@ static int px_cb_body(llhttp_t *parser, const char *at, size_t len)
     struct px_conn *p = parser->data;
     if (!p->x)
         return -1; /* the exchange ended under us: stop parsing */
-    conn_response_body(p->x, at, len);
+    exchange_send_body(p->x, at, len);
     return 0;
 }
 
@@ -533,7 +558,7 @@ static void px_release(struct px_conn *p, bool reusable)
 {
     struct px_pool *pool = p->pool;
     if (p->x) {
-        p->x->px = NULL;
+        p->x->ctx[MOD_proxy] = NULL;
         p->x = NULL;
     }
     if (!reusable || !pool || pool->n_idle >= pool->upstream->keepalive || pool->worker->draining) {
@@ -559,12 +584,12 @@ static void px_finish(struct px_conn *p, size_t leftover)
     bool reusable = llhttp_should_keep_alive(&p->parser) && p->req_complete && leftover == 0;
     deadline_clear(&p->deadline);
     px_release(p, reusable);
-    conn_response_end(x);
+    exchange_send_end(x);
 }
 
 static void px_on_client_drain(struct exchange *x)
 {
-    struct px_conn *p = x->px;
+    struct px_conn *p = x->ctx[MOD_proxy];
     if (p && p->read_paused) {
         p->read_paused = false;
         px_start_reading(p);
@@ -614,7 +639,7 @@ static void px_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         px_fail(p, 502, "bad_response", "the upstream sent an invalid HTTP response");
         return;
     }
-    if (p->x && conn_pending_output(p->x) >= SL_BODY_HIGH_WATER) {
+    if (p->x && exchange_pending_output(p->x) >= SL_BODY_HIGH_WATER) {
         uv_read_stop(s); /* the client reads slower than the upstream writes */
         p->reading = false;
         p->read_paused = true;
@@ -683,7 +708,7 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     p->deadline = DEADLINE_NONE;
     p->connect_req.data = p;
     p->x = x;
-    x->px = p;
+    x->ctx[MOD_proxy] = p;
     px_arm_timer(p);
     int rc = uv_tcp_connect(&p->connect_req, &p->tcp, (const struct sockaddr *)&pool->addr->sa,
                             px_on_connect);
@@ -705,7 +730,7 @@ static void px_send_request(struct exchange *x, struct px_pool *pool)
         deadline_clear(&p->deadline);
         p->reused = true;
         p->x = x;
-        x->px = p;
+        x->ctx[MOD_proxy] = p;
         px_begin(p);
         return;
     }
@@ -714,15 +739,53 @@ static void px_send_request(struct exchange *x, struct px_pool *pool)
 
 enum stage_result px_stage(struct exchange *x)
 {
-    struct wcfg *h = x->hold;
+    struct px_snapshot *h = px_snapshot_of(x->hold);
     int u = x->route->upstream;
-    const struct cfg_upstream *up = &h->cfg->upstreams[u];
+    const struct cfg_upstream *up = &x->cfg->upstreams[u];
     unsigned s = h->rr[u]++ % (unsigned)up->n_servers;
     exchange_on_end(x, px_on_exchange_end, NULL);
     x->on_client_drain = px_on_client_drain;
     /* The body waits in the exchange until a connection is ready, so a
      * failed connect can move to the next server with nothing lost. */
-    conn_send_continue(x);
+    exchange_send_continue(x);
     px_send_request(x, &h->pools[u][s]);
     return STAGE_WAIT;
 }
+
+/* ---- the module ------------------------------------------------------------------ */
+
+static void px_init_worker(struct worker *w)
+{
+    w->ctx[MOD_proxy] = metrics_family_new(256, "upstream=\"other\",kind=\"other\"");
+}
+
+static void px_dispose_worker(struct worker *w)
+{
+    metrics_family_free(w->ctx[MOD_proxy]);
+}
+
+static struct metrics_family *px_errors_of(struct worker *w)
+{
+    return w->ctx[MOD_proxy];
+}
+
+static void px_metrics(struct gateway *gw, struct buf *out)
+{
+    metrics_render_family(gw, out, "sluice_upstream_errors_total", "Upstream failures, by kind.",
+                          px_errors_of);
+}
+
+static const struct sl_stage px_stages[] = {
+    {SL_PHASE_PROXY, false, px_stage},
+};
+
+const struct sl_module proxy_module = {
+    .name = "proxy",
+    .init_worker = px_init_worker,
+    .dispose_worker = px_dispose_worker,
+    .init_snapshot = px_pools_init,
+    .release_snapshot = px_pools_release,
+    .stages = px_stages,
+    .n_stages = 1,
+    .metrics = px_metrics,
+};

@@ -1,13 +1,12 @@
 /* The fleet: per-worker Redis connections, the heartbeat that counts live
  * gateways, and the events channel. */
-#include "store/fleet.h"
+#include "fleet/fleet.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <openssl/rand.h>
 
-#include "limit/redis_script.h"
-#include "net/worker.h"
+#include "modules.h"
+#include "obs/metrics.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -33,7 +32,7 @@ struct fleet {
     char members_key[96];
     char channel[96];
     char id[33]; /* this gateway, in the heartbeat and in the events it sends */
-    struct rds_script apply, release, heartbeat;
+    struct rds_script heartbeat;
     unsigned size;   /* atomic */
     int workers_up;  /* atomic */
     int logged_up;   /* atomic: the state last logged, -1 none yet */
@@ -48,10 +47,21 @@ struct fleet {
     struct rds_stats closed; /* counters of connections already closed */
 };
 
-struct fleet *fleet_new(struct gateway *gw, const struct config *c)
+struct fleet *fleet_of(const struct gateway *gw)
 {
+    return gw->ctx[MOD_fleet];
+}
+
+struct rds *fleet_redis(const struct worker *w)
+{
+    return w->ctx[MOD_fleet];
+}
+
+static int fleet_init_process(struct gateway *gw, char **err)
+{
+    const struct config *c = gw->cfg;
     if (c->store.backend != CFG_BACKEND_REDIS)
-        return NULL;
+        return 0;
     struct fleet *f = sl_calloc(1, sizeof(*f));
     f->gw = gw;
     f->conn = c->store.redis.conn;
@@ -63,21 +73,22 @@ struct fleet *fleet_new(struct gateway *gw, const struct config *c)
         sl_fatal("sluice: no randomness for the gateway id\n");
     for (int i = 0; i < 16; i++)
         snprintf(f->id + 2 * i, 3, "%02x", raw[i]);
-    rds_script_init(&f->apply, lim_lua_apply);
-    rds_script_init(&f->release, lim_lua_release);
     rds_script_init(&f->heartbeat, fleet_heartbeat_lua);
     f->size = 1;
     f->logged_up = -1;
     pthread_mutex_init(&f->lock, NULL);
-    return f;
+    gw->ctx[MOD_fleet] = f;
+    return 0;
 }
 
-void fleet_free(struct fleet *f)
+static void fleet_dispose_process(struct gateway *gw)
 {
+    struct fleet *f = fleet_of(gw);
     if (!f)
         return;
     pthread_mutex_destroy(&f->lock);
     free(f);
+    gw->ctx[MOD_fleet] = NULL;
 }
 
 unsigned fleet_size(const struct fleet *f)
@@ -89,16 +100,6 @@ unsigned fleet_size(const struct fleet *f)
 const char *fleet_prefix(const struct fleet *f)
 {
     return f->prefix;
-}
-
-const struct rds_script *fleet_apply_script(const struct fleet *f)
-{
-    return &f->apply;
-}
-
-const struct rds_script *fleet_release_script(const struct fleet *f)
-{
-    return &f->release;
 }
 
 /* ---- connection state ---------------------------------------------------------- */
@@ -124,7 +125,7 @@ static void fleet_log_state(struct fleet *f, int up, int workers, const char *wh
 static void fleet_on_state(void *arg, bool up, const char *why)
 {
     struct worker *w = arg;
-    struct fleet *f = w->gw->fleet;
+    struct fleet *f = fleet_of(w->gw);
     int n = __atomic_add_fetch(&f->workers_up, up ? 1 : -1, __ATOMIC_RELAXED);
     fleet_log_state(f, n, w->gw->n_workers, why);
 }
@@ -145,17 +146,30 @@ static void fleet_beat(uv_timer_t *t)
 {
     struct fleet *f = t->data;
     struct worker *w = f->beat_worker;
-    if (f->beat_pending || !w->redis)
+    struct rds *r = fleet_redis(w);
+    if (f->beat_pending || !r)
         return;
     char ttl[24];
     str_u64(ttl, FLEET_MEMBER_TTL_MS);
     const char *args[] = {f->members_key, f->id, ttl};
     size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2])};
     f->beat_pending = true;
-    rds_eval(w->redis, &f->heartbeat, 1, 3, args, lens, fleet_on_beat_reply, f);
+    rds_eval(r, &f->heartbeat, 1, 3, args, lens, fleet_on_beat_reply, f);
 }
 
 /* ---- events --------------------------------------------------------------------- */
+
+/* The module whose event types include <type>, and that type. */
+static const struct sl_event_type *fleet_event_type(const char *type)
+{
+    int n;
+    const struct sl_module *const *mods = sl_module_list(&n);
+    for (int m = 0; m < n; m++)
+        for (const struct sl_event_type *t = mods[m]->events; t && t->type; t++)
+            if (strcmp(t->type, type) == 0)
+                return t;
+    return NULL;
+}
 
 static void fleet_on_event(void *arg, const char *payload, size_t len)
 {
@@ -164,15 +178,12 @@ static void fleet_on_event(void *arg, const char *payload, size_t len)
     json_t *doc = json_loadb(payload, len, 0, &jerr);
     const char *type = json_string_value(json_object_get(doc, "type"));
     const char *from = json_string_value(json_object_get(doc, "from"));
-    const char *kind = json_string_value(json_object_get(doc, "kind"));
-    const char *parg = json_string_value(json_object_get(doc, "arg"));
-    /* Our own purges were applied before they were sent. */
-    if (type && strcmp(type, "purge") == 0 && kind && parg && (!from || strcmp(from, f->id))) {
-        int k = cache_purge_kind_from_name(kind);
-        if (k >= 0) {
-            cache_purge(f->gw->cache, (enum cache_purge_kind)k, parg);
-            __atomic_add_fetch(&f->events, 1, __ATOMIC_RELAXED);
-        }
+    /* Our own events were applied before they were sent. */
+    const struct sl_event_type *t =
+        type && (!from || strcmp(from, f->id)) ? fleet_event_type(type) : NULL;
+    if (t) {
+        t->apply(f->gw, doc);
+        __atomic_add_fetch(&f->events, 1, __ATOMIC_RELAXED);
     }
     json_decref(doc);
 }
@@ -182,33 +193,34 @@ static void fleet_on_sub_state(void *arg, bool up, const char *why)
     /* The subscriber's state is the connections' too; nothing to add. */
 }
 
-/* A purge that does not reach Redis stays local; the admin answer says
- * whether it was sent, not whether others applied it. */
+/* An event that does not reach Redis stays local; the caller says whether
+ * it was sent, not whether others applied it. */
 static void fleet_ignore_reply(void *arg, enum rds_status st, const redisReply *reply) {}
 
-bool fleet_publish_purge(struct fleet *f, struct worker *w, enum cache_purge_kind kind,
-                         const char *arg)
+bool fleet_publish(struct fleet *f, struct worker *w, json_t *event)
 {
-    if (!w->redis || !rds_is_up(w->redis))
+    struct rds *r = fleet_redis(w);
+    if (!r || !rds_is_up(r))
         return false;
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "type", "purge", "kind",
-                            cache_purge_kind_name(kind), "arg", arg ? arg : "", "from", f->id);
-    char *msg = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
+    json_object_set_new(event, "from", json_string(f->id));
+    char *msg = json_dumps(event, JSON_COMPACT);
     const char *args[] = {"PUBLISH", f->channel, msg};
     size_t lens[] = {7, strlen(f->channel), strlen(msg)};
-    rds_command(w->redis, 3, args, lens, fleet_ignore_reply, NULL);
+    rds_command(r, 3, args, lens, fleet_ignore_reply, NULL);
     free(msg);
     return true;
 }
 
 /* ---- per worker ----------------------------------------------------------------- */
 
-void fleet_worker_start(struct fleet *f, struct worker *w)
+static void fleet_start_worker(struct worker *w)
 {
+    struct fleet *f = fleet_of(w->gw);
+    if (!f)
+        return;
     struct rds *r = rds_new(&w->loop, &f->conn, fleet_on_state, w);
     pthread_mutex_lock(&f->lock);
-    w->redis = r;
+    w->ctx[MOD_fleet] = r;
     pthread_mutex_unlock(&f->lock);
     if (w->id != 0)
         return;
@@ -241,13 +253,16 @@ static void fleet_add_stats(struct rds_stats *to, const struct rds *r)
     to->reconnects += s.reconnects;
 }
 
-void fleet_worker_stop(struct fleet *f, struct worker *w)
+static void fleet_stop_worker(struct worker *w)
 {
-    if (w->redis) {
+    struct fleet *f = fleet_of(w->gw);
+    if (!f)
+        return;
+    if (fleet_redis(w)) {
         pthread_mutex_lock(&f->lock);
-        struct rds *r = w->redis;
+        struct rds *r = fleet_redis(w);
         fleet_add_stats(&f->closed, r);
-        w->redis = NULL;
+        w->ctx[MOD_fleet] = NULL;
         pthread_mutex_unlock(&f->lock);
         w->open_handles++;
         rds_close(r, fleet_on_closed, w);
@@ -263,21 +278,55 @@ void fleet_worker_stop(struct fleet *f, struct worker *w)
     uv_close((uv_handle_t *)&f->beat, fleet_on_beat_closed);
 }
 
-void fleet_get_stats(struct fleet *f, struct fleet_stats *out)
+static void fleet_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
+                            struct buf *warnings)
 {
-    memset(out, 0, sizeof(*out));
-    out->size = fleet_size(f);
-    out->workers = f->gw->n_workers;
-    out->workers_up = __atomic_load_n(&f->workers_up, __ATOMIC_RELAXED);
-    out->events_received = __atomic_load_n(&f->events, __ATOMIC_RELAXED);
+    const struct cfg_redis *a = &old->store.redis, *b = &cfg->store.redis;
+    if (cfg->store.backend != old->store.backend || strcmp(a->url, b->url) != 0 ||
+        strcmp(a->prefix, b->prefix) != 0 || a->timeout_ms != b->timeout_ms)
+        buf_append_str(warnings, "store.backend and store.redis (but on_failure and lease) "
+                                 "change only on restart\n");
+}
+
+static void fleet_metrics(struct gateway *gw, struct buf *out)
+{
+    struct fleet *f = fleet_of(gw);
+    if (!f)
+        return;
+    int workers_up = __atomic_load_n(&f->workers_up, __ATOMIC_RELAXED);
     struct rds_stats sum;
     pthread_mutex_lock(&f->lock);
     sum = f->closed;
-    for (int i = 0; i < f->gw->n_workers; i++)
-        if (f->gw->workers[i].redis)
-            fleet_add_stats(&sum, f->gw->workers[i].redis);
+    for (int i = 0; i < gw->n_workers; i++)
+        if (fleet_redis(&gw->workers[i]))
+            fleet_add_stats(&sum, fleet_redis(&gw->workers[i]));
     pthread_mutex_unlock(&f->lock);
-    out->commands = sum.commands;
-    out->timeouts = sum.timeouts;
-    out->reconnects = sum.reconnects;
+    metrics_render_single(out, "sluice_redis_up", "gauge",
+                          "1 when every worker is connected to Redis, else 0.",
+                          workers_up == gw->n_workers);
+    metrics_render_single(out, "sluice_redis_connected_workers", "gauge",
+                          "Workers whose Redis connection is up.", (unsigned long long)workers_up);
+    metrics_render_single(out, "sluice_fleet_gateways", "gauge",
+                          "Live gateways sharing this Redis, as last seen (the local share "
+                          "divides by it).",
+                          fleet_size(f));
+    metrics_render_single(out, "sluice_redis_commands_total", "counter", "Commands sent to Redis.",
+                          sum.commands);
+    metrics_render_single(out, "sluice_redis_timeouts_total", "counter",
+                          "Redis commands not answered within store.redis.timeout.", sum.timeouts);
+    metrics_render_single(out, "sluice_redis_reconnects_total", "counter",
+                          "Redis connections re-established.", sum.reconnects);
+    metrics_render_single(out, "sluice_fleet_events_total", "counter",
+                          "Events (purges, key changes) received from other gateways.",
+                          __atomic_load_n(&f->events, __ATOMIC_RELAXED));
 }
+
+const struct sl_module fleet_module = {
+    .name = "fleet",
+    .init_process = fleet_init_process,
+    .dispose_process = fleet_dispose_process,
+    .on_reload = fleet_on_reload,
+    .start_worker = fleet_start_worker,
+    .stop_worker = fleet_stop_worker,
+    .metrics = fleet_metrics,
+};

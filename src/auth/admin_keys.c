@@ -3,9 +3,7 @@
 #include <jansson.h>
 #include <llhttp.h>
 
-#include "admin/admin.h"
 #include "auth/auth.h"
-#include "net/worker.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -24,7 +22,7 @@ static void admin_json(struct exchange *x, int status, json_t *doc)
     char *nl = sl_realloc(body, len + 2);
     nl[len] = '\n';
     nl[len + 1] = '\0';
-    exchange_add_header(x, "Cache-Control", "no-store");
+    /* exchange_respond says Cache-Control: no-store, once. */
     exchange_respond(x, status, "application/json", nl, len + 1);
     free(nl);
     json_decref(doc);
@@ -224,10 +222,10 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
     return NULL;
 }
 
-static void admin_create_body(struct exchange *x, const char *body, size_t len)
+static void admin_keys_create(struct exchange *x, const struct sl_admin_call *call)
 {
     json_error_t jerr;
-    json_t *doc = json_loadb(body, len, 0, &jerr);
+    json_t *doc = json_loadb(call->body, call->body_len, 0, &jerr);
     if (!json_is_object(doc)) {
         json_decref(doc);
         exchange_respond_error(x, 400,
@@ -245,13 +243,18 @@ static void admin_create_body(struct exchange *x, const char *body, size_t len)
     auth_op_submit(op);
 }
 
-static void admin_rotate_body(struct exchange *x, const char *body, size_t len)
+static void admin_keys_rotate(struct exchange *x, const struct sl_admin_call *call)
 {
-    struct auth_op *op = x->admin_op;
+    if (strlen(call->id) >= APIKEY_ID_MAX) {
+        exchange_respond_error(x, 404, "no such key");
+        return;
+    }
+    struct auth_op *op = auth_op_new(x, admin_rotate_run, admin_key_done);
+    str_copy(op->id, sizeof(op->id), call->id);
     op->grace_ms = 0;
-    if (len) {
+    if (call->body_len) {
         json_error_t jerr;
-        json_t *doc = json_loadb(body, len, 0, &jerr);
+        json_t *doc = json_loadb(call->body, call->body_len, 0, &jerr);
         json_t *g = json_object_get(doc, "grace");
         int64_t ms = 0;
         bool ok =
@@ -268,53 +271,41 @@ static void admin_rotate_body(struct exchange *x, const char *body, size_t len)
     auth_op_submit(op);
 }
 
-/* "/keys/{id}" or "/keys/{id}/rotate": the id into <id>; false for other paths. */
-static bool admin_key_path(const char *path, char id[APIKEY_ID_MAX], bool *rotate)
+static void admin_keys_list(struct exchange *x, const struct sl_admin_call *call)
 {
-    if (strncmp(path, "/keys/", 6) != 0)
-        return false;
-    const char *p = path + 6, *slash = strchr(p, '/');
-    size_t n = slash ? (size_t)(slash - p) : strlen(p);
-    *rotate = slash && strcmp(slash, "/rotate") == 0;
-    if (n == 0 || n >= APIKEY_ID_MAX || (slash && !*rotate))
-        return false;
-    memcpy(id, p, n);
-    id[n] = '\0';
-    return true;
+    auth_op_submit(auth_op_new(x, admin_list_run, admin_list_done));
 }
 
-enum stage_result admin_keys(struct exchange *x)
+/* GET or DELETE /keys/{id}. */
+static void admin_keys_one(struct exchange *x, auth_run_fn run, const char *id)
 {
-    if (strcmp(x->path, "/keys") == 0) {
-        if (x->method == HTTP_GET) {
-            auth_op_submit(auth_op_new(x, admin_list_run, admin_list_done));
-            return STAGE_WAIT;
-        }
-        if (x->method == HTTP_POST)
-            return admin_read_body(x, admin_create_body);
-        exchange_add_header(x, "Allow", "GET, POST");
-        exchange_respond_error(x, 405, "use GET or POST");
-        return STAGE_DONE;
+    if (strlen(id) >= APIKEY_ID_MAX) {
+        exchange_respond_error(x, 404, "no such key");
+        return;
     }
-    char id[APIKEY_ID_MAX];
-    bool rotate;
-    if (!admin_key_path(x->path, id, &rotate))
-        return STAGE_NEXT;
-    struct auth_op *op;
-    if (rotate && x->method == HTTP_POST) {
-        op = auth_op_new(x, admin_rotate_run, admin_key_done);
-        str_copy(op->id, sizeof(op->id), id);
-        x->admin_op = op;
-        return admin_read_body(x, admin_rotate_body);
-    }
-    if (!rotate && (x->method == HTTP_GET || x->method == HTTP_DELETE)) {
-        op = auth_op_new(x, x->method == HTTP_GET ? admin_get_run : admin_revoke_run,
-                         admin_key_done);
-        str_copy(op->id, sizeof(op->id), id);
-        auth_op_submit(op);
-        return STAGE_WAIT;
-    }
-    exchange_add_header(x, "Allow", rotate ? "POST" : "GET, DELETE");
-    exchange_respond_error(x, 405, rotate ? "use POST" : "use GET or DELETE");
-    return STAGE_DONE;
+    struct auth_op *op = auth_op_new(x, run, admin_key_done);
+    str_copy(op->id, sizeof(op->id), id);
+    auth_op_submit(op);
 }
+
+static void admin_keys_get(struct exchange *x, const struct sl_admin_call *call)
+{
+    admin_keys_one(x, admin_get_run, call->id);
+}
+
+static void admin_keys_revoke(struct exchange *x, const struct sl_admin_call *call)
+{
+    admin_keys_one(x, admin_revoke_run, call->id);
+}
+
+/* Key requests are small JSON documents. */
+#define ADMIN_KEYS_MAX_BODY (64u << 10)
+
+const struct sl_admin_route auth_admin_routes[] = {
+    {HTTP_GET, "/keys", admin_keys_list, 0},
+    {HTTP_POST, "/keys", admin_keys_create, ADMIN_KEYS_MAX_BODY},
+    {HTTP_GET, "/keys/{id}", admin_keys_get, 0},
+    {HTTP_DELETE, "/keys/{id}", admin_keys_revoke, 0},
+    {HTTP_POST, "/keys/{id}/rotate", admin_keys_rotate, ADMIN_KEYS_MAX_BODY},
+    {0, NULL, NULL, 0},
+};
