@@ -1,12 +1,11 @@
 #ifndef SLUICE_KEYSTORE_H
 #define SLUICE_KEYSTORE_H
-/* API key records and refresh tokens in the SQLite store (SPEC 5.1, 5.2).
- * Functions take a connection and run synchronously: the CLI calls them on
- * its own connection, the gateway on its writer thread. Secrets never reach
- * the database, only their SHA-256; a key may have several valid secrets
- * (the new one and, during a rotation's grace, the old). */
+/* API key records and refresh tokens in the key store (SPEC 5.1, 5.2),
+ * SQLite or Redis. Functions take a connection and run synchronously: the
+ * CLI calls them on its own connection, the gateway on its writer thread.
+ * Secrets never reach the store, only their SHA-256; a key may have several
+ * valid secrets (the new one and, during a rotation's grace, the old). */
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -50,22 +49,34 @@ struct ks_new {
     int64_t expires_ms;                 /* 0: never */
 };
 
-/* Where the records are: SQLite under store.data_dir (the memory backend),
- * or Redis (store.backend: redis, so that a fleet on several machines
- * shares its keys; see keystore_redis.h). Each function below works on
- * either. One connection, one thread at a time. */
-struct ks_db {
-    sqlite3 *sql;
-    redisContext *redis;
-    char prefix[80];        /* of Redis keys */
-    int64_t version;        /* ks_changed's mark */
-    struct rds_config conn; /* to reconnect */
-    int64_t retry_at_ms;    /* no reconnect before (monotonic ms) */
+/* Where the records are: SQLite under a data directory (the memory
+ * backend), or Redis (so that a fleet on several machines shares its keys;
+ * see keystore_redis.h). Each function below works on either, through the
+ * backend's struct ks_ops (keystore_backend.h). One connection, one thread
+ * at a time. */
+enum ks_backend { KS_SQLITE = 0, KS_REDIS };
+
+/* What ks_open needs, built by the caller (from store.* of its config). */
+struct ks_open_opts {
+    enum ks_backend backend;
+    const char *data_dir;     /* KS_SQLITE: db_open's directory */
+    struct rds_config redis;  /* KS_REDIS: where */
+    const char *redis_prefix; /* KS_REDIS: of every Redis key ("": none) */
 };
 
-struct config;
-/* Opens the store <c> configures. 0, or -1 with *<err> (malloc'd). */
-int ks_open(struct ks_db *db, const struct config *c, char **err);
+struct ks_ops;
+struct ksr_conn;
+struct ks_db {
+    const struct ks_ops *ops; /* NULL: SQLite on <sql> (a db_open connection wrapped by hand) */
+    union {                   /* the backend's state */
+        sqlite3 *sql;
+        struct ksr_conn *redis;
+    };
+    int64_t version; /* ks_changed's mark */
+};
+
+/* Opens the store <o> describes. 0, or -1 with *<err> (malloc'd). */
+int ks_open(struct ks_db *db, const struct ks_open_opts *o, char **err);
 void ks_close(struct ks_db *db);
 /* Has anyone (another process, another gateway) changed the records since
  * the last call? The first call says true. Errors say true too: a reload
@@ -106,12 +117,6 @@ typedef void (*ks_each_fn)(const struct ks_key *k, const struct ks_secret *secre
                            void *arg);
 enum ks_result ks_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
                               char **err);
-
-/* Shared by the two stores (keystore.c, keystore_redis.c): a one-line
- * error into *<err> (malloc'd, replacing what it held; <err> may be NULL),
- * and the checks of a create request (its environment into *<env>). */
-void ks_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-bool ks_check_new(const struct ks_new *req, const char **env, char **err);
 
 /* The key as JSON for the CLI and the admin API (never a secret or hash). */
 json_t *ks_key_json(const struct ks_key *k);

@@ -1,5 +1,5 @@
 /* API keys and refresh tokens on Redis (see keystore_redis.h for the layout
- * and keystore.h for the semantics, which are those of keystore.c).
+ * and keystore.h for the semantics, which are those of keystore_sqlite.c).
  *
  * Every change is one Lua script (EVAL), so a reader never sees half a
  * rotation, and the reads that need a consistent snapshot (list,
@@ -19,16 +19,23 @@
  *
  * A revoked key's refresh tokens are not marked one by one (the layout has
  * no index from a key to its tokens): a token whose key is revoked counts as
- * revoked, which is what keystore.c's UPDATE ... WHERE key_id amounts to. */
+ * revoked, which is what keystore_sqlite.c's UPDATE ... WHERE key_id amounts
+ * to.
+ *
+ * ks_redis_ops (at the end) holds the connection: it reconnects a broken
+ * one before the next call, at most once a second. */
 
 #include "auth/keystore_redis.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
+#include "auth/keystore_backend.h"
+#include "store/redis.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -182,7 +189,7 @@ static const char ksr_lua_refresh_issue[] = KSR_LUA_REFRESH_NEW
 /* KEYS: refresh:<hash>, refresh:<successor's hash>.
  * ARGV: store prefix, now_ms, successor's hash, expires_ms, expire_at.
  * 0: invalid; 2: reused (the family is now revoked); else the key's fields
- * (spent, successor stored). The order of the checks is keystore.c's. */
+ * (spent, successor stored). The order of the checks is keystore_sqlite.c's. */
 static const char ksr_lua_refresh_spend[] = KSR_LUA_REFRESH_NEW
     "local function num(v) return tonumber(v or '') or 0 end\n"
     "local t = redis.call('HMGET', KEYS[1], 'family', 'key_id', 'expires_ms', 'spent_ms',\n"
@@ -699,7 +706,7 @@ enum ks_result ksr_revoke(redisContext *rc, const char *prefix, const char *id, 
 void ksr_touch_many(redisContext *rc, const char *prefix, const char *const *ids,
                     const int64_t *when_ms, int n)
 {
-    /* Best effort, as in keystore.c: a lost last-used time is not worth an
+    /* Best effort, as in keystore_sqlite.c: a lost last-used time is not worth an
      * error path. Batches bound the script's arguments. */
     for (int at = 0; at < n; at += KSR_TOUCH_BATCH) {
         int m = n - at < KSR_TOUCH_BATCH ? n - at : KSR_TOUCH_BATCH;
@@ -876,3 +883,179 @@ int64_t ksr_version(redisContext *rc, const char *prefix)
     freeReplyObject(r);
     return v;
 }
+
+/* ---- the connection, and the ops --------------------------------------- */
+
+/* Key operations run off the request path, but a request with a key the
+ * keyring does not know waits for the key thread's next look: half a second
+ * bounds that wait when Redis is away. */
+#define KSR_TIMEOUT_MS 500
+#define KSR_RETRY_MS 1000
+
+/* A struct ks_db's state on Redis. */
+struct ksr_conn {
+    redisContext *rc;       /* NULL: down */
+    char prefix[80];        /* of Redis keys */
+    struct rds_config conf; /* to reconnect */
+    int64_t retry_at_ms;    /* no reconnect before (monotonic ms) */
+};
+
+static int ksr_connect(struct ksr_conn *c, char **err)
+{
+    char *why = NULL;
+    c->rc = rds_connect_sync(&c->conf, KSR_TIMEOUT_MS, &why);
+    if (!c->rc) {
+        ks_set_err(err, "%s", why ? why : "redis: cannot connect");
+        free(why);
+        return -1;
+    }
+    return 0;
+}
+
+static int ksr_open(struct ks_db *db, const struct ks_open_opts *o, char **err)
+{
+    struct ksr_conn *c = sl_calloc(1, sizeof(*c));
+    c->conf = o->redis;
+    str_copy(c->prefix, sizeof(c->prefix), o->redis_prefix ? o->redis_prefix : "");
+    if (ksr_connect(c, err) < 0) {
+        free(c);
+        return -1;
+    }
+    db->redis = c;
+    return 0;
+}
+
+static void ksr_close(struct ks_db *db)
+{
+    if (db->redis) {
+        redisFree(db->redis->rc);
+        free(db->redis);
+    }
+    db->redis = NULL;
+}
+
+/* A Redis connection that broke (Redis restarted) is made again before the
+ * next call; NULL when it still cannot be. */
+static redisContext *ksr_live(struct ks_db *db)
+{
+    struct ksr_conn *c = db->redis;
+    if (c->rc && c->rc->err) {
+        redisFree(c->rc);
+        c->rc = NULL;
+    }
+    if (!c->rc) {
+        /* While Redis is away, try again at most once a second: every
+         * caller in between fails at once instead of waiting to connect. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (now < c->retry_at_ms)
+            return NULL;
+        if (ksr_connect(c, NULL) < 0) {
+            c->retry_at_ms = now + KSR_RETRY_MS;
+            return NULL;
+        }
+    }
+    return c->rc;
+}
+
+static enum ks_result ksr_down(struct ks_db *db, char **err)
+{
+    ks_set_err(err, "redis %s:%d cannot be reached", db->redis->conf.host, db->redis->conf.port);
+    return KS_ERROR;
+}
+
+/* The live connection of <db> into <rc>, or return a store error. */
+#define KSR_LIVE(db, rc, err)                                                                      \
+    redisContext *rc = ksr_live(db);                                                               \
+    if (!rc)                                                                                       \
+        return ksr_down(db, err);
+
+static int64_t ksr_op_version(struct ks_db *db)
+{
+    redisContext *rc = ksr_live(db);
+    return rc ? ksr_version(rc, db->redis->prefix) : -1;
+}
+
+static enum ks_result ksr_op_create(struct ks_db *db, const struct ks_new *req, int64_t now_ms,
+                                    struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_create(rc, db->redis->prefix, req, now_ms, out, secret, err);
+}
+
+static enum ks_result ksr_op_get(struct ks_db *db, const char *id, struct ks_key *out, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_get(rc, db->redis->prefix, id, out, err);
+}
+
+static enum ks_result ksr_op_list(struct ks_db *db, struct ks_key **out, int *n, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_list(rc, db->redis->prefix, out, n, err);
+}
+
+static enum ks_result ksr_op_rotate(struct ks_db *db, const char *id, int64_t grace_ms,
+                                    int64_t now_ms, struct ks_key *out,
+                                    char secret[APIKEY_SECRET_MAX], char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_rotate(rc, db->redis->prefix, id, grace_ms, now_ms, out, secret, err);
+}
+
+static enum ks_result ksr_op_revoke(struct ks_db *db, const char *id, int64_t now_ms,
+                                    struct ks_key *out, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_revoke(rc, db->redis->prefix, id, now_ms, out, err);
+}
+
+static void ksr_op_touch_many(struct ks_db *db, const char *const *ids, const int64_t *when, int n)
+{
+    redisContext *rc = ksr_live(db);
+    if (rc)
+        ksr_touch_many(rc, db->redis->prefix, ids, when, n);
+}
+
+static enum ks_result ksr_op_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
+                                         char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_each_active(rc, db->redis->prefix, now_ms, fn, arg, err);
+}
+
+static enum ks_result ksr_op_refresh_issue(struct ks_db *db, const char *key_id, const char *family,
+                                           int64_t ttl_ms, int64_t now_ms,
+                                           char token[KS_REFRESH_MAX], char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_refresh_issue(rc, db->redis->prefix, key_id, family, ttl_ms, now_ms, token, err);
+}
+
+static enum ks_spend ksr_op_refresh_spend(struct ks_db *db, const char *token, int64_t ttl_ms,
+                                          int64_t now_ms, struct ks_key *key,
+                                          char next[KS_REFRESH_MAX], char **err)
+{
+    redisContext *rc = ksr_live(db);
+    if (!rc) {
+        ksr_down(db, err);
+        return KS_SPENT_INVALID;
+    }
+    return ksr_refresh_spend(rc, db->redis->prefix, token, ttl_ms, now_ms, key, next, err);
+}
+
+const struct ks_ops ks_redis_ops = {
+    .open = ksr_open,
+    .close = ksr_close,
+    .version = ksr_op_version,
+    .create = ksr_op_create,
+    .get = ksr_op_get,
+    .list = ksr_op_list,
+    .rotate = ksr_op_rotate,
+    .revoke = ksr_op_revoke,
+    .touch_many = ksr_op_touch_many,
+    .each_active = ksr_op_each_active,
+    .refresh_issue = ksr_op_refresh_issue,
+    .refresh_spend = ksr_op_refresh_spend,
+};

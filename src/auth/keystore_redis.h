@@ -1,10 +1,13 @@
 #ifndef SLUICE_KEYSTORE_REDIS_H
 #define SLUICE_KEYSTORE_REDIS_H
 /* The key store on Redis (store.backend: redis): the same records and
- * semantics as the SQLite store of keystore.c, so a fleet on several
- * machines shares its API keys. Called through keystore.h's ks_* functions,
- * which dispatch here; synchronous hiredis on the caller's connection (the
- * CLI's, or the gateway's key thread's).
+ * semantics as the SQLite store of keystore_sqlite.c, so a fleet on several
+ * machines shares its API keys. The rest of sluice reaches it only through
+ * keystore.h's ks_* functions and ks_redis_ops (keystore_backend.h), which
+ * hold the connection and call the ksr_* functions below; these take a
+ * connection and a prefix so that their unit tests can call them directly.
+ * Synchronous hiredis on the caller's connection (the CLI's, or the
+ * gateway's key thread's).
  *
  * Layout, under <prefix> (store.redis.prefix):
  *   <prefix>key:<id>            hash: the ks_key fields, and seq (the version

@@ -64,9 +64,21 @@ static void auth_tick(struct ks_db *db, void *arg)
     }
 }
 
+/* The key store the config's store section names. */
+static struct ks_open_opts auth_ks_opts(const struct config *c)
+{
+    return (struct ks_open_opts){
+        .backend = c->store.backend == CFG_BACKEND_REDIS ? KS_REDIS : KS_SQLITE,
+        .data_dir = c->store.data_dir,
+        .redis = c->store.redis.conn,
+        .redis_prefix = c->store.redis.prefix,
+    };
+}
+
 int auth_open(struct auth_ctx *a, const struct config *c, char **err)
 {
-    if (ks_open(&a->db, c, err) < 0)
+    struct ks_open_opts ko = auth_ks_opts(c);
+    if (ks_open(&a->db, &ko, err) < 0)
         return -1;
     struct ks_db *db = &a->db;
     ks_changed(db); /* the mark the ticks compare with */

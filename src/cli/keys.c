@@ -497,6 +497,17 @@ static int keys_parse(const struct keys_cmd *cmd, int argc, char **argv, struct 
     return 0;
 }
 
+/* The key store the config's store section names. */
+static struct ks_open_opts keys_ks_opts(const struct config *c)
+{
+    return (struct ks_open_opts){
+        .backend = c->store.backend == CFG_BACKEND_REDIS ? KS_REDIS : KS_SQLITE,
+        .data_dir = c->store.data_dir,
+        .redis = c->store.redis.conn,
+        .redis_prefix = c->store.redis.prefix,
+    };
+}
+
 int cli_keys(int argc, char **argv)
 {
     if (argc < 2)
@@ -532,7 +543,8 @@ int cli_keys(int argc, char **argv)
     /* The store the gateways use: SQLite under data_dir, or Redis. */
     char *err = NULL;
     struct ks_db db;
-    if (ks_open(&db, c, &err) < 0) {
+    struct ks_open_opts ko = keys_ks_opts(c);
+    if (ks_open(&db, &ko, &err) < 0) {
         cli_fail(1, "keys", NULL, "%s", err);
         free(err);
         cfg_unref(c);

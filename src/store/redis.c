@@ -34,6 +34,8 @@
 #include <assert.h>
 #include <ctype.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <strings.h>
 
 #include <hiredis/async.h>
@@ -843,6 +845,70 @@ void rds_get_stats(const struct rds *r, struct rds_stats *out)
     out->commands = __atomic_load_n(&r->n_commands, __ATOMIC_RELAXED);
     out->timeouts = __atomic_load_n(&r->n_timeouts, __ATOMIC_RELAXED);
     out->reconnects = __atomic_load_n(&r->n_reconnects, __ATOMIC_RELAXED);
+}
+
+/* ---- synchronous ---- */
+
+static void rds_sync_fail(char **err, const struct rds_config *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rds_sync_fail(char **err, const struct rds_config *c, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(c->host) + strlen(why) + 32;
+    *err = sl_malloc(n);
+    snprintf(*err, n, "redis %s:%d: %s", c->host, c->port, why);
+}
+
+/* One handshake command (<what> names it in the error); false when it
+ * failed, with *<err> set. */
+static bool rds_sync_step(redisContext *rc, const struct rds_config *c, const char *what, int argc,
+                          const char **argv, char **err)
+{
+    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        rds_sync_fail(err, c, "%s: %s", what, r ? r->str : rc->errstr);
+    freeReplyObject(r);
+    return ok;
+}
+
+redisContext *rds_connect_sync(const struct rds_config *c, int timeout_ms, char **err)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    redisContext *rc = redisConnectWithTimeout(c->host, c->port, tv);
+    if (!rc || rc->err) {
+        rds_sync_fail(err, c, "%s", rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, tv);
+    bool ok = true;
+    if (c->password[0]) {
+        /* AUTH [user] password: the user is Redis 6's ACL form */
+        const char *argv[3] = {"AUTH"};
+        int argc = 1;
+        if (c->user[0])
+            argv[argc++] = c->user;
+        argv[argc++] = c->password;
+        ok = rds_sync_step(rc, c, "AUTH", argc, argv, err);
+    }
+    if (ok && c->db) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", c->db);
+        const char *argv[] = {"SELECT", db};
+        ok = rds_sync_step(rc, c, "SELECT", 2, argv, err);
+    }
+    if (!ok) {
+        redisFree(rc);
+        return NULL;
+    }
+    return rc;
 }
 
 /* ---- URL ---- */

@@ -80,6 +80,13 @@ typedef void (*rds_message_fn)(void *arg, const char *payload, size_t len);
 struct rds *rds_subscribe(uv_loop_t *loop, const struct rds_config *c, const char *channel,
                           rds_message_fn on_message, rds_state_fn on_state, void *arg);
 
+/* A blocking connection, for code off the loops (the key store's thread,
+ * the CLI): TCP connect, then AUTH and SELECT as <c> asks, within
+ * <timeout_ms>, which stays the timeout of every later command (<c>'s own
+ * timeout_ms is the loop connections'). NULL with *<err> (malloc'd,
+ * "redis <host>:<port>: ...") when any step fails; <err> may be NULL. */
+redisContext *rds_connect_sync(const struct rds_config *c, int timeout_ms, char **err);
+
 /* Counters for metrics (loop-thread writes, any thread reads). */
 struct rds_stats {
     uint64_t commands; /* sent to Redis */

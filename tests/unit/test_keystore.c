@@ -1,6 +1,6 @@
-/* Unit tests of src/store/db.c and src/auth/keystore.c, on a real SQLite
+/* Unit tests of src/store/db.c and src/auth/keystore{,_sqlite}.c, on a real SQLite
  * file in a fresh temporary directory: opening and migrating (idempotent,
- * user_version), create/get/list, the secret never reaching the disk,
+ * user_version), ks_open, create/get/list, the secret never reaching the disk,
  * rotation with and without grace, revocation, expiry, refresh tokens
  * (issue, spend, reuse revoking the family), touch and the JSON shape.
  * Times are injected: T0 is an arbitrary wall-clock instant. */
@@ -151,6 +151,44 @@ static void test_open_migrate(void **state)
     char bad[160];
     snprintf(bad, sizeof(bad), "%s/sluice.db/x", f->data);
     assert_null(db_open(bad, &err));
+    assert_non_null(err);
+    free(err);
+}
+
+/* ks_open on KS_SQLITE opts: a connection of its own on the data dir,
+ * seeing (ks_changed) and sharing what the fixture's connection commits. */
+static void test_open_opts(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_open_opts o = {.backend = KS_SQLITE, .data_dir = f->data};
+    struct ks_db ks;
+    char *err = NULL;
+    assert_int_equal(ks_open(&ks, &o, &err), 0);
+    assert_null(err);
+    assert_true(ks_changed(&ks)); /* the first call */
+    assert_false(ks_changed(&ks));
+    struct ks_new req = new_req("pro");
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX];
+    create(&f->ks, &req, T0, &k, secret);
+    assert_true(ks_changed(&ks));
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.id, k.id);
+    create(&ks, &req, T0 + 1, &k, secret);
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
+    ks_close(&ks);
+    ks_close(&ks); /* idempotent */
+
+    /* A data dir that cannot be created; a backend that does not exist. */
+    char bad[160];
+    snprintf(bad, sizeof(bad), "%s/sluice.db/x", f->data);
+    o.data_dir = bad;
+    assert_int_equal(ks_open(&ks, &o, &err), -1);
+    assert_non_null(err);
+    free(err);
+    err = NULL;
+    o.backend = (enum ks_backend)7;
+    assert_int_equal(ks_open(&ks, &o, &err), -1);
     assert_non_null(err);
     free(err);
 }
@@ -534,6 +572,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_opts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_get_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_not_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),

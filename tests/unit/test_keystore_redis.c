@@ -4,7 +4,8 @@
  * SQLite tests (create/get/list, rotation with grace, revocation, expiry,
  * refresh tokens with reuse revoking the family, touch), the secret never
  * reaching Redis, every key under the documented names, TTLs on refresh
- * tokens, the version and the events of every key change, and errors.
+ * tokens, the version and the events of every key change, ks_open on Redis
+ * (reconnecting), and errors.
  *
  * Times are injected, but T0 is the wall clock at the start: Redis expires
  * refresh tokens (PEXPIREAT) by its own clock, so an instant in the past
@@ -737,6 +738,56 @@ static void test_version_events(void **state)
     assert_int_equal(ksr_version(f->rc, P), -1);
 }
 
+/* ---- ks_open ------------------------------------------------------------ */
+
+/* ks_open on KS_REDIS opts: the store the ksr_* calls see under the same
+ * prefix, ks_changed following its version; a connection lost under it is
+ * made again on the next call; no server fails the open. */
+static void test_open_opts(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_open_opts o = {.backend = KS_REDIS, .redis_prefix = P};
+    snprintf(o.redis.host, sizeof(o.redis.host), "127.0.0.1");
+    o.redis.port = f->port;
+    struct ks_db ks;
+    char *err = NULL;
+    assert_int_equal(ks_open(&ks, &o, &err), 0);
+    assert_null(err);
+    assert_true(ks_changed(&ks)); /* the first call */
+    assert_false(ks_changed(&ks));
+    struct ks_new req = new_req("pro");
+    struct ks_key k, got;
+    char s[APIKEY_SECRET_MAX];
+    create(f->rc, &req, T0, &k, s);
+    assert_true(ks_changed(&ks));
+    assert_false(ks_changed(&ks));
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.id, k.id);
+    assert_int_equal(ks_create(&ks, &req, T0 + 1, &got, s, &err), KS_OK);
+    assert_int_equal(ksr_get(f->rc, P, got.id, &k, &err), KS_OK);
+    assert_null(err);
+
+    /* Every connection but the fixture's killed: one call fails, the next
+     * reconnects. */
+    freeReplyObject(cmd(f->rc, "CLIENT KILL TYPE normal SKIPME yes"));
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_ERROR);
+    assert_non_null(err);
+    free(err);
+    err = NULL;
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_OK);
+    assert_null(err);
+    ks_close(&ks);
+    ks_close(&ks); /* idempotent */
+
+    o.redis.port = test_free_port();
+    assert_int_equal(ks_open(&ks, &o, &err), -1);
+    char want[64];
+    snprintf(want, sizeof(want), "redis 127.0.0.1:%d: ", o.redis.port);
+    assert_non_null(err);
+    assert_memory_equal(err, want, strlen(want));
+    free(err);
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static void test_errors(void **state)
@@ -800,6 +851,7 @@ int main(void)
         cmocka_unit_test_setup(test_refresh, setup),
         cmocka_unit_test_setup(test_touch, setup),
         cmocka_unit_test_setup(test_version_events, setup),
+        cmocka_unit_test_setup(test_open_opts, setup),
         cmocka_unit_test_setup(test_errors, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -2,7 +2,8 @@
  * per test, on a free port, killed in the teardown) on a real libuv loop:
  * URL parsing; up callback; 1,000 pipelined commands answered in order;
  * EVALSHA with the NOSCRIPT fallback; AUTH (user and password, SELECT, a
- * wrong password); a command timeout and the reconnect after it; a killed
+ * wrong password), and the same for the synchronous rds_connect_sync; a
+ * command timeout and the reconnect after it; a killed
  * and restarted Redis; the subscriber across a restart; rds_close with
  * commands pending, from inside callbacks and while down. Every test ends
  * with a leak-free loop close (checked in the teardown). */
@@ -563,6 +564,71 @@ static void test_auth(void **state)
     close_and_wait(f, r);
 }
 
+/* rds_connect_sync: AUTH and SELECT as the config asks; each failure a
+ * NULL and a one-line error naming the server and the step. */
+static void test_connect_sync(void **state)
+{
+    struct fixture *f = *state;
+    f->srv2.port = test_free_port();
+    f->srv2.password = PASSWORD;
+    server_start(&f->srv2);
+    char *err = NULL;
+
+    /* A db: what is set lands there, not in db 0. */
+    struct rds_config c = config(&f->srv, 1000);
+    c.db = 3;
+    redisContext *rc = rds_connect_sync(&c, 500, &err);
+    assert_non_null(rc);
+    assert_null(err);
+    redisReply *rep = redisCommand(rc, "SET %s %s", "in3", "yes");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(rc);
+    assert_int_equal(sync_int(&f->srv, "EXISTS", "in3", NULL), 0);
+
+    /* The password (and the ACL user) where one is required. */
+    struct rds_config p = config(&f->srv2, 1000);
+    snprintf(p.password, sizeof(p.password), "%s", PASSWORD);
+    rc = rds_connect_sync(&p, 500, &err);
+    assert_non_null(rc);
+    rep = redisCommand(rc, "PING");
+    assert_non_null(rep);
+    assert_string_equal(rep->str, "PONG");
+    freeReplyObject(rep);
+    redisFree(rc);
+    snprintf(p.user, sizeof(p.user), "default");
+    rc = rds_connect_sync(&p, 500, &err);
+    assert_non_null(rc);
+    redisFree(rc);
+    assert_null(err);
+
+    /* A wrong password; a db the server does not have; no server. */
+    char want[64];
+    snprintf(p.password, sizeof(p.password), "wrong");
+    assert_null(rds_connect_sync(&p, 500, &err));
+    snprintf(want, sizeof(want), "redis 127.0.0.1:%d: AUTH: ", f->srv2.port);
+    assert_non_null(err);
+    assert_memory_equal(err, want, strlen(want));
+    free(err);
+    err = NULL;
+    c.db = 1000;
+    assert_null(rds_connect_sync(&c, 500, &err));
+    snprintf(want, sizeof(want), "redis 127.0.0.1:%d: SELECT: ", f->srv.port);
+    assert_non_null(err);
+    assert_memory_equal(err, want, strlen(want));
+    free(err);
+    err = NULL;
+    c.db = 0;
+    c.port = test_free_port();
+    assert_null(rds_connect_sync(&c, 200, &err));
+    snprintf(want, sizeof(want), "redis 127.0.0.1:%d: ", c.port);
+    assert_non_null(err);
+    assert_memory_equal(err, want, strlen(want));
+    free(err);
+    assert_null(rds_connect_sync(&c, 200, NULL)); /* <err> may be NULL */
+}
+
 static void test_timeout(void **state)
 {
     struct fixture *f = *state;
@@ -805,6 +871,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_up_and_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_noscript, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
