@@ -15,3 +15,13 @@ const struct sl_module *const *sl_module_list(int *n)
     *n = SL_N_MODULES;
     return sl_modules;
 }
+
+int cfg_module_count(void)
+{
+    return SL_N_MODULES;
+}
+
+const struct cfg_module *cfg_module_at(int i)
+{
+    return sl_modules[i]->conf;
+}

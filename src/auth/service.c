@@ -1,6 +1,8 @@
 /* The key service of one gateway process: the store on its writer thread,
  * the keyring it publishes, and store operations on behalf of exchanges. */
 #include "auth/auth.h"
+#include "auth/conf.h"
+#include "limit/conf.h"
 
 #include <openssl/evp.h>
 
@@ -82,8 +84,8 @@ int auth_open(struct auth_ctx *a, const struct config *c, char **err)
         return -1;
     struct ks_db *db = &a->db;
     ks_changed(db); /* the mark the ticks compare with */
-    a->default_algo = (int)c->limits.algorithm;
-    struct keyring *kr = keyring_build(db, auth_now_ms(), NULL, c->limits.algorithm, err);
+    a->default_algo = (int)lim_conf(c)->algorithm;
+    struct keyring *kr = keyring_build(db, auth_now_ms(), NULL, lim_conf(c)->algorithm, err);
     if (!kr) {
         ks_close(db);
         return -1;
@@ -116,7 +118,7 @@ void auth_close(struct auth_ctx *a)
 
 void auth_config_changed(struct auth_ctx *a, const struct config *c)
 {
-    __atomic_store_n(&a->default_algo, (int)c->limits.algorithm, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->default_algo, (int)lim_conf(c)->algorithm, __ATOMIC_RELAXED);
 }
 
 /* ---- operations for exchanges ------------------------------------------------ */
@@ -238,6 +240,7 @@ static const struct sl_stage auth_stages[] = {
 
 const struct sl_module auth_module = {
     .name = "auth",
+    .conf = &auth_cfg_module,
     .init_process = auth_init_process,
     .dispose_process = auth_dispose_process,
     .on_reload = auth_on_reload,

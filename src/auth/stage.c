@@ -1,5 +1,6 @@
 /* Authentication, authorization and the token endpoints (SPEC 5). */
 #include "auth/auth.h"
+#include "auth/conf.h"
 
 #include <jansson.h>
 #include <llhttp.h>
@@ -179,7 +180,7 @@ static enum stage_result auth_api_key(struct exchange *x, const char *s, size_t 
 
 static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
 {
-    const struct cfg_jwt *cj = &x->cfg->identity.jwt;
+    const struct auth_jwt_conf *cj = &auth_conf(x->cfg)->jwt;
     struct jwtv_claims cl;
     int64_t now_ms = clock_wall_us() / 1000;
     enum jwtv_result r = jwtv_verify(cj->verifier, s, len, now_ms / 1000, &cl);
@@ -227,7 +228,7 @@ static enum stage_result auth_jwt(struct exchange *x, const char *s, size_t len)
 
 enum stage_result auth_stage_authn(struct exchange *x)
 {
-    const struct cfg_identity *ci = &x->cfg->identity;
+    const struct auth_conf *ci = auth_conf(x->cfg);
     for (int i = 0; i < ci->n_api_key_headers; i++) {
         const struct sl_header *h = exchange_req_header(x, ci->api_key_headers[i]);
         if (!h)
@@ -257,7 +258,7 @@ enum stage_result auth_stage_authn(struct exchange *x)
         return auth_api_key(x, v, len);
     /* Without identity.jwt, other bearer tokens belong to the upstream's own
      * authentication, which the gateway leaves alone. */
-    if (!x->cfg->identity.jwt.verifier)
+    if (!auth_conf(x->cfg)->jwt.verifier)
         return STAGE_NEXT;
     return auth_jwt(x, v, len);
 }
@@ -278,8 +279,8 @@ static bool auth_has_scope(const char *have, const char *want)
 
 enum stage_result auth_stage_authz(struct exchange *x)
 {
-    const struct cfg_route *r = x->route;
-    if (r->auth != CFG_AUTH_REQUIRED)
+    const struct auth_route_conf *r = auth_route_conf(x->route);
+    if (r->auth != AUTH_REQUIRED)
         return STAGE_NEXT;
     if (x->identity.kind == ID_IP) {
         auth_count(x, AUTH_RESULT_MISSING);
@@ -310,7 +311,7 @@ enum stage_result auth_stage_authz(struct exchange *x)
 static void auth_token_response(struct exchange *x, const char *key_id, const char *tier,
                                 const char *scopes, const char *refresh)
 {
-    const struct cfg_jwt *cj = &x->cfg->identity.jwt;
+    const struct auth_jwt_conf *cj = &auth_conf(x->cfg)->jwt;
     int64_t now = clock_wall_us() / 1000000;
     int64_t ttl = cj->access_ttl_ms / 1000;
     char *access = jwtv_issue(cj->secret, cj->issuer, cj->audience, key_id, tier, scopes, now, ttl);
@@ -375,14 +376,14 @@ static void auth_refresh_parse(struct exchange *x, const char *body, size_t len)
     }
     struct auth_op *op = auth_op_new(x, auth_spend_run, auth_spend_done);
     str_copy(op->token, sizeof(op->token), tok);
-    op->ttl_ms = x->cfg->identity.jwt.refresh_ttl_ms;
+    op->ttl_ms = auth_conf(x->cfg)->jwt.refresh_ttl_ms;
     json_decref(doc);
     auth_op_submit(op);
 }
 
 enum stage_result auth_stage_tokens(struct exchange *x)
 {
-    if (!x->route->token_endpoint)
+    if (!auth_route_conf(x->route)->token_endpoint)
         return STAGE_NEXT;
     if (x->method != HTTP_POST) {
         exchange_add_header(x, "Allow", "POST");
@@ -398,7 +399,7 @@ enum stage_result auth_stage_tokens(struct exchange *x)
         }
         struct auth_op *op = auth_op_new(x, auth_issue_run, auth_issue_done);
         str_copy(op->id, sizeof(op->id), x->identity.key_id);
-        op->ttl_ms = x->cfg->identity.jwt.refresh_ttl_ms;
+        op->ttl_ms = auth_conf(x->cfg)->jwt.refresh_ttl_ms;
         auth_op_submit(op);
         return STAGE_WAIT;
     }

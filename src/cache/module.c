@@ -3,6 +3,7 @@
 #include <llhttp.h>
 
 #include "cache/cache.h"
+#include "cache/conf.h"
 #include "fleet/fleet.h"
 #include "modules.h"
 #include "obs/metrics.h"
@@ -15,7 +16,8 @@ static struct cache *cache_of(const struct gateway *gw)
 
 static int cache_init_process(struct gateway *gw, char **err)
 {
-    gw->ctx[MOD_cache] = cache_new(gw->cfg->cache.max_memory, gw->cfg->cache.max_object_size);
+    gw->ctx[MOD_cache] =
+        cache_new(cache_conf(gw->cfg)->max_memory, cache_conf(gw->cfg)->max_object_size);
     return 0;
 }
 
@@ -27,8 +29,8 @@ static void cache_dispose_process(struct gateway *gw)
 static void cache_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
                             struct buf *warnings)
 {
-    if (cfg->cache.max_memory != old->cache.max_memory ||
-        cfg->cache.max_object_size > old->cache.max_object_size)
+    if (cache_conf(cfg)->max_memory != cache_conf(old)->max_memory ||
+        cache_conf(cfg)->max_object_size > cache_conf(old)->max_object_size)
         buf_append_str(warnings, "cache.max_memory, and a larger cache.max_object_size, take "
                                  "effect only on restart (the store is sized at start)\n");
 }
@@ -146,6 +148,7 @@ static const struct sl_stage cache_stages[] = {
 
 const struct sl_module cache_module = {
     .name = "cache",
+    .conf = &cache_cfg_module,
     .init_process = cache_init_process,
     .dispose_process = cache_dispose_process,
     .on_reload = cache_on_reload,

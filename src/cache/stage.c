@@ -1,5 +1,6 @@
 /* The cache stage (SPEC 4.1-4.3) and the purge function (4.4). */
 #include "cache/cache.h"
+#include "cache/conf.h"
 
 #include <llhttp.h>
 #include <pthread.h>
@@ -42,7 +43,7 @@ struct cache_wait;
 struct cache_state {
     struct exchange *x;
     struct cache *cache;
-    const struct cfg_route_cache *rc;
+    const struct cache_route_conf *rc;
     char *primary; /* the key without Vary values */
     size_t primary_len;
     char *key;
@@ -397,14 +398,14 @@ static bool cache_tap_head(struct exchange *x, void *arg, int status, const stru
     snprintf(cs->vary, sizeof(cs->vary), "%.*s", (int)names.len, names.data ? names.data : "");
     buf_release(&names);
     buf_release(&vary);
-    const struct cfg_route_cache *rc = cs->rc;
+    const struct cache_route_conf *rc = cs->rc;
     int64_t ttl = cache_fresh_ms(&cs->cc, rc->ttl_ms, rc->respect_origin, cs->age_s);
     int64_t stale = rc->stale_while_revalidate_ms > rc->stale_if_error_ms
                         ? rc->stale_while_revalidate_ms
                         : rc->stale_if_error_ms;
     enum cache_verdict v = cache_storable(x->method, status, &cs->cc, set_cookie, vary_star,
                                           cs->credentials, ttl, stale);
-    uint64_t max = x->cfg->cache.max_object_size;
+    uint64_t max = cache_conf(x->cfg)->max_object_size;
     if (v != CACHE_STORE || (content_length >= 0 && (uint64_t)content_length > max))
         return false;
     cs->capturing = true;
@@ -426,7 +427,7 @@ static void cache_tap_body(struct exchange *x, void *arg, const char *data, size
     struct cache_state *cs = arg;
     if (!cs->capturing)
         return;
-    if (cs->body.len + len > x->cfg->cache.max_object_size) {
+    if (cs->body.len + len > cache_conf(x->cfg)->max_object_size) {
         cs->capturing = false; /* too big: it streams through uncached */
         buf_release(&cs->body);
         return;
@@ -443,7 +444,7 @@ static void cache_tap_end(struct exchange *x, void *arg)
     /* The upstream's Vary decides the key this response goes under. */
     cache_store_set_vary(cs->cache->store, cs->primary, cs->primary_len, cs->vary);
     cache_build_key(cs, cs->vary);
-    const struct cfg_route_cache *rc = cs->rc;
+    const struct cache_route_conf *rc = cs->rc;
     int64_t now = clock_wall_us();
     int64_t ttl = cache_fresh_ms(&cs->cc, rc->ttl_ms, rc->respect_origin, cs->age_s);
     struct cache_entry *e = cache_entry_new(cs->key, cs->key_len, cs->url, cs->url_len, cs->status,
@@ -637,7 +638,7 @@ static void cache_count(struct exchange *x, enum cache_result r)
 
 enum stage_result cache_stage(struct exchange *x)
 {
-    const struct cfg_route_cache *rc = &x->route->cache;
+    const struct cache_route_conf *rc = cache_route_conf(x->route);
     if (!rc->enabled)
         return STAGE_NEXT;
     if (x->method != HTTP_GET && x->method != HTTP_HEAD) {

@@ -2,16 +2,19 @@
 #define SLUICE_CONF_H
 /* The configuration: YAML file -> immutable, reference-counted struct config.
  * A loaded config is never modified; a reload builds a new one and swaps it
- * (see gateway.c), and in-flight exchanges finish on the one they began with. */
+ * (see net/worker.c), and in-flight exchanges finish on the one they began with.
+ * The core sections are here; modules' sections are in their own folders
+ * and reach the core through struct cfg_module. */
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
-#include "limit/limit.h"
 #include "store/redis.h"
 #include "util/limits.h"
+
+struct arena;
 
 /* A resolved socket address, with the text the user wrote (for logs). */
 struct cfg_addr {
@@ -65,55 +68,18 @@ struct cfg_upstream {
 
 enum cfg_match { CFG_MATCH_EXACT, CFG_MATCH_PREFIX };
 
-/* The 429 body style of a route (SPEC 3.5). */
+/* The body style of a route's refusals (SPEC 3.5): rate limits, quotas and
+ * GraphQL checks all answer in it. */
 enum cfg_rejection { CFG_REJECT_JSON, CFG_REJECT_DRF, CFG_REJECT_GRAPHQL };
 
-/* A route's limits for one tier ("anonymous", a tier of `tiers`, or "*" for
- * any identified tier without an entry of its own). */
-struct cfg_route_limits {
-    char *tier;
-    struct limit *limits;
-    int n_limits;
-};
-
+/* A tier (SPEC 2 `tiers`): the core reads its name and exempt; modules add
+ * rows of their own (limits, quota...) in mod[]. */
 struct cfg_tier {
     char *name;
-    struct limit *limits; /* the tier's own limits: counted across all routes */
-    int n_limits;
-    bool exempt;
+    bool exempt; /* no limits at all */
     int line;
+    void *mod[SL_MAX_MODULES]; /* each module's rows of this tier (NULL: none) */
 };
-
-/* A route's `cache` (SPEC 4). */
-struct cfg_route_cache {
-    bool enabled;   /* the route has a cache section */
-    int64_t ttl_ms; /* freshness when the origin says nothing (or respect_origin is off) */
-    char **tags;    /* purge tags of every entry of the route */
-    int n_tags;
-    int64_t stale_while_revalidate_ms; /* 0: off */
-    int64_t stale_if_error_ms;         /* 0: off */
-    bool shared;                       /* one entry for every caller, even with credentials */
-    bool respect_origin;               /* s-maxage / max-age override ttl; default true */
-};
-
-/* The top-level `cache` section: the store. */
-struct cfg_cache {
-    uint64_t max_memory;      /* default 256m */
-    uint64_t max_object_size; /* default 8m; larger bodies stream through uncached */
-};
-
-/* The `limits` section: defaults for every limit. */
-struct cfg_limits {
-    enum lim_algorithm algorithm; /* default for limits that name none; sliding_window */
-    bool header_xratelimit;       /* headers: [x-ratelimit] (default) */
-    bool header_ietf;             /* headers: [ietf] */
-    bool enabled;                 /* false: no limiting anywhere */
-    uint64_t max_entries;         /* counters kept in memory; default 1,000,000 */
-};
-
-/* A route's `auth` (SPEC 5.3): optional lets anonymous clients through
- * (credentials, when sent, must still be valid). */
-enum cfg_auth { CFG_AUTH_OPTIONAL, CFG_AUTH_REQUIRED };
 
 struct cfg_route {
     enum cfg_match match;
@@ -121,17 +87,17 @@ struct cfg_route {
     size_t path_len;
     uint64_t methods; /* bit (1 << llhttp_method_t); 0 = every method */
     int upstream;     /* index into config.upstreams */
-    int line;         /* where the route starts in the file, for messages */
-    bool limits_off;  /* `limits: off`: never limited */
-    struct cfg_route_limits *limits;
-    int n_limits;
+    int line;         /* where the route starts in the file, for messages; 0: the gateway's own */
     enum cfg_rejection rejection;
-    uint32_t cost; /* weight of one request; default 1 */
-    struct cfg_route_cache cache;
-    enum cfg_auth auth;
-    char **scopes; /* every one is required; implies auth: required */
-    int n_scopes;
-    bool token_endpoint; /* the built-in POST /auth/token and /auth/refresh (SPEC 5.2) */
+    uint32_t cost;             /* weight of one request; default 1 */
+    void *mod[SL_MAX_MODULES]; /* each module's rows of this route (NULL: none) */
+};
+
+/* A route the gateway adds itself (a module's endpoint, such as
+ * /auth/token), matched before the file's routes on an exact path. */
+struct cfg_builtin_route {
+    const char *path;
+    const struct cfg_route *route;
 };
 
 /* What limiting does while Redis cannot be reached (SPEC 3.6). */
@@ -159,36 +125,10 @@ struct cfg_store {
     struct cfg_redis redis;
 };
 
-struct jwtv;
-/* identity.jwt (SPEC 5.2). */
-struct cfg_jwt {
-    bool enabled;        /* the section is present */
-    unsigned algorithms; /* bits of enum jwtv_alg (auth/jwt_verify.h) */
-    char *secret;        /* HS256 key; also signs the tokens of /auth/token */
-    char *jwks_file;     /* RS256/ES256 public keys by kid */
-    char *issuer;        /* required `iss` when set */
-    char *audience;      /* required in `aud` when set */
-    char *tier_claim;    /* default "tier" */
-    char *scope_claim;   /* default "scope" */
-    char **exempt_roles; /* a token whose roles/role claim has one is exempt */
-    int n_exempt_roles;
-    char *default_tier;     /* tier of a token without a known tier claim; NULL: none */
-    int64_t leeway_ms;      /* exp/nbf tolerance; default 30s */
-    int64_t access_ttl_ms;  /* lifetime of access tokens /auth/token issues; default 15m */
-    int64_t refresh_ttl_ms; /* lifetime of refresh tokens; default 30d */
-    struct jwtv *verifier;  /* built when the config loads (keys read from jwks_file) */
-};
-
-/* The `identity` section (SPEC 5). */
-struct cfg_identity {
-    char **api_key_headers; /* default ["X-API-Key"]; Authorization: Bearer sk_... always */
-    int n_api_key_headers;
-    struct cfg_jwt jwt;
-};
-
 struct config {
-    int refs;   /* atomic; see cfg_ref/cfg_unref */
-    char *path; /* the file it was loaded from */
+    int refs;            /* atomic; see cfg_ref/cfg_unref */
+    char *path;          /* the file it was loaded from */
+    struct arena *arena; /* everything below; freed (with its cleanup hooks) with the config */
     struct cfg_server server;
     struct cfg_admin admin;
     struct cfg_upstream *upstreams;
@@ -197,14 +137,32 @@ struct config {
     int n_routes;
     struct cfg_tier *tiers;
     int n_tiers;
-    struct cfg_limits limits;
-    struct cfg_cache cache;
     struct cfg_store store;
-    struct cfg_identity identity;
-    /* POST /auth/token and /auth/refresh, matched before `routes` when
-     * identity.jwt.secret is set (token_endpoint is true). */
-    struct cfg_route token_route;
+    struct cfg_builtin_route builtin_routes[SL_MAX_BUILTIN_ROUTES];
+    int n_builtin_routes;
+    void *mod[SL_MAX_MODULES]; /* each module's top-level sections (NULL: none) */
 };
+
+/* What a module reads from the config file: rows of its own at the top
+ * level (<top>, into config.mod[]), in every route (<route>, into
+ * cfg_route.mod[]) and in every tier (<tier>, into cfg_tier.mod[]), each
+ * filling a struct of the given size in the config's arena (conf/walker.h).
+ * A section's check runs after its rows; the top-level check runs after
+ * every route and tier was read. */
+struct cfg_section;
+struct cfg_module {
+    const struct cfg_section *top;
+    size_t top_size;
+    const struct cfg_section *route;
+    size_t route_size;
+    const struct cfg_section *tier;
+    size_t tier_size;
+};
+
+/* The modules' config parts by module id (NULL for a module with none):
+ * src/modules.c. */
+int cfg_module_count(void);
+const struct cfg_module *cfg_module_at(int i);
 
 /* The tier called <name>, or NULL. */
 const struct cfg_tier *cfg_find_tier(const struct config *c, const char *name);
@@ -212,6 +170,10 @@ const struct cfg_tier *cfg_find_tier(const struct config *c, const char *name);
 /* Looks up an environment variable; returns NULL when unset. Injected so unit
  * tests do not depend on the process environment. */
 typedef const char *(*cfg_getenv_fn)(const char *name, void *ctx);
+
+/* Add the route <r> (in <c>'s arena) for requests to exactly <path>,
+ * matched before the file's routes; false when the table is full. */
+bool cfg_add_builtin_route(struct config *c, const char *path, const struct cfg_route *r);
 
 /* Load and validate the file at <path>. Returns a config holding one
  * reference, or NULL with *<err> set to one or more "FILE:LINE: message"

@@ -1,6 +1,7 @@
 /* The graphql module: on a GraphQL route, reads the start of the request
  * body to learn the operation (SPEC 7.4) before the limits decide, then
  * hands the body on untouched. */
+#include "conf/walker.h"
 #include "guard/graphql.h"
 #include "modules.h"
 #include "util/buf.h"
@@ -57,8 +58,21 @@ static const struct sl_stage gql_stages[] = {
     {SL_PHASE_INSPECT, false, gql_stage},
 };
 
+/* A route's `graphql` (SPEC 7.4): operation limits and document caps are
+ * still to come; an error until then, never silently ignored. */
+static const struct cfg_key gql_cfg_route_keys[] = {
+    CFG_UNSUPPORTED("graphql"),
+    CFG_END,
+};
+static const struct cfg_section gql_cfg_route_section = {gql_cfg_route_keys, NULL};
+static const struct cfg_module gql_cfg_module = {
+    .route = &gql_cfg_route_section,
+    .route_size = 1,
+};
+
 const struct sl_module graphql_module = {
     .name = "graphql",
+    .conf = &gql_cfg_module,
     .stages = gql_stages,
     .n_stages = 1,
 };

@@ -3,6 +3,7 @@
 #include "fleet/fleet.h"
 #include "guard/graphql.h"
 #include "limit/backend.h"
+#include "limit/conf.h"
 #include "limit/redis_script.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -10,10 +11,11 @@
 
 /* The route's limits for <id>: its tier's entry, else "*" for any identified
  * client; anonymous clients get only an "anonymous" entry. */
-static const struct cfg_route_limits *lim_route_limits(const struct cfg_route *r,
+static const struct lim_route_limits *lim_route_limits(const struct cfg_route *route,
                                                        const struct identity *id)
 {
-    const struct cfg_route_limits *any = NULL;
+    const struct lim_route_conf *r = lim_route_conf(route);
+    const struct lim_route_limits *any = NULL;
     for (int i = 0; i < r->n_limits; i++) {
         if (strcmp(r->limits[i].tier, id->tier) == 0)
             return &r->limits[i];
@@ -51,11 +53,12 @@ static int lim_collect(struct exchange *x, struct lim_op *ops)
         for (int i = 0; i < x->identity.n_limits; i++)
             lim_add_op(x, ops, &n, scope, &x->identity.limits[i]);
     } else if (tier) {
+        const struct lim_tier_conf *tl = lim_tier_conf(tier);
         snprintf(scope, sizeof(scope), "t:%s", tier->name);
-        for (int i = 0; i < tier->n_limits; i++)
-            lim_add_op(x, ops, &n, scope, &tier->limits[i]);
+        for (int i = 0; i < tl->n_limits; i++)
+            lim_add_op(x, ops, &n, scope, &tl->limits[i]);
     }
-    const struct cfg_route_limits *rl = lim_route_limits(x->route, &x->identity);
+    const struct lim_route_limits *rl = lim_route_limits(x->route, &x->identity);
     if (rl) {
         snprintf(scope, sizeof(scope), "r:%c%s:%s", x->route->match == CFG_MATCH_EXACT ? '=' : '^',
                  x->route->path, rl->tier);
@@ -140,7 +143,7 @@ static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n
 static void lim_headers(struct exchange *x, const struct lim_op *ops, int n,
                         const struct lim_op *shown, int64_t now_us)
 {
-    const struct cfg_limits *cl = &x->cfg->limits;
+    const struct lim_conf *cl = lim_conf(x->cfg);
     if (cl->header_xratelimit) {
         lim_add_u64_header(x, "X-RateLimit-Limit", shown->decision.limit);
         lim_add_u64_header(x, "X-RateLimit-Remaining", shown->decision.remaining);
@@ -274,7 +277,7 @@ static enum stage_result lim_decide(struct exchange *x)
 static enum stage_result lim_stage(struct exchange *x)
 {
     const struct config *cfg = x->cfg;
-    if (!cfg->limits.enabled || x->route->limits_off || x->identity.exempt)
+    if (!lim_conf(cfg)->enabled || lim_route_conf(x->route)->limits_off || x->identity.exempt)
         return STAGE_NEXT;
     return lim_decide(x);
 }
@@ -298,7 +301,7 @@ static void lim_finish_exchange(struct exchange *x)
 static int lim_init_process(struct gateway *gw, char **err)
 {
     struct lim_gw *g = sl_calloc(1, sizeof(*g));
-    g->store = lim_store_new(gw->cfg->limits.max_entries, 0);
+    g->store = lim_store_new(lim_conf(gw->cfg)->max_entries, 0);
     g->violations = viol_new(SL_MAX_VIOLATORS);
     g->backend = fleet_of(gw) ? &lim_redis_backend : &lim_mem_backend;
     rds_script_init(&g->apply, lim_lua_apply);
@@ -318,7 +321,7 @@ static void lim_dispose_process(struct gateway *gw)
 static void lim_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
                           struct buf *warnings)
 {
-    if (cfg->limits.max_entries != old->limits.max_entries)
+    if (lim_conf(cfg)->max_entries != lim_conf(old)->max_entries)
         buf_append_str(warnings, "limits.max_entries changes only on restart\n");
 }
 
@@ -392,6 +395,7 @@ static const struct sl_stage lim_stages[] = {
 
 const struct sl_module limit_module = {
     .name = "limit",
+    .conf = &lim_cfg_module,
     .init_process = lim_init_process,
     .dispose_process = lim_dispose_process,
     .on_reload = lim_on_reload,

@@ -76,6 +76,8 @@ struct sl_event_type {
 
 struct sl_module {
     const char *name;
+    /* The module's rows in the config file (conf/conf.h). */
+    const struct cfg_module *conf;
 
     /* Process: <init_process> runs on the main thread before any worker
      * exists (0, or -1 with *<err> malloc'd: the gateway does not start);

@@ -10,9 +10,16 @@ struct arena_block {
     max_align_t data[];
 };
 
+struct arena_cleanup {
+    struct arena_cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
 struct arena {
     struct arena_block *head;
     size_t next_size;
+    struct arena_cleanup *cleanups;
 };
 
 static struct arena_block *arena_block_new(size_t size)
@@ -29,6 +36,7 @@ struct arena *arena_new(size_t first_block)
     struct arena *a = sl_malloc(sizeof(*a));
     a->head = arena_block_new(first_block);
     a->next_size = first_block * 2;
+    a->cleanups = NULL;
     return a;
 }
 
@@ -36,6 +44,8 @@ void arena_free(struct arena *a)
 {
     if (!a)
         return;
+    for (struct arena_cleanup *c = a->cleanups; c; c = c->next)
+        c->fn(c->arg);
     struct arena_block *b = a->head;
     while (b) {
         struct arena_block *next = b->next;
@@ -95,4 +105,13 @@ void *arena_realloc(struct arena *a, void *p, size_t old, size_t n)
     if (old)
         memcpy(q, p, old);
     return q;
+}
+
+void arena_on_free(struct arena *a, void (*fn)(void *arg), void *arg)
+{
+    struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
+    c->fn = fn;
+    c->arg = arg;
+    c->next = a->cleanups;
+    a->cleanups = c;
 }

@@ -8,8 +8,12 @@
 struct arena;
 
 struct arena *arena_new(size_t first_block);
-/* Frees every block and <a> itself; pointers handed out die with it. */
+/* Runs the cleanup hooks (newest first), then frees every block and <a>
+ * itself; pointers handed out die with it. */
 void arena_free(struct arena *a);
+/* Run <fn>(<arg>) when <a> is freed: for what the arena's memory points to
+ * but does not hold (a library object, a file). */
+void arena_on_free(struct arena *a, void (*fn)(void *arg), void *arg);
 void *arena_alloc(struct arena *a, size_t n);
 void *arena_calloc(struct arena *a, size_t n);
 /* A NUL-terminated copy of <len> bytes at <s>. */

@@ -17,8 +17,9 @@
 #define SL_MAX_CONFIG_ERRORS 20        /* errors reported by one load before giving up */
 #define SL_MAX_CONFIG_BYTES (4u << 20) /* a config file larger than this is a mistake */
 
-#define SL_MAX_MODULES 24 /* ctx slots per gateway, worker, snapshot and exchange */
-#define SL_MAX_STAGES 32  /* stages of one listener's pipeline */
+#define SL_MAX_MODULES 24       /* ctx slots per gateway, worker, snapshot and exchange */
+#define SL_MAX_STAGES 32        /* stages of one listener's pipeline */
+#define SL_MAX_BUILTIN_ROUTES 8 /* routes the gateway adds itself (/auth/token...) */
 /* HTTP */
 #define SL_MAX_HEADERS 128    /* header lines in one request or upstream response */
 #define SL_MAX_REQUEST_ID 128 /* a client's X-Request-Id longer than this is replaced */

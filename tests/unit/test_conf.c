@@ -16,7 +16,10 @@
 #include <llhttp.h>
 
 #include "auth/jwt_verify.h"
+#include "auth/conf.h"
+#include "cache/conf.h"
 #include "conf/conf.h"
+#include "limit/conf.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -779,9 +782,9 @@ static void test_identity_config(void **state)
     /* Relative to the config file's directory; "t.yaml" has none. */
     assert_string_equal(c->store.data_dir, "state");
     assert_int_equal(c->store.backend, CFG_BACKEND_MEMORY);
-    assert_int_equal(c->identity.n_api_key_headers, 2);
-    assert_string_equal(c->identity.api_key_headers[1], "X-Token");
-    const struct cfg_jwt *j = &c->identity.jwt;
+    assert_int_equal(auth_conf(c)->n_api_key_headers, 2);
+    assert_string_equal(auth_conf(c)->api_key_headers[1], "X-Token");
+    const struct auth_jwt_conf *j = &auth_conf(c)->jwt;
     assert_true(j->enabled);
     assert_non_null(j->verifier);
     assert_int_equal(j->algorithms, JWTV_HS256);
@@ -791,26 +794,26 @@ static void test_identity_config(void **state)
     assert_int_equal(j->leeway_ms, 30000);
     assert_int_equal(j->access_ttl_ms, 300000);
     assert_int_equal(j->refresh_ttl_ms, 30ll * 86400000);
-    assert_int_equal(c->routes[0].auth, CFG_AUTH_REQUIRED);
-    assert_int_equal(c->routes[0].n_scopes, 2);
-    assert_string_equal(c->routes[0].scopes[1], "orders/write");
-    assert_int_equal(c->routes[1].auth, CFG_AUTH_REQUIRED);
-    assert_int_equal(c->routes[2].auth, CFG_AUTH_OPTIONAL);
+    assert_int_equal(auth_route_conf(&c->routes[0])->auth, AUTH_REQUIRED);
+    assert_int_equal(auth_route_conf(&c->routes[0])->n_scopes, 2);
+    assert_string_equal(auth_route_conf(&c->routes[0])->scopes[1], "orders/write");
+    assert_int_equal(auth_route_conf(&c->routes[1])->auth, AUTH_REQUIRED);
+    assert_int_equal(auth_route_conf(&c->routes[2])->auth, AUTH_OPTIONAL);
     /* The token endpoints exist because there is a secret, before routes. */
     const struct cfg_route *r = cfg_match_route(c, "/auth/token", 11, 3 /* HTTP_POST */);
     assert_non_null(r);
-    assert_true(r->token_endpoint);
+    assert_true(auth_route_conf(r)->token_endpoint);
     r = cfg_match_route(c, "/auth/tokens", 12, 3);
-    assert_false(r->token_endpoint);
+    assert_false(auth_route_conf(r)->token_endpoint);
     cfg_unref(c);
 
     c = load_ok(UPSTREAM);
     assert_string_equal(c->store.data_dir, "./var");
-    assert_int_equal(c->identity.n_api_key_headers, 1);
-    assert_string_equal(c->identity.api_key_headers[0], "X-API-Key");
-    assert_false(c->identity.jwt.enabled);
-    assert_null(c->identity.jwt.verifier);
-    assert_false(cfg_match_route(c, "/auth/token", 11, 3)->token_endpoint);
+    assert_int_equal(auth_conf(c)->n_api_key_headers, 1);
+    assert_string_equal(auth_conf(c)->api_key_headers[0], "X-API-Key");
+    assert_false(auth_conf(c)->jwt.enabled);
+    assert_null(auth_conf(c)->jwt.verifier);
+    assert_false(auth_route_conf(cfg_match_route(c, "/auth/token", 11, 3))->token_endpoint);
     cfg_unref(c);
 
     /* Relative paths follow the config file. */
@@ -938,11 +941,11 @@ static void test_cache_config(void **state)
 {
     struct config *c = load_ok(cache_yaml);
 
-    assert_int_equal(c->cache.max_memory, 1ull << 30);
-    assert_int_equal(c->cache.max_object_size, 64ull << 20);
+    assert_int_equal(cache_conf(c)->max_memory, 1ull << 30);
+    assert_int_equal(cache_conf(c)->max_object_size, 64ull << 20);
     assert_int_equal(c->n_routes, 5);
 
-    const struct cfg_route_cache *rc = &c->routes[0].cache;
+    const struct cache_route_conf *rc = cache_route_conf(&c->routes[0]);
     assert_true(rc->enabled);
     assert_int_equal(rc->ttl_ms, 300000);
     assert_int_equal(rc->n_tags, 3);
@@ -955,7 +958,7 @@ static void test_cache_config(void **state)
     assert_false(rc->respect_origin);
 
     /* Defaults inside a cache section; ttl 0 is allowed; a single tag. */
-    rc = &c->routes[1].cache;
+    rc = cache_route_conf(&c->routes[1]);
     assert_true(rc->enabled);
     assert_int_equal(rc->ttl_ms, 0);
     assert_int_equal(rc->n_tags, 1);
@@ -967,13 +970,13 @@ static void test_cache_config(void **state)
 
     /* off / false: not cached, no error. */
     for (int i = 2; i <= 3; i++) {
-        assert_false(c->routes[i].cache.enabled);
-        assert_int_equal(c->routes[i].cache.n_tags, 0);
-        assert_null(c->routes[i].cache.tags);
+        assert_false(cache_route_conf(&c->routes[i])->enabled);
+        assert_int_equal(cache_route_conf(&c->routes[i])->n_tags, 0);
+        assert_null(cache_route_conf(&c->routes[i])->tags);
     }
     /* No cache key at all. */
-    assert_false(c->routes[4].cache.enabled);
-    assert_null(c->routes[4].cache.tags);
+    assert_false(cache_route_conf(&c->routes[4])->enabled);
+    assert_null(cache_route_conf(&c->routes[4])->tags);
     cfg_unref(c); /* ASan reports the tags if they leak */
 }
 
@@ -981,32 +984,32 @@ static void test_cache_defaults(void **state)
 {
     /* Top-level cache absent; the implicit route is not cached. */
     struct config *c = load_ok(UPSTREAM);
-    assert_int_equal(c->cache.max_memory, 256ull << 20);
-    assert_int_equal(c->cache.max_object_size, 8ull << 20);
+    assert_int_equal(cache_conf(c)->max_memory, 256ull << 20);
+    assert_int_equal(cache_conf(c)->max_object_size, 8ull << 20);
     assert_int_equal(c->n_routes, 1);
-    assert_false(c->routes[0].cache.enabled);
-    assert_int_equal(c->routes[0].cache.n_tags, 0);
+    assert_false(cache_route_conf(&c->routes[0])->enabled);
+    assert_int_equal(cache_route_conf(&c->routes[0])->n_tags, 0);
     cfg_unref(c);
 
     /* Top-level cache empty, or giving one key; a route without cache. */
     c = load_ok("cache:\n" UPSTREAM "routes:\n  - prefix: /\n");
-    assert_int_equal(c->cache.max_memory, 256ull << 20);
-    assert_int_equal(c->cache.max_object_size, 8ull << 20);
-    assert_false(c->routes[0].cache.enabled);
+    assert_int_equal(cache_conf(c)->max_memory, 256ull << 20);
+    assert_int_equal(cache_conf(c)->max_object_size, 8ull << 20);
+    assert_false(cache_route_conf(&c->routes[0])->enabled);
     cfg_unref(c);
     c = load_ok("cache: {max_memory: 2g}\n" UPSTREAM);
-    assert_int_equal(c->cache.max_memory, 2ull << 30);
-    assert_int_equal(c->cache.max_object_size, 8ull << 20);
+    assert_int_equal(cache_conf(c)->max_memory, 2ull << 30);
+    assert_int_equal(cache_conf(c)->max_object_size, 8ull << 20);
     cfg_unref(c);
 
     /* Bounds, and max_object_size exactly max_memory / 16. */
     c = load_ok("cache: {max_memory: 1m, max_object_size: 64k}\n" UPSTREAM);
-    assert_int_equal(c->cache.max_memory, 1u << 20);
-    assert_int_equal(c->cache.max_object_size, 64u << 10);
+    assert_int_equal(cache_conf(c)->max_memory, 1u << 20);
+    assert_int_equal(cache_conf(c)->max_object_size, 64u << 10);
     cfg_unref(c);
     c = load_ok("cache: {max_memory: 64g, max_object_size: 1g}\n" UPSTREAM);
-    assert_int_equal(c->cache.max_memory, 64ull << 30);
-    assert_int_equal(c->cache.max_object_size, 1ull << 30);
+    assert_int_equal(cache_conf(c)->max_memory, 64ull << 30);
+    assert_int_equal(cache_conf(c)->max_object_size, 1ull << 30);
     cfg_unref(c);
 
     /* Upper bounds of the durations; 16 tags. */
@@ -1017,11 +1020,11 @@ static void test_cache_defaults(void **state)
                          "      stale_while_revalidate: 365d\n"
                          "      stale_if_error: 365d\n"
                          "      tags: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]\n");
-    assert_int_equal(c->routes[0].cache.ttl_ms, 365ll * 86400000);
-    assert_int_equal(c->routes[0].cache.stale_while_revalidate_ms, 365ll * 86400000);
-    assert_int_equal(c->routes[0].cache.stale_if_error_ms, 365ll * 86400000);
-    assert_int_equal(c->routes[0].cache.n_tags, SL_MAX_CACHE_TAGS);
-    assert_string_equal(c->routes[0].cache.tags[15], "p");
+    assert_int_equal(cache_route_conf(&c->routes[0])->ttl_ms, 365ll * 86400000);
+    assert_int_equal(cache_route_conf(&c->routes[0])->stale_while_revalidate_ms, 365ll * 86400000);
+    assert_int_equal(cache_route_conf(&c->routes[0])->stale_if_error_ms, 365ll * 86400000);
+    assert_int_equal(cache_route_conf(&c->routes[0])->n_tags, SL_MAX_CACHE_TAGS);
+    assert_string_equal(cache_route_conf(&c->routes[0])->tags[15], "p");
     cfg_unref(c);
 }
 
@@ -1155,33 +1158,35 @@ static void test_rate_limit_config(void **state)
 {
     struct config *c = load_ok(limits_yaml);
 
-    assert_int_equal(c->limits.algorithm, LIM_FIXED_WINDOW);
-    assert_true(c->limits.header_xratelimit);
-    assert_true(c->limits.header_ietf);
-    assert_true(c->limits.enabled);
-    assert_int_equal(c->limits.max_entries, 5000);
+    assert_int_equal(lim_conf(c)->algorithm, LIM_FIXED_WINDOW);
+    assert_true(lim_conf(c)->header_xratelimit);
+    assert_true(lim_conf(c)->header_ietf);
+    assert_true(lim_conf(c)->enabled);
+    assert_int_equal(lim_conf(c)->max_entries, 5000);
 
     assert_int_equal(c->n_tiers, 4);
     const struct cfg_tier *t = c->tiers;
     assert_string_equal(t[0].name, "anonymous");
     assert_int_equal(t[0].line, 18);
     assert_false(t[0].exempt);
-    assert_int_equal(t[0].n_limits, 1);
+    assert_int_equal(lim_tier_conf(&t[0])->n_limits, 1);
     /* No algorithm written: limits.algorithm, read after it in the file. */
-    assert_limit(&t[0].limits[0], "100/h", LIM_FIXED_WINDOW, 100, 3600, 0, "hourly");
+    assert_limit(&lim_tier_conf(&t[0])->limits[0], "100/h", LIM_FIXED_WINDOW, 100, 3600, 0,
+                 "hourly");
     assert_string_equal(t[1].name, "free");
-    assert_int_equal(t[1].n_limits, 2);
-    assert_limit(&t[1].limits[0], "1000/h", LIM_FIXED_WINDOW, 1000, 3600, 0, "hourly");
-    assert_limit(&t[1].limits[1], "100/5m algorithm token_bucket", LIM_TOKEN_BUCKET, 100, 300, 0,
-                 "per-5m");
+    assert_int_equal(lim_tier_conf(&t[1])->n_limits, 2);
+    assert_limit(&lim_tier_conf(&t[1])->limits[0], "1000/h", LIM_FIXED_WINDOW, 1000, 3600, 0,
+                 "hourly");
+    assert_limit(&lim_tier_conf(&t[1])->limits[1], "100/5m algorithm token_bucket",
+                 LIM_TOKEN_BUCKET, 100, 300, 0, "per-5m");
     /* Exempt with limits: accepted, the limits are kept but never applied. */
     assert_string_equal(t[2].name, "staff");
     assert_true(t[2].exempt);
-    assert_int_equal(t[2].n_limits, 1);
+    assert_int_equal(lim_tier_conf(&t[2])->n_limits, 1);
     assert_string_equal(t[3].name, "premium");
     assert_int_equal(t[3].line, 21);
     assert_false(t[3].exempt);
-    assert_int_equal(t[3].n_limits, 0);
+    assert_int_equal(lim_tier_conf(&t[3])->n_limits, 0);
 
     assert_ptr_equal(cfg_find_tier(c, "free"), &t[1]);
     assert_ptr_equal(cfg_find_tier(c, "premium"), &t[3]);
@@ -1191,40 +1196,43 @@ static void test_rate_limit_config(void **state)
 
     assert_int_equal(c->n_routes, 4);
     const struct cfg_route *r = c->routes;
-    assert_false(r[0].limits_off);
+    assert_false(lim_route_conf(&r[0])->limits_off);
     assert_int_equal(r[0].rejection, CFG_REJECT_DRF);
     assert_int_equal(r[0].cost, 3);
-    assert_int_equal(r[0].n_limits, 2);
-    assert_string_equal(r[0].limits[0].tier, "anonymous");
-    assert_int_equal(r[0].limits[0].n_limits, 2);
-    assert_limit(&r[0].limits[0].limits[0], "2/min", LIM_FIXED_WINDOW, 2, 60, 0, "per-minute");
-    assert_limit(&r[0].limits[0].limits[1], "10/hour", LIM_FIXED_WINDOW, 10, 3600, 0, "hourly");
+    assert_int_equal(lim_route_conf(&r[0])->n_limits, 2);
+    assert_string_equal(lim_route_conf(&r[0])->limits[0].tier, "anonymous");
+    assert_int_equal(lim_route_conf(&r[0])->limits[0].n_limits, 2);
+    assert_limit(&lim_route_conf(&r[0])->limits[0].limits[0], "2/min", LIM_FIXED_WINDOW, 2, 60, 0,
+                 "per-minute");
+    assert_limit(&lim_route_conf(&r[0])->limits[0].limits[1], "10/hour", LIM_FIXED_WINDOW, 10, 3600,
+                 0, "hourly");
     /* A single string is a list of one. */
-    assert_string_equal(r[0].limits[1].tier, "*");
-    assert_int_equal(r[0].limits[1].n_limits, 1);
-    assert_limit(&r[0].limits[1].limits[0], "1000/h", LIM_FIXED_WINDOW, 1000, 3600, 0, "hourly");
+    assert_string_equal(lim_route_conf(&r[0])->limits[1].tier, "*");
+    assert_int_equal(lim_route_conf(&r[0])->limits[1].n_limits, 1);
+    assert_limit(&lim_route_conf(&r[0])->limits[1].limits[0], "1000/h", LIM_FIXED_WINDOW, 1000,
+                 3600, 0, "hourly");
 
-    assert_true(r[1].limits_off);
-    assert_int_equal(r[1].n_limits, 0);
+    assert_true(lim_route_conf(&r[1])->limits_off);
+    assert_int_equal(lim_route_conf(&r[1])->n_limits, 0);
     assert_int_equal(r[1].rejection, CFG_REJECT_JSON);
     assert_int_equal(r[1].cost, 1);
 
-    assert_false(r[2].limits_off);
+    assert_false(lim_route_conf(&r[2])->limits_off);
     assert_int_equal(r[2].rejection, CFG_REJECT_GRAPHQL);
-    assert_int_equal(r[2].n_limits, 2);
-    assert_string_equal(r[2].limits[0].tier, "free");
-    assert_int_equal(r[2].limits[0].n_limits, 2);
-    assert_limit(&r[2].limits[0].limits[0], "10/s burst 20", LIM_TOKEN_BUCKET, 10, 1, 20,
-                 "per-second");
-    assert_limit(&r[2].limits[0].limits[1], "concurrency 5", LIM_CONCURRENCY, 5, 0, 0,
-                 "concurrency");
+    assert_int_equal(lim_route_conf(&r[2])->n_limits, 2);
+    assert_string_equal(lim_route_conf(&r[2])->limits[0].tier, "free");
+    assert_int_equal(lim_route_conf(&r[2])->limits[0].n_limits, 2);
+    assert_limit(&lim_route_conf(&r[2])->limits[0].limits[0], "10/s burst 20", LIM_TOKEN_BUCKET, 10,
+                 1, 20, "per-second");
+    assert_limit(&lim_route_conf(&r[2])->limits[0].limits[1], "concurrency 5", LIM_CONCURRENCY, 5,
+                 0, 0, "concurrency");
     /* An empty list: this tier has no route limits here. */
-    assert_string_equal(r[2].limits[1].tier, "staff");
-    assert_int_equal(r[2].limits[1].n_limits, 0);
+    assert_string_equal(lim_route_conf(&r[2])->limits[1].tier, "staff");
+    assert_int_equal(lim_route_conf(&r[2])->limits[1].n_limits, 0);
 
-    assert_false(r[3].limits_off);
-    assert_int_equal(r[3].n_limits, 0);
-    assert_null(r[3].limits);
+    assert_false(lim_route_conf(&r[3])->limits_off);
+    assert_int_equal(lim_route_conf(&r[3])->n_limits, 0);
+    assert_null(lim_route_conf(&r[3])->limits);
     assert_int_equal(r[3].rejection, CFG_REJECT_JSON);
     assert_int_equal(r[3].cost, 1);
     cfg_unref(c); /* ASan: everything above is owned by the config */
@@ -1236,14 +1244,14 @@ static void test_rate_limit_defaults(void **state)
     assert_int_equal(c->n_tiers, 0);
     assert_null(c->tiers);
     assert_null(cfg_find_tier(c, "anonymous"));
-    assert_int_equal(c->limits.algorithm, LIM_SLIDING_WINDOW);
-    assert_true(c->limits.header_xratelimit);
-    assert_false(c->limits.header_ietf);
-    assert_true(c->limits.enabled);
-    assert_int_equal(c->limits.max_entries, 1000000);
+    assert_int_equal(lim_conf(c)->algorithm, LIM_SLIDING_WINDOW);
+    assert_true(lim_conf(c)->header_xratelimit);
+    assert_false(lim_conf(c)->header_ietf);
+    assert_true(lim_conf(c)->enabled);
+    assert_int_equal(lim_conf(c)->max_entries, 1000000);
     /* The implicit route has the defaults of a written one. */
-    assert_false(c->routes[0].limits_off);
-    assert_int_equal(c->routes[0].n_limits, 0);
+    assert_false(lim_route_conf(&c->routes[0])->limits_off);
+    assert_int_equal(lim_route_conf(&c->routes[0])->n_limits, 0);
     assert_int_equal(c->routes[0].rejection, CFG_REJECT_JSON);
     assert_int_equal(c->routes[0].cost, 1);
     cfg_unref(c);
@@ -1255,31 +1263,33 @@ static void test_rate_limit_defaults(void **state)
                          "routes:\n"
                          "  - prefix: /\n"
                          "    limits: {free: [\"1/s\", \"2/s algorithm fixed_window\"]}\n");
-    assert_int_equal(c->tiers[0].n_limits, 1);
-    assert_int_equal(c->tiers[0].limits[0].algorithm, LIM_SLIDING_WINDOW);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->n_limits, 1);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->limits[0].algorithm, LIM_SLIDING_WINDOW);
     assert_int_equal(c->routes[0].cost, 1);
     assert_int_equal(c->routes[0].rejection, CFG_REJECT_JSON);
-    assert_int_equal(c->routes[0].limits[0].limits[0].algorithm, LIM_SLIDING_WINDOW);
-    assert_int_equal(c->routes[0].limits[0].limits[1].algorithm, LIM_FIXED_WINDOW);
+    assert_int_equal(lim_route_conf(&c->routes[0])->limits[0].limits[0].algorithm,
+                     LIM_SLIDING_WINDOW);
+    assert_int_equal(lim_route_conf(&c->routes[0])->limits[0].limits[1].algorithm,
+                     LIM_FIXED_WINDOW);
     cfg_unref(c);
 
     /* limits.algorithm given, before the limits this time. */
     c = load_ok(UPSTREAM "limits: {algorithm: token_bucket}\n"
                          "tiers: {free: {limits: [\"5/s\", \"6/s algorithm sliding_window\"]}}\n");
-    assert_int_equal(c->tiers[0].limits[0].algorithm, LIM_TOKEN_BUCKET);
-    assert_int_equal(c->tiers[0].limits[0].burst, 0);
-    assert_int_equal(c->tiers[0].limits[1].algorithm, LIM_SLIDING_WINDOW);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->limits[0].algorithm, LIM_TOKEN_BUCKET);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->limits[0].burst, 0);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->limits[1].algorithm, LIM_SLIDING_WINDOW);
     cfg_unref(c);
 
     /* headers: an empty list sends none; one value is a list of one. */
     c = load_ok(UPSTREAM "limits: {headers: []}\n");
-    assert_false(c->limits.header_xratelimit);
-    assert_false(c->limits.header_ietf);
+    assert_false(lim_conf(c)->header_xratelimit);
+    assert_false(lim_conf(c)->header_ietf);
     cfg_unref(c);
     c = load_ok(UPSTREAM "limits: {headers: ietf, enabled: off}\n");
-    assert_false(c->limits.header_xratelimit);
-    assert_true(c->limits.header_ietf);
-    assert_false(c->limits.enabled);
+    assert_false(lim_conf(c)->header_xratelimit);
+    assert_true(lim_conf(c)->header_ietf);
+    assert_false(lim_conf(c)->enabled);
     cfg_unref(c);
     /* Empty sections and values: defaults, no tiers, no route limits. */
     c = load_ok(UPSTREAM "limits:\n"
@@ -1287,24 +1297,24 @@ static void test_rate_limit_defaults(void **state)
                          "routes:\n"
                          "  - prefix: /\n"
                          "    limits:\n");
-    assert_int_equal(c->limits.algorithm, LIM_SLIDING_WINDOW);
-    assert_true(c->limits.header_xratelimit);
+    assert_int_equal(lim_conf(c)->algorithm, LIM_SLIDING_WINDOW);
+    assert_true(lim_conf(c)->header_xratelimit);
     assert_int_equal(c->n_tiers, 0);
-    assert_false(c->routes[0].limits_off);
-    assert_int_equal(c->routes[0].n_limits, 0);
+    assert_false(lim_route_conf(&c->routes[0])->limits_off);
+    assert_int_equal(lim_route_conf(&c->routes[0])->n_limits, 0);
     cfg_unref(c);
     /* The other words for off; bounds of cost and max_entries. */
     c = load_ok(UPSTREAM "limits: {max_entries: 1000}\n"
                          "routes:\n"
                          "  - {prefix: /a, limits: false, cost: 1000000}\n"
                          "  - {prefix: /b, limits: \"no\"}\n");
-    assert_int_equal(c->limits.max_entries, 1000);
-    assert_true(c->routes[0].limits_off);
+    assert_int_equal(lim_conf(c)->max_entries, 1000);
+    assert_true(lim_route_conf(&c->routes[0])->limits_off);
     assert_int_equal(c->routes[0].cost, 1000000);
-    assert_true(c->routes[1].limits_off);
+    assert_true(lim_route_conf(&c->routes[1])->limits_off);
     cfg_unref(c);
     c = load_ok(UPSTREAM "limits: {max_entries: 1000000000}\n");
-    assert_int_equal(c->limits.max_entries, 1000000000);
+    assert_int_equal(lim_conf(c)->max_entries, 1000000000);
     cfg_unref(c);
 }
 
@@ -1320,12 +1330,12 @@ static void test_rate_limit_enabled_env(void **state)
                                        (void *)limits_off_env, &err);
     if (!c)
         fail_msg("config rejected: %s", err);
-    assert_false(c->limits.enabled);
+    assert_false(lim_conf(c)->enabled);
     cfg_unref(c);
 
     /* Unset: the default after ":-". */
     c = load_ok(limits_yaml);
-    assert_true(c->limits.enabled);
+    assert_true(lim_conf(c)->enabled);
     cfg_unref(c);
 }
 
@@ -1443,8 +1453,9 @@ static void test_err_rate_limit_shapes(void **state)
         snprintf(yaml + len, sizeof yaml - len, "      - %d/h\n", i + 1);
     }
     struct config *c = load_ok(yaml);
-    assert_int_equal(c->tiers[0].n_limits, SL_MAX_LIMITS_PER_LIST);
-    assert_int_equal(c->tiers[0].limits[SL_MAX_LIMITS_PER_LIST - 1].count, SL_MAX_LIMITS_PER_LIST);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->n_limits, SL_MAX_LIMITS_PER_LIST);
+    assert_int_equal(lim_tier_conf(&c->tiers[0])->limits[SL_MAX_LIMITS_PER_LIST - 1].count,
+                     SL_MAX_LIMITS_PER_LIST);
     cfg_unref(c);
     size_t len = strlen(yaml);
     snprintf(yaml + len, sizeof yaml - len, "      - 99/h\n");
