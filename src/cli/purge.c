@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "util/buf.h"
+#include "util/json.h"
 
 static const char cli_purge_usage[] =
     "usage: sluice purge -c FILE (--key K | --prefix P | --pattern G | --tag T | --all)\n";
@@ -30,24 +31,6 @@ enum {
     /* The answer is a small JSON object; anything much larger is not it. */
     PURGE_MAX_ANSWER = 1 << 20,
 };
-
-/* <s> as a JSON string literal: the argument is whatever the operator typed
- * (quotes, backslashes, tabs in a glob), and must reach the server intact. */
-static void purge_json_string(struct buf *b, const char *s)
-{
-    buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_append(b, "\\", 1);
-            buf_append(b, p, 1);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            buf_appendf(b, "\\u%04x", *p);
-        } else {
-            buf_append(b, p, 1); /* UTF-8 passes through as is */
-        }
-    }
-    buf_append(b, "\"", 1);
-}
 
 /* A TCP connection to <a>, or -1 with a message printed. Non-blocking only
  * for the connect, so that an address that drops SYNs fails after
@@ -399,9 +382,11 @@ int cli_purge(int argc, char **argv)
         if (all) {
             buf_append_str(&json, "{\"all\": true}");
         } else {
-            buf_appendf(&json, "{\"%s\": ", field);
-            purge_json_string(&json, value);
-            buf_append_str(&json, "}");
+            /* <value> is whatever the operator typed (quotes, backslashes,
+             * tabs in a glob), and must reach the server intact. */
+            buf_appendf(&json, "{\"%s\": \"", field);
+            json_str_append(&json, value);
+            buf_append_str(&json, "\"}");
         }
         rc = purge_call(c, json.data, json.len);
         buf_release(&json);
