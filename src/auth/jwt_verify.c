@@ -47,6 +47,7 @@
 #include <openssl/rsa.h>
 #include <stdarg.h>
 
+#include "util/base64url.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -152,51 +153,17 @@ static bool jwtv_clean(const char *s, size_t n)
     return true;
 }
 
-static int jwtv_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* Strict base64url without padding (RFC 7515 section 2) of <s>/<len>: a
  * malloc'd buffer (one spare byte) and its length in *<out_len>, NULL when
  * <s> holds anything else, including non-zero bits after the last byte. */
 static unsigned char *jwtv_b64_decode(const char *s, size_t len, size_t *out_len)
 {
-    if (len % 4 == 1)
-        return NULL;
-    unsigned char *out = sl_malloc(len / 4 * 3 + 3);
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = jwtv_b64_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) {
+    size_t cap = b64url_decoded_max(len);
+    unsigned char *out = sl_malloc(cap + 1);
+    if (b64url_decode(s, len, B64URL_NO_PAD, out, cap, out_len) < 0) {
         free(out);
         return NULL;
     }
-    *out_len = n;
     return out;
 }
 

@@ -6,11 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <llhttp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "util/buf.h"
+#include "util/json.h"
 
 static const char cli_purge_usage[] =
     "usage: sluice purge -c FILE (--key K | --prefix P | --pattern G | --tag T | --all)\n";
@@ -27,27 +28,15 @@ enum {
     /* Longer than any purge should take (one pass over the store), short
      * enough that a wedged gateway does not hang a deploy script forever. */
     PURGE_IO_TIMEOUT_S = 30,
-    /* The answer is a small JSON object; anything much larger is not it. */
+    /* The answer is a small JSON object (or a short JSON error); a body
+     * much larger is not it. */
+    PURGE_MAX_BODY = 64 << 10,
+    /* All the bytes of the answer, head and chunk framing included: a peer
+     * that sends header lines or chunk extensions without end is cut off
+     * here, since the parser keeps no count of its own. (The error texts
+     * name both sizes.) */
     PURGE_MAX_ANSWER = 1 << 20,
 };
-
-/* <s> as a JSON string literal: the argument is whatever the operator typed
- * (quotes, backslashes, tabs in a glob), and must reach the server intact. */
-static void purge_json_string(struct buf *b, const char *s)
-{
-    buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_append(b, "\\", 1);
-            buf_append(b, p, 1);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            buf_appendf(b, "\\u%04x", *p);
-        } else {
-            buf_append(b, p, 1); /* UTF-8 passes through as is */
-        }
-    }
-    buf_append(b, "\"", 1);
-}
 
 /* A TCP connection to <a>, or -1 with a message printed. Non-blocking only
  * for the connect, so that an address that drops SYNs fails after
@@ -112,9 +101,132 @@ static int purge_send_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-/* Reads the whole answer: the request asked for Connection: close, so the
- * end of the stream is the end of the answer. */
-static int purge_read_all(int fd, struct buf *out)
+/* The admin API's answer, parsed by llhttp as it arrives. Bytes after the
+ * first final (non-1xx) response are ignored: the request asked for
+ * Connection: close, and nothing else can follow. */
+struct purge_answer {
+    llhttp_t parser;
+    size_t seen;        /* bytes fed, against PURGE_MAX_ANSWER */
+    int status;         /* the final response's status, once its head is in */
+    struct buf body;    /* the final response's body, de-chunked */
+    bool informational; /* the response being parsed is a 1xx */
+    bool complete;      /* the final response is in, body and all */
+    const char *why;    /* why purge_answer_feed/_end returned -1 (static text) */
+};
+
+static int purge_on_headers_complete(llhttp_t *p)
+{
+    struct purge_answer *a = p->data;
+    int status = llhttp_get_status_code(p);
+    /* llhttp takes "HTTP/1.1 20 OK" as status 20 (it bounds the code at
+     * 999 only), which would pass for a 1xx below. */
+    if (status < 100) {
+        a->why = "invalid status code";
+        return HPE_USER;
+    }
+    /* A 100 or 103 may come before the answer (llhttp knows they have no
+     * body); the answer is the response after them. */
+    a->informational = status < 200;
+    if (!a->informational)
+        a->status = status;
+    return 0;
+}
+
+static int purge_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct purge_answer *a = p->data;
+    if (len > PURGE_MAX_BODY - a->body.len) {
+        a->why = "the body is larger than 64 KiB";
+        return HPE_USER;
+    }
+    buf_append(&a->body, at, len);
+    return 0;
+}
+
+static int purge_on_message_complete(llhttp_t *p)
+{
+    struct purge_answer *a = p->data;
+    if (a->informational) {
+        a->informational = false;
+        return 0;
+    }
+    a->complete = true;
+    return HPE_PAUSED; /* stop here: llhttp_execute returns at once */
+}
+
+static const llhttp_settings_t purge_settings = {
+    .on_headers_complete = purge_on_headers_complete,
+    .on_body = purge_on_body,
+    .on_message_complete = purge_on_message_complete,
+};
+
+static void purge_answer_init(struct purge_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    llhttp_init(&a->parser, HTTP_RESPONSE, &purge_settings);
+    a->parser.data = a;
+}
+
+static void purge_answer_release(struct purge_answer *a)
+{
+    buf_release(&a->body);
+}
+
+/* Parses the next <len> bytes of the answer, at <data>, into <a>. Returns 1
+ * once the answer is complete (whatever is fed after it is ignored), 0 when
+ * more bytes are needed, -1 when it is not an HTTP response or is too large,
+ * with the reason in a->why; after -1, every call returns -1. Framing is
+ * llhttp's: Content-Length, chunked, or until purge_answer_end. */
+static int purge_answer_feed(struct purge_answer *a, const char *data, size_t len)
+{
+    if (a->complete)
+        return 1;
+    if (a->why)
+        return -1;
+    if (len > PURGE_MAX_ANSWER - a->seen) {
+        a->why = "the answer is larger than 1 MiB";
+        return -1;
+    }
+    a->seen += len;
+    llhttp_errno_t err = llhttp_execute(&a->parser, data, len);
+    if (a->complete)
+        return 1;
+    if (err == HPE_OK)
+        return 0;
+    /* A reason of ours (from a callback), else llhttp's. */
+    if (!a->why)
+        a->why = llhttp_get_error_reason(&a->parser);
+    if (!a->why || !*a->why)
+        a->why = llhttp_errno_name(err);
+    return -1;
+}
+
+/* The peer closed the connection: ends an answer whose body runs until the
+ * close. Returns 1 when <a> is complete, else -1 with the reason in a->why. */
+static int purge_answer_end(struct purge_answer *a)
+{
+    if (a->complete)
+        return 1;
+    if (a->why)
+        return -1;
+    if (a->seen == 0) {
+        a->why = "the connection was closed without an answer";
+        return -1;
+    }
+    llhttp_errno_t err = llhttp_finish(&a->parser);
+    if (a->complete)
+        return 1;
+    /* HPE_INVALID_EOF_STATE, or HPE_OK between a 1xx and the answer. */
+    a->why = err == HPE_OK || err == HPE_INVALID_EOF_STATE
+                 ? "the connection was closed in the middle of the answer"
+                 : llhttp_get_error_reason(&a->parser);
+    return -1;
+}
+
+/* Reads and parses the answer on <fd> into <a>: 0 once it is complete; -1
+ * with errno set when reading fails (EAGAIN: the timeout), or with errno 0
+ * and a->why when the answer is not one. */
+static int purge_read_answer(int fd, struct purge_answer *a)
 {
     char chunk[4096];
     for (;;) {
@@ -123,109 +235,12 @@ static int purge_read_all(int fd, struct buf *out)
             continue;
         if (n < 0)
             return -1;
-        if (n == 0)
-            return 0;
-        if (out->len + (size_t)n > PURGE_MAX_ANSWER) {
-            errno = EMSGSIZE;
-            return -1;
-        }
-        buf_append(out, chunk, (size_t)n);
-    }
-}
-
-/* The value of header <name> in <head>/<len> (CRLF lines after the status
- * line), or NULL; *<vlen> its length without surrounding blanks. */
-static const char *purge_header(const char *head, size_t len, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *end = head + len;
-    const char *line = memchr(head, '\n', len);
-    while (line && ++line < end) {
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol)
-            eol = end;
-        if ((size_t)(eol - line) > nlen && line[nlen] == ':' &&
-            strncasecmp(line, name, nlen) == 0) {
-            const char *v = line + nlen + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        line = eol;
-    }
-    return NULL;
-}
-
-/* Decodes a chunked body <p>/<len> into <out>; -1 when it is malformed. The
- * admin API answers with Content-Length today, but a client should not
- * break when a server legitimately changes framing. */
-static int purge_dechunk(const char *p, size_t len, struct buf *out)
-{
-    const char *end = p + len;
-    for (;;) {
-        char *num_end;
-        errno = 0;
-        unsigned long long size = strtoull(p, &num_end, 16);
-        if (num_end == p || errno != 0)
-            return -1;
-        const char *nl = memchr(num_end, '\n', (size_t)(end - num_end));
-        if (!nl)
-            return -1;
-        p = nl + 1;
-        if (size == 0)
-            return 0;
-        if (size > (unsigned long long)(end - p))
-            return -1;
-        buf_append(out, p, (size_t)size);
-        p += size;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
-            return -1;
-        p += 2;
-    }
-}
-
-/* Splits the raw answer <raw> into status and body (into <body>); -1 when it
- * is not HTTP. */
-static int purge_parse_answer(const struct buf *raw, int *status, struct buf *body)
-{
-    const char *r = raw->data;
-    size_t len = raw->len;
-    if (len < 12 || strncmp(r, "HTTP/1.", 7) != 0 || r[8] != ' ')
-        return -1;
-    int code = 0;
-    for (int i = 9; i < 12; i++) {
-        if (r[i] < '0' || r[i] > '9')
-            return -1;
-        code = code * 10 + (r[i] - '0');
-    }
-    const char *sep = memmem(r, len, "\r\n\r\n", 4);
-    if (!sep)
-        return -1;
-    size_t head_len = (size_t)(sep - r) + 2, off = head_len + 2;
-    const char *b = r + off;
-    size_t blen = len - off, vlen;
-    const char *te = purge_header(r, head_len, "Transfer-Encoding", &vlen);
-    const char *cl = purge_header(r, head_len, "Content-Length", &vlen);
-    if (te && vlen >= 7 && strncasecmp(te + vlen - 7, "chunked", 7) == 0) {
-        if (purge_dechunk(b, blen, body) < 0)
-            return -1;
-    } else {
-        if (cl) {
-            char *e;
+        int r = n == 0 ? purge_answer_end(a) : purge_answer_feed(a, chunk, (size_t)n);
+        if (r != 0) {
             errno = 0;
-            unsigned long long n = strtoull(cl, &e, 10);
-            if (e == cl || errno != 0)
-                return -1;
-            if (n < blen)
-                blen = (size_t)n;
+            return r > 0 ? 0 : -1;
         }
-        buf_append(body, b, blen);
     }
-    *status = code;
-    return 0;
 }
 
 /* The N of {"purged": N} in <body>, or -1. The answer is our own server's
@@ -271,7 +286,9 @@ static int purge_call(const struct config *c, const char *json, size_t json_len)
     buf_append(&req, json, json_len);
 
     int rc = 1;
-    struct buf raw = {0}, body = {0};
+    struct purge_answer answer;
+    purge_answer_init(&answer);
+    const struct buf *body = &answer.body;
     int fd = purge_connect(&c->admin.listen);
     if (fd < 0)
         goto out;
@@ -279,26 +296,24 @@ static int purge_call(const struct config *c, const char *json, size_t json_len)
         cli_fail(1, "purge", NULL, "sending to %s: %s", c->admin.listen.text, strerror(errno));
         goto out;
     }
-    if (purge_read_all(fd, &raw) < 0) {
-        cli_fail(1, "purge", NULL, "reading the answer of %s: %s", c->admin.listen.text,
-                 errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
+    if (purge_read_answer(fd, &answer) < 0) {
+        if (errno)
+            cli_fail(1, "purge", NULL, "reading the answer of %s: %s", c->admin.listen.text,
+                     errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
+        else
+            cli_fail(1, "purge", NULL, "bad answer from %s (%zu bytes read): %s",
+                     c->admin.listen.text, answer.seen, answer.why);
         goto out;
     }
-    int status;
-    if (purge_parse_answer(&raw, &status, &body) < 0) {
-        cli_fail(1, "purge", NULL, "%s did not answer HTTP (%zu bytes)", c->admin.listen.text,
-                 raw.len);
+    if (answer.status != 200) {
+        cli_fail(1, "purge", NULL, "the gateway answered HTTP %d: %.*s", answer.status,
+                 (int)body->len, body->len ? body->data : "");
         goto out;
     }
-    if (status != 200) {
-        cli_fail(1, "purge", NULL, "the gateway answered HTTP %d: %.*s", status, (int)body.len,
-                 body.len ? body.data : "");
-        goto out;
-    }
-    long long n = purge_count(&body);
+    long long n = purge_count(body);
     if (n < 0) {
-        cli_fail(1, "purge", NULL, "unexpected answer: %.*s", (int)body.len,
-                 body.len ? body.data : "");
+        cli_fail(1, "purge", NULL, "unexpected answer: %.*s", (int)body->len,
+                 body->len ? body->data : "");
         goto out;
     }
     printf("purged %lld\n", n);
@@ -307,8 +322,7 @@ out:
     if (fd >= 0)
         close(fd);
     buf_release(&req);
-    buf_release(&raw);
-    buf_release(&body);
+    purge_answer_release(&answer);
     return rc;
 }
 
@@ -399,9 +413,11 @@ int cli_purge(int argc, char **argv)
         if (all) {
             buf_append_str(&json, "{\"all\": true}");
         } else {
-            buf_appendf(&json, "{\"%s\": ", field);
-            purge_json_string(&json, value);
-            buf_append_str(&json, "}");
+            /* <value> is whatever the operator typed (quotes, backslashes,
+             * tabs in a glob), and must reach the server intact. */
+            buf_appendf(&json, "{\"%s\": \"", field);
+            json_str_append(&json, value);
+            buf_append_str(&json, "\"}");
         }
         rc = purge_call(c, json.data, json.len);
         buf_release(&json);

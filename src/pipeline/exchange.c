@@ -5,6 +5,7 @@
 #include "pipeline/gateway.h"
 #include "pipeline/pipeline.h"
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -271,29 +272,13 @@ void exchange_remove_filter(struct exchange *x, struct response_filter *f)
     }
 }
 
-/* Appends <s> to <b> as the inside of a JSON string. */
-static void exchange_json_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            buf_append(b, "\\", 1);
-            buf_append(b, s, 1);
-        } else if (ch < 0x20) {
-            buf_appendf(b, "\\u%04x", ch);
-        } else {
-            buf_append(b, s, 1);
-        }
-    }
-}
-
 void exchange_respond_error(struct exchange *x, int status, const char *message)
 {
     struct buf b = {0};
     buf_append_str(&b, "{\"error\": \"");
-    exchange_json_escape(&b, http_reason(status));
+    json_str_append(&b, http_reason(status));
     buf_append_str(&b, "\", \"message\": \"");
-    exchange_json_escape(&b, message);
+    json_str_append(&b, message);
     buf_append_str(&b, "\"}\n");
     exchange_respond(x, status, "application/json", b.data, b.len);
     buf_release(&b);
