@@ -7,9 +7,8 @@
 #include "auth/jwt_verify.h"
 #include "conf/walker.h"
 
-
 static int auth_cfg_scope_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
-                          int i, void *base)
+                               int i, void *base)
 {
     if (cfg_chars_ok(s, "_-.:/"))
         return cfg_push_name(cx, k, s, line, base);
@@ -19,7 +18,7 @@ static int auth_cfg_scope_item(struct cfg_ctx *cx, const struct cfg_key *k, cons
 }
 
 static int auth_cfg_header_name_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s,
-                                int line, int i, void *base)
+                                     int line, int i, void *base)
 {
     if (strcasecmp(s, "authorization") == 0) {
         cfg_kerror(cx, line, "Authorization is always read (Bearer sk_...); list other headers");
@@ -32,19 +31,19 @@ static int auth_cfg_header_name_item(struct cfg_ctx *cx, const struct cfg_key *k
 }
 
 static void auth_cfg_set_scopes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                           void *base)
+                                void *base)
 {
     cfg_set_names_with(cx, k, node, base, auth_cfg_scope_item);
 }
 
-static void auth_cfg_set_header_names(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                                 void *base)
+static void auth_cfg_set_header_names(struct cfg_ctx *cx, const struct cfg_key *k,
+                                      yaml_node_t *node, void *base)
 {
     cfg_set_names_with(cx, k, node, base, auth_cfg_header_name_item);
 }
 
-static int auth_cfg_alg_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, int i,
-                        void *base)
+static int auth_cfg_alg_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                             int i, void *base)
 {
     unsigned bit = jwtv_alg_from_name(s);
     if (!bit) {
@@ -56,13 +55,14 @@ static int auth_cfg_alg_item(struct cfg_ctx *cx, const struct cfg_key *k, const 
     return 0;
 }
 
-static void auth_cfg_set_algs(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
+static void auth_cfg_set_algs(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
+                              void *base)
 {
     cfg_each(cx, k, node, base, auth_cfg_alg_item);
 }
 
 static void auth_cfg_set_roles(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                          void *base)
+                               void *base)
 {
     cfg_set_names_with(cx, k, node, base, auth_cfg_scope_item);
 }
@@ -129,19 +129,22 @@ static void auth_cfg_check_jwt(struct cfg_ctx *cx, void *base, int line)
 static const struct cfg_key auth_cfg_jwt_keys[] = {
     CFG_ROW("algorithms", auth_cfg_set_algs, struct auth_jwt_conf, algorithms, 1, 3, "HS256", 0),
     CFG_STRING("secret", struct auth_jwt_conf, secret, CFG_NONEMPTY),
-    CFG_ROW("jwks_file", cfg_set_path_rel, struct auth_jwt_conf, jwks_file, 0, 0, NULL, CFG_NONEMPTY),
+    CFG_ROW("jwks_file", cfg_set_path_rel, struct auth_jwt_conf, jwks_file, 0, 0, NULL,
+            CFG_NONEMPTY),
     CFG_STRING("issuer", struct auth_jwt_conf, issuer, CFG_NONEMPTY),
     CFG_STRING("audience", struct auth_jwt_conf, audience, CFG_NONEMPTY),
-    CFG_ROW("tier_claim", cfg_set_string, struct auth_jwt_conf, tier_claim, 0, 0, "tier", CFG_NONEMPTY),
+    CFG_ROW("tier_claim", cfg_set_string, struct auth_jwt_conf, tier_claim, 0, 0, "tier",
+            CFG_NONEMPTY),
     CFG_ROW("scope_claim", cfg_set_string, struct auth_jwt_conf, scope_claim, 0, 0, "scope",
             CFG_NONEMPTY),
-    CFG_LIST("exempt_roles", auth_cfg_set_roles, struct auth_jwt_conf, exempt_roles, n_exempt_roles, 0, 32,
-             NULL, 0),
+    CFG_LIST("exempt_roles", auth_cfg_set_roles, struct auth_jwt_conf, exempt_roles, n_exempt_roles,
+             0, 32, NULL, 0),
     CFG_STRING("default_tier", struct auth_jwt_conf, default_tier, CFG_NONEMPTY),
     /* SPEC 5.2 says 30 s; more than 5 minutes would keep expired tokens alive. */
     CFG_DURATION("leeway", struct auth_jwt_conf, leeway_ms, 0, 300000, "30s"),
     CFG_DURATION("access_ttl", struct auth_jwt_conf, access_ttl_ms, 1000, CFG_DAY_MS, "15m"),
-    CFG_DURATION("refresh_ttl", struct auth_jwt_conf, refresh_ttl_ms, 60000, 365ll * CFG_DAY_MS, "30d"),
+    CFG_DURATION("refresh_ttl", struct auth_jwt_conf, refresh_ttl_ms, 60000, 365ll * CFG_DAY_MS,
+                 "30d"),
     CFG_END,
 };
 static const struct cfg_section auth_cfg_jwt_section = {auth_cfg_jwt_keys, auth_cfg_check_jwt};
@@ -183,7 +186,6 @@ static const struct cfg_key auth_cfg_top_keys[] = {
     CFG_END,
 };
 static const struct cfg_section auth_cfg_top_section = {auth_cfg_top_keys, auth_cfg_check_top};
-
 
 static const struct cfg_word auth_cfg_words[] = {
     {"optional", AUTH_OPTIONAL},

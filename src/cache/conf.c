@@ -9,9 +9,8 @@
  * they are: the characters of a name, plus ':' for "kind:id" tags. */
 #define CACHE_CFG_TAG_MAX 64
 
-
-static int cache_cfg_tag_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, int i,
-                        void *base)
+static int cache_cfg_tag_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                              int i, void *base)
 {
     struct cache_route_conf *rc = base;
     size_t len = strlen(s);
@@ -38,7 +37,7 @@ static int cache_cfg_tag_item(struct cfg_ctx *cx, const struct cfg_key *k, const
 /* A list of tags into an array of its own size; n_tags counts the tags
  * stored (cfg_tag_item), not cfg_each's result. */
 static void cache_cfg_set_tag_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                             void *base)
+                                   void *base)
 {
     struct cache_route_conf *rc = base;
     rc->tags = cfg_alloc(cx, cfg_list_cap(k, node) * sizeof *rc->tags);
@@ -58,11 +57,12 @@ static const struct cfg_key cache_cfg_route_cache_keys[] = {
      * own, leaving the origin's max-age / s-maxage and the stale windows. */
     CFG_ROW("ttl", cfg_set_duration, struct cache_route_conf, ttl_ms, 0, CFG_YEAR_MS, NULL,
             CFG_REQUIRED),
-    CFG_LIST("tags", cache_cfg_set_tag_list, struct cache_route_conf, tags, n_tags, 0, SL_MAX_CACHE_TAGS,
-             NULL, 0),
+    CFG_LIST("tags", cache_cfg_set_tag_list, struct cache_route_conf, tags, n_tags, 0,
+             SL_MAX_CACHE_TAGS, NULL, 0),
     CFG_DURATION("stale_while_revalidate", struct cache_route_conf, stale_while_revalidate_ms, 0,
                  CFG_YEAR_MS, "0s"),
-    CFG_DURATION("stale_if_error", struct cache_route_conf, stale_if_error_ms, 0, CFG_YEAR_MS, "0s"),
+    CFG_DURATION("stale_if_error", struct cache_route_conf, stale_if_error_ms, 0, CFG_YEAR_MS,
+                 "0s"),
     /* Off by default: a response to a caller with credentials is theirs. */
     CFG_BOOL("shared", struct cache_route_conf, shared, "false"),
     CFG_BOOL("respect_origin", struct cache_route_conf, respect_origin, "true"),
@@ -111,7 +111,9 @@ static void cache_cfg_check(struct cfg_ctx *cx, void *base, int line)
 static const struct cfg_key cache_cfg_keys[] = {
     /* Below 1m a cache holds too little to be worth a lookup; past 64g it is
      * not a gateway's memory any more. */
-    CFG_SIZE("max_memory", struct cache_conf, max_memory, 1ll << 20, 64ll << 30, "256m"),
+    /* The store is sized at start. */
+    CFG_ROW("max_memory", cfg_set_size, struct cache_conf, max_memory, 1ll << 20, 64ll << 30,
+            "256m", CFG_RESTART),
     CFG_SIZE("max_object_size", struct cache_conf, max_object_size, 1ll << 10, 1ll << 30, "8m"),
     CFG_END,
 };

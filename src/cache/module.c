@@ -29,10 +29,11 @@ static void cache_dispose_process(struct gateway *gw)
 static void cache_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
                             struct buf *warnings)
 {
-    if (cache_conf(cfg)->max_memory != cache_conf(old)->max_memory ||
-        cache_conf(cfg)->max_object_size > cache_conf(old)->max_object_size)
-        buf_append_str(warnings, "cache.max_memory, and a larger cache.max_object_size, take "
-                                 "effect only on restart (the store is sized at start)\n");
+    /* max_memory is flagged CFG_RESTART; a smaller object size applies at
+     * once, a larger one waits for a store sized for it. */
+    if (cache_conf(cfg)->max_object_size > cache_conf(old)->max_object_size)
+        buf_append_str(warnings, "a larger cache.max_object_size takes effect only on restart "
+                                 "(the store is sized at start)\n");
 }
 
 static void cache_init_worker(struct worker *w)

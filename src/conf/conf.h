@@ -175,6 +175,13 @@ typedef const char *(*cfg_getenv_fn)(const char *name, void *ctx);
  * matched before the file's routes; false when the table is full. */
 bool cfg_add_builtin_route(struct config *c, const char *path, const struct cfg_route *r);
 
+struct buf;
+/* The keys whose values differ between <old> and <cfg> but take effect
+ * only on a restart (rows flagged CFG_RESTART, the core's and every
+ * module's): one line each, "server.listen changes only on restart",
+ * appended to <out>. */
+void cfg_restart_changes(const struct config *old, const struct config *cfg, struct buf *out);
+
 /* Load and validate the file at <path>. Returns a config holding one
  * reference, or NULL with *<err> set to one or more "FILE:LINE: message"
  * lines (malloc'd, the caller frees it). */

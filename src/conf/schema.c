@@ -7,7 +7,7 @@
 
 #include "conf/walker.h"
 #include "util/arena.h"
-
+#include "util/buf.h"
 
 static const struct cfg_key cfg_upstream_keys[] = {
     CFG_LIST("servers", cfg_set_addr_list, struct cfg_upstream, servers, n_servers, 1,
@@ -123,7 +123,6 @@ const struct cfg_tier *cfg_find_tier(const struct config *c, const char *name)
 }
 
 /* ---- routes ------------------------------------------------------------- */
-
 
 static const struct cfg_word cfg_rejection_words[] = {
     {"json", CFG_REJECT_JSON},
@@ -249,7 +248,6 @@ void cfg_route_defaults(struct cfg_ctx *cx, struct cfg_route *r)
 
 /* ---- store -------------------------------------------------------------- */
 
-
 static const struct cfg_word cfg_backend_words[] = {
     {"memory", CFG_BACKEND_MEMORY},
     {"redis", CFG_BACKEND_REDIS},
@@ -286,20 +284,23 @@ static void cfg_check_redis(struct cfg_ctx *cx, void *base, int line)
 
 static const struct cfg_key cfg_redis_keys[] = {
     CFG_ROW("url", cfg_set_string, struct cfg_redis, url, 0, 0, "redis://127.0.0.1:6379/0",
-            CFG_NONEMPTY),
+            CFG_NONEMPTY | CFG_RESTART),
     /* A limit check waits at most this long; past a second it is no longer
      * a limiter but an outage. */
-    CFG_DURATION("timeout", struct cfg_redis, timeout_ms, 1, 60000, "50ms"),
+    CFG_ROW("timeout", cfg_set_duration, struct cfg_redis, timeout_ms, 1, 60000, "50ms",
+            CFG_RESTART),
     CFG_WORD("on_failure", struct cfg_redis, on_failure, cfg_on_failure_words, "local"),
-    CFG_ROW("prefix", cfg_set_string, struct cfg_redis, prefix, 0, 0, "sluice:", 0),
+    CFG_ROW("prefix", cfg_set_string, struct cfg_redis, prefix, 0, 0, "sluice:", CFG_RESTART),
     CFG_DURATION("lease", struct cfg_redis, lease_ms, 1000, CFG_DAY_MS, "2m"),
     CFG_END,
 };
 static const struct cfg_section cfg_redis_section = {cfg_redis_keys, cfg_check_redis};
 
 static const struct cfg_key cfg_store_keys[] = {
-    CFG_WORD("backend", struct cfg_store, backend, cfg_backend_words, "memory"),
-    CFG_ROW("data_dir", cfg_set_path_rel, struct cfg_store, data_dir, 0, 0, "./var", CFG_NONEMPTY),
+    {"backend", cfg_set_word, offsetof(struct cfg_store, backend), 0, 0, 0, "memory", CFG_RESTART,
+     NULL, CFG_FIELD_SIZE(struct cfg_store, backend), cfg_backend_words},
+    CFG_ROW("data_dir", cfg_set_path_rel, struct cfg_store, data_dir, 0, 0, "./var",
+            CFG_NONEMPTY | CFG_RESTART),
     /* Always read, so the defaults are there for backend: redis. */
     CFG_SECTION("redis", struct cfg_store, redis, &cfg_redis_section, 0),
     CFG_END,
@@ -307,7 +308,6 @@ static const struct cfg_key cfg_store_keys[] = {
 static const struct cfg_section cfg_store_section = {cfg_store_keys, NULL};
 
 /* ---- the top level -------------------------------------------------------- */
-
 
 static const struct cfg_key cfg_timeout_keys[] = {
     CFG_DURATION("header", struct cfg_timeouts, header_ms, 1, CFG_DAY_MS, "10s"),
@@ -322,8 +322,9 @@ static const struct cfg_section cfg_timeout_section = {cfg_timeout_keys, NULL};
 
 static const struct cfg_key cfg_server_keys[] = {
     CFG_LIST("listen", cfg_set_addr_list, struct cfg_server, listen, n_listen, 1, SL_MAX_LISTEN,
-             "0.0.0.0:8080", 0),
-    CFG_INT("workers", struct cfg_server, workers, 1, SL_MAX_WORKERS, "auto", CFG_AUTO),
+             "0.0.0.0:8080", CFG_RESTART),
+    CFG_INT("workers", struct cfg_server, workers, 1, SL_MAX_WORKERS, "auto",
+            CFG_AUTO | CFG_RESTART),
     CFG_INT("max_connections", struct cfg_server, max_connections, 1, 10000000, "10000", 0),
     CFG_SECTION("timeouts", struct cfg_server, timeouts, &cfg_timeout_section, 0),
     CFG_SIZE("max_header_bytes", struct cfg_server, max_header_bytes, 1 << 10, 1 << 20, "16k"),
@@ -345,7 +346,7 @@ static void cfg_check_admin(struct cfg_ctx *cx, void *base, int line)
 }
 
 static const struct cfg_key cfg_admin_keys[] = {
-    CFG_ADDR("listen", struct cfg_admin, listen, CFG_REQUIRED),
+    CFG_ADDR("listen", struct cfg_admin, listen, CFG_REQUIRED | CFG_RESTART),
     /* Required: an admin API open to whoever reaches the port is never a
      * default. */
     CFG_STRING("token", struct cfg_admin, token, CFG_REQUIRED | CFG_NONEMPTY),
@@ -401,4 +402,45 @@ void cfg_read_top(struct cfg_ctx *cx, yaml_node_t *root)
     struct cfg_part parts[SL_MAX_MODULES + 1];
     int n = cfg_module_parts(cx, CFG_KIND_TOP, &cfg_top_section, c, c->mod, parts);
     cfg_walk_parts(cx, parts, n, root, cfg_line(root));
+}
+
+/* ---- what a reload cannot change -------------------------------------------- */
+
+/* Do the values of row <k> differ between <a> and <b>? */
+static bool cfg_row_differs(const struct cfg_key *k, const void *a, const void *b)
+{
+    const char *va = (const char *)a + k->off, *vb = (const char *)b + k->off;
+    if (k->set == cfg_set_string || k->set == cfg_set_path_rel) {
+        const char *sa = *(char *const *)va, *sb = *(char *const *)vb;
+        return (sa == NULL) != (sb == NULL) || (sa && strcmp(sa, sb) != 0);
+    }
+    if (k->n_off &&
+        *(const int *)((const char *)a + k->n_off) != *(const int *)((const char *)b + k->n_off))
+        return true;
+    return memcmp(va, vb, k->size) != 0;
+}
+
+/* Rows flagged CFG_RESTART in <sec> and its subsections, at <path>. */
+static void cfg_restart_rows(const struct cfg_section *sec, const void *a, const void *b,
+                             const char *path, struct buf *out)
+{
+    for (const struct cfg_key *k = sec->keys; k->name; k++) {
+        char sub[CFG_PATH_MAX];
+        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", k->name);
+        if (k->sub && k->set != cfg_set_unsupported)
+            cfg_restart_rows(k->sub, (const char *)a + k->off, (const char *)b + k->off, sub, out);
+        else if ((k->flags & CFG_RESTART) && cfg_row_differs(k, a, b))
+            buf_appendf(out, "%s changes only on restart\n", sub);
+    }
+}
+
+void cfg_restart_changes(const struct config *old, const struct config *cfg, struct buf *out)
+{
+    cfg_restart_rows(&cfg_top_section, old, cfg, "", out);
+    int n = cfg_module_count();
+    for (int m = 0; m < n; m++) {
+        const struct cfg_module *cm = cfg_module_at(m);
+        if (cm && cm->top)
+            cfg_restart_rows(cm->top, old->mod[m], cfg->mod[m], "", out);
+    }
 }

@@ -54,8 +54,8 @@ __attribute__((format(printf, 3, 0))) static void cfg_verror(struct cfg_ctx *cx,
             *p = '?';
 }
 
-__attribute__((format(printf, 3, 4))) void cfg_error(struct cfg_ctx *cx, int line,
-                                                            const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) void cfg_error(struct cfg_ctx *cx, int line, const char *fmt,
+                                                     ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -64,8 +64,8 @@ __attribute__((format(printf, 3, 4))) void cfg_error(struct cfg_ctx *cx, int lin
 }
 
 /* An error about the key being read: the message starts with its path. */
-__attribute__((format(printf, 3, 4))) void cfg_kerror(struct cfg_ctx *cx, int line,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) void cfg_kerror(struct cfg_ctx *cx, int line, const char *fmt,
+                                                      ...)
 {
     char msg[CFG_MSG_MAX];
     va_list ap;
@@ -267,8 +267,7 @@ void cfg_set_int(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
     cfg_store_int(k, base, v);
 }
 
-void cfg_set_duration(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                             void *base)
+void cfg_set_duration(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char *s = cfg_scalar(cx, k, node);
     int64_t v;
@@ -322,8 +321,7 @@ void cfg_set_bool(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node
     cfg_kerror(cx, cfg_line(node), "'%.*s' is not a boolean (use true or false)", CFG_QUOTE_MAX, s);
 }
 
-void cfg_set_string(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                           void *base)
+void cfg_set_string(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char *s = cfg_scalar(cx, k, node);
     char **dst = (char **)((char *)base + k->off);
@@ -376,7 +374,7 @@ void cfg_set_addr(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node
  * one, as "listen: 0.0.0.0:80" is what people write; a null node is the empty
  * list. Returns how many items were read, -1 after an error. */
 int cfg_each(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base,
-                    cfg_item_fn item)
+             cfg_item_fn item)
 {
     int n = 0, rc = 0;
 
@@ -425,8 +423,7 @@ static int cfg_addr_item(struct cfg_ctx *cx, const struct cfg_key *k, const char
     return -1;
 }
 
-void cfg_set_addr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                              void *base)
+void cfg_set_addr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     int n = cfg_each(cx, k, node, base, cfg_addr_item);
     *(int *)((char *)base + k->n_off) = n < 0 ? 0 : n;
@@ -443,8 +440,7 @@ static int cfg_cidr_item(struct cfg_ctx *cx, const struct cfg_key *k, const char
     return -1;
 }
 
-void cfg_set_cidr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                              void *base)
+void cfg_set_cidr_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     int n = cfg_each(cx, k, node, base, cfg_cidr_item);
     *(int *)((char *)base + k->n_off) = n < 0 ? 0 : n;
@@ -474,16 +470,14 @@ static int cfg_method_item(struct cfg_ctx *cx, const struct cfg_key *k, const ch
     return -1;
 }
 
-void cfg_set_methods(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                            void *base)
+void cfg_set_methods(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     cfg_each(cx, k, node, base, cfg_method_item);
 }
 
 /* ---- sections -------------------------------------------------------- */
 
-void cfg_set_section(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                            void *base)
+void cfg_set_section(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     cfg_walk(cx, k->sub, node, (char *)base + k->off, cx->key_line);
 }
@@ -492,7 +486,7 @@ void cfg_set_section(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *n
  * does not walk the section, so neither defaults nor the section's check
  * (which sets "enabled") run: the struct stays zeroed, as when absent. */
 void cfg_set_section_or_off(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                                   void *base)
+                            void *base)
 {
     if (!node || node->type != YAML_SCALAR_NODE || cfg_is_null(node)) {
         cfg_set_section(cx, k, node, base);
@@ -513,8 +507,7 @@ void cfg_set_section_or_off(struct cfg_ctx *cx, const struct cfg_key *k, yaml_no
     }
 }
 
-void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                                void *base)
+void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     /* Never ignored: an operator who wrote "tiers:" believes the API is
      * protected by it. */
@@ -648,7 +641,7 @@ const char *cfg_key_name(struct cfg_ctx *cx, yaml_node_t *key, const char *what,
  * after reporting a node of another <type> (<expected> says what is wanted)
  * or more than <max> entries (<what> names them). */
 ptrdiff_t cfg_collection_size(struct cfg_ctx *cx, yaml_node_t *node, yaml_node_type_t type,
-                                     const char *expected, const char *what, int max)
+                              const char *expected, const char *what, int max)
 {
     if (cfg_is_null(node))
         return 0;
@@ -679,8 +672,7 @@ bool cfg_chars_ok(const char *s, const char *extra)
 }
 
 /* Appends <s> to the char* list of row <k>, refusing a repeat. */
-int cfg_push_name(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
-                         void *base)
+int cfg_push_name(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, void *base)
 {
     char **v = *(char ***)((char *)base + k->off);
     int *n = (int *)((char *)base + k->n_off);
@@ -706,8 +698,8 @@ size_t cfg_list_cap(const struct cfg_key *k, yaml_node_t *node)
     return cap;
 }
 
-void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                        void *base, cfg_item_fn item)
+void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base,
+                        cfg_item_fn item)
 {
     char ***dst = (char ***)((char *)base + k->off);
     *dst = cfg_alloc(cx, cfg_list_cap(k, node) * sizeof **dst);
@@ -717,8 +709,7 @@ void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t
 /* A relative path in the config is relative to the config file's directory,
  * not to the working directory: the gateway and `sluice keys -c FILE`, run
  * from anywhere, then find the same data_dir. */
-void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                             void *base)
+void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char **dst = (char **)((char *)base + k->off);
     cfg_set_string(cx, k, node, base);

@@ -81,6 +81,7 @@ enum {
     CFG_AUTO = 1 << 1,       /* integer that also accepts "auto" (one per online core) */
     CFG_NONEMPTY = 1 << 2,   /* string that must not be "" */
     CFG_IF_PRESENT = 1 << 3, /* section: absent means off, so no defaults or required keys */
+    CFG_RESTART = 1 << 4,    /* a reload cannot apply a change: it waits for a restart */
 };
 
 /* One word of a key that takes one of a few words (`rejection: drf`). */
@@ -145,11 +146,11 @@ void cfg_on_free(struct cfg_ctx *cx, void (*fn)(void *arg), void *arg);
 /* ---- errors ----------------------------------------------------------------------- */
 
 int cfg_line(const yaml_node_t *node);
-__attribute__((format(printf, 3, 4))) void cfg_error(struct cfg_ctx *cx, int line,
-                                                     const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void cfg_error(struct cfg_ctx *cx, int line, const char *fmt,
+                                                     ...);
 /* An error about the key being read: the message starts with its path. */
-__attribute__((format(printf, 3, 4))) void cfg_kerror(struct cfg_ctx *cx, int line,
-                                                      const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void cfg_kerror(struct cfg_ctx *cx, int line, const char *fmt,
+                                                      ...);
 void cfg_type_error(struct cfg_ctx *cx, yaml_node_t *node, const char *want);
 const char *cfg_node_kind(const yaml_node_t *node);
 /* Messages quote bounds as the user would write them. */
@@ -211,11 +212,10 @@ int cfg_each(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, voi
 size_t cfg_list_cap(const struct cfg_key *k, yaml_node_t *node);
 /* A list of names into a char* array of its own size, counted at k->n_off
  * by the item function (cfg_push_name). */
-void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                        void *base, cfg_item_fn item);
+void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base,
+                        cfg_item_fn item);
 /* Appends <s> to the char* list of row <k>, refusing a repeat. */
-int cfg_push_name(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
-                  void *base);
+int cfg_push_name(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line, void *base);
 /* Is <s> 1..CFG_WORD_MAX letters, digits and characters of <extra>? */
 bool cfg_chars_ok(const char *s, const char *extra);
 /* A name of an upstream or tier: letters, digits, '_', '-', '.'. */

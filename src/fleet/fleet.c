@@ -278,16 +278,6 @@ static void fleet_stop_worker(struct worker *w)
     uv_close((uv_handle_t *)&f->beat, fleet_on_beat_closed);
 }
 
-static void fleet_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
-                            struct buf *warnings)
-{
-    const struct cfg_redis *a = &old->store.redis, *b = &cfg->store.redis;
-    if (cfg->store.backend != old->store.backend || strcmp(a->url, b->url) != 0 ||
-        strcmp(a->prefix, b->prefix) != 0 || a->timeout_ms != b->timeout_ms)
-        buf_append_str(warnings, "store.backend and store.redis (but on_failure and lease) "
-                                 "change only on restart\n");
-}
-
 static void fleet_metrics(struct gateway *gw, struct buf *out)
 {
     struct fleet *f = fleet_of(gw);
@@ -325,7 +315,6 @@ const struct sl_module fleet_module = {
     .name = "fleet",
     .init_process = fleet_init_process,
     .dispose_process = fleet_dispose_process,
-    .on_reload = fleet_on_reload,
     .start_worker = fleet_start_worker,
     .stop_worker = fleet_stop_worker,
     .metrics = fleet_metrics,

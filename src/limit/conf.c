@@ -7,9 +7,8 @@
 #include "conf/walker.h"
 #include "util/arena.h"
 
-
 static int lim_cfg_limit_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
-                          int i, void *base)
+                              int i, void *base)
 {
     struct limit *l = *(struct limit **)((char *)base + k->off) + i;
     const char *why;
@@ -22,7 +21,7 @@ static int lim_cfg_limit_item(struct cfg_ctx *cx, const struct cfg_key *k, const
 /* A list of limit strings into a struct limit array of its own size (the
  * field at k->off), counted by the int at k->n_off. */
 static void lim_cfg_set_limit_list(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                               void *base)
+                                   void *base)
 {
     struct limit **dst = (struct limit **)((char *)base + k->off);
     *dst = cfg_alloc(cx, cfg_list_cap(k, node) * sizeof **dst);
@@ -31,7 +30,7 @@ static void lim_cfg_set_limit_list(struct cfg_ctx *cx, const struct cfg_key *k, 
 }
 
 static int lim_cfg_header_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
-                           int i, void *base)
+                               int i, void *base)
 {
     struct lim_conf *lim = base;
     if (strcmp(s, "x-ratelimit") == 0) {
@@ -47,7 +46,7 @@ static int lim_cfg_header_item(struct cfg_ctx *cx, const struct cfg_key *k, cons
 }
 
 static void lim_cfg_set_headers(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                            void *base)
+                                void *base)
 {
     cfg_each(cx, k, node, base, lim_cfg_header_item);
 }
@@ -56,7 +55,7 @@ static void lim_cfg_set_headers(struct cfg_ctx *cx, const struct cfg_key *k, yam
  * of its own limits only: a default cannot turn "100/h" into a number of
  * requests in flight. */
 static void lim_cfg_set_algorithm(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                              void *base)
+                                  void *base)
 {
     char *s = cfg_scalar(cx, k, node);
     if (!s)
@@ -83,7 +82,7 @@ static const struct cfg_key lim_cfg_keys[] = {
     /* An entry is one counter of one identity, at most ~128 bytes: the
      * default holds a million in ~128 MB; past 1e9 (~128 GB) no single host
      * could keep them, and below 1000 a busy minute would evict live ones. */
-    CFG_INT("max_entries", struct lim_conf, max_entries, 1000, 1000000000, "1000000", 0),
+    CFG_INT("max_entries", struct lim_conf, max_entries, 1000, 1000000000, "1000000", CFG_RESTART),
     CFG_END,
 };
 
@@ -122,7 +121,7 @@ static const struct cfg_key lim_cfg_route_tier_limits =
 
 /* `limits: {TIER: [LIMIT...], ...}` or `limits: off`. */
 static void lim_cfg_set_route_limits(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
-                                 void *base)
+                                     void *base)
 {
     struct lim_route_conf *r = base;
     struct config *c = cx->c;
@@ -178,8 +177,8 @@ static void lim_cfg_set_route_limits(struct cfg_ctx *cx, const struct cfg_key *k
         rl->tier = arena_strndup(c->arena, name, len);
         size_t old = cfg_path_key(cx, name);
         cx->key_line = cfg_line(key);
-        lim_cfg_set_limit_list(cx, &lim_cfg_route_tier_limits, yaml_document_get_node(cx->doc, p->value),
-                           rl);
+        lim_cfg_set_limit_list(cx, &lim_cfg_route_tier_limits,
+                               yaml_document_get_node(cx->doc, p->value), rl);
         cfg_path_pop(cx, old);
     }
     cx->key_line = key_line;

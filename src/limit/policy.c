@@ -318,13 +318,6 @@ static void lim_dispose_process(struct gateway *gw)
     free(g);
 }
 
-static void lim_on_reload(struct gateway *gw, const struct config *old, const struct config *cfg,
-                          struct buf *warnings)
-{
-    if (lim_conf(cfg)->max_entries != lim_conf(old)->max_entries)
-        buf_append_str(warnings, "limits.max_entries changes only on restart\n");
-}
-
 static void lim_on_sweep(uv_timer_t *t)
 {
     struct worker *w = t->data;
@@ -398,7 +391,6 @@ const struct sl_module limit_module = {
     .conf = &lim_cfg_module,
     .init_process = lim_init_process,
     .dispose_process = lim_dispose_process,
-    .on_reload = lim_on_reload,
     .init_worker = lim_init_worker,
     .start_worker = lim_start_worker,
     .stop_worker = lim_stop_worker,

@@ -277,10 +277,7 @@ int gw_reload(struct gateway *gw, char **err)
     pthread_mutex_lock(&gw->lock);
     const struct config *old = gw->cfg;
     struct buf warnings = {0};
-    if (cfg->server.n_listen != old->server.n_listen || cfg->server.workers != old->server.workers)
-        buf_append_str(&warnings, "listen addresses and workers change only on restart\n");
-    if (strcmp(cfg->store.data_dir, old->store.data_dir) != 0)
-        buf_append_str(&warnings, "store.data_dir changes only on restart\n");
+    cfg_restart_changes(old, cfg, &warnings);
     WORKER_EACH_MODULE(false, on_reload, gw, old, cfg, &warnings);
     struct config *prev = gw->cfg;
     gw->cfg = cfg;

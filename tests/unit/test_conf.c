@@ -20,6 +20,7 @@
 #include "cache/conf.h"
 #include "conf/conf.h"
 #include "limit/conf.h"
+#include "util/buf.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -1641,6 +1642,37 @@ static void test_err_key_not_a_name(void **state)
     free(err);
 }
 
+/* A reload says which changed keys wait for a restart, and only those. */
+static void test_restart_changes(void **state)
+{
+    struct config *a = load_ok("server: {listen: [\"127.0.0.1:8001\"], workers: 2}\n" UPSTREAM
+                               "limits: {max_entries: 5000, enabled: true}\n"
+                               "cache: {max_memory: 256m}\n"
+                               "store: {redis: {prefix: \"a:\"}}\n");
+    struct config *same = load_ok("server: {listen: [\"127.0.0.1:8001\"], workers: 2}\n" UPSTREAM
+                                  "limits: {max_entries: 5000, enabled: false}\n"
+                                  "cache: {max_memory: 256m}\n"
+                                  "store: {redis: {prefix: \"a:\"}}\n");
+    struct config *b = load_ok("server: {listen: [\"127.0.0.1:8002\"], workers: 3}\n" UPSTREAM
+                               "limits: {max_entries: 6000}\n"
+                               "cache: {max_memory: 128m}\n"
+                               "store: {redis: {prefix: \"b:\"}}\n");
+    struct buf out = {0};
+    cfg_restart_changes(a, same, &out);
+    assert_int_equal(out.len, 0); /* limits.enabled applies at once */
+    cfg_restart_changes(a, b, &out);
+    buf_append(&out, "", 1);
+    assert_string_equal(out.data, "server.listen changes only on restart\n"
+                                  "server.workers changes only on restart\n"
+                                  "store.redis.prefix changes only on restart\n"
+                                  "limits.max_entries changes only on restart\n"
+                                  "cache.max_memory changes only on restart\n");
+    buf_release(&out);
+    cfg_unref(a);
+    cfg_unref(same);
+    cfg_unref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1685,6 +1717,7 @@ int main(void)
         cmocka_unit_test(test_err_upstreams_required),
         cmocka_unit_test(test_err_many),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_restart_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
