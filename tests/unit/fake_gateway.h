@@ -12,10 +12,13 @@
  *
  * fake_request(fx, "GET", "/path?q", "Name", "value", ..., NULL) builds an
  * exchange on a fake sink, filled as net/conn.c fills it from a parsed
- * request without a body, runs it, and runs the loop (bounded) while a
- * stage waits; the returned struct fake_resp holds what the client would
- * have seen. fake_done(r) ends the exchange as the connection does (every
- * module's finish hook, then exchange_free).
+ * request without a body, runs it, runs the loop (bounded) while a stage
+ * waits, and ends the exchange once answered, as the connection does
+ * (fake_done: every module's finish hook, then exchange_free). The returned
+ * struct fake_resp holds what the client saw and the identity the stages
+ * gave the request. For a finer grip, fake_start builds the exchange
+ * (r->x) without running it: the test calls exchange_run(r->x), fake_wait
+ * and fake_done itself.
  *
  * fake_gw_free(fx) frees what is still open, stops the worker, runs the
  * loop until its handles have closed, and tears everything down in
@@ -56,18 +59,32 @@ struct fake_header {
     char *name, *value;
 };
 
+/* A copy of a struct identity that outlives its exchange; "" stands for a
+ * NULL string. */
+struct fake_identity {
+    enum identity_kind kind;
+    char id[96];
+    char tier[128];
+    bool exempt;
+    char key_id[64];
+    char label[160];
+    char scopes[512];
+};
+
 /* What the client of one exchange saw through the sink. */
 struct fake_resp {
     struct fake_gw *fx;
-    struct exchange *x; /* NULL after fake_done */
-    int status;         /* 0: no head yet */
+    struct exchange *x;            /* NULL after fake_done */
+    struct fake_identity identity; /* x->identity when the exchange ended */
+    int status;                    /* 0: no head yet */
     int64_t content_length;
     bool no_body;
     int heads, body_calls, ends, aborts, continues;
+    bool finished; /* the finish hooks ran (fake_done) */
     /* The head's headers, then x->resp_extra, as conn.c writes them. */
     struct fake_header headers[FAKE_MAX_HEADERS];
     int n_headers;
-    char *body; /* NUL-terminated copy of every body part */
+    char *body; /* every body part the client got, NUL-terminated */
     size_t body_len;
     struct fake_resp *next;
 };
@@ -82,7 +99,7 @@ struct fake_upstream {
     /* What it saw. */
     int calls;
     struct exchange *waiting; /* deferred and not answered yet */
-    struct identity last_identity;
+    struct fake_identity last_identity;
 };
 
 struct fake_gw {
@@ -146,10 +163,14 @@ static inline void fake_sink_head(struct exchange *x, int status, const struct s
         fake_record_header(r, &x->resp_extra.v[i]);
 }
 
+/* As net/conn.c, a response without a body (HEAD, 204, 304) drops what
+ * the producer sends anyway. */
 static inline void fake_sink_body(struct exchange *x, const char *data, size_t len)
 {
     struct fake_resp *r = fake_resp_of(x);
     r->body_calls++;
+    if (r->no_body)
+        return;
     r->body = realloc(r->body, r->body_len + len + 1);
     assert_non_null(r->body);
     memcpy(r->body + r->body_len, data, len);
@@ -221,6 +242,17 @@ static inline long long fake_header_ll(const struct fake_resp *r, const char *na
     return n;
 }
 
+static inline void fake_identity_copy(struct fake_identity *out, const struct identity *id)
+{
+    out->kind = id->kind;
+    snprintf(out->id, sizeof(out->id), "%s", id->id);
+    snprintf(out->tier, sizeof(out->tier), "%s", id->tier ? id->tier : "");
+    out->exempt = id->exempt;
+    snprintf(out->key_id, sizeof(out->key_id), "%s", id->key_id ? id->key_id : "");
+    snprintf(out->label, sizeof(out->label), "%s", id->label ? id->label : "");
+    snprintf(out->scopes, sizeof(out->scopes), "%s", id->scopes ? id->scopes : "");
+}
+
 /* ---- the fake upstream ----------------------------------------------------------- */
 
 static inline void fake_upstream_send(struct exchange *x)
@@ -251,7 +283,7 @@ static inline enum stage_result fake_upstream_stage(struct exchange *x)
 {
     struct fake_upstream *up = &fake_gw_of(x)->up;
     up->calls++;
-    up->last_identity = x->identity;
+    fake_identity_copy(&up->last_identity, &x->identity);
     if (up->defer) {
         assert_null(up->waiting);
         up->waiting = x;
@@ -392,7 +424,9 @@ static inline void fake_done(struct fake_resp *r)
 {
     if (!r->x)
         return;
+    fake_identity_copy(&r->identity, &r->x->identity);
     pipeline_finish(r->x);
+    r->finished = true;
     exchange_free(r->x);
     r->x = NULL;
 }
@@ -472,7 +506,7 @@ static inline struct fake_resp *fake_start(struct fake_gw *fx, const char *metho
 }
 
 /* Runs a request (see fake_start_v) through the stages; when one waits,
- * runs the loop until the response has ended. */
+ * runs the loop until the response has ended; then ends the exchange. */
 static inline struct fake_resp *fake_request(struct fake_gw *fx, const char *method,
                                              const char *target, ...)
 {
@@ -482,6 +516,7 @@ static inline struct fake_resp *fake_request(struct fake_gw *fx, const char *met
     va_end(ap);
     exchange_run(r->x);
     fake_wait(r);
+    fake_done(r);
     return r;
 }
 
