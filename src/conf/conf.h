@@ -59,11 +59,20 @@ struct cfg_admin {
     char *token; /* never empty when enabled */
 };
 
+/* An upstream's `queue`: requests waiting for a connection to a server. */
+struct cfg_queue {
+    int max;            /* waiting at once, all workers; default 10000; 0: none */
+    int64_t timeout_ms; /* longest wait before 503; default 10s */
+};
+
 struct cfg_upstream {
     char *name;
     struct cfg_addr servers[SL_MAX_UPSTREAM_SERVERS];
     int n_servers;
-    int keepalive; /* idle connections kept per server per worker */
+    int keepalive;       /* idle connections kept per server per worker */
+    int max_connections; /* open connections per server, all workers together; default 256 */
+    struct cfg_queue queue;
+    int retries; /* another try for an idempotent request whose upstream failed; default 0 */
 };
 
 enum cfg_match { CFG_MATCH_EXACT, CFG_MATCH_PREFIX };

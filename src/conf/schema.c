@@ -9,10 +9,24 @@
 #include "util/arena.h"
 #include "util/buf.h"
 
+static const struct cfg_key cfg_queue_keys[] = {
+    /* 0: no queue, a request finding every connection busy gets 503 at once. */
+    CFG_INT("max", struct cfg_queue, max, 0, 10000000, "10000", 0),
+    CFG_DURATION("timeout", struct cfg_queue, timeout_ms, 1, 3600000, "10s"),
+    CFG_END,
+};
+static const struct cfg_section cfg_queue_section = {cfg_queue_keys, NULL};
+
 static const struct cfg_key cfg_upstream_keys[] = {
     CFG_LIST("servers", cfg_set_addr_list, struct cfg_upstream, servers, n_servers, 1,
              SL_MAX_UPSTREAM_SERVERS, NULL, CFG_REQUIRED),
     CFG_INT("keepalive", struct cfg_upstream, keepalive, 0, 10000, "32", 0),
+    /* What a small app server accepts (nginx's worker_connections is 1024,
+     * gunicorn's backlog 2048): past it, requests wait in the queue. */
+    CFG_INT("max_connections", struct cfg_upstream, max_connections, 1, 1000000, "256", 0),
+    CFG_SECTION("queue", struct cfg_upstream, queue, &cfg_queue_section, 0),
+    /* More than a few tries only multiplies the load on a failing app. */
+    CFG_INT("retries", struct cfg_upstream, retries, 0, 5, "0", 0),
     CFG_END,
 };
 static const struct cfg_section cfg_upstream_section = {cfg_upstream_keys, NULL};

@@ -1,14 +1,78 @@
 #include "proxy/proxy.h"
 
 #include <llhttp.h>
+#include <pthread.h>
 #include <strings.h>
+#include <sys/queue.h>
 
+#include "conf/walker.h"
 #include "modules.h"
 #include "net/deadline.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/mem.h"
 #include "util/str.h"
+
+/* Upstream names and servers the gateway keeps counts for; past these (a
+ * long life of reloads renaming upstreams) a new server is not capped. */
+#define PX_MAX_GROUPS 1024
+#define PX_MAX_SERVERS 4096
+/* Upper bounds of the queue wait histogram, in seconds. */
+#define PX_WAIT_BUCKETS 9
+static const double px_wait_le[PX_WAIT_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
+
+/* One upstream (by name) as the whole gateway sees it: how many requests
+ * of all workers wait for a connection to one of its servers. */
+struct px_group {
+    char name[CFG_NAME_MAX + 1];
+    int index;   /* of the workers' queues */
+    int waiting; /* atomic */
+};
+
+/* One upstream server as the whole gateway sees it: its connections, open
+ * or opening, of all workers, held to the upstream's max_connections. Found
+ * by upstream name and address, so a reload that keeps both keeps the
+ * count. */
+struct px_server {
+    char addr[128];
+    struct px_group *group;
+    int open; /* atomic */
+};
+
+/* A request waiting in its worker's queue for a connection to a server of
+ * its upstream (x->ctx[MOD_proxy]->wait). */
+struct px_waiter {
+    TAILQ_ENTRY(px_waiter) link;
+    struct exchange *x;
+    uint64_t deadline; /* loop ms */
+    int64_t queued_us; /* when it joined, for the wait histogram */
+    struct px_group *group;
+    bool linked;
+};
+TAILQ_HEAD(px_queue, px_waiter);
+
+/* gw->ctx[MOD_proxy]. Entries are added when a config snapshot names them
+ * and kept for the process's life (a few per upstream server ever named). */
+struct px_gw {
+    pthread_mutex_t lock; /* guards adding entries */
+    struct px_group *groups[PX_MAX_GROUPS];
+    int n_groups;
+    struct px_server *servers[PX_MAX_SERVERS];
+    int n_servers;
+};
+
+/* worker->ctx[MOD_proxy]. */
+struct px_worker {
+    struct metrics_family *errors;
+    uv_async_t wake;        /* another worker freed a connection, or waits for one */
+    uv_timer_t queue_timer; /* the next queue deadline */
+    struct px_queue queues[PX_MAX_GROUPS];
+    int n_waiting;        /* in this worker's queues */
+    uint64_t rejected[2]; /* queue_full, queue_timeout */
+    uint64_t wait_buckets[PX_WAIT_BUCKETS + 1];
+    uint64_t wait_count, wait_sum_us;
+};
 
 /* Idle connections to one upstream server, for one worker and one config
  * snapshot. */
@@ -16,7 +80,9 @@ struct px_pool {
     struct worker *worker;
     const struct cfg_upstream *upstream;
     const struct cfg_addr *addr;
-    struct px_conn *idle; /* most recently used first */
+    struct px_server *srv; /* NULL: not counted (the table was full) */
+    int index;             /* of the server in its upstream */
+    struct px_conn *idle;  /* most recently used first */
     int n_idle;
 };
 
@@ -38,12 +104,14 @@ struct px_conn {
     enum px_state state;
     struct exchange *x;
     int pending_closes;
+    struct px_server *srv; /* counted in its open connections, until closed */
 
     llhttp_t parser;
     char *rbuf;
     bool reading, read_paused;
     struct buf out;
     bool reused;       /* came from the pool: the upstream may have closed it meanwhile */
+    bool sent;         /* a byte of the current request went out */
     bool got_bytes;    /* anything received for the current request */
     bool req_complete; /* the whole request, body included, is queued */
     bool informational, msg_done, head_sent;
@@ -52,10 +120,30 @@ struct px_conn {
     struct sl_headers headers;
 };
 
+/* x->ctx[MOD_proxy]: what the proxy holds for an exchange. */
+struct px_x {
+    struct px_conn *conn;  /* the upstream connection serving it, if any */
+    struct px_waiter wait; /* while it waits for a connection */
+    uint64_t failed;       /* bit <s>: server <s> could not be connected to */
+    int retries;           /* tries left after a sent request failed (upstream.retries) */
+    int resets;            /* connections lost before a byte of the request went out */
+};
+
+static struct px_x *px_x_of(const struct exchange *x)
+{
+    return x->ctx[MOD_proxy];
+}
+
 static void px_close(struct px_conn *p);
 static void px_start_reading(struct px_conn *p);
-static void px_send_request(struct exchange *x, struct px_pool *pool);
+static void px_begin(struct px_conn *p);
 static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x);
+static void px_dispatch(struct exchange *x);
+static void px_slot_freed(struct worker *w, struct px_server *srv);
+static void px_unqueue(struct worker *w, struct px_waiter *wt);
+static bool px_hand_over(struct px_conn *p);
+static struct px_gw *px_gw_of(const struct gateway *gw);
+static struct px_server *px_server_find(struct px_gw *g, const struct cfg_upstream *up, int s);
 
 /* ---- pools ------------------------------------------------------------------- */
 
@@ -90,7 +178,7 @@ static void px_count_error(struct worker *w, const char *upstream, const char *k
     metrics_label_escape(name, sizeof(name), upstream);
     char labels[192];
     snprintf(labels, sizeof(labels), "upstream=\"%s\",kind=\"%s\"", name, kind);
-    metrics_family_add(w->ctx[MOD_proxy], labels, 1);
+    metrics_family_add(((struct px_worker *)w->ctx[MOD_proxy])->errors, labels, 1);
 }
 
 static void px_pools_init(struct wcfg *wh)
@@ -107,6 +195,8 @@ static void px_pools_init(struct wcfg *wh)
             h->pools[u][s].worker = wh->worker;
             h->pools[u][s].upstream = up;
             h->pools[u][s].addr = &up->servers[s];
+            h->pools[u][s].index = s;
+            h->pools[u][s].srv = px_server_find(px_gw_of(wh->worker->gw), up, s);
         }
     }
 }
@@ -136,11 +226,19 @@ static void px_on_closed(uv_handle_t *h)
     struct px_conn *p = h->data;
     if (--p->pending_closes > 0)
         return;
+    struct px_server *srv = p->srv;
+    struct worker *w = p->worker;
     buf_release(&p->out);
     buf_release(&p->field);
     buf_release(&p->value);
     free(p->rbuf);
     free(p);
+    /* Counted until the socket is closed: the upstream sees no more than
+     * max_connections at any time. */
+    if (srv) {
+        __atomic_sub_fetch(&srv->open, 1, __ATOMIC_RELEASE);
+        px_slot_freed(w, srv);
+    }
 }
 
 static void px_close(struct px_conn *p)
@@ -152,7 +250,7 @@ static void px_close(struct px_conn *p)
     p->state = PX_CLOSING;
     p->pool = NULL;
     if (p->x) {
-        p->x->ctx[MOD_proxy] = NULL;
+        px_x_of(p->x)->conn = NULL;
         p->x = NULL;
     }
     p->pending_closes = 2;
@@ -164,8 +262,10 @@ static void px_close(struct px_conn *p)
  * upstream connection: it is mid-request, so it cannot be reused. */
 static void px_on_exchange_end(struct exchange *x, void *arg)
 {
-    if (x->ctx[MOD_proxy])
-        px_close(x->ctx[MOD_proxy]);
+    struct px_x *px = px_x_of(x);
+    px_unqueue(x->worker, &px->wait);
+    if (px->conn)
+        px_close(px->conn);
 }
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -186,8 +286,8 @@ static void px_fail(struct px_conn *p, int status, const char *kind, const char 
         exchange_respond_error(x, status, msg);
 }
 
-/* Connecting to <p>'s server failed, so nothing was sent: try the next
- * server of the group, each at most once, before answering <status>. */
+/* Connecting to <p>'s server failed, so nothing was sent: try the other
+ * servers of the group, each at most once, before answering <status>. */
 static void px_connect_failed(struct px_conn *p, int status, const char *kind, const char *msg)
 {
     struct exchange *x = p->x;
@@ -196,41 +296,59 @@ static void px_connect_failed(struct px_conn *p, int status, const char *kind, c
         px_fail(p, status, kind, msg);
         return;
     }
-    int u = x->route->upstream;
-    int n = pool->upstream->n_servers;
-    int next = (int)(pool - px_snapshot_of(x->hold)->pools[u] + 1) % n;
-    if (++x->upstream_tries >= n) {
+    struct px_x *px = px_x_of(x);
+    px->failed |= 1ull << pool->index;
+    x->upstream_tries++;
+    if (x->upstream_tries >= pool->upstream->n_servers) {
         px_fail(p, status, kind, msg);
         return;
     }
     px_count_error(p->worker, pool->upstream->name, kind);
     px_close(p);
-    px_send_request(x, &px_snapshot_of(x->hold)->pools[u][next]);
+    px_dispatch(x);
 }
 
+static bool px_idempotent(const struct exchange *x)
+{
+    return x->method == HTTP_GET || x->method == HTTP_HEAD || x->method == HTTP_PUT ||
+           x->method == HTTP_DELETE || x->method == HTTP_OPTIONS || x->method == HTTP_TRACE;
+}
+
+/* May the request of <p>, whose connection failed before an answer, go
+ * out again? When no byte of it was sent, always (whatever its method).
+ * When it was sent: a pooled connection the upstream closed as we used it
+ * is the race every keep-alive proxy meets (once, idempotent, no body);
+ * otherwise only an idempotent request without a body, upstream.retries
+ * times. */
 static bool px_may_retry(const struct px_conn *p)
 {
     const struct exchange *x = p->x;
-    bool idempotent = x->method == HTTP_GET || x->method == HTTP_HEAD || x->method == HTTP_PUT ||
-                      x->method == HTTP_DELETE || x->method == HTTP_OPTIONS ||
-                      x->method == HTTP_TRACE;
+    if (p->got_bytes)
+        return false;
+    if (!p->sent) /* bounded: a server that resets every connection is not tried forever */
+        return ++px_x_of(x)->resets <= p->pool->upstream->n_servers + 1;
     bool no_body = x->content_length <= 0 && !x->chunked;
-    return p->reused && !p->got_bytes && idempotent && no_body;
+    if (!px_idempotent(x) || !no_body)
+        return false;
+    if (p->reused)
+        return true;
+    struct px_x *px = px_x_of(x);
+    if (px->retries <= 0)
+        return false;
+    px->retries--;
+    return true;
 }
 
-/* The upstream closed or reset <p>. A pooled connection it closed while we
- * were sending is the race every keep-alive proxy meets: retry once, on a
- * fresh connection, when that is safe. */
+/* The upstream closed or reset <p> before answering: retry on a fresh
+ * connection when that is safe (px_may_retry), else 502. */
 static void px_on_upstream_gone(struct px_conn *p, const char *why)
 {
     struct exchange *x = p->x;
-    if (x && px_may_retry(p)) {
-        struct px_pool *pool = p->pool;
+    if (x && p->pool && px_may_retry(p)) {
+        px_count_error(p->worker, p->pool->upstream->name, "upstream_closed");
         px_close(p);
-        if (pool) {
-            px_connect(pool, x); /* fresh: another pooled one may be just as stale */
-            return;
-        }
+        px_dispatch(x); /* fresh, or a pooled one the queue hands over */
+        return;
     }
     px_fail(p, 502, "upstream_closed", why);
 }
@@ -295,6 +413,8 @@ static void px_flush(struct px_conn *p)
             return;
         }
         off = n > 0 ? (size_t)n : 0;
+        if (off)
+            p->sent = true;
     }
     if (off < p->out.len) {
         size_t rest = p->out.len - off;
@@ -308,6 +428,7 @@ static void px_flush(struct px_conn *p)
             px_on_upstream_gone(p, "the upstream connection failed while sending the request");
             return;
         }
+        p->sent = true;
     }
     p->out.len = 0;
     if (!p->x)
@@ -441,7 +562,7 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
 /* Request body bytes from the client, re-framed for the upstream. */
 static void px_body_sink(struct exchange *x, const char *data, size_t len, bool end)
 {
-    struct px_conn *p = x->ctx[MOD_proxy];
+    struct px_conn *p = px_x_of(x)->conn;
     if (!p)
         return;
     if (len) {
@@ -553,15 +674,24 @@ static void px_settings_init(void)
     px_settings.on_message_complete = px_cb_message_complete;
 }
 
-/* Back to the pool, or closed when it cannot carry another request. */
+/* Back to the pool, or closed when it cannot carry another request. A
+ * request of this worker waiting for the upstream gets it at once; while
+ * other workers' requests wait, it is closed so that they can open one. */
 static void px_release(struct px_conn *p, bool reusable)
 {
     struct px_pool *pool = p->pool;
     if (p->x) {
-        p->x->ctx[MOD_proxy] = NULL;
+        px_x_of(p->x)->conn = NULL;
         p->x = NULL;
     }
-    if (!reusable || !pool || pool->n_idle >= pool->upstream->keepalive || pool->worker->draining) {
+    if (!reusable || !pool || pool->worker->draining) {
+        px_close(p);
+        return;
+    }
+    if (pool->srv && px_hand_over(p))
+        return;
+    if (pool->n_idle >= pool->upstream->keepalive ||
+        (pool->srv && __atomic_load_n(&pool->srv->group->waiting, __ATOMIC_RELAXED) > 0)) {
         px_close(p);
         return;
     }
@@ -589,7 +719,7 @@ static void px_finish(struct px_conn *p, size_t leftover)
 
 static void px_on_client_drain(struct exchange *x)
 {
-    struct px_conn *p = x->ctx[MOD_proxy];
+    struct px_conn *p = px_x_of(x)->conn;
     if (p && p->read_paused) {
         p->read_paused = false;
         px_start_reading(p);
@@ -666,7 +796,7 @@ static void px_begin(struct px_conn *p)
     p->headers.v = NULL;
     p->headers.cap = 0;
     p->field.len = p->value.len = 0;
-    p->got_bytes = p->msg_done = p->informational = p->head_sent = false;
+    p->got_bytes = p->msg_done = p->informational = p->head_sent = p->sent = false;
     p->req_complete = false;
     p->state = PX_ACTIVE;
     px_arm_timer(p);
@@ -700,6 +830,7 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     struct px_conn *p = sl_calloc(1, sizeof(*p));
     p->worker = pool->worker;
     p->pool = pool;
+    p->srv = pool->srv; /* the caller reserved its place (px_reserve) */
     p->state = PX_CONNECTING;
     uv_tcp_init(&pool->worker->loop, &p->tcp);
     uv_timer_init(&pool->worker->loop, &p->timer);
@@ -708,7 +839,7 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     p->deadline = DEADLINE_NONE;
     p->connect_req.data = p;
     p->x = x;
-    x->ctx[MOD_proxy] = p;
+    px_x_of(x)->conn = p;
     px_arm_timer(p);
     int rc = uv_tcp_connect(&p->connect_req, &p->tcp, (const struct sockaddr *)&pool->addr->sa,
                             px_on_connect);
@@ -721,58 +852,423 @@ static struct px_conn *px_connect(struct px_pool *pool, struct exchange *x)
     return p;
 }
 
-static void px_send_request(struct exchange *x, struct px_pool *pool)
+/* Start <x> on <p>, an idle connection of its pool. */
+static void px_reuse(struct px_conn *p, struct exchange *x)
 {
-    x->upstream_addr = pool->addr->text;
-    struct px_conn *p = pool->idle;
-    if (p) {
-        px_idle_remove(p);
-        deadline_clear(&p->deadline);
-        p->reused = true;
-        p->x = x;
-        x->ctx[MOD_proxy] = p;
-        px_begin(p);
+    deadline_clear(&p->deadline);
+    p->reused = true;
+    p->x = x;
+    px_x_of(x)->conn = p;
+    x->upstream_addr = p->pool->addr->text;
+    px_begin(p);
+}
+
+/* Take a place among <pool>'s server's connections; false when all
+ * max_connections are open. */
+static bool px_reserve(struct px_pool *pool)
+{
+    if (!pool->srv)
+        return true;
+    int max = pool->upstream->max_connections;
+    int open = __atomic_load_n(&pool->srv->open, __ATOMIC_RELAXED);
+    while (open < max)
+        if (__atomic_compare_exchange_n(&pool->srv->open, &open, open + 1, false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return true;
+    return false;
+}
+
+/* Send <x> on a connection to a server of its upstream: an idle one, else
+ * a new one where the server has room, round robin from the upstream's
+ * cursor and skipping servers that failed it; false when every server is
+ * at max_connections. */
+static bool px_try_start(struct exchange *x)
+{
+    struct px_snapshot *h = px_snapshot_of(x->hold);
+    struct px_x *px = px_x_of(x);
+    int u = x->route->upstream;
+    const struct cfg_upstream *up = &x->cfg->upstreams[u];
+    unsigned first = h->rr[u]++;
+    for (int i = 0; i < up->n_servers; i++) {
+        struct px_pool *pool = &h->pools[u][(first + (unsigned)i) % (unsigned)up->n_servers];
+        if (px->failed & (1ull << pool->index))
+            continue;
+        if (pool->idle) {
+            struct px_conn *p = pool->idle;
+            px_idle_remove(p);
+            px_reuse(p, x);
+            return true;
+        }
+        if (px_reserve(pool)) {
+            x->upstream_addr = pool->addr->text;
+            px_connect(pool, x);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the queue (upstream max_connections) -------------------------------------------- */
+
+static struct px_gw *px_gw_of(const struct gateway *gw)
+{
+    return gw->ctx[MOD_proxy];
+}
+
+static struct px_worker *px_worker_of(const struct worker *w)
+{
+    return w->ctx[MOD_proxy];
+}
+
+/* The group of upstream <up>, added if new. */
+static struct px_group *px_group_find(struct px_gw *g, const char *name)
+{
+    for (int i = 0; i < g->n_groups; i++)
+        if (strcmp(g->groups[i]->name, name) == 0)
+            return g->groups[i];
+    if (g->n_groups == PX_MAX_GROUPS)
+        return NULL;
+    struct px_group *grp = sl_calloc(1, sizeof(*grp));
+    snprintf(grp->name, sizeof(grp->name), "%s", name);
+    grp->index = g->n_groups;
+    g->groups[g->n_groups++] = grp;
+    return grp;
+}
+
+/* The shared count of server <s> of upstream <up>; NULL (not capped) when
+ * the tables are full. Called when a worker takes up a config snapshot. */
+static struct px_server *px_server_find(struct px_gw *g, const struct cfg_upstream *up, int s)
+{
+    struct px_server *found = NULL;
+    pthread_mutex_lock(&g->lock);
+    struct px_group *grp = px_group_find(g, up->name);
+    for (int i = 0; grp && i < g->n_servers && !found; i++)
+        if (g->servers[i]->group == grp && strcmp(g->servers[i]->addr, up->servers[s].text) == 0)
+            found = g->servers[i];
+    if (grp && !found && g->n_servers < PX_MAX_SERVERS) {
+        found = sl_calloc(1, sizeof(*found));
+        snprintf(found->addr, sizeof(found->addr), "%s", up->servers[s].text);
+        found->group = grp;
+        g->servers[g->n_servers++] = found;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return found;
+}
+
+static void px_wake_others(struct worker *self)
+{
+    struct gateway *gw = self->gw;
+    for (int i = 0; i < gw->n_workers; i++)
+        if (&gw->workers[i] != self && px_worker_of(&gw->workers[i]))
+            uv_async_send(&px_worker_of(&gw->workers[i])->wake);
+}
+
+static void px_count_wait(struct px_worker *pw, int64_t us)
+{
+    double sec = (double)us / 1e6;
+    int b = 0;
+    while (b < PX_WAIT_BUCKETS && sec > px_wait_le[b])
+        b++;
+    metrics_counter_add(&pw->wait_buckets[b], 1);
+    metrics_counter_add(&pw->wait_count, 1);
+    metrics_counter_add(&pw->wait_sum_us, (uint64_t)(us > 0 ? us : 0));
+}
+
+/* Take <wt> out of its queue, if it is in one. */
+static void px_unqueue(struct worker *w, struct px_waiter *wt)
+{
+    if (!wt->linked)
+        return;
+    struct px_worker *pw = px_worker_of(w);
+    TAILQ_REMOVE(&pw->queues[wt->group->index], wt, link);
+    wt->linked = false;
+    pw->n_waiting--;
+    __atomic_sub_fetch(&wt->group->waiting, 1, __ATOMIC_RELAXED);
+    px_count_wait(pw, clock_mono_us() - wt->queued_us);
+}
+
+static void px_arm_queue_timer(struct worker *w);
+
+/* Answer 503 for a request the upstream has no room for. */
+static void px_reject(struct exchange *x, int cause, const char *msg)
+{
+    metrics_counter_add(&px_worker_of(x->worker)->rejected[cause], 1);
+    exchange_add_header(x, "Retry-After", "1");
+    exchange_respond_error(x, 503, msg);
+}
+
+/* Send <x> now, or queue it until a connection is free (503 when the
+ * queue is full). */
+static void px_dispatch(struct exchange *x)
+{
+    if (px_try_start(x))
+        return;
+    struct worker *w = x->worker;
+    struct px_x *px = px_x_of(x);
+    const struct cfg_upstream *up = &x->cfg->upstreams[x->route->upstream];
+    struct px_pool *pool = &px_snapshot_of(x->hold)->pools[x->route->upstream][0];
+    struct px_group *grp = pool->srv ? pool->srv->group : NULL;
+    if (!grp || __atomic_load_n(&grp->waiting, __ATOMIC_RELAXED) >= up->queue.max) {
+        px_reject(x, 0, "the upstream is at capacity and its queue is full; try again later");
         return;
     }
-    px_connect(pool, x);
+    struct px_waiter *wt = &px->wait;
+    struct px_worker *pw = px_worker_of(w);
+    wt->x = x;
+    wt->group = grp;
+    wt->queued_us = clock_mono_us();
+    wt->deadline = uv_now(&w->loop) + (uint64_t)up->queue.timeout_ms;
+    TAILQ_INSERT_TAIL(&pw->queues[grp->index], wt, link);
+    wt->linked = true;
+    pw->n_waiting++;
+    __atomic_add_fetch(&grp->waiting, 1, __ATOMIC_RELAXED);
+    /* Other workers may hold idle connections to its servers: they close
+     * them (px_on_wake) so that this one can open its own. */
+    px_wake_others(w);
+    px_arm_queue_timer(w);
+}
+
+/* Start waiting requests of <grp> on this worker while servers have room. */
+static void px_run_queue(struct worker *w, struct px_group *grp)
+{
+    struct px_worker *pw = px_worker_of(w);
+    struct px_queue *q = &pw->queues[grp->index];
+    struct px_waiter *wt;
+    while ((wt = TAILQ_FIRST(q))) {
+        struct exchange *x = wt->x;
+        px_unqueue(w, wt);
+        if (!px_try_start(x)) {
+            /* Still no room: back to the head, in its turn. */
+            TAILQ_INSERT_HEAD(q, wt, link);
+            wt->linked = true;
+            pw->n_waiting++;
+            __atomic_add_fetch(&grp->waiting, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
+
+/* A connection of <p>'s pool is free: give it to this worker's first
+ * request waiting for the upstream. */
+static bool px_hand_over(struct px_conn *p)
+{
+    struct px_worker *pw = px_worker_of(p->worker);
+    struct px_queue *q = &pw->queues[p->pool->srv->group->index];
+    struct px_waiter *wt;
+    TAILQ_FOREACH(wt, q, link)
+    {
+        /* A request that failed on this server does not come back to it. */
+        if (px_x_of(wt->x)->failed & (1ull << p->pool->index))
+            continue;
+        struct exchange *x = wt->x;
+        px_unqueue(p->worker, wt);
+        p->state = PX_ACTIVE;
+        px_reuse(p, x);
+        return true;
+    }
+    return false;
+}
+
+static void px_slot_freed(struct worker *w, struct px_server *srv)
+{
+    struct px_worker *pw = px_worker_of(w);
+    if (pw && !TAILQ_EMPTY(&pw->queues[srv->group->index]))
+        px_run_queue(w, srv->group);
+    if (__atomic_load_n(&srv->group->waiting, __ATOMIC_RELAXED) > 0)
+        px_wake_others(w);
+}
+
+/* Close the idle connections this worker keeps to servers of upstreams
+ * whose requests wait on other workers: each frees a place. */
+static void px_shed_idle(struct worker *w)
+{
+    struct px_snapshot *h = px_snapshot_of(w->cur);
+    const struct config *cfg = w->cur->cfg;
+    for (int u = 0; h && u < cfg->n_upstreams; u++) {
+        for (int s = 0; s < cfg->upstreams[u].n_servers; s++) {
+            struct px_pool *pool = &h->pools[u][s];
+            while (pool->idle && pool->srv &&
+                   __atomic_load_n(&pool->srv->group->waiting, __ATOMIC_RELAXED) > 0)
+                px_close(pool->idle);
+        }
+    }
+}
+
+static void px_on_wake(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    if (w->stopped || !w->cur)
+        return;
+    struct px_gw *g = px_gw_of(w->gw);
+    struct px_worker *pw = px_worker_of(w);
+    for (int i = 0; pw->n_waiting && i < g->n_groups; i++)
+        if (!TAILQ_EMPTY(&pw->queues[i]))
+            px_run_queue(w, g->groups[i]);
+    px_shed_idle(w);
+}
+
+/* Requests past their upstream's queue.timeout get 503. */
+static void px_on_queue_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    struct px_worker *pw = px_worker_of(w);
+    uint64_t now = uv_now(&w->loop);
+    for (int i = 0; pw->n_waiting && i < PX_MAX_GROUPS; i++) {
+        struct px_waiter *wt;
+        while ((wt = TAILQ_FIRST(&pw->queues[i])) && wt->deadline <= now) {
+            struct exchange *x = wt->x;
+            px_unqueue(w, wt);
+            px_reject(x, 1,
+                      "the upstream is at capacity; the request waited too long in its "
+                      "queue");
+        }
+    }
+    px_arm_queue_timer(w);
+}
+
+static void px_arm_queue_timer(struct worker *w)
+{
+    struct px_worker *pw = px_worker_of(w);
+    if (!pw->n_waiting)
+        return;
+    uint64_t next = UINT64_MAX;
+    for (int i = 0; i < PX_MAX_GROUPS; i++) {
+        struct px_waiter *wt = TAILQ_FIRST(&pw->queues[i]);
+        if (wt && wt->deadline < next)
+            next = wt->deadline;
+    }
+    uint64_t now = uv_now(&w->loop);
+    uv_timer_start(&pw->queue_timer, px_on_queue_timer, next > now ? next - now : 0, 0);
 }
 
 enum stage_result px_stage(struct exchange *x)
 {
-    struct px_snapshot *h = px_snapshot_of(x->hold);
-    int u = x->route->upstream;
-    const struct cfg_upstream *up = &x->cfg->upstreams[u];
-    unsigned s = h->rr[u]++ % (unsigned)up->n_servers;
+    struct px_x *px = arena_calloc(x->arena, sizeof(*px));
+    px->retries = x->cfg->upstreams[x->route->upstream].retries;
+    x->ctx[MOD_proxy] = px;
     exchange_on_end(x, px_on_exchange_end, NULL);
     x->on_client_drain = px_on_client_drain;
     /* The body waits in the exchange until a connection is ready, so a
      * failed connect can move to the next server with nothing lost. */
     exchange_send_continue(x);
-    px_send_request(x, &h->pools[u][s]);
+    px_dispatch(x);
     return STAGE_WAIT;
 }
 
 /* ---- the module ------------------------------------------------------------------ */
 
+static int px_init_process(struct gateway *gw, char **err)
+{
+    struct px_gw *g = sl_calloc(1, sizeof(*g));
+    pthread_mutex_init(&g->lock, NULL);
+    gw->ctx[MOD_proxy] = g;
+    return 0;
+}
+
+static void px_dispose_process(struct gateway *gw)
+{
+    struct px_gw *g = px_gw_of(gw);
+    for (int i = 0; i < g->n_servers; i++)
+        free(g->servers[i]);
+    for (int i = 0; i < g->n_groups; i++)
+        free(g->groups[i]);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
 static void px_init_worker(struct worker *w)
 {
-    w->ctx[MOD_proxy] = metrics_family_new(256, "upstream=\"other\",kind=\"other\"");
+    struct px_worker *pw = sl_calloc(1, sizeof(*pw));
+    pw->errors = metrics_family_new(256, "upstream=\"other\",kind=\"other\"");
+    for (int i = 0; i < PX_MAX_GROUPS; i++)
+        TAILQ_INIT(&pw->queues[i]);
+    w->ctx[MOD_proxy] = pw;
+}
+
+static void px_start_worker(struct worker *w)
+{
+    struct px_worker *pw = px_worker_of(w);
+    uv_async_init(&w->loop, &pw->wake, px_on_wake);
+    pw->wake.data = w;
+    uv_timer_init(&w->loop, &pw->queue_timer);
+    pw->queue_timer.data = w;
+}
+
+static void px_stop_worker(struct worker *w)
+{
+    struct px_worker *pw = px_worker_of(w);
+    worker_close_handle(w, (uv_handle_t *)&pw->wake);
+    worker_close_handle(w, (uv_handle_t *)&pw->queue_timer);
 }
 
 static void px_dispose_worker(struct worker *w)
 {
-    metrics_family_free(w->ctx[MOD_proxy]);
+    struct px_worker *pw = px_worker_of(w);
+    metrics_family_free(pw->errors);
+    free(pw);
 }
 
 static struct metrics_family *px_errors_of(struct worker *w)
 {
-    return w->ctx[MOD_proxy];
+    return px_worker_of(w)->errors;
+}
+
+static const uint64_t *px_rejected_of(struct worker *w)
+{
+    return px_worker_of(w)->rejected;
 }
 
 static void px_metrics(struct gateway *gw, struct buf *out)
 {
     metrics_render_family(gw, out, "sluice_upstream_errors_total", "Upstream failures, by kind.",
                           px_errors_of);
+    static const char *const causes[2] = {"queue_full", "queue_timeout"};
+    metrics_render_fixed(gw, out, "sluice_upstream_rejections_total",
+                         "Requests answered 503 because every upstream connection was busy.",
+                         "cause", causes, 2, px_rejected_of);
+    struct px_gw *g = px_gw_of(gw);
+    pthread_mutex_lock(&g->lock);
+    buf_append_str(out,
+                   "# HELP sluice_upstream_connections Connections open or opening to an "
+                   "upstream server, all workers.\n# TYPE sluice_upstream_connections gauge\n");
+    for (int i = 0; i < g->n_servers; i++) {
+        char name[96], addr[160];
+        metrics_label_escape(name, sizeof(name), g->servers[i]->group->name);
+        metrics_label_escape(addr, sizeof(addr), g->servers[i]->addr);
+        buf_appendf(out, "sluice_upstream_connections{upstream=\"%s\",server=\"%s\"} %d\n", name,
+                    addr, __atomic_load_n(&g->servers[i]->open, __ATOMIC_RELAXED));
+    }
+    buf_append_str(out, "# HELP sluice_upstream_queue_length Requests waiting for an upstream "
+                        "connection.\n# TYPE sluice_upstream_queue_length gauge\n");
+    for (int i = 0; i < g->n_groups; i++) {
+        char name[96];
+        metrics_label_escape(name, sizeof(name), g->groups[i]->name);
+        buf_appendf(out, "sluice_upstream_queue_length{upstream=\"%s\"} %d\n", name,
+                    __atomic_load_n(&g->groups[i]->waiting, __ATOMIC_RELAXED));
+    }
+    pthread_mutex_unlock(&g->lock);
+    uint64_t buckets[PX_WAIT_BUCKETS + 1] = {0}, count = 0, sum_us = 0;
+    for (int w = 0; w < gw->n_workers; w++) {
+        struct px_worker *pw = px_worker_of(&gw->workers[w]);
+        for (int b = 0; b <= PX_WAIT_BUCKETS; b++)
+            buckets[b] += __atomic_load_n(&pw->wait_buckets[b], __ATOMIC_RELAXED);
+        count += __atomic_load_n(&pw->wait_count, __ATOMIC_RELAXED);
+        sum_us += __atomic_load_n(&pw->wait_sum_us, __ATOMIC_RELAXED);
+    }
+    buf_append_str(out,
+                   "# HELP sluice_upstream_queue_wait_seconds Time requests waited for an "
+                   "upstream connection.\n# TYPE sluice_upstream_queue_wait_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b < PX_WAIT_BUCKETS; b++) {
+        cum += buckets[b];
+        buf_appendf(out, "sluice_upstream_queue_wait_seconds_bucket{le=\"%g\"} %llu\n",
+                    px_wait_le[b], (unsigned long long)cum);
+    }
+    cum += buckets[PX_WAIT_BUCKETS];
+    buf_appendf(out, "sluice_upstream_queue_wait_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    buf_appendf(out, "sluice_upstream_queue_wait_seconds_sum %.6f\n", (double)sum_us / 1e6);
+    buf_appendf(out, "sluice_upstream_queue_wait_seconds_count %llu\n", (unsigned long long)count);
 }
 
 static const struct sl_stage px_stages[] = {
@@ -781,7 +1277,11 @@ static const struct sl_stage px_stages[] = {
 
 const struct sl_module proxy_module = {
     .name = "proxy",
+    .init_process = px_init_process,
+    .dispose_process = px_dispose_process,
     .init_worker = px_init_worker,
+    .start_worker = px_start_worker,
+    .stop_worker = px_stop_worker,
     .dispose_worker = px_dispose_worker,
     .init_snapshot = px_pools_init,
     .release_snapshot = px_pools_release,

@@ -144,6 +144,69 @@ def start_upstream(name="upstream", subprocess_mode=False, **kw):
     return UpstreamServer(name=name, **kw).start()
 
 
+class NginxServer:
+    """A real nginx (Debian's) on a free loopback port as an upstream: `return 200`
+    on every path, one worker with <worker_connections> (a small app server's
+    capacity: past it nginx refuses connections). Everything it writes stays in
+    a temp prefix."""
+
+    def __init__(self, worker_connections=1024):
+        self.worker_connections = worker_connections
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sluice-nginx-")
+        self.proc = None
+
+    def start(self):
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = (user + "worker_processes 1;\ndaemon off;\nmaster_process on;\n"
+                "pid %(d)s/nginx.pid;\nerror_log %(d)s/error.log warn;\n"
+                "events { worker_connections %(wc)d; }\n"
+                "http {\n access_log off;\n client_body_temp_path %(d)s/tmp/body;\n"
+                " proxy_temp_path %(d)s/tmp/proxy;\n fastcgi_temp_path %(d)s/tmp/fastcgi;\n"
+                " uwsgi_temp_path %(d)s/tmp/uwsgi;\n scgi_temp_path %(d)s/tmp/scgi;\n"
+                " keepalive_requests 1000000;\n"
+                " server { listen 127.0.0.1:%(port)d backlog=511;"
+                " location / { return 200 \"ok\\n\"; } }\n}\n"
+                % {"d": self.dir, "wc": self.worker_connections, "port": self.port})
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir + "/", "-e",
+                                      os.path.join(self.dir, "error.log"), "-c", path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        if not wait_for(lambda: _port_open(self.port), timeout=10):
+            self.stop()
+            raise RuntimeError("nginx did not start: %s" % self.error_log())
+        return self
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.dir, "error.log")) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class RedisServer:
     """A real redis-server on a free loopback port, with no persistence; it can be
     killed and started again on the same port (an outage and a recovery)."""

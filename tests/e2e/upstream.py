@@ -8,7 +8,8 @@ Threaded HTTP/1.1 server with keep-alive and control endpoints:
                         body_sha256, server}
   /slow?ms=N            reads the body, sleeps N ms, answers like /echo
   /count                GET: {"requests", "in_flight", "max_in_flight",
-                        "connections", "open_connections", "dropped",
+                        "connections", "open_connections",
+                        "max_open_connections", "dropped",
                         "expect_100", "active" (targets in flight)}
   /count/reset          zero the counters (in-flight stays as it is)
   /chunked?n=K&size=S   K chunks of S bytes (Transfer-Encoding: chunked)
@@ -350,6 +351,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.max_in_flight = 0
         self.connections = 0
         self.open_connections = getattr(self, "open_connections", 0)
+        self.max_open_connections = self.open_connections
         self.dropped = 0
         self.expect_100 = 0
         self.origin = {}  # /origin path -> requests
@@ -359,7 +361,7 @@ class UpstreamServer(ThreadingHTTPServer):
             in_flight, open_conns = self.in_flight, self.open_connections
             self._zero()
             self.in_flight, self.max_in_flight = in_flight, in_flight
-            self.open_connections = open_conns
+            self.open_connections = self.max_open_connections = open_conns
 
     def enter(self, target):
         with self.lock:
@@ -400,13 +402,15 @@ class UpstreamServer(ThreadingHTTPServer):
         with self.lock:
             return {"requests": self.requests, "in_flight": self.in_flight,
                     "max_in_flight": self.max_in_flight, "connections": self.connections,
-                    "open_connections": self.open_connections, "dropped": self.dropped,
+                    "open_connections": self.open_connections,
+                    "max_open_connections": self.max_open_connections, "dropped": self.dropped,
                     "expect_100": self.expect_100, "active": list(self.active)}
 
     def process_request(self, request, client_address):
         with self.lock:
             self.connections += 1
             self.open_connections += 1
+            self.max_open_connections = max(self.max_open_connections, self.open_connections)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request):
