@@ -115,6 +115,7 @@ static void auth_cfg_check_jwt(struct cfg_ctx *cx, void *base, int line)
         .exempt_roles = (const char *const *)j->exempt_roles,
         .n_exempt_roles = j->n_exempt_roles,
         .leeway_s = j->leeway_ms / 1000,
+        .require_exp = j->require_exp,
     };
     char *err = NULL;
     j->verifier = jwtv_new(&vc, &err);
@@ -142,6 +143,9 @@ static const struct cfg_key auth_cfg_jwt_keys[] = {
     CFG_STRING("default_tier", struct auth_jwt_conf, default_tier, CFG_NONEMPTY),
     /* SPEC 5.2 says 30 s; more than 5 minutes would keep expired tokens alive. */
     CFG_DURATION("leeway", struct auth_jwt_conf, leeway_ms, 0, 300000, "30s"),
+    /* A token that never expires cannot be taken back once it leaks; an
+     * issuer that mints such tokens must say so (require_exp: false). */
+    CFG_BOOL("require_exp", struct auth_jwt_conf, require_exp, "true"),
     CFG_DURATION("access_ttl", struct auth_jwt_conf, access_ttl_ms, 1000, CFG_DAY_MS, "15m"),
     CFG_DURATION("refresh_ttl", struct auth_jwt_conf, refresh_ttl_ms, 60000, 365ll * CFG_DAY_MS,
                  "30d"),

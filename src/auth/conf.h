@@ -24,6 +24,7 @@ struct auth_jwt_conf {
     int n_exempt_roles;
     char *default_tier;     /* tier of a token without a known tier claim; NULL: none */
     int64_t leeway_ms;      /* exp/nbf tolerance; default 30s */
+    bool require_exp;       /* refuse tokens without `exp`; default true */
     int64_t access_ttl_ms;  /* lifetime of access tokens /auth/token issues; default 15m */
     int64_t refresh_ttl_ms; /* lifetime of refresh tokens; default 30d */
     struct jwtv *verifier;  /* built when the config loads (keys read from jwks_file) */

@@ -97,6 +97,7 @@ struct jwtv {
     char **exempt_roles;
     int n_exempt_roles;
     int64_t leeway_s;
+    bool require_exp;
 };
 
 unsigned jwtv_alg_from_name(const char *name)
@@ -135,6 +136,8 @@ const char *jwtv_result_text(enum jwtv_result r)
         return "wrong audience";
     case JWTV_NO_SUBJECT:
         return "no subject";
+    case JWTV_NO_EXPIRY:
+        return "token has no expiry (exp)";
     }
     return "invalid token";
 }
@@ -510,6 +513,7 @@ struct jwtv *jwtv_new(const struct jwtv_config *c, char **err)
             v->exempt_roles[i] = sl_strdup(c->exempt_roles[i]);
         v->n_exempt_roles = c->n_exempt_roles;
     }
+    v->require_exp = c->require_exp;
     v->leeway_s = c->leeway_s < 0                   ? 0
                   : c->leeway_s > JWTV_MAX_LEEWAY_S ? JWTV_MAX_LEEWAY_S
                                                     : c->leeway_s;
@@ -719,6 +723,8 @@ static enum jwtv_result jwtv_claims(const struct jwtv *v, const json_t *p, int64
     if (!jwtv_time_claim(p, "exp", &has_exp, &exp) || !jwtv_time_claim(p, "nbf", &has_nbf, &nbf))
         return JWTV_MALFORMED;
     /* exp + leeway <= now, and nbf - leeway > now, without overflow. */
+    if (!has_exp && v->require_exp)
+        return JWTV_NO_EXPIRY;
     if (has_exp && exp <= now_s - v->leeway_s)
         return JWTV_EXPIRED;
     if (has_nbf && nbf > now_s + v->leeway_s)

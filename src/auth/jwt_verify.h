@@ -34,6 +34,7 @@ struct jwtv_config {
     const char *const *exempt_roles;
     int n_exempt_roles;
     int64_t leeway_s; /* exp/nbf tolerance */
+    bool require_exp; /* a token without `exp` is refused (JWTV_NO_EXPIRY) */
 };
 
 struct jwtv;
@@ -72,6 +73,7 @@ enum jwtv_result {
     JWTV_BAD_ISSUER,
     JWTV_BAD_AUDIENCE,
     JWTV_NO_SUBJECT,
+    JWTV_NO_EXPIRY, /* no `exp` while require_exp is set */
 };
 
 /* A short phrase for <r>, for 401 bodies and logs ("token expired"). */

@@ -116,6 +116,40 @@ static struct config *cfg_build(yaml_document_t *doc, const char *name, cfg_gete
     return c;
 }
 
+/* libyaml builds a document in time that grows with the square of its
+ * nesting (100k levels: 25 s), before any schema could refuse it: so the
+ * events are scanned first, in linear time, and a document nested deeper
+ * than CFG_MAX_DEPTH is refused with the line where it goes too deep. 0,
+ * or -1 with *<err> set (syntax errors are left to the loader). */
+static int cfg_check_depth(const char *yaml, size_t len, const char *name, char **err)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, rc = 0;
+    if (!yaml_parser_initialize(&parser))
+        cfg_yaml_oom();
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &ev))
+            break; /* the loader reports it */
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+            if (++depth > CFG_MAX_DEPTH) {
+                cfg_fail(err, "%s:%d: nested deeper than %d levels", name,
+                         (int)ev.start_mark.line + 1, CFG_MAX_DEPTH);
+                rc = -1;
+            }
+        } else if (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (rc < 0 || t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 struct config *cfg_load_string(const char *yaml, size_t len, const char *name,
                                cfg_getenv_fn getenv_fn, void *getenv_ctx, char **err)
 {
@@ -128,6 +162,8 @@ struct config *cfg_load_string(const char *yaml, size_t len, const char *name,
         cfg_fail(err, "%s: too large (the limit is %u bytes)", name, (unsigned)SL_MAX_CONFIG_BYTES);
         return NULL;
     }
+    if (cfg_check_depth(yaml, len, name, err) < 0)
+        return NULL;
     if (!yaml_parser_initialize(&parser))
         cfg_yaml_oom();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);

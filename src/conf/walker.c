@@ -307,8 +307,10 @@ void cfg_set_size(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node
 void cfg_set_bool(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     /* YAML 1.1's words, which is what operators coming from Ansible or
-     * Kubernetes expect. */
-    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+     * Kubernetes expect, and 1/0, as environment variables often say
+     * (RATE_LIMIT_ENABLED=0). */
+    static const char *const yes[] = {"true", "yes", "on", "1"},
+                             *const no[] = {"false", "no", "off", "0"};
     char *s = cfg_scalar(cx, k, node);
     if (!s)
         return;

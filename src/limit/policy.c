@@ -111,20 +111,45 @@ static void lim_add_u64_header(struct exchange *x, const char *name, uint64_t v)
 
 /* RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers):
  * one list item per applying limit, named after it; names made unique. */
+/* Where op <o>'s limit comes from, to tell apart two limits of one name
+ * ("hourly" of the tier and of the route): the tier's name, "key" for a
+ * key's own limits, "route". Scopes are lim_collect's: "t:", "k:", "r:". */
+static const char *lim_source(const struct exchange *x, const struct lim_op *o)
+{
+    switch (o->key[0]) {
+    case 't':
+        return x->identity.tier;
+    case 'k':
+        return "key";
+    default:
+        return "route";
+    }
+}
+
+/* IETF names: a limit's own name, unless another applying limit has the
+ * same one; then each of them is named after its source ("free-hourly",
+ * "route-hourly"), so a client can tell which is which. */
+static void lim_ietf_name(const struct exchange *x, const struct lim_op *ops, int n, int i,
+                          char *out, size_t len)
+{
+    const struct limit *l = ops[i].limit;
+    bool clash = false;
+    for (int j = 0; j < n && !clash; j++)
+        clash = j != i && strcmp(ops[j].limit->name, l->name) == 0;
+    if (clash)
+        snprintf(out, len, "%s-%s", lim_source(x, &ops[i]), l->name);
+    else
+        snprintf(out, len, "%s", l->name);
+}
+
 static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n)
 {
     struct buf policy = {0}, state = {0};
     for (int i = 0; i < n; i++) {
         const struct limit *l = ops[i].limit;
         const struct lim_decision *d = &ops[i].decision;
-        int dup = 0;
-        for (int j = 0; j < i; j++)
-            dup += strcmp(ops[j].limit->name, l->name) == 0;
-        char name[48];
-        if (dup)
-            snprintf(name, sizeof(name), "%s-%d", l->name, dup + 1);
-        else
-            snprintf(name, sizeof(name), "%s", l->name);
+        char name[128];
+        lim_ietf_name(x, ops, n, i, name, sizeof(name));
         buf_appendf(&policy, "%s\"%s\";q=%llu", i ? ", " : "", name, (unsigned long long)d->limit);
         if (l->algorithm != LIM_CONCURRENCY)
             buf_appendf(&policy, ";w=%lld", (long long)(l->window_us / 1000000));

@@ -614,6 +614,25 @@ static void test_expired_and_leeway(void **state)
     jwtv_free(v);
 }
 
+/* require_exp (identity.jwt.require_exp, on by default): a token that
+ * never expires is refused; off, it is accepted as before. */
+static void test_require_exp(void **state)
+{
+    struct jwtv_config c = base_config();
+    c.require_exp = true;
+    struct jwtv *v = must_new(&c);
+    char *p = with_times("");
+    assert_int_equal(check(v, tok_hs(p)), JWTV_NO_EXPIRY);
+    assert_int_equal(at_time(v, ",\"exp\":%lld", NOW + 60), JWTV_OK);
+    assert_string_equal(jwtv_result_text(JWTV_NO_EXPIRY), "token has no expiry (exp)");
+    jwtv_free(v);
+    c.require_exp = false;
+    v = must_new(&c);
+    assert_int_equal(check(v, tok_hs(p)), JWTV_OK);
+    jwtv_free(v);
+    free(p);
+}
+
 static void test_not_before_and_leeway(void **state)
 {
     struct jwtv_config c = base_config();
@@ -1423,6 +1442,7 @@ int main(void)
         cmocka_unit_test(test_es256_openssl_interop),
         cmocka_unit_test(test_kid_optional_with_one_key),
         cmocka_unit_test(test_expired_and_leeway),
+        cmocka_unit_test(test_require_exp),
         cmocka_unit_test(test_not_before_and_leeway),
         cmocka_unit_test(test_bad_signature),
         cmocka_unit_test(test_signature_bytes),

@@ -208,6 +208,22 @@ static void test_limit_ietf_headers(void **state)
     assert_non_null(strchr(policy, ','));
 }
 
+/* Two applying limits of one name are named after their sources. */
+static void test_limit_ietf_names_tell_sources_apart(void **state)
+{
+    struct fake_gw *fx = fake_gw_start(state, UPSTREAM "limits: {headers: [ietf]}\n"
+                                                       "tiers: {anonymous: {limits: [\"50/h\"]}}\n"
+                                                       "routes:\n"
+                                                       "  - path: /a\n"
+                                                       "    limits: {anonymous: [\"2/min\", "
+                                                       "\"10/hour\"]}\n");
+    struct fake_resp *r = fake_request(fx, "GET", "/a", NULL);
+    assert_passed(r);
+    assert_string_equal(fake_header(r, "RateLimit-Policy"),
+                        "\"anonymous-hourly\";q=50;w=3600, \"per-minute\";q=2;w=60, "
+                        "\"route-hourly\";q=10;w=3600");
+}
+
 /* The finish hook records a refused request as a violation of its
  * identity on its route; allowed requests are not violations. */
 static void test_limit_finish_records_violation(void **state)
@@ -266,6 +282,7 @@ int main(void)
         T(test_limit_tier_shared_across_routes),
         T(test_limit_route_cost),
         T(test_limit_ietf_headers),
+        T(test_limit_ietf_names_tell_sources_apart),
         T(test_limit_finish_records_violation),
         T(test_limit_disabled),
     };
