@@ -309,8 +309,8 @@ void cfg_set_bool(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node
     /* YAML 1.1's words, which is what operators coming from Ansible or
      * Kubernetes expect, and 1/0, as environment variables often say
      * (RATE_LIMIT_ENABLED=0). */
-    static const char *const yes[] = {"true", "yes", "on", "1"},
-                             *const no[] = {"false", "no", "off", "0"};
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
     char *s = cfg_scalar(cx, k, node);
     if (!s)
         return;

@@ -51,7 +51,8 @@ struct conn {
     struct exchange *x;
     struct buf field, value; /* header being parsed */
     size_t header_bytes;
-    int error_status; /* set by a callback that failed the request */
+    int error_status;         /* set by a callback that failed the request */
+    uint32_t chunk_ext_bytes; /* of the current chunk's extensions (SL_MAX_CHUNK_EXT) */
     const char *error_msg;
     int n_cl, n_te, n_host;
     int value_spans;          /* spans of the header value being parsed */
@@ -806,6 +807,27 @@ static int conn_cb_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Chunk extensions are meaningless to us (dropped when the body is
+ * re-framed) but llhttp would read them without end: a 20 MB extension
+ * was accepted. */
+static int conn_cb_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->chunk_ext_bytes += (uint32_t)(len < SL_MAX_CHUNK_EXT ? len : SL_MAX_CHUNK_EXT);
+    if (c->chunk_ext_bytes <= SL_MAX_CHUNK_EXT)
+        return 0;
+    c->error_status = 400;
+    c->error_msg = "chunk extensions are limited to 4 KiB";
+    return -1;
+}
+
+static int conn_cb_chunk_header(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->chunk_ext_bytes = 0;
+    return 0;
+}
+
 static int conn_cb_message_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
@@ -828,6 +850,9 @@ static void conn_settings_init(void)
     conn_settings.on_headers_complete = conn_cb_headers_complete;
     conn_settings.on_body = conn_cb_body;
     conn_settings.on_message_complete = conn_cb_message_complete;
+    conn_settings.on_chunk_extension_name = conn_cb_chunk_extension;
+    conn_settings.on_chunk_extension_value = conn_cb_chunk_extension;
+    conn_settings.on_chunk_header = conn_cb_chunk_header;
 }
 
 static const llhttp_settings_t *conn_parser_settings(void)

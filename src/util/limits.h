@@ -24,6 +24,7 @@
 #define SL_MAX_HEADERS 128    /* header lines in one request or upstream response */
 #define SL_MAX_REQUEST_ID 128 /* a client's X-Request-Id longer than this is replaced */
 #define SL_READ_BUF 65536     /* bytes read from a socket at a time */
+#define SL_MAX_CHUNK_EXT 4096 /* extensions of one chunk: nothing legitimate is longer */
 #define SL_BODY_HIGH_WATER                                                                         \
     (256u << 10) /* queued body bytes before reading stops (backpressure)                          \
                   */

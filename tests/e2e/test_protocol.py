@@ -105,6 +105,25 @@ class Malformed(E2ETestCase):
         self.assertJsonError(resp, 400)
         self.assertClosed(c, msg="400 for a malformed chunk size")
 
+    def test_chunk_extensions_are_bounded(self):
+        """Extensions are dropped when the body is re-framed, but must not be
+        read without end (a 20 MB one was accepted): 4 KiB, then 400."""
+        gw = self.gateway_for(self.up)
+        c = self.raw(gw)
+        c.send(B + b"Transfer-Encoding: chunked\r\n\r\n5;a=" + b"x" * 4000 +
+               b"\r\nhello\r\n0\r\n\r\n")
+        self.assertEcho(c.read_response(), "POST", b"hello")
+        c = self.raw(gw)
+        c.send(B + b"Transfer-Encoding: chunked\r\n\r\n5;a=" + b"x" * 5000 +
+               b"\r\nhello\r\n0\r\n\r\n")
+        self.assertJsonError(c.read_response(), 400)
+        self.assertClosed(c, msg="400 for a 5,000-byte chunk extension")
+        c = self.raw(gw)
+        c.send(B + b"Transfer-Encoding: chunked\r\n\r\n5" + b";n=v" * 2000 +
+               b"\r\nhello\r\n0\r\n\r\n")
+        self.assertJsonError(c.read_response(), 400)
+        self.assertEqual(self.up.stats()["requests"], 1)
+
 
 class Limits(E2ETestCase):
     def setUp(self):

@@ -1348,8 +1348,7 @@ static void test_rate_limit_enabled_env(void **state)
     assert_non_null(c);
     assert_false(lim_conf(c)->enabled);
     cfg_unref(c);
-    c = cfg_load_string(limits_yaml, strlen(limits_yaml), "t.yaml", fake_getenv, (void *)one,
-                        &err);
+    c = cfg_load_string(limits_yaml, strlen(limits_yaml), "t.yaml", fake_getenv, (void *)one, &err);
     assert_non_null(c);
     assert_true(lim_conf(c)->enabled);
     cfg_unref(c);
