@@ -625,6 +625,16 @@ static int conn_cb_header_value_complete(llhttp_t *p)
     }
     const char *name = c->field.data ? c->field.data : "";
     size_t nlen = c->field.len;
+    if (c->state != CS_HEAD) {
+        /* A trailer (llhttp reports them as headers after the body). It is
+         * dropped when the body is re-framed; it must never join the
+         * request's headers, which stages have already judged and the
+         * proxy may not have sent yet: "Authorization" in a trailer would
+         * otherwise reach the app. */
+        c->field.len = c->value.len = 0;
+        c->value_spans = 0;
+        return 0;
+    }
     if (str_ieq(name, nlen, "content-length"))
         c->n_cl++;
     else if (str_ieq(name, nlen, "transfer-encoding"))
