@@ -47,6 +47,7 @@ struct cfg_server {
     struct cfg_timeouts timeouts;
     uint64_t max_header_bytes;
     uint64_t max_body_bytes;
+    uint64_t request_buffer_memory; /* a buffered body past this goes to a temp file */
     bool access_log;
     struct cfg_cidr trusted_proxies[SL_MAX_TRUSTED_PROXIES];
     int n_trusted_proxies;
@@ -73,6 +74,7 @@ struct cfg_upstream {
     int max_connections; /* open connections per server, all workers together; default 256 */
     struct cfg_queue queue;
     int retries; /* another try for an idempotent request whose upstream failed; default 0 */
+    void *mod[SL_MAX_MODULES]; /* each module's rows of this upstream (NULL: none) */
 };
 
 enum cfg_match { CFG_MATCH_EXACT, CFG_MATCH_PREFIX };
@@ -154,7 +156,8 @@ struct config {
 
 /* What a module reads from the config file: rows of its own at the top
  * level (<top>, into config.mod[]), in every route (<route>, into
- * cfg_route.mod[]) and in every tier (<tier>, into cfg_tier.mod[]), each
+ * cfg_route.mod[]), in every tier (<tier>, into cfg_tier.mod[]) and in every
+ * upstream (<upstream>, into cfg_upstream.mod[]), each
  * filling a struct of the given size in the config's arena (conf/walker.h).
  * A section's check runs after its rows; the top-level check runs after
  * every route and tier was read. */
@@ -166,6 +169,8 @@ struct cfg_module {
     size_t route_size;
     const struct cfg_section *tier;
     size_t tier_size;
+    const struct cfg_section *upstream;
+    size_t upstream_size;
 };
 
 /* The modules' config parts by module id (NULL for a module with none):

@@ -69,8 +69,9 @@ static void cfg_set_upstreams(struct cfg_ctx *cx, const struct cfg_key *k, yaml_
         struct cfg_upstream *u = &c->upstreams[c->n_upstreams++];
         u->name = arena_strndup(c->arena, name, len);
         size_t old = cfg_path_key(cx, name);
-        cfg_walk(cx, &cfg_upstream_section, yaml_document_get_node(cx->doc, p->value), u,
-                 cfg_line(key));
+        struct cfg_part parts[SL_MAX_MODULES + 1];
+        int n = cfg_module_parts(cx, CFG_KIND_UPSTREAM, &cfg_upstream_section, u, u->mod, parts);
+        cfg_walk_parts(cx, parts, n, yaml_document_get_node(cx->doc, p->value), cfg_line(key));
         cfg_path_pop(cx, old);
     }
 }
@@ -226,7 +227,9 @@ static void cfg_read_route(struct cfg_ctx *cx, struct cfg_route *r, yaml_node_t 
 {
     struct cfg_part parts[SL_MAX_MODULES + 1];
     int n = cfg_module_parts(cx, CFG_KIND_ROUTE, &cfg_route_section, r, r->mod, parts);
+    cx->route = r;
     cfg_walk_parts(cx, parts, n, node, r->line);
+    cx->route = NULL;
 }
 
 static void cfg_set_routes(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
@@ -343,6 +346,8 @@ static const struct cfg_key cfg_server_keys[] = {
     CFG_SECTION("timeouts", struct cfg_server, timeouts, &cfg_timeout_section, 0),
     CFG_SIZE("max_header_bytes", struct cfg_server, max_header_bytes, 1 << 10, 1 << 20, "16k"),
     CFG_SIZE("max_body_bytes", struct cfg_server, max_body_bytes, 0, 1ll << 40, "10m"),
+    CFG_SIZE("request_buffer_memory", struct cfg_server, request_buffer_memory, 0, 1ll << 30,
+             "64k"),
     CFG_BOOL("access_log", struct cfg_server, access_log, "true"),
     CFG_LIST("trusted_proxies", cfg_set_cidr_list, struct cfg_server, trusted_proxies,
              n_trusted_proxies, 0, SL_MAX_TRUSTED_PROXIES, NULL, 0),

@@ -600,12 +600,18 @@ int cfg_module_parts(struct cfg_ctx *cx, enum cfg_kind kind, const struct cfg_se
         const struct cfg_module *cm = cfg_module_at(m);
         if (!cm)
             continue;
-        const struct cfg_section *s = kind == CFG_KIND_TOP     ? cm->top
-                                      : kind == CFG_KIND_ROUTE ? cm->route
-                                                               : cm->tier;
-        size_t size = kind == CFG_KIND_TOP     ? cm->top_size
-                      : kind == CFG_KIND_ROUTE ? cm->route_size
-                                               : cm->tier_size;
+        const struct cfg_section *s = cm->top;
+        size_t size = cm->top_size;
+        if (kind == CFG_KIND_ROUTE) {
+            s = cm->route;
+            size = cm->route_size;
+        } else if (kind == CFG_KIND_TIER) {
+            s = cm->tier;
+            size = cm->tier_size;
+        } else if (kind == CFG_KIND_UPSTREAM) {
+            s = cm->upstream;
+            size = cm->upstream_size;
+        }
         if (!s)
             continue;
         mod[m] = cfg_alloc(cx, size);

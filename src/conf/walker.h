@@ -56,8 +56,9 @@ struct cfg_ctx {
      * line after its key, and messages about the whole value (unsupported,
      * required) point at the key. */
     int key_line;
-    bool upstreams_given; /* "upstreams:" had entries, or an error of its own */
-    bool route_has_path;  /* the route being read had a path or prefix, valid or not */
+    bool upstreams_given;          /* "upstreams:" had entries, or an error of its own */
+    bool route_has_path;           /* the route being read had a path or prefix, valid or not */
+    const struct cfg_route *route; /* the route being read, for modules' route checks */
     struct cfg_err errs[SL_MAX_CONFIG_ERRORS];
     int n_errs;
     bool truncated;
@@ -252,7 +253,7 @@ void cfg_walk(struct cfg_ctx *cx, const struct cfg_section *sec, yaml_node_t *no
  * then for each module with rows of <kind> a part whose struct is allocated
  * (zeroed) into <mod>[module] now. Returns how many parts were written to
  * <parts> (room for SL_MAX_MODULES + 1). */
-enum cfg_kind { CFG_KIND_TOP, CFG_KIND_ROUTE, CFG_KIND_TIER };
+enum cfg_kind { CFG_KIND_TOP, CFG_KIND_ROUTE, CFG_KIND_TIER, CFG_KIND_UPSTREAM };
 int cfg_module_parts(struct cfg_ctx *cx, enum cfg_kind kind, const struct cfg_section *sec,
                      void *base, void **mod, struct cfg_part *parts);
 

@@ -62,6 +62,7 @@ struct conn {
     bool resp_chunked, resp_no_body, close_after, continue_sent;
     int pending_closes;
     char peer_ip[64];
+    uint16_t local_port; /* of the listener, for X-Forwarded-Port */
 };
 
 static void conn_process_input(struct conn *c);
@@ -505,6 +506,7 @@ static struct exchange *conn_new_exchange(struct conn *c)
     if (!admin)
         metrics_exchange_begin(c->w->metrics);
     str_copy(x->peer_ip, sizeof(x->peer_ip), c->peer_ip);
+    x->local_port = c->local_port;
     str_copy(x->client_ip, sizeof(x->client_ip), c->peer_ip);
     return x;
 }
@@ -1051,6 +1053,11 @@ static void conn_fill_peer(struct conn *c)
         uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip, sizeof(c->peer_ip));
     else if (ss.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    /* sin_port and sin6_port sit at the same offset. */
+    c->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)

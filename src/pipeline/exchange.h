@@ -130,6 +130,7 @@ struct exchange {
     bool client_keep_alive;
     char request_id[SL_MAX_REQUEST_ID + 1];
     char peer_ip[64];   /* the socket peer */
+    int local_port;     /* the listener's port the request came in on; 0: none */
     char client_ip[64]; /* the client, after trusted proxies (client_ip stage) */
     struct identity identity;
     int64_t start_us;

@@ -8,6 +8,9 @@
 #include "conf/walker.h"
 #include "modules.h"
 #include "net/deadline.h"
+#include "proxy/buffer.h"
+#include "proxy/conf.h"
+#include "proxy/headers.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -122,6 +125,7 @@ struct px_conn {
 
 /* x->ctx[MOD_proxy]: what the proxy holds for an exchange. */
 struct px_x {
+    struct px_body *body;  /* first: see px_body_of; a body read whole, or NULL */
     struct px_conn *conn;  /* the upstream connection serving it, if any */
     struct px_waiter wait; /* while it waits for a connection */
     uint64_t failed;       /* bit <s>: server <s> could not be connected to */
@@ -327,7 +331,8 @@ static bool px_may_retry(const struct px_conn *p)
         return false;
     if (!p->sent) /* bounded: a server that resets every connection is not tried forever */
         return ++px_x_of(x)->resets <= p->pool->upstream->n_servers + 1;
-    bool no_body = x->content_length <= 0 && !x->chunked;
+    /* A streamed body cannot be replayed; a buffered one can. */
+    bool no_body = (x->content_length <= 0 && !x->chunked) || px_body_of(x);
     if (!px_idempotent(x) || !no_body)
         return false;
     if (p->reused)
@@ -385,6 +390,41 @@ static void px_arm_timer(struct px_conn *p)
 
 /* ---- writing ------------------------------------------------------------------ */
 
+static void px_flush(struct px_conn *p);
+static void px_fail(struct px_conn *p, int status, const char *kind, const char *msg);
+
+/* A buffered body goes out as the connection takes it: the next chunk
+ * when what was written before has drained. */
+static void px_pump(struct px_conn *p)
+{
+    struct px_body *b = px_body_of(p->x);
+    char chunk[SL_READ_BUF];
+    while (!p->req_complete && p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2) {
+        ssize_t n = px_body_next(b, chunk, sizeof(chunk));
+        if (n < 0) {
+            px_fail(p, 500, "buffer", "the buffered request body could not be read");
+            return;
+        }
+        if (n == 0) {
+            p->req_complete = true;
+            break;
+        }
+        buf_append(&p->out, chunk, (size_t)n);
+        px_flush(p);
+        if (p->state != PX_ACTIVE)
+            return;
+    }
+}
+
+/* The upstream took what was written: more of the request body. */
+static void px_more_body(struct px_conn *p)
+{
+    if (px_body_of(p->x))
+        px_pump(p);
+    else
+        exchange_resume_body(p->x);
+}
+
 static void px_on_written(uv_write_t *req, int status)
 {
     struct px_conn *p = req->data;
@@ -396,7 +436,7 @@ static void px_on_written(uv_write_t *req, int status)
         return;
     }
     if (p->x && p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
-        exchange_resume_body(p->x);
+        px_more_body(p);
 }
 
 static void px_flush(struct px_conn *p)
@@ -433,6 +473,8 @@ static void px_flush(struct px_conn *p)
     p->out.len = 0;
     if (!p->x)
         return;
+    if (px_body_of(p->x))
+        return; /* px_pump paces itself */
     if (p->tcp.write_queue_size >= SL_BODY_HIGH_WATER)
         exchange_pause_body(p->x);
     else if (p->tcp.write_queue_size < SL_BODY_HIGH_WATER / 2)
@@ -515,10 +557,15 @@ static void px_header_line(struct buf *b, const char *name, const char *value, s
  * chose (never the client's ambiguous one). */
 static void px_build_head(struct px_conn *p, struct exchange *x)
 {
+    const struct px_route_conf *rc = px_route_conf(x->route);
+    const struct px_upstream_conf *uc = px_upstream_conf(p->pool->upstream);
+    const struct px_rules *rreq = rc ? &rc->req : NULL, *ureq = uc ? &uc->req : NULL;
     struct buf *b = &p->out;
+    size_t target_len;
+    const char *target = px_target(x, &target_len);
     buf_append_str(b, x->method_name);
     buf_append(b, " ", 1);
-    buf_append(b, x->target, x->target_len);
+    buf_append(b, target, target_len);
     buf_append_str(b, " HTTP/1.1\r\n");
     const struct sl_header *xff = NULL;
     const struct sl_headers *conn = px_connection_headers(&x->req_headers);
@@ -526,18 +573,37 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
         const struct sl_header *f = &x->req_headers.v[i];
         if (str_ieq(f->name, f->name_len, "x-forwarded-for"))
             xff = f;
-        if (!px_forwardable(conn, f) || px_is_forwarded_header(f))
+        if (!px_forwardable(conn, f) || px_is_forwarded_header(f) ||
+            px_is_identity_header(f->name, f->name_len) ||
+            px_rules_replace(rreq, ureq, f->name, f->name_len))
             continue;
         buf_append(b, f->name, f->name_len);
         buf_append(b, ": ", 2);
         buf_append(b, f->value, f->value_len);
         buf_append(b, "\r\n", 2);
     }
-    /* The client's Host (or the authority of an absolute-form target). */
-    if (x->host)
-        px_header_line(b, "Host", x->host, x->host_len);
+    px_rules_append_head(b, ureq, rreq, x);
+    px_rules_append_head(b, rreq, NULL, x);
+    if (rc && rc->identity_headers) {
+        /* Always the gateway's: the client's were dropped above. */
+        const struct identity *id = &x->identity;
+        px_header_line(b, "X-Sluice-Identity", id->id, strlen(id->id));
+        if (id->key_id)
+            px_header_line(b, "X-Sluice-Key-Id", id->key_id, strlen(id->key_id));
+        if (id->tier)
+            px_header_line(b, "X-Sluice-Tier", id->tier, strlen(id->tier));
+        if (id->scopes)
+            px_header_line(b, "X-Sluice-Scopes", id->scopes, strlen(id->scopes));
+    }
+    /* The client's Host (or the authority of an absolute-form target),
+     * unless the upstream says otherwise. */
+    const char *addr = p->pool->addr->text;
+    if (uc && uc->host == PX_HOST_NAME)
+        px_header_line(b, "Host", uc->host_name, strlen(uc->host_name));
+    else if ((uc && uc->host == PX_HOST_UPSTREAM) || !x->host)
+        px_header_line(b, "Host", addr, strlen(addr));
     else
-        px_header_line(b, "Host", p->pool->addr->text, strlen(p->pool->addr->text));
+        px_header_line(b, "Host", x->host, x->host_len);
     buf_append_str(b, "X-Forwarded-For: ");
     if (xff) {
         buf_append(b, xff->value, xff->value_len);
@@ -548,6 +614,11 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     buf_append_str(b, "X-Forwarded-Proto: http\r\n");
     if (x->host)
         px_header_line(b, "X-Forwarded-Host", x->host, x->host_len);
+    if (x->local_port) {
+        buf_append_str(b, "X-Forwarded-Port: ");
+        buf_append_u64(b, (uint64_t)x->local_port);
+        buf_append(b, "\r\n", 2);
+    }
     px_header_line(b, "X-Request-Id", x->request_id, strlen(x->request_id));
     if (x->chunked) {
         buf_append_str(b, "Transfer-Encoding: chunked\r\n");
@@ -628,10 +699,16 @@ static int px_cb_headers_complete(llhttp_t *parser)
     }
     struct sl_headers out = {0};
     const struct sl_headers *conn = px_connection_headers(&p->headers);
-    for (int i = 0; i < p->headers.n; i++)
-        if (px_forwardable(conn, &p->headers.v[i]))
-            sl_headers_add(x->arena, &out, p->headers.v[i].name, p->headers.v[i].name_len,
-                           p->headers.v[i].value, p->headers.v[i].value_len);
+    const struct px_route_conf *rc = px_route_conf(x->route);
+    const struct px_upstream_conf *uc = p->pool ? px_upstream_conf(p->pool->upstream) : NULL;
+    const struct px_rules *rr = rc ? &rc->resp : NULL, *ur = uc ? &uc->resp : NULL;
+    for (int i = 0; i < p->headers.n; i++) {
+        const struct sl_header *f = &p->headers.v[i];
+        if (px_forwardable(conn, f) && !px_rules_replace(rr, ur, f->name, f->name_len))
+            sl_headers_add(x->arena, &out, f->name, f->name_len, f->value, f->value_len);
+    }
+    px_rules_add_headers(&out, ur, rr, x);
+    px_rules_add_headers(&out, rr, NULL, x);
     bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
     bool has_length = (parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED);
     int64_t length = has_length ? (int64_t)parser->content_length : -1;
@@ -801,10 +878,20 @@ static void px_begin(struct px_conn *p)
     p->state = PX_ACTIVE;
     px_arm_timer(p);
     px_build_head(p, x);
-    if (x->content_length <= 0 && !x->chunked)
+    struct px_body *body = px_body_of(x);
+    if (x->content_length <= 0 && !x->chunked) {
         p->req_complete = true;
-    else
+    } else if (body) {
+        px_body_rewind(body); /* from the start, also on a retry */
+        px_flush(p);
+        if (p->state == PX_ACTIVE)
+            px_pump(p);
+        if (p->state == PX_ACTIVE)
+            px_start_reading(p);
+        return;
+    } else {
         exchange_set_body_sink(x, px_body_sink); /* what queued while we connected, then the rest */
+    }
     px_flush(p);
     if (p->state == PX_ACTIVE)
         px_start_reading(p);
@@ -1151,7 +1238,10 @@ enum stage_result px_stage(struct exchange *x)
     /* The body waits in the exchange until a connection is ready, so a
      * failed connect can move to the next server with nothing lost. */
     exchange_send_continue(x);
-    px_dispatch(x);
+    if (px_body_wanted(x))
+        px_body_read(x, px_dispatch); /* the upstream is asked once the body is whole */
+    else
+        px_dispatch(x);
     return STAGE_WAIT;
 }
 
@@ -1159,6 +1249,9 @@ enum stage_result px_stage(struct exchange *x)
 
 static int px_init_process(struct gateway *gw, char **err)
 {
+    /* Said at start, not at the first chunked upload. */
+    if (px_body_check_dir(gw->cfg->store.data_dir, err) < 0)
+        return -1;
     struct px_gw *g = sl_calloc(1, sizeof(*g));
     pthread_mutex_init(&g->lock, NULL);
     gw->ctx[MOD_proxy] = g;
@@ -1277,6 +1370,7 @@ static const struct sl_stage px_stages[] = {
 
 const struct sl_module proxy_module = {
     .name = "proxy",
+    .conf = &px_cfg_module,
     .init_process = px_init_process,
     .dispose_process = px_dispose_process,
     .init_worker = px_init_worker,

@@ -17,6 +17,10 @@ void db_close(sqlite3 *db);
 /* The schema version db_open migrates to. */
 int db_schema_version(void);
 
+/* mkdir -p <dir>, mode 0700 for what it creates (data_dir holds key hashes
+ * and buffered bodies). 0, or -1 with errno. */
+int db_mkdirs(const char *dir);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK; 0 or -1 (the error is sqlite3_errmsg). */
 int db_begin(sqlite3 *db);
 int db_commit(sqlite3 *db);

@@ -444,6 +444,12 @@ class Gateway:
             f.write(self.config_text)
         os.replace(tmp, self.config_path)
 
+    def check(self):
+        """`sluice check` on the config: (exit code, stdout + stderr)."""
+        r = subprocess.run([sluice_bin(), "check", "-c", self.config_path], capture_output=True,
+                           text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
     # -- process ---------------------------------------------------------------
 
     def start(self, wait=True):

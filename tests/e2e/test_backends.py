@@ -1,0 +1,221 @@
+"""Real backends (issue 17): path rewriting, header control, the Host sent
+upstream, identity headers a client cannot forge, X-Forwarded-*."""
+
+import time
+import unittest
+
+from harness import ADMIN_TOKEN, E2ETestCase, make_config
+
+
+class Rewrite(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def gateway(self, routes, upstream_extra=None):
+        cfg = make_config({"app": self.up}, routes=routes, workers=1)
+        cfg["upstreams"]["app"].update(upstream_extra or {})
+        return self.start_gateway(cfg)
+
+    def test_strip_prefix_keeps_the_query_and_limits_see_the_client_path(self):
+        gw = self.gateway([{"prefix": "/v1/", "strip_prefix": True,
+                            "limits": {"anonymous": ["2/min"]}},
+                           {"prefix": "/"}])
+        e = gw.request("GET", "/v1/echo/users?x=1&y=2").json()
+        self.assertEqual(e["target"], "/echo/users?x=1&y=2")
+        e = gw.request("GET", "/v1/echo?x=1").json()
+        self.assertEqual(e["target"], "/echo?x=1")
+        # the route's limit counted both: the client's path chose the route
+        self.assertEqual(gw.request("GET", "/v1/echo").status, 429)
+        self.assertEqual(gw.request("GET", "/echo").status, 200)
+
+    def test_strip_prefix_of_the_whole_path_is_slash(self):
+        gw = self.gateway([{"prefix": "/echo", "strip_prefix": True, "upstream": "app"}])
+        r = gw.request("GET", "/echo")
+        self.assertEqual(r.status, 404)  # the upstream was asked for "/"
+        self.assertEqual(r.json()["message"], "no test endpoint /")
+
+    def test_rewrite_prefix(self):
+        gw = self.gateway([{"prefix": "/api/", "rewrite": {"prefix": "/echo/v2/"}}])
+        e = gw.request("GET", "/api/users/7?full=1").json()
+        self.assertEqual(e["target"], "/echo/v2/users/7?full=1")
+
+    def test_rewrite_and_strip_need_a_prefix_route(self):
+        from harness import Gateway
+        cfg = make_config({"app": self.up}, routes=[{"path": "/x", "strip_prefix": True}])
+        gw = Gateway(cfg)
+        self.addCleanup(gw.cleanup)
+        rc, out = gw.check()
+        self.assertEqual(rc, 2)
+        self.assertIn("strip_prefix and rewrite need a 'prefix' route", out)
+
+
+class Headers(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def gateway(self, route_extra=None, upstream_extra=None, keys=False):
+        route = {"prefix": "/"}
+        route.update(route_extra or {})
+        cfg = make_config({"app": self.up}, routes=[route], workers=1)
+        cfg["upstreams"]["app"].update(upstream_extra or {})
+        return self.start_gateway(cfg)
+
+    def test_set_and_remove_request_headers_with_variables(self):
+        gw = self.gateway(
+            {"request_headers": {"set": {"X-Client-IP": "$client_ip",
+                                         "X-Trace": "rid=$request_id tier=$tier"},
+                                 "remove": ["X-Debug"]}},
+            {"request_headers": {"set": {"X-From-Upstream-Rule": "u", "X-Trace": "lost"},
+                                 "remove": ["X-Internal"]}})
+        r = gw.request("GET", "/echo", headers={"X-Debug": "1", "X-Internal": "2",
+                                                 "X-Client-IP": "6.6.6.6", "X-Request-Id": "abc"})
+        h = r.json()["headers"]
+        self.assertNotIn("x-debug", h)
+        self.assertNotIn("x-internal", h)
+        self.assertEqual(h["x-client-ip"], ["127.0.0.1"])  # set replaces the client's
+        self.assertEqual(h["x-trace"], ["rid=abc tier=anonymous"])  # the route's wins
+        self.assertEqual(h["x-from-upstream-rule"], ["u"])
+
+    def test_response_headers(self):
+        gw = self.gateway({"response_headers": {"set": {"X-Frame-Options": "DENY"},
+                                                "remove": ["X-Upstream"]}},
+                          {"response_headers": {"set": {"Server": "app"}}})
+        r = gw.request("GET", "/echo")
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(r.header("X-Upstream"))
+        self.assertEqual(r.header("X-Frame-Options"), "DENY")
+        self.assertEqual(r.header("Server"), "app")
+
+    def test_identity_headers_cannot_be_forged(self):
+        forged = {"X-Sluice-Identity": "key:admin", "X-Sluice-Tier": "staff",
+                  "X-Sluice-Key-Id": "key_0", "X-Sluice-Scopes": "admin"}
+        # off: the client's are dropped all the same
+        gw = self.gateway()
+        h = gw.request("GET", "/echo", headers=forged).json()["headers"]
+        for name in forged:
+            self.assertNotIn(name.lower(), h)
+        # on: the gateway's own
+        gw2 = self.gateway({"identity_headers": True})
+        h = gw2.request("GET", "/echo", headers=forged).json()["headers"]
+        self.assertEqual(h["x-sluice-identity"], ["ip:127.0.0.1"])
+        self.assertEqual(h["x-sluice-tier"], ["anonymous"])
+        self.assertNotIn("x-sluice-key-id", h)
+        self.assertNotIn("x-sluice-scopes", h)
+
+    def test_host_modes_and_forwarded_headers(self):
+        gw = self.gateway()
+        h = gw.request("GET", "/echo", headers={"Host": "api.example.com"}).json()["headers"]
+        self.assertEqual(h["host"], ["api.example.com"])
+        self.assertEqual(h["x-forwarded-host"], ["api.example.com"])
+        self.assertEqual(h["x-forwarded-proto"], ["http"])
+        self.assertEqual(h["x-forwarded-port"], [str(gw.port)])
+        self.assertEqual(h["x-forwarded-for"], ["127.0.0.1"])
+        gw2 = self.gateway(upstream_extra={"host": "upstream"})
+        h = gw2.request("GET", "/echo", headers={"Host": "api.example.com"}).json()["headers"]
+        self.assertEqual(h["host"], ["127.0.0.1:%d" % self.up.port])
+        self.assertEqual(h["x-forwarded-host"], ["api.example.com"])
+        gw3 = self.gateway(upstream_extra={"host": "internal.app"})
+        h = gw3.request("GET", "/echo", headers={"Host": "api.example.com"}).json()["headers"]
+        self.assertEqual(h["host"], ["internal.app"])
+
+    def test_config_errors(self):
+        from harness import Gateway
+        bad = [({"request_headers": {"set": {"X-A": "$nope"}}}, "unknown variable '$nope'"),
+               ({"request_headers": {"set": {"Content-Length": "1"}}}, "cannot be set"),
+               ({"request_headers": {"remove": ["Transfer-Encoding"]}}, "cannot be removed"),
+               ({"request_headers": {"set": {"X-A": "a\nb"}}}, "line break")]
+        for extra, want in bad:
+            route = {"prefix": "/"}
+            route.update(extra)
+            gw = Gateway(make_config({"app": self.up}, routes=[route]))
+            self.addCleanup(gw.cleanup)
+            rc, out = gw.check()
+            self.assertEqual(rc, 2, out)
+            self.assertIn(want, out)
+
+
+def chunked(body, size=8192):
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+class Buffering(E2ETestCase):
+    """WSGI servers read only Content-Length bodies: a chunked body is read
+    whole (auto) and sent with Content-Length."""
+
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def gateway(self, mode=None, server=None):
+        route = {"prefix": "/"}
+        if mode:
+            route["request_buffering"] = mode
+        return self.start_gateway(make_config({"app": self.up}, routes=[route], workers=1,
+                                              server=server))
+
+    def upload(self, gw, body, extra=b""):
+        c = self.raw(gw)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + extra +
+               b"\r\n" + chunked(body))
+        return c.read_response(timeout=30)
+
+    def test_small_chunked_body_arrives_with_content_length(self):
+        gw = self.gateway()
+        r = self.upload(gw, b"0123456789")
+        e = self.assertEcho(r, "POST", b"0123456789")
+        self.assertEqual(e["body_framing"], "content-length")
+        self.assertEqual(e["headers"]["content-length"], ["10"])
+        self.assertNotIn("transfer-encoding", e["headers"])
+
+    def test_5mb_chunked_body_through_a_temp_file(self):
+        gw = self.gateway()
+        import os
+        body = os.urandom(5 << 20)
+        e = self.assertEcho(self.upload(gw, body), "POST", body)
+        self.assertEqual(e["body_framing"], "content-length")
+        # the temp file was unlinked at once: nothing left in data_dir
+        left = [f for f in os.listdir(os.path.join(gw.dir, "var")) if "body" in f] \
+            if os.path.isdir(os.path.join(gw.dir, "var")) else []
+        self.assertEqual(left, [])
+
+    def test_off_streams_chunked(self):
+        gw = self.gateway("off")
+        e = self.assertEcho(self.upload(gw, b"abc"), "POST", b"abc")
+        self.assertEqual(e["body_framing"], "chunked")
+
+    def test_chunked_body_over_max_body_bytes_is_413_and_never_forwarded(self):
+        gw = self.gateway(server={"max_body_bytes": "100k"})
+        r = self.upload(gw, b"x" * (200 << 10))
+        self.assertJsonError(r, 413)
+        self.assertEqual(self.up.stats()["requests"], 0)
+
+    def test_on_a_client_that_stops_mid_upload_never_reaches_the_upstream(self):
+        gw = self.gateway("on")
+        c = self.raw(gw)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" +
+               b"x" * 5000)
+        time.sleep(0.3)
+        c.close()
+        time.sleep(0.3)
+        self.assertEqual(self.up.stats()["requests"], 0)
+        # and a whole one goes through with its length
+        e = self.assertEcho(gw.request("POST", "/echo", body=b"y" * 100000), "POST",
+                            b"y" * 100000)
+        self.assertEqual(e["headers"]["content-length"], ["100000"])
+
+    def test_retried_buffered_body_is_sent_whole_again(self):
+        cfg = make_config({"app": self.up}, routes=[{"prefix": "/"}], workers=1)
+        cfg["upstreams"]["app"]["retries"] = 1
+        gw = self.start_gateway(cfg)
+        c = self.raw(gw)
+        c.send(b"PUT /hangup HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               chunked(b"z" * 1000))
+        self.assertJsonError(c.read_response(), 502)
+        self.assertEqual(self.up.stats()["requests"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
