@@ -15,10 +15,10 @@
 #include "util/mem.h"
 
 struct px_body {
-    struct buf mem;  /* the first request_buffer_memory bytes */
-    int fd;          /* the rest, in an unlinked temp file; -1: none */
-    uint64_t size;   /* all of it */
-    uint64_t sent;   /* px_body_next's position */
+    struct buf mem; /* the first request_buffer_memory bytes */
+    int fd;         /* the rest, in an unlinked temp file; -1: none */
+    uint64_t size;  /* all of it */
+    uint64_t sent;  /* px_body_next's position */
     bool failed;
     void (*done)(struct exchange *x);
 };
@@ -82,8 +82,7 @@ int px_body_check_dir(const char *dir, char **err)
 
 /* Blocking writes to the page cache: a few microseconds per 64 KiB, the
  * same choice as nginx's client_body_temp_path. */
-static bool px_body_spill(struct px_body *b, const struct exchange *x, const char *data,
-                          size_t len)
+static bool px_body_spill(struct px_body *b, const struct exchange *x, const char *data, size_t len)
 {
     if (b->fd < 0) {
         b->fd = px_body_tmpfile(x->cfg->store.data_dir);

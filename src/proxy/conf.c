@@ -22,9 +22,11 @@ static const struct {
  * set or removed one could make the upstream read the request another way. */
 static bool px_cfg_reserved(const char *name)
 {
-    static const char *const reserved[] = {"content-length", "transfer-encoding", "connection",
-                                           "keep-alive",     "upgrade",           "te",
-                                           "trailer",        "host",              "expect"};
+    static const char *const reserved[] = {"content-length", "transfer-encoding",
+                                           "connection",     "keep-alive",
+                                           "upgrade",        "te",
+                                           "trailer",        "host",
+                                           "expect"};
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         if (strcasecmp(name, reserved[i]) == 0)
             return true;
@@ -84,9 +86,9 @@ static void px_cfg_set_set(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
                            void *base)
 {
     struct px_rules *r = base;
-    ptrdiff_t count = cfg_collection_size(cx, node, YAML_MAPPING_NODE,
-                                          "a mapping of header names to values", "headers",
-                                          PX_CFG_MAX_HEADERS);
+    ptrdiff_t count =
+        cfg_collection_size(cx, node, YAML_MAPPING_NODE, "a mapping of header names to values",
+                            "headers", PX_CFG_MAX_HEADERS);
     if (count <= 0)
         return;
     r->set = cfg_alloc(cx, (size_t)count * sizeof(*r->set));
@@ -98,8 +100,10 @@ static void px_cfg_set_set(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
         if (!name)
             continue;
         if (!px_cfg_header_name_ok(name) || px_cfg_reserved(name)) {
-            cfg_kerror(cx, cfg_line(key), "'%.*s' cannot be set (a header name, not one of the "
-                       "framing headers the gateway writes)", CFG_QUOTE_MAX, name);
+            cfg_kerror(cx, cfg_line(key),
+                       "'%.*s' cannot be set (a header name, not one of the "
+                       "framing headers the gateway writes)",
+                       CFG_QUOTE_MAX, name);
             continue;
         }
         size_t old = cfg_path_key(cx, name);
@@ -114,8 +118,8 @@ static void px_cfg_set_set(struct cfg_ctx *cx, const struct cfg_key *k, yaml_nod
     }
 }
 
-static int px_cfg_remove_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s,
-                              int line, int i, void *base)
+static int px_cfg_remove_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
+                              int i, void *base)
 {
     if (px_cfg_header_name_ok(s) && !px_cfg_reserved(s))
         return cfg_push_name(cx, k, s, line, base);
@@ -132,8 +136,8 @@ static void px_cfg_set_remove(struct cfg_ctx *cx, const struct cfg_key *k, yaml_
 
 static const struct cfg_key px_cfg_rules_keys[] = {
     CFG_CUSTOM("set", px_cfg_set_set),
-    CFG_LIST("remove", px_cfg_set_remove, struct px_rules, remove, n_remove, 0,
-             PX_CFG_MAX_HEADERS, NULL, 0),
+    CFG_LIST("remove", px_cfg_set_remove, struct px_rules, remove, n_remove, 0, PX_CFG_MAX_HEADERS,
+             NULL, 0),
     CFG_END,
 };
 static const struct cfg_section px_cfg_rules_section = {px_cfg_rules_keys, NULL};
@@ -187,8 +191,7 @@ static void px_cfg_check_route(struct cfg_ctx *cx, void *base, int line)
 
 static const struct cfg_key px_cfg_route_keys[] = {
     CFG_BOOL("strip_prefix", struct px_cfg_route, conf.strip_prefix, "false"),
-    CFG_SECTION("rewrite", struct px_cfg_route, rewrite, &px_cfg_rewrite_section,
-                CFG_IF_PRESENT),
+    CFG_SECTION("rewrite", struct px_cfg_route, rewrite, &px_cfg_rewrite_section, CFG_IF_PRESENT),
     CFG_WORD("request_buffering", struct px_cfg_route, conf.buffering, px_cfg_buffering_words,
              "auto"),
     CFG_SECTION("request_headers", struct px_cfg_route, conf.req, &px_cfg_rules_section,
@@ -223,12 +226,35 @@ static void px_cfg_set_host(struct cfg_ctx *cx, const struct cfg_key *k, yaml_no
     }
 }
 
+static void px_cfg_check_health(struct cfg_ctx *cx, void *base, int line)
+{
+    struct px_health_conf *h = base;
+    h->enabled = true;
+    if (h->path && h->path[0] != '/')
+        cfg_kerror(cx, line, "path must start with '/'");
+    if (h->timeout_ms >= h->interval_ms)
+        cfg_kerror(cx, line, "timeout must be shorter than interval");
+}
+
+static const struct cfg_key px_cfg_health_keys[] = {
+    /* Absent: passive only (requests that fail take a server out for
+     * `interval`). */
+    CFG_STRING("path", struct px_health_conf, path, CFG_NONEMPTY),
+    CFG_DURATION("interval", struct px_health_conf, interval_ms, 100, CFG_DAY_MS, "5s"),
+    CFG_DURATION("timeout", struct px_health_conf, timeout_ms, 10, 60000, "1s"),
+    CFG_INT("unhealthy", struct px_health_conf, unhealthy, 1, 100, "3", 0),
+    CFG_INT("healthy", struct px_health_conf, healthy, 1, 100, "2", 0),
+    CFG_END,
+};
+static const struct cfg_section px_cfg_health_section = {px_cfg_health_keys, px_cfg_check_health};
+
 static const struct cfg_key px_cfg_upstream_keys[] = {
     {"host", px_cfg_set_host, 0, 0, 0, 0, "client", 0, NULL, 0, NULL},
     CFG_SECTION("request_headers", struct px_upstream_conf, req, &px_cfg_rules_section,
                 CFG_IF_PRESENT),
     CFG_SECTION("response_headers", struct px_upstream_conf, resp, &px_cfg_rules_section,
                 CFG_IF_PRESENT),
+    CFG_SECTION("health", struct px_upstream_conf, health, &px_cfg_health_section, CFG_IF_PRESENT),
     CFG_END,
 };
 static const struct cfg_section px_cfg_upstream_section = {px_cfg_upstream_keys, NULL};

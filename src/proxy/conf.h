@@ -10,6 +10,7 @@
 
 #include "conf/conf.h"
 #include "modules.h"
+#include "proxy/health.h"
 
 /* What a header value may name, filled in per request. */
 enum px_var {
@@ -53,12 +54,12 @@ enum px_buffering {
 };
 
 struct px_route_conf {
-    bool strip_prefix;       /* the route's prefix is removed from the path sent upstream */
-    char *rewrite_prefix;    /* the route's prefix is replaced by this; NULL: none */
+    bool strip_prefix;    /* the route's prefix is removed from the path sent upstream */
+    char *rewrite_prefix; /* the route's prefix is replaced by this; NULL: none */
     enum px_buffering buffering;
-    struct px_rules req;     /* request_headers */
-    struct px_rules resp;    /* response_headers */
-    bool identity_headers;   /* X-Sluice-Identity/-Key-Id/-Tier/-Scopes to the app */
+    struct px_rules req;   /* request_headers */
+    struct px_rules resp;  /* response_headers */
+    bool identity_headers; /* X-Sluice-Identity/-Key-Id/-Tier/-Scopes to the app */
 };
 
 /* The Host an upstream is sent. */
@@ -72,6 +73,7 @@ struct px_upstream_conf {
     enum px_host_mode host;
     char *host_name; /* PX_HOST_NAME */
     struct px_rules req, resp;
+    struct px_health_conf health;
 };
 
 static inline const struct px_route_conf *px_route_conf(const struct cfg_route *r)

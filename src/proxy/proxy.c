@@ -11,6 +11,7 @@
 #include "proxy/buffer.h"
 #include "proxy/conf.h"
 #include "proxy/headers.h"
+#include "proxy/health.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -24,24 +25,6 @@
 /* Upper bounds of the queue wait histogram, in seconds. */
 #define PX_WAIT_BUCKETS 9
 static const double px_wait_le[PX_WAIT_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
-
-/* One upstream (by name) as the whole gateway sees it: how many requests
- * of all workers wait for a connection to one of its servers. */
-struct px_group {
-    char name[CFG_NAME_MAX + 1];
-    int index;   /* of the workers' queues */
-    int waiting; /* atomic */
-};
-
-/* One upstream server as the whole gateway sees it: its connections, open
- * or opening, of all workers, held to the upstream's max_connections. Found
- * by upstream name and address, so a reload that keeps both keeps the
- * count. */
-struct px_server {
-    char addr[128];
-    struct px_group *group;
-    int open; /* atomic */
-};
 
 /* A request waiting in its worker's queue for a connection to a server of
  * its upstream (x->ctx[MOD_proxy]->wait). */
@@ -68,8 +51,9 @@ struct px_gw {
 /* worker->ctx[MOD_proxy]. */
 struct px_worker {
     struct metrics_family *errors;
-    uv_async_t wake;        /* another worker freed a connection, or waits for one */
-    uv_timer_t queue_timer; /* the next queue deadline */
+    struct px_checker *checker; /* worker 0: active health checks */
+    uv_async_t wake;            /* another worker freed a connection, or waits for one */
+    uv_timer_t queue_timer;     /* the next queue deadline */
     struct px_queue queues[PX_MAX_GROUPS];
     int n_waiting;        /* in this worker's queues */
     uint64_t rejected[2]; /* queue_full, queue_timeout */
@@ -173,6 +157,18 @@ struct px_snapshot {
 static struct px_snapshot *px_snapshot_of(const struct wcfg *h)
 {
     return h->ctx[MOD_proxy];
+}
+
+struct px_server *px_server_of(const struct wcfg *h, int u, int s)
+{
+    struct px_snapshot *snap = px_snapshot_of(h);
+    return snap ? snap->pools[u][s].srv : NULL;
+}
+
+static const struct px_health_conf *px_health_of(const struct px_pool *pool)
+{
+    const struct px_upstream_conf *uc = px_upstream_conf(pool->upstream);
+    return uc ? &uc->health : NULL;
 }
 
 /* An upstream failure of <kind> (connect, connect_timeout, read_timeout, ...) on <upstream>. */
@@ -302,6 +298,7 @@ static void px_connect_failed(struct px_conn *p, int status, const char *kind, c
     }
     struct px_x *px = px_x_of(x);
     px->failed |= 1ull << pool->index;
+    px_health_report(pool->srv, px_health_of(pool), false);
     x->upstream_tries++;
     if (x->upstream_tries >= pool->upstream->n_servers) {
         px_fail(p, status, kind, msg);
@@ -709,6 +706,8 @@ static int px_cb_headers_complete(llhttp_t *parser)
     }
     px_rules_add_headers(&out, ur, rr, x);
     px_rules_add_headers(&out, rr, NULL, x);
+    if (p->pool)
+        px_health_report(p->pool->srv, px_health_of(p->pool), status < 500);
     bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
     bool has_length = (parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED);
     int64_t length = has_length ? (int64_t)parser->content_length : -1;
@@ -978,7 +977,8 @@ static bool px_try_start(struct exchange *x)
     unsigned first = h->rr[u]++;
     for (int i = 0; i < up->n_servers; i++) {
         struct px_pool *pool = &h->pools[u][(first + (unsigned)i) % (unsigned)up->n_servers];
-        if (px->failed & (1ull << pool->index))
+        if ((px->failed & (1ull << pool->index)) ||
+            !px_health_usable(pool->srv, px_health_of(pool)))
             continue;
         if (pool->idle) {
             struct px_conn *p = pool->idle;
@@ -1086,10 +1086,29 @@ static void px_reject(struct exchange *x, int cause, const char *msg)
 
 /* Send <x> now, or queue it until a connection is free (503 when the
  * queue is full). */
+/* Is any server of <x>'s upstream up (and not yet failed by <x>)? */
+static bool px_any_usable(struct exchange *x)
+{
+    struct px_snapshot *h = px_snapshot_of(x->hold);
+    int u = x->route->upstream;
+    for (int s = 0; s < x->cfg->upstreams[u].n_servers; s++) {
+        const struct px_pool *pool = &h->pools[u][s];
+        if (!(px_x_of(x)->failed & (1ull << s)) && px_health_usable(pool->srv, px_health_of(pool)))
+            return true;
+    }
+    return false;
+}
+
 static void px_dispatch(struct exchange *x)
 {
     if (px_try_start(x))
         return;
+    if (!px_any_usable(x)) {
+        /* At once, not after a connect timeout per server. */
+        px_count_error(x->worker, x->cfg->upstreams[x->route->upstream].name, "no_healthy_server");
+        exchange_respond_error(x, 502, "no server of the upstream is healthy");
+        return;
+    }
     struct worker *w = x->worker;
     struct px_x *px = px_x_of(x);
     const struct cfg_upstream *up = &x->cfg->upstreams[x->route->upstream];
@@ -1281,6 +1300,8 @@ static void px_init_worker(struct worker *w)
 static void px_start_worker(struct worker *w)
 {
     struct px_worker *pw = px_worker_of(w);
+    if (w->id == 0)
+        pw->checker = px_checker_start(w);
     uv_async_init(&w->loop, &pw->wake, px_on_wake);
     pw->wake.data = w;
     uv_timer_init(&w->loop, &pw->queue_timer);
@@ -1290,6 +1311,8 @@ static void px_start_worker(struct worker *w)
 static void px_stop_worker(struct worker *w)
 {
     struct px_worker *pw = px_worker_of(w);
+    if (pw->checker)
+        px_checker_stop(pw->checker);
     worker_close_handle(w, (uv_handle_t *)&pw->wake);
     worker_close_handle(w, (uv_handle_t *)&pw->queue_timer);
 }
@@ -1297,6 +1320,7 @@ static void px_stop_worker(struct worker *w)
 static void px_dispose_worker(struct worker *w)
 {
     struct px_worker *pw = px_worker_of(w);
+    px_checker_free(pw->checker);
     metrics_family_free(pw->errors);
     free(pw);
 }
@@ -1331,6 +1355,7 @@ static void px_metrics(struct gateway *gw, struct buf *out)
         buf_appendf(out, "sluice_upstream_connections{upstream=\"%s\",server=\"%s\"} %d\n", name,
                     addr, __atomic_load_n(&g->servers[i]->open, __ATOMIC_RELAXED));
     }
+    px_health_metrics(g->servers, g->n_servers, out);
     buf_append_str(out, "# HELP sluice_upstream_queue_length Requests waiting for an upstream "
                         "connection.\n# TYPE sluice_upstream_queue_length gauge\n");
     for (int i = 0; i < g->n_groups; i++) {

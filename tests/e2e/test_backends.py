@@ -217,5 +217,71 @@ class Buffering(E2ETestCase):
         self.assertEqual(self.up.stats()["requests"], 2)
 
 
+def metric(text, name, labels):
+    for line in text.splitlines():
+        if line.startswith("%s{%s}" % (name, labels)):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class Health(E2ETestCase):
+    def gateway(self, servers, health):
+        cfg = make_config({"app": servers}, workers=2)
+        cfg["upstreams"]["app"]["health"] = health
+        return self.start_gateway(cfg)
+
+    def healthy(self, gw, port):
+        m = gw.admin_request("GET", "/metrics").body.decode()
+        return metric(m, "sluice_upstream_healthy",
+                      'upstream="app",server="127.0.0.1:%d"' % port)
+
+    def test_active_checks_take_a_dead_server_out_and_bring_it_back(self):
+        from harness import free_port, wait_for
+        a = self.start_upstream("A")
+        dead = free_port()
+        gw = self.gateway([a, dead], {"path": "/status/200", "interval": "200ms",
+                                      "timeout": "100ms", "unhealthy": 2, "healthy": 2})
+        self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 0, timeout=5))
+        self.assertEqual(self.healthy(gw, a.port), 1)
+        before = a.stats()["requests"]
+        for _ in range(20):
+            r = gw.request("GET", "/echo")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("X-Upstream"), "A")
+        self.assertEqual(a.stats()["requests"], before + 20)
+        # the server comes up: back after two good checks
+        from upstream import UpstreamServer
+        b = UpstreamServer(name="B", port=dead).start()
+        self.addCleanup(b.stop)
+        self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 1, timeout=5))
+        seen = {gw.request("GET", "/echo").header("X-Upstream") for _ in range(10)}
+        self.assertEqual(seen, {"A", "B"})
+
+    def test_no_healthy_server_is_502_at_once(self):
+        from harness import free_port, wait_for
+        dead = free_port()
+        gw = self.gateway([dead], {"path": "/healthz", "interval": "200ms", "timeout": "100ms",
+                                   "unhealthy": 1})
+        self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 0, timeout=5))
+        t0 = time.monotonic()
+        r = gw.request("GET", "/echo")
+        self.assertLess(time.monotonic() - t0, 0.5)
+        obj = self.assertJsonError(r, 502)
+        self.assertEqual(obj["message"], "no server of the upstream is healthy")
+
+    def test_passive_ejection_after_failed_requests(self):
+        from harness import free_port
+        a = self.start_upstream("A")
+        dead = free_port()
+        gw = self.gateway([a, dead], {"interval": "30s", "unhealthy": 1})
+        for _ in range(10):
+            self.assertEqual(gw.request("GET", "/echo").status, 200)  # failed over to A
+        m = gw.admin_request("GET", "/metrics").body.decode()
+        # without health every other request would try the dead server first
+        self.assertLessEqual(metric(m, "sluice_upstream_errors_total",
+                                    'upstream="app",kind="connect"'), 2)
+        self.assertEqual(self.healthy(gw, dead), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
