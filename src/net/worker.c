@@ -195,6 +195,7 @@ static void worker_release(struct worker *w)
 {
     WORKER_EACH_MODULE(true, dispose_worker, w);
     uv_loop_close(&w->loop);
+    conn_worker_release(w);
     metrics_free(w->metrics);
     buf_release(&w->log);
 }

@@ -24,6 +24,10 @@
 #define SL_MAX_HEADERS 128    /* header lines in one request or upstream response */
 #define SL_MAX_REQUEST_ID 128 /* a client's X-Request-Id longer than this is replaced */
 #define SL_READ_BUF 65536     /* bytes read from a socket at a time */
+/* Free read buffers a worker keeps for reuse (64 x 64 KiB = 4 MiB at most):
+ * connections take one only while a request is being read, so under load a
+ * few dozen are in use at a time; more than this are given back to malloc. */
+#define SL_READ_POOL 64
 #define SL_BODY_HIGH_WATER                                                                         \
     (256u << 10) /* queued body bytes before reading stops (backpressure)                          \
                   */
