@@ -28,6 +28,12 @@
  * connections take one only while a request is being read, so under load a
  * few dozen are in use at a time; more than this are given back to malloc. */
 #define SL_READ_POOL 64
+/* Connections a worker accepts per loop iteration; the rest wait for the next
+ * one (in the listen backlog; libuv holds one). Unbounded, a burst of
+ * thousands is accepted in one go while reads and upstream replies on the
+ * connections already open wait; 64 keeps an iteration short, and a burst of
+ * 10,000 still takes only ~160 iterations. */
+#define SL_ACCEPT_BATCH 64
 #define SL_BODY_HIGH_WATER                                                                         \
     (256u << 10) /* queued body bytes before reading stops (backpressure)                          \
                   */
