@@ -1,6 +1,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <strings.h>
 #include <llhttp.h>
 
@@ -30,42 +31,57 @@ enum conn_state {
  * happens in conn_process_input, outside the parser). */
 enum conn_event { EV_NONE, EV_HEADERS, EV_MESSAGE };
 
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shutdown_req;
-    uint64_t deadline; /* loop ms; see net/deadline.h */
-    struct worker *w;
-    enum conn_kind kind;
-    enum conn_state state;
-    enum conn_event event;
-    struct conn *prev, *next; /* worker->conns */
-    struct conn *dirty_next;
-    bool dirty, need_process;
-
+/* A connection's input side while it is in use: the parser, the bytes read
+ * and not parsed yet, and the header being parsed. Taken from the worker's
+ * pool when bytes arrive (conn_alloc) and given back when the connection
+ * stands between requests with nothing unparsed, so that an idle keep-alive
+ * connection holds none of it: thousands of idle clients cost their struct
+ * conn, not 64 KiB each. The parser starts afresh with each buffer, which is
+ * what llhttp does between two requests anyway. */
+struct conn_in {
+    struct conn_in *next_free; /* worker->in_pool */
     llhttp_t parser;
-    char *rbuf; /* unparsed input at rbuf[0..rlen) */
-    size_t rlen;
-    bool reading, body_paused, in_process;
-
-    struct exchange *x;
-    struct buf field, value; /* header being parsed */
+    size_t rlen; /* unparsed input at data[0..rlen) */
+    /* The header being parsed. Kept allocated while the buffer is pooled:
+     * each is bounded by server.max_header_bytes, and the pool by
+     * SL_READ_POOL. */
+    struct buf field, value;
     size_t header_bytes;
-    int error_status;         /* set by a callback that failed the request */
     uint32_t chunk_ext_bytes; /* of the current chunk's extensions (SL_MAX_CHUNK_EXT) */
     const char *error_msg;
+    int error_status; /* set by a callback that failed the request */
     int n_cl, n_te, n_host;
     int value_spans;          /* spans of the header value being parsed */
     bool value_split_by_read; /* the last span ended where the input did */
+    char data[SL_READ_BUF];
+};
 
-    struct buf out; /* response bytes not yet handed to libuv */
-    bool resp_chunked, resp_no_body, close_after, continue_sent;
+/* One per client connection, kept small: an idle keep-alive connection
+ * costs this struct and nothing else (the input buffer, the output buffer
+ * and the shutdown request exist only while in use). */
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uint64_t deadline; /* loop ms; see net/deadline.h */
+    struct worker *w;
+    struct conn *prev, *next; /* worker->conns */
+    struct conn *dirty_next;
+    struct conn_in *in; /* NULL between requests */
+    struct exchange *x;
+    struct buf out; /* response bytes not handed to libuv yet; freed once flushed when idle */
+    enum conn_kind kind;
+    enum conn_state state;
+    enum conn_event event;
     int pending_closes;
-    char peer_ip[64];
-    uint16_t local_port; /* of the listener, for X-Forwarded-Port */
+    bool dirty, need_process;
+    bool reading, body_paused, in_process;
+    bool resp_chunked, resp_no_body, close_after, continue_sent;
+    uint16_t local_port;            /* of the listener, for X-Forwarded-Port */
+    char peer_ip[INET6_ADDRSTRLEN]; /* inet_ntop's longest (no zone: it gives none) */
 };
 
 static void conn_process_input(struct conn *c);
+static const llhttp_settings_t *conn_parser_settings(void);
 static void conn_start_reading(struct conn *c);
 static void conn_fail(struct conn *c, int status, const char *msg);
 static void conn_mark_dirty(struct conn *c);
@@ -93,6 +109,81 @@ static void conn_set_state(struct conn *c, enum conn_state to)
         abort();
     }
     c->state = to;
+}
+
+/* ---- input buffers ------------------------------------------------------------- */
+
+/* An input buffer for <c> from its worker's pool (or new), with a fresh parser. */
+static struct conn_in *conn_in_take(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct conn_in *in = w->in_pool;
+    if (in) {
+        w->in_pool = in->next_free;
+        w->in_pool_len--;
+    } else {
+        in = sl_malloc(sizeof(*in));
+        in->field = (struct buf){0};
+        in->value = (struct buf){0};
+    }
+    in->next_free = NULL;
+    in->rlen = 0;
+    in->field.len = in->value.len = 0;
+    in->error_status = 0;
+    in->error_msg = NULL;
+    llhttp_init(&in->parser, HTTP_REQUEST, conn_parser_settings());
+    in->parser.data = c;
+    return in;
+}
+
+static void conn_in_free(struct conn_in *in)
+{
+    buf_release(&in->field);
+    buf_release(&in->value);
+    free(in);
+}
+
+/* Back to <w>'s pool, or freed when the pool holds SL_READ_POOL already. */
+static void conn_in_put(struct worker *w, struct conn_in *in)
+{
+    if (w->in_pool_len >= SL_READ_POOL) {
+        conn_in_free(in);
+        return;
+    }
+    in->next_free = w->in_pool;
+    w->in_pool = in;
+    w->in_pool_len++;
+}
+
+void conn_worker_release(struct worker *w)
+{
+    while (w->in_pool) {
+        struct conn_in *in = w->in_pool;
+        w->in_pool = in->next_free;
+        conn_in_free(in);
+    }
+    w->in_pool_len = 0;
+}
+
+/* Give <c>'s input buffer back when nothing in it is needed: no unparsed
+ * bytes, and the parser between two requests -- idle (unless closing after
+ * this response: the parser may be mid-request then), or waiting for a
+ * response after the whole request was read. Nothing points into the
+ * buffer then: the callbacks copied what they kept. */
+static void conn_in_release_unused(struct conn *c)
+{
+    struct conn_in *in = c->in;
+    if (!in || in->rlen)
+        return;
+    if (c->state == CS_WAIT || (c->state == CS_IDLE && !c->close_after)) {
+        c->in = NULL;
+        conn_in_put(c->w, in);
+    }
+}
+
+static size_t conn_rlen(const struct conn *c)
+{
+    return c->in ? c->in->rlen : 0;
 }
 
 /* ---- timers ---------------------------------------------------------------- */
@@ -147,9 +238,8 @@ static void conn_on_handle_closed(uv_handle_t *h)
         return;
     struct worker *w = c->w;
     buf_release(&c->out);
-    buf_release(&c->field);
-    buf_release(&c->value);
-    free(c->rbuf);
+    if (c->in)
+        conn_in_put(w, c->in);
     free(c);
     worker_conn_closed(w);
 }
@@ -204,19 +294,25 @@ void conn_close_when_idle(struct conn *c)
  * sent while the client is still uploading). */
 #define CONN_LINGER_MS 2000
 
+/* Called once per request, also when the handle closes first (UV_ECANCELED):
+ * the request is freed here. The read side (EOF) or the timer ends the
+ * lingering. */
 static void conn_on_shutdown(uv_shutdown_t *req, int status)
 {
-    /* Nothing to do: the read side (EOF) or the timer ends the lingering. */
+    free(req);
 }
 
 static void conn_linger(struct conn *c)
 {
     conn_set_state(c, CS_LINGER);
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
+    uv_shutdown_t *req = sl_malloc(sizeof(*req)); /* only lingering connections need one */
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
+        free(req);
         conn_close(c);
         return;
     }
-    c->rlen = 0;
+    if (c->in)
+        c->in->rlen = 0;
     deadline_set(&c->timer, &c->deadline, CONN_LINGER_MS, conn_on_timer);
     conn_start_reading(c);
 }
@@ -272,6 +368,8 @@ static void conn_flush(struct conn *c)
         }
     }
     c->out.len = 0;
+    if (!c->x)
+        buf_release(&c->out); /* between requests: an idle connection holds no buffer */
     if (c->tcp.write_queue_size == 0 && c->close_after && !c->x) {
         conn_linger(c);
         return;
@@ -517,21 +615,21 @@ static int conn_cb_message_begin(llhttp_t *p)
     conn_set_state(c, CS_HEAD);
     conn_arm_timer(c, true);
     c->x = conn_new_exchange(c);
-    c->header_bytes = 0;
-    c->n_cl = c->n_te = c->n_host = 0;
+    c->in->header_bytes = 0;
+    c->in->n_cl = c->in->n_te = c->in->n_host = 0;
     c->continue_sent = false;
-    c->field.len = c->value.len = 0;
-    c->value_spans = 0;
+    c->in->field.len = c->in->value.len = 0;
+    c->in->value_spans = 0;
     return 0;
 }
 
 /* Counts header bytes against server.max_header_bytes; false when over. */
 static bool conn_count_header_bytes(struct conn *c, size_t len)
 {
-    c->header_bytes += len;
-    if (c->header_bytes > c->w->cur->cfg->server.max_header_bytes) {
-        c->error_status = 431;
-        c->error_msg = "the request header block is larger than server.max_header_bytes";
+    c->in->header_bytes += len;
+    if (c->in->header_bytes > c->w->cur->cfg->server.max_header_bytes) {
+        c->in->error_status = 431;
+        c->in->error_msg = "the request header block is larger than server.max_header_bytes";
         return false;
     }
     return true;
@@ -559,7 +657,7 @@ static int conn_cb_header_field(llhttp_t *p, const char *at, size_t len)
     struct conn *c = p->data;
     if (!conn_count_header_bytes(c, len))
         return -1;
-    buf_append(&c->field, at, len);
+    buf_append(&c->in->field, at, len);
     return 0;
 }
 
@@ -574,17 +672,17 @@ static int conn_cb_header_field(llhttp_t *p, const char *at, size_t len)
 static bool conn_follows_line_break(const struct conn *c, const char *at)
 {
     const char *p = at;
-    while (p > c->rbuf && (p[-1] == ' ' || p[-1] == '\t'))
+    while (p > c->in->data && (p[-1] == ' ' || p[-1] == '\t'))
         p--;
-    return p == at ? false : p > c->rbuf && p[-1] == '\n';
+    return p == at ? false : p > c->in->data && p[-1] == '\n';
 }
 
 static bool conn_is_folded(struct conn *c, const char *at, size_t len)
 {
-    bool continued = c->value.len > 0 || c->value_spans > 0;
-    bool folded = continued ? !c->value_split_by_read : conn_follows_line_break(c, at);
-    c->value_spans++;
-    c->value_split_by_read = at + len == c->rbuf + c->rlen;
+    bool continued = c->in->value.len > 0 || c->in->value_spans > 0;
+    bool folded = continued ? !c->in->value_split_by_read : conn_follows_line_break(c, at);
+    c->in->value_spans++;
+    c->in->value_split_by_read = at + len == c->in->data + c->in->rlen;
     return folded;
 }
 
@@ -594,11 +692,11 @@ static int conn_cb_header_value(llhttp_t *p, const char *at, size_t len)
     if (!conn_count_header_bytes(c, len))
         return -1;
     if (conn_is_folded(c, at, len)) {
-        c->error_status = 400;
-        c->error_msg = "obs-fold (a header continued on the next line) is not accepted";
+        c->in->error_status = 400;
+        c->in->error_msg = "obs-fold (a header continued on the next line) is not accepted";
         return -1;
     }
-    buf_append(&c->value, at, len);
+    buf_append(&c->in->value, at, len);
     return 0;
 }
 
@@ -616,38 +714,38 @@ static int conn_cb_header_value_complete(llhttp_t *p)
     struct conn *c = p->data;
     struct exchange *x = c->x;
     if (x->req_headers.n >= SL_MAX_HEADERS) {
-        c->error_status = 431;
-        c->error_msg = "too many request headers";
+        c->in->error_status = 431;
+        c->in->error_msg = "too many request headers";
         return -1;
     }
-    if (!conn_value_is_clean(c->value.data, c->value.len)) {
-        c->error_status = 400;
-        c->error_msg = "invalid character in a header value";
+    if (!conn_value_is_clean(c->in->value.data, c->in->value.len)) {
+        c->in->error_status = 400;
+        c->in->error_msg = "invalid character in a header value";
         return -1;
     }
-    const char *name = c->field.data ? c->field.data : "";
-    size_t nlen = c->field.len;
+    const char *name = c->in->field.data ? c->in->field.data : "";
+    size_t nlen = c->in->field.len;
     if (c->state != CS_HEAD) {
         /* A trailer (llhttp reports them as headers after the body). It is
          * dropped when the body is re-framed; it must never join the
          * request's headers, which stages have already judged and the
          * proxy may not have sent yet: "Authorization" in a trailer would
          * otherwise reach the app. */
-        c->field.len = c->value.len = 0;
-        c->value_spans = 0;
+        c->in->field.len = c->in->value.len = 0;
+        c->in->value_spans = 0;
         return 0;
     }
     if (str_ieq(name, nlen, "content-length"))
-        c->n_cl++;
+        c->in->n_cl++;
     else if (str_ieq(name, nlen, "transfer-encoding"))
-        c->n_te++;
+        c->in->n_te++;
     else if (str_ieq(name, nlen, "host"))
-        c->n_host++;
+        c->in->n_host++;
     conn_count_header_bytes(c, 4);
-    sl_headers_add(x->arena, &x->req_headers, name, nlen, c->value.data ? c->value.data : "",
-                   c->value.len);
-    c->field.len = c->value.len = 0;
-    c->value_spans = 0;
+    sl_headers_add(x->arena, &x->req_headers, name, nlen,
+                   c->in->value.data ? c->in->value.data : "", c->in->value.len);
+    c->in->field.len = c->in->value.len = 0;
+    c->in->value_spans = 0;
     return 0;
 }
 
@@ -655,20 +753,20 @@ static int conn_cb_header_value_complete(llhttp_t *p)
  * Content-Length, or Transfer-Encoding exactly "chunked", never both. */
 static const char *conn_check_framing(struct conn *c, struct exchange *x)
 {
-    if (c->n_cl > 1)
+    if (c->in->n_cl > 1)
         return "more than one Content-Length";
-    if (c->n_te > 1)
+    if (c->in->n_te > 1)
         return "more than one Transfer-Encoding";
-    if (c->n_cl && c->n_te)
+    if (c->in->n_cl && c->in->n_te)
         return "both Content-Length and Transfer-Encoding";
-    if (c->n_te) {
+    if (c->in->n_te) {
         const struct sl_header *te = exchange_req_header(x, "transfer-encoding");
         if (!str_ieq(te->value, te->value_len, "chunked"))
             return "Transfer-Encoding other than chunked";
         if (x->http_minor == 0)
             return "Transfer-Encoding in an HTTP/1.0 request";
     }
-    if (c->n_host > 1)
+    if (c->in->n_host > 1)
         return "more than one Host";
     if (!x->target)
         return "the request target must be a path";
@@ -759,19 +857,19 @@ static int conn_cb_headers_complete(llhttp_t *p)
     x->method_name = llhttp_method_name((llhttp_method_t)x->method);
     x->http_minor = llhttp_get_http_minor(p);
     if (llhttp_get_http_major(p) != 1) {
-        c->error_status = 505;
-        c->error_msg = "only HTTP/1.x is supported";
+        c->in->error_status = 505;
+        c->in->error_msg = "only HTTP/1.x is supported";
         return -1;
     }
     const char *why = conn_check_framing(c, x);
     if (why) {
-        c->error_status = 400;
-        c->error_msg = why;
+        c->in->error_status = 400;
+        c->in->error_msg = why;
         return -1;
     }
     if (x->method == HTTP_CONNECT) {
-        c->error_status = 405;
-        c->error_msg = "CONNECT is not supported";
+        c->in->error_status = 405;
+        c->in->error_msg = "CONNECT is not supported";
         return -1;
     }
     const struct sl_header *h = exchange_req_header(x, "host");
@@ -784,12 +882,12 @@ static int conn_cb_headers_complete(llhttp_t *p)
     if (!why)
         why = conn_split_target(x);
     if (why) {
-        c->error_status = 400;
-        c->error_msg = why;
+        c->in->error_status = 400;
+        c->in->error_msg = why;
         return -1;
     }
-    x->chunked = c->n_te > 0;
-    x->content_length = c->n_cl ? (int64_t)p->content_length : -1;
+    x->chunked = c->in->n_te > 0;
+    x->content_length = c->in->n_cl ? (int64_t)p->content_length : -1;
     x->client_keep_alive = llhttp_should_keep_alive(p);
     h = exchange_req_header(x, "expect");
     x->expect_continue = h && x->http_minor >= 1 && str_ieq(h->value, h->value_len, "100-continue");
@@ -797,8 +895,8 @@ static int conn_cb_headers_complete(llhttp_t *p)
 
     uint64_t max_body = c->w->cur->cfg->server.max_body_bytes;
     if (x->content_length > 0 && (uint64_t)x->content_length > max_body) {
-        c->error_status = 413;
-        c->error_msg = "the request body is larger than server.max_body_bytes";
+        c->in->error_status = 413;
+        c->in->error_msg = "the request body is larger than server.max_body_bytes";
         return -1;
     }
     c->event = EV_HEADERS;
@@ -811,8 +909,8 @@ static int conn_cb_body(llhttp_t *p, const char *at, size_t len)
     struct exchange *x = c->x;
     x->body_bytes += len;
     if (x->body_bytes > c->w->cur->cfg->server.max_body_bytes) {
-        c->error_status = 413;
-        c->error_msg = "the request body is larger than server.max_body_bytes";
+        c->in->error_status = 413;
+        c->in->error_msg = "the request body is larger than server.max_body_bytes";
         return -1;
     }
     exchange_body_data(x, at, len, false);
@@ -825,18 +923,18 @@ static int conn_cb_body(llhttp_t *p, const char *at, size_t len)
 static int conn_cb_chunk_extension(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    c->chunk_ext_bytes += (uint32_t)(len < SL_MAX_CHUNK_EXT ? len : SL_MAX_CHUNK_EXT);
-    if (c->chunk_ext_bytes <= SL_MAX_CHUNK_EXT)
+    c->in->chunk_ext_bytes += (uint32_t)(len < SL_MAX_CHUNK_EXT ? len : SL_MAX_CHUNK_EXT);
+    if (c->in->chunk_ext_bytes <= SL_MAX_CHUNK_EXT)
         return 0;
-    c->error_status = 400;
-    c->error_msg = "chunk extensions are limited to 4 KiB";
+    c->in->error_status = 400;
+    c->in->error_msg = "chunk extensions are limited to 4 KiB";
     return -1;
 }
 
 static int conn_cb_chunk_header(llhttp_t *p)
 {
     struct conn *c = p->data;
-    c->chunk_ext_bytes = 0;
+    c->in->chunk_ext_bytes = 0;
     return 0;
 }
 
@@ -910,15 +1008,15 @@ static void conn_fail(struct conn *c, int status, const char *msg)
 /* Turn an llhttp error into the response the client gets. */
 static void conn_parse_error(struct conn *c, llhttp_errno_t err)
 {
-    if (c->error_status) {
-        conn_fail(c, c->error_status, c->error_msg);
+    if (c->in->error_status) {
+        conn_fail(c, c->in->error_status, c->in->error_msg);
         return;
     }
-    if (c->state == CS_IDLE && c->rlen == 0) {
+    if (c->state == CS_IDLE && c->in->rlen == 0) {
         conn_close(c);
         return;
     }
-    const char *reason = llhttp_get_error_reason(&c->parser);
+    const char *reason = llhttp_get_error_reason(&c->in->parser);
     conn_fail(c, 400, reason && *reason ? reason : llhttp_errno_name(err));
 }
 
@@ -950,23 +1048,23 @@ static void conn_process_input(struct conn *c)
     /* After the headers event the parser may still owe us the end of a
      * bodyless request, which needs no further input: one more pass then. */
     bool owed = false;
-    while (c->state != CS_CLOSING && (c->rlen > 0 || owed)) {
+    while (c->in && c->state != CS_CLOSING && (c->in->rlen > 0 || owed)) {
         if (c->x ? c->x->request_done : c->close_after)
             break;
         if (c->body_paused)
             break;
         c->event = EV_NONE;
-        llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf, c->rlen);
-        size_t used = c->rlen;
+        llhttp_errno_t err = llhttp_execute(&c->in->parser, c->in->data, c->in->rlen);
+        size_t used = c->in->rlen;
         if (err == HPE_PAUSED) {
-            used = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
-            llhttp_resume(&c->parser);
+            used = (size_t)(llhttp_get_error_pos(&c->in->parser) - c->in->data);
+            llhttp_resume(&c->in->parser);
         } else if (err != HPE_OK) {
             conn_parse_error(c, err);
             break;
         }
-        memmove(c->rbuf, c->rbuf + used, c->rlen - used);
-        c->rlen -= used;
+        memmove(c->in->data, c->in->data + used, c->in->rlen - used);
+        c->in->rlen -= used;
         owed = c->event == EV_HEADERS;
         if (c->event == EV_HEADERS)
             conn_on_headers(c);
@@ -974,26 +1072,32 @@ static void conn_process_input(struct conn *c)
             conn_on_message(c);
     }
     c->in_process = false;
-    if (c->state != CS_CLOSING && !c->reading && !c->close_after && !c->body_paused &&
-        c->rlen < SL_READ_BUF)
+    if (c->state == CS_CLOSING)
+        return;
+    conn_in_release_unused(c);
+    if (!c->reading && !c->close_after && !c->body_paused && conn_rlen(c) < SL_READ_BUF)
         conn_start_reading(c);
 }
 
+/* libuv asks for a buffer just before it reads: the moment an idle
+ * connection needs one again. */
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     struct conn *c = h->data;
-    if (!c->rbuf)
-        c->rbuf = sl_malloc(SL_READ_BUF);
-    *b = uv_buf_init(c->rbuf + c->rlen, (unsigned)(SL_READ_BUF - c->rlen));
+    if (!c->in)
+        c->in = conn_in_take(c);
+    *b = uv_buf_init(c->in->data + c->in->rlen, (unsigned)(SL_READ_BUF - c->in->rlen));
 }
 
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
-    if (nread == 0)
+    if (nread == 0) { /* EAGAIN: the buffer taken for this read was not needed */
+        conn_in_release_unused(c);
         return;
+    }
     if (c->state == CS_LINGER) {
-        c->rlen = 0; /* discarded */
+        c->in->rlen = 0; /* discarded */
         if (nread < 0)
             conn_close(c);
         return;
@@ -1014,11 +1118,11 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    c->rlen += (size_t)nread;
+    c->in->rlen += (size_t)nread;
     if (c->state == CS_IDLE || c->state == CS_BODY)
         conn_arm_timer(c, true);
     conn_process_input(c);
-    if (c->state != CS_CLOSING && c->rlen >= SL_READ_BUF && c->reading) {
+    if (c->state != CS_CLOSING && conn_rlen(c) >= SL_READ_BUF && c->reading) {
         uv_read_stop(s); /* full of pipelined requests: wait for our turn */
         c->reading = false;
     }
@@ -1089,8 +1193,6 @@ void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     conn_fill_peer(c);
-    llhttp_init(&c->parser, HTTP_REQUEST, conn_parser_settings());
-    c->parser.data = c;
     conn_arm_timer(c, true);
     conn_start_reading(c);
 }

@@ -26,6 +26,9 @@ void conn_close_when_idle(struct conn *c);
  * loop iteration (called from the worker's uv_check). */
 void conn_run_dirty(struct worker *w);
 
+/* Free the input buffers worker <w> keeps for reuse (after its loop ended). */
+void conn_worker_release(struct worker *w);
+
 /* The next connection in its worker's list (for walking it while closing). */
 struct conn *conn_next(struct conn *c);
 

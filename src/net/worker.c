@@ -87,6 +87,7 @@ static void worker_start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    w->n_deferred = 0; /* closing a listener closes the connection libuv holds for it */
     for (int i = 0; i < w->n_listeners; i++)
         worker_close_handle(w, (uv_handle_t *)&w->listeners[i]);
     if (w->admin_fd >= 0)
@@ -125,21 +126,50 @@ static void worker_on_check(uv_check_t *c)
     accesslog_flush(w);
 }
 
+static void worker_accept(struct worker *w, uv_stream_t *server)
+{
+    w->accepted++;
+    conn_accept(w, server, server == (uv_stream_t *)&w->admin ? CONN_ADMIN : CONN_PUBLIC);
+}
+
+/* A new loop iteration: a new batch of accepts, starting with the listeners
+ * deferred in the last one. uv_accept re-arms each (see below). */
+static void worker_accept_deferred(struct worker *w)
+{
+    w->accepted = 0;
+    int n = w->n_deferred;
+    w->n_deferred = 0;
+    for (int i = 0; i < n; i++)
+        worker_accept(w, w->deferred[i]);
+}
+
 /* Work marked in timer or close callbacks must not wait for the next I/O
  * event: run it before the loop blocks in poll. */
 static void worker_on_prepare(uv_prepare_t *p)
 {
     struct worker *w = p->data;
+    worker_accept_deferred(w);
     conn_run_dirty(w);
     accesslog_flush(w);
 }
 
+/* libuv calls this once per pending connection, in a loop, until accept(2)
+ * would block. Past SL_ACCEPT_BATCH in one iteration we return without
+ * uv_accept: libuv then keeps that connection and stops watching the
+ * listener until uv_accept is called, which the next iteration's prepare
+ * does. Reads and upstream replies of the connections already accepted are
+ * handled in between, so a burst is taken in slices rather than all at once. */
 static void worker_on_connection(uv_stream_t *server, int status)
 {
     struct worker *w = server->data;
     if (status < 0 || w->draining)
         return;
-    conn_accept(w, server, server == (uv_stream_t *)&w->admin ? CONN_ADMIN : CONN_PUBLIC);
+    if (w->accepted >= SL_ACCEPT_BATCH) {
+        w->deferred[w->n_deferred++] = server;
+        metrics_accept_deferred(w->metrics);
+        return;
+    }
+    worker_accept(w, server);
 }
 
 static int worker_open_listener(struct worker *w, uv_tcp_t *t, int fd)
@@ -195,6 +225,7 @@ static void worker_release(struct worker *w)
 {
     WORKER_EACH_MODULE(true, dispose_worker, w);
     uv_loop_close(&w->loop);
+    conn_worker_release(w);
     metrics_free(w->metrics);
     buf_release(&w->log);
 }

@@ -47,6 +47,7 @@ struct metrics {
     struct series_table requests;
     int64_t in_flight;
     uint64_t rejected_connections;
+    uint64_t accept_deferred;
     uint64_t buckets[N_BUCKETS + 1];
     uint64_t duration_count;
     uint64_t duration_sum_us;
@@ -195,6 +196,11 @@ void metrics_connection_rejected(struct metrics *m)
     counter_add(&m->rejected_connections, 1);
 }
 
+void metrics_accept_deferred(struct metrics *m)
+{
+    counter_add(&m->accept_deferred, 1);
+}
+
 static struct metrics_family *metrics_requests_of(struct worker *w)
 {
     return &w->metrics->requests;
@@ -260,11 +266,12 @@ void metrics_render(struct gateway *gw, struct buf *out)
             mods[m]->metrics(gw, out);
 
     int64_t in_flight = 0;
-    uint64_t rejected = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};
+    uint64_t rejected = 0, deferred = 0, count = 0, sum_us = 0, buckets[N_BUCKETS + 1] = {0};
     for (int w = 0; w < gw->n_workers; w++) {
         struct metrics *m = gw->workers[w].metrics;
         in_flight += __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED);
         rejected += __atomic_load_n(&m->rejected_connections, __ATOMIC_RELAXED);
+        deferred += __atomic_load_n(&m->accept_deferred, __ATOMIC_RELAXED);
         count += __atomic_load_n(&m->duration_count, __ATOMIC_RELAXED);
         sum_us += __atomic_load_n(&m->duration_sum_us, __ATOMIC_RELAXED);
         for (int b = 0; b <= N_BUCKETS; b++)
@@ -277,6 +284,9 @@ void metrics_render(struct gateway *gw, struct buf *out)
                           (unsigned long long)__atomic_load_n(&gw->n_conns, __ATOMIC_RELAXED));
     metrics_render_single(out, "sluice_connections_rejected_total", "counter",
                           "Connections shed over max_connections.", rejected);
+    metrics_render_single(out, "sluice_accept_deferred_total", "counter",
+                          "Accept batches cut short so that open connections are served first.",
+                          deferred);
     buf_append_str(out, "# HELP sluice_request_duration_seconds Time from request headers to "
                         "the end of the response.\n"
                         "# TYPE sluice_request_duration_seconds histogram\n");

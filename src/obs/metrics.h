@@ -25,6 +25,9 @@ void metrics_exchange_end(struct metrics *m, const struct exchange *x);
 /* The worker moved to a new config: forget cached counters keyed by routes. */
 void metrics_forget_routes(struct metrics *m);
 void metrics_connection_rejected(struct metrics *m);
+/* A listener was left with a connection for the next loop iteration
+ * (SL_ACCEPT_BATCH reached). */
+void metrics_accept_deferred(struct metrics *m);
 
 /* Prometheus text exposition of all workers of <gw> appended to <out>:
  * the core's families, then each module's collector. */

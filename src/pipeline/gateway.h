@@ -17,6 +17,7 @@
 #include "util/limits.h"
 
 struct conn;
+struct conn_in;
 struct metrics;
 
 /* A worker's hold on one config snapshot. Exchanges count themselves in
@@ -54,6 +55,14 @@ struct worker {
     struct conn *conns; /* every open client connection */
     struct conn *dirty; /* connections with output or input to process this iteration */
     int n_conns;
+    struct conn_in *in_pool; /* free connection input buffers (net/conn.c), at most SL_READ_POOL */
+    int in_pool_len;
+    /* Fair accept (net/worker.c): connections accepted in this loop
+     * iteration, and the listeners left with one waiting past
+     * SL_ACCEPT_BATCH, to be taken up in the next. */
+    int accepted;
+    int n_deferred;
+    uv_stream_t *deferred[SL_MAX_LISTEN + 1];
     int open_handles; /* worker-level handles still to close at shutdown */
     bool draining, stopped;
 

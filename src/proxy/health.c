@@ -31,8 +31,7 @@ bool px_health_usable(const struct px_server *srv, const struct px_health_conf *
     if (!srv || !h || !h->enabled || !__atomic_load_n(&srv->down, __ATOMIC_RELAXED))
         return true;
     /* Passive only: after `interval`, one request may try it again. */
-    return !h->path &&
-           px_health_now_ms() >= __atomic_load_n(&srv->retry_at_ms, __ATOMIC_RELAXED);
+    return !h->path && px_health_now_ms() >= __atomic_load_n(&srv->retry_at_ms, __ATOMIC_RELAXED);
 }
 
 void px_health_report(struct px_server *srv, const struct px_health_conf *h, bool ok)
@@ -269,16 +268,17 @@ void px_health_metrics(struct px_server *const *servers, int n, struct buf *out)
         char name[96], addr[160];
         metrics_label_escape(name, sizeof(name), servers[i]->group->name);
         metrics_label_escape(addr, sizeof(addr), servers[i]->addr);
-        buf_appendf(out,
-                    "sluice_upstream_health_checks_total{upstream=\"%s\",server=\"%s\",result=\"ok\"} "
-                    "%llu\n",
-                    name, addr,
-                    (unsigned long long)__atomic_load_n(&servers[i]->checks_ok, __ATOMIC_RELAXED));
-        buf_appendf(out,
-                    "sluice_upstream_health_checks_total{upstream=\"%s\",server=\"%s\",result="
-                    "\"failed\"} %llu\n",
-                    name, addr,
-                    (unsigned long long)__atomic_load_n(&servers[i]->checks_failed,
-                                                        __ATOMIC_RELAXED));
+        buf_appendf(
+            out,
+            "sluice_upstream_health_checks_total{upstream=\"%s\",server=\"%s\",result=\"ok\"} "
+            "%llu\n",
+            name, addr,
+            (unsigned long long)__atomic_load_n(&servers[i]->checks_ok, __ATOMIC_RELAXED));
+        buf_appendf(
+            out,
+            "sluice_upstream_health_checks_total{upstream=\"%s\",server=\"%s\",result="
+            "\"failed\"} %llu\n",
+            name, addr,
+            (unsigned long long)__atomic_load_n(&servers[i]->checks_failed, __ATOMIC_RELAXED));
     }
 }

@@ -28,10 +28,10 @@ struct px_group {
 struct px_server {
     char addr[128];
     struct px_group *group;
-    int open;              /* atomic: connections open or opening, all workers */
-    int down;              /* atomic: 1 while unhealthy or ejected */
-    int fails, oks;        /* atomic: consecutive failures and (while down) successes */
-    int64_t retry_at_ms;   /* atomic: passive ejection: when a request may try it again */
+    int open;            /* atomic: connections open or opening, all workers */
+    int down;            /* atomic: 1 while unhealthy or ejected */
+    int fails, oks;      /* atomic: consecutive failures and (while down) successes */
+    int64_t retry_at_ms; /* atomic: passive ejection: when a request may try it again */
     uint64_t checks_ok, checks_failed; /* atomic: active checks */
     /* The active check in flight (worker 0's loop only). */
     bool checking;
@@ -40,12 +40,12 @@ struct px_server {
 
 /* `health` of an upstream (proxy/conf.h px_upstream_conf.health). */
 struct px_health_conf {
-    bool enabled;       /* the section is present */
-    char *path;         /* active checks: GET <path>; NULL: passive only */
+    bool enabled; /* the section is present */
+    char *path;   /* active checks: GET <path>; NULL: passive only */
     int64_t interval_ms;
     int64_t timeout_ms;
-    int unhealthy;      /* consecutive failures that take a server down */
-    int healthy;        /* consecutive check successes that bring it back */
+    int unhealthy; /* consecutive failures that take a server down */
+    int healthy;   /* consecutive check successes that bring it back */
 };
 
 /* May a request go to <srv> now? */

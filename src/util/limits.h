@@ -25,6 +25,16 @@
 #define SL_MAX_REQUEST_ID 128 /* a client's X-Request-Id longer than this is replaced */
 #define SL_READ_BUF 65536     /* bytes read from a socket at a time */
 #define SL_MAX_CHUNK_EXT 4096 /* extensions of one chunk: nothing legitimate is longer */
+/* Free read buffers a worker keeps for reuse (64 x 64 KiB = 4 MiB at most):
+ * connections take one only while a request is being read, so under load a
+ * few dozen are in use at a time; more than this are given back to malloc. */
+#define SL_READ_POOL 64
+/* Connections a worker accepts per loop iteration; the rest wait for the next
+ * one (in the listen backlog; libuv holds one). Unbounded, a burst of
+ * thousands is accepted in one go while reads and upstream replies on the
+ * connections already open wait; 64 keeps an iteration short, and a burst of
+ * 10,000 still takes only ~160 iterations. */
+#define SL_ACCEPT_BATCH 64
 #define SL_BODY_HIGH_WATER                                                                         \
     (256u << 10) /* queued body bytes before reading stops (backpressure)                          \
                   */
