@@ -41,7 +41,7 @@ demo: build
 # wrk against sluice and nginx (proxy, rate-limited route), then the
 # microbenchmark of one rate-limit decision.
 bench: build
-	@bench/run.sh proxy limit cache auth redis
+	@bench/run.sh proxy limit cache auth redis upload
 	@build/limit_bench
 
 format:

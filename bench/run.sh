@@ -454,6 +454,17 @@ routes:
 EOF
 }
 
+SCENARIO_HELP[upload]="chunked 16 KiB uploads: sluice (request_buffering: auto, sent with Content-Length) vs nginx's default (proxy_request_buffering on)"
+scenario_upload() {
+    local nport sport
+    free_port nport
+    free_port sport
+    start_nginx nginx-upload proxy.conf.in "$CPU_GATEWAY" "$nport" UPORT="$UPSTREAM_PORT"
+    start_sluice sluice-upload "$CPU_GATEWAY" "$sport" "$(sluice_yaml_proxy "$sport")"
+    target nginx "http://127.0.0.1:$nport/" 200 "-s $BENCH_DIR/upload.lua"
+    target sluice "http://127.0.0.1:$sport/" 200 "-s $BENCH_DIR/upload.lua"
+}
+
 SCENARIO_HELP[limit]="a rate-limited route: sluice (sliding window per client) vs nginx limit_req, both never rejecting"
 scenario_limit() {
     local nport sport
