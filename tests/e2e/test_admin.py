@@ -59,6 +59,40 @@ class AdminAuth(E2ETestCase):
         self.assertNotIn(b"sluice_requests_total", r.body)
 
 
+class AdminRouting(E2ETestCase):
+    """One route table for every module's admin endpoints: 404, 405 with
+    Allow, 413 and JSON errors handled once."""
+
+    def setUp(self):
+        self.up = self.start_upstream("A")
+        self.gw = self.gateway_for(self.up)
+
+    def test_unknown_path_is_404(self):
+        obj = self.assertJsonError(self.gw.admin_request("GET", "/nope"), 404)
+        self.assertEqual(obj["message"], "no such admin endpoint")
+
+    def test_wrong_method_is_405_with_allow(self):
+        r = self.gw.admin_request("PUT", "/keys")
+        self.assertJsonError(r, 405)
+        self.assertEqual(r.header("Allow"), "GET, POST")
+        r = self.gw.admin_request("GET", "/keys/key_0123456789abcdef/rotate")
+        self.assertJsonError(r, 405)
+        self.assertEqual(r.header("Allow"), "POST")
+        r = self.gw.admin_request("POST", "/metrics")
+        self.assertJsonError(r, 405)
+        self.assertEqual(r.header("Allow"), "GET")
+
+    def test_body_over_the_route_bound_is_413(self):
+        r = self.gw.admin_request("POST", "/cache/purge", body=b"{" + b" " * (70 << 10) + b"}")
+        self.assertJsonError(r, 413)
+
+    def test_cache_control_once(self):
+        r = self.gw.admin_request("GET", "/keys")
+        self.assertEqual(r.status, 200)
+        self.assertEqual([v for k, v in r.headers if k.lower() == "cache-control"],
+                         ["no-store"])
+
+
 class AdminTokenFromEnv(E2ETestCase):
     def test_token_from_environment(self):
         up = self.start_upstream("A")
