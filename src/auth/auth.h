@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "auth/keyring.h"
 #include "auth/keystore.h"
@@ -38,8 +39,8 @@ struct auth_waiter;
 struct auth_worker {
     struct keyring *keyring; /* see keyring_sync */
     uint64_t keyring_gen;
-    struct auth_waiter *key_waiters; /* requests whose key is unknown, until the store says */
-    bool key_recheck;                /* a question to the store is in flight */
+    LIST_HEAD(, auth_waiter) key_waiters; /* requests whose key is unknown, until the store says */
+    bool key_recheck;                     /* a question to the store is in flight */
     uint64_t results[AUTH_RESULT_N];
 };
 

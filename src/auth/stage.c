@@ -89,7 +89,7 @@ static struct keyring *auth_keyring(struct worker *w)
  * changed. One question per worker is in flight at a time; requests that
  * miss meanwhile wait for its answer with the first. */
 struct auth_waiter {
-    struct auth_waiter *prev, *next;
+    LIST_ENTRY(auth_waiter) link;
     struct exchange *x;
     uint8_t hash[APIKEY_HASH_LEN];
     bool linked;
@@ -97,12 +97,7 @@ struct auth_waiter {
 
 static void auth_waiter_unlink(struct worker *w, struct auth_waiter *wt)
 {
-    if (wt->prev)
-        wt->prev->next = wt->next;
-    else
-        auth_worker_of(w)->key_waiters = wt->next;
-    if (wt->next)
-        wt->next->prev = wt->prev;
+    LIST_REMOVE(wt, link);
     wt->linked = false;
 }
 
@@ -127,7 +122,7 @@ static void auth_recheck_done(void *arg)
     aw->key_recheck = false;
     int64_t now = clock_wall_us() / 1000;
     struct auth_waiter *wt;
-    while ((wt = aw->key_waiters)) {
+    while ((wt = LIST_FIRST(&aw->key_waiters))) {
         auth_waiter_unlink(w, wt);
         struct exchange *x = wt->x;
         struct keyring_key *k = keyring_find_secret(auth_keyring(w), wt->hash, now);
@@ -148,10 +143,7 @@ static enum stage_result auth_wait_for_store(struct exchange *x, const uint8_t *
     struct auth_waiter *wt = arena_calloc(x->arena, sizeof(*wt));
     wt->x = x;
     memcpy(wt->hash, hash, APIKEY_HASH_LEN);
-    wt->next = aw->key_waiters;
-    if (wt->next)
-        wt->next->prev = wt;
-    aw->key_waiters = wt;
+    LIST_INSERT_HEAD(&aw->key_waiters, wt, link);
     wt->linked = true;
     exchange_on_end(x, auth_waiter_gone, wt);
     if (!aw->key_recheck) {
