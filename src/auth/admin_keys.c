@@ -28,6 +28,16 @@ static void admin_json(struct exchange *x, int status, json_t *doc)
     json_decref(doc);
 }
 
+/* A store failure: 503 while the store cannot be reached (Redis away: try
+ * again later), else 500. */
+static void admin_store_error(struct exchange *x, const struct auth_op *op)
+{
+    if (op->rc == KS_UNAVAILABLE)
+        exchange_respond_error(x, 503, op->err ? op->err : "the key store cannot be reached");
+    else
+        exchange_respond_error(x, 500, op->err ? op->err : "the key store failed");
+}
+
 /* The answer for a single-key operation, with the secret when one was made. */
 static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
 {
@@ -36,7 +46,7 @@ static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
         return;
     }
     if (op->rc != KS_OK) {
-        exchange_respond_error(x, 500, op->err ? op->err : "the key store failed");
+        admin_store_error(x, op);
         return;
     }
     json_t *key = ks_key_json(&op->key);
@@ -91,7 +101,7 @@ static void admin_list_run(struct ks_db *db, struct auth_op *op)
 static void admin_list_done(struct exchange *x, struct auth_op *op)
 {
     if (op->rc != KS_OK) {
-        exchange_respond_error(x, 500, op->err ? op->err : "the key store failed");
+        admin_store_error(x, op);
         return;
     }
     json_t *arr = json_array();

@@ -39,6 +39,12 @@ void apikey_hash(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN]);
 struct evp_md_st;
 void apikey_hash_md(const struct evp_md_st *md, const char *s, size_t len,
                     uint8_t out[APIKEY_HASH_LEN]);
+/* <hash> in lower-case hex into <out> (2 * APIKEY_HASH_LEN + 1 bytes). */
+#define APIKEY_HEX_MAX (2 * APIKEY_HASH_LEN + 1)
+void apikey_hex(const uint8_t hash[APIKEY_HASH_LEN], char out[APIKEY_HEX_MAX]);
+/* The hash whose hex is <s>/<len> into <out>; false when <s> is not 64 hex
+ * digits. */
+bool apikey_unhex(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN]);
 /* The visible prefix of secret <s> ("sk_live_ab12") into <out>. */
 void apikey_visible_prefix(const char *s, char out[APIKEY_PREFIX_MAX]);
 /* base62 of <n> bytes into <out> (big-endian digits, fixed length

@@ -14,14 +14,34 @@
 #include "modules.h"
 #include "store/writer.h"
 
+/* What the writer thread last found of the key store (service.c). */
+enum auth_store {
+    AUTH_STORE_OK,   /* answering, with the data the keys came from */
+    AUTH_STORE_DOWN, /* cannot be reached */
+    AUTH_STORE_LOST, /* answering, but its epoch moved: it lost its data */
+};
+
+struct keysnap;
 struct auth_ctx {
     struct ks_db db; /* the writer thread's connection to the key store */
     struct dbw *writer;
     struct keyring_holder keys;
     int default_algo;         /* atomic: limits.algorithm, for per-key limits */
-    int64_t next_flush_ms;    /* writer thread only */
-    bool rebuild_failing;     /* writer thread only: the last keyring build failed */
     struct evp_md_st *sha256; /* fetched once: see apikey_hash_md */
+    /* Writer thread only: */
+    int64_t next_flush_ms;
+    bool rebuild_failing;          /* the last keyring build failed */
+    bool snap_failing;             /* the last snapshot write failed */
+    bool advised;                  /* ks_advice was asked once the store answered */
+    enum auth_store store;         /* as last seen */
+    enum auth_store built;         /* what the store was when the keyring was built */
+    char epoch[KS_EPOCH_MAX];      /* the epoch the known keys came from; "": none yet */
+    char lost_epoch[KS_EPOCH_MAX]; /* AUTH_STORE_LOST: the store's epoch now */
+    struct keysnap *known;         /* the last keys read from a sound store (or the file) */
+    char *snap_path;               /* <data_dir>/keyring.snapshot; NULL: the store is local */
+    /* For metrics (atomic): the store answers; it lost its data; the keyring
+     * is the store's (not the snapshot's or the last known). */
+    int m_store_up, m_store_lost, m_from_store;
 };
 
 /* What the authentication and authorization stages made of a request. */
@@ -98,8 +118,12 @@ struct auth_op *auth_op_new(struct exchange *x, auth_run_fn run, auth_done_fn do
 void auth_op_submit(struct auth_op *op);
 /* Give up an operation that was never submitted. */
 void auth_op_cancel(struct auth_op *op);
-/* Writer thread: rebuild the keyring now, after a key changed. */
+/* Writer thread: rebuild the keyring now, after a key changed (unless the
+ * store cannot be reached: the keys in force stay). */
 void auth_rebuild(struct auth_ctx *a, struct ks_db *db);
+/* Writer thread: look at the store (reachable? its data lost?) and rebuild
+ * the keyring when it changed, or when the store came back. */
+void auth_refresh(struct auth_ctx *a, struct ks_db *db);
 
 /* Stages, in pipeline order. */
 /* Reads credentials (API key headers, Authorization: Bearer <key or JWT>)

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "auth/keysnap.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -170,6 +171,19 @@ struct keyring *keyring_build(struct ks_db *db, int64_t now_ms, const struct key
         keyring_unref(kr);
         return NULL;
     }
+    return kr;
+}
+
+struct keyring *keyring_from_snap(const struct keysnap *s, int64_t now_ms,
+                                  const struct keyring *prev, enum lim_algorithm default_algo)
+{
+    struct keyring *kr = keyring_empty();
+    struct keyring_build b = {
+        .kr = kr, .prev = prev, .now_ms = now_ms, .default_algo = default_algo};
+    keysnap_each(s, now_ms, keyring_add, &b);
+    keyring_index(kr, &b);
+    free(b.secrets);
+    free(b.secret_key);
     return kr;
 }
 

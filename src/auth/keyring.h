@@ -38,6 +38,11 @@ struct keyring;
  * no algorithm. NULL with *<err> (malloc'd) when the store cannot be read. */
 struct keyring *keyring_build(struct ks_db *db, int64_t now_ms, const struct keyring *prev,
                               enum lim_algorithm default_algo, char **err);
+/* The same from a keysnap <s> (keysnap.h) instead of the store: the keys a
+ * gateway serves while its store is away or has lost its data. */
+struct keysnap;
+struct keyring *keyring_from_snap(const struct keysnap *s, int64_t now_ms,
+                                  const struct keyring *prev, enum lim_algorithm default_algo);
 /* An empty snapshot (no store yet, tests). */
 struct keyring *keyring_empty(void);
 void keyring_ref(struct keyring *kr);

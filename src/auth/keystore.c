@@ -172,6 +172,7 @@ bool ks_changed(struct ks_db *db)
 enum ks_result ks_create(struct ks_db *db, const struct ks_new *req, int64_t now_ms,
                          struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
+    secret[0] = '\0'; /* no stale secret when the backend fails before making one */
     return ks_ops_of(db)->create(db, req, now_ms, out, secret, err);
 }
 
@@ -188,6 +189,7 @@ enum ks_result ks_list(struct ks_db *db, struct ks_key **out, int *n, char **err
 enum ks_result ks_rotate(struct ks_db *db, const char *id, int64_t grace_ms, int64_t now_ms,
                          struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
+    secret[0] = '\0';
     return ks_ops_of(db)->rotate(db, id, grace_ms, now_ms, out, secret, err);
 }
 
@@ -224,4 +226,68 @@ enum ks_spend ks_refresh_spend(struct ks_db *db, const char *token, int64_t ttl_
                                struct ks_key *key, char next[KS_REFRESH_MAX], char **err)
 {
     return ks_ops_of(db)->refresh_spend(db, token, ttl_ms, now_ms, key, next, err);
+}
+
+enum ks_result ks_put(struct ks_db *db, const struct ks_key *k, const struct ks_secret *secrets,
+                      int n, bool force, char **err)
+{
+    return ks_ops_of(db)->put(db, k, secrets, n, force, err);
+}
+
+bool ks_same_key(const struct ks_key *a, const struct ks_key *b)
+{
+    return strcmp(a->id, b->id) == 0 && strcmp(a->name, b->name) == 0 &&
+           strcmp(a->owner, b->owner) == 0 && strcmp(a->tier, b->tier) == 0 &&
+           strcmp(a->scopes, b->scopes) == 0 && strcmp(a->limits, b->limits) == 0 &&
+           strcmp(a->prefix, b->prefix) == 0 && a->quota_monthly == b->quota_monthly &&
+           a->quota_daily == b->quota_daily && a->expires_ms == b->expires_ms &&
+           a->created_ms == b->created_ms && a->revoked_ms == b->revoked_ms &&
+           a->rotated_until_ms == b->rotated_until_ms && a->state == b->state;
+}
+
+bool ks_same_secrets(const struct ks_secret *a, int na, const struct ks_secret *b, int nb)
+{
+    if (na != nb)
+        return false;
+    /* Hashes are unique within a key: each of <a> found in <b> is a match. */
+    for (int i = 0; i < na; i++) {
+        bool found = false;
+        for (int j = 0; j < nb && !found; j++)
+            found = memcmp(a[i].hash, b[j].hash, APIKEY_HASH_LEN) == 0 &&
+                    a[i].valid_until_ms == b[j].valid_until_ms;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+enum ks_result ks_epoch(struct ks_db *db, char out[KS_EPOCH_MAX], char **err)
+{
+    out[0] = '\0';
+    const struct ks_ops *ops = ks_ops_of(db);
+    return ops->epoch ? ops->epoch(db, out, err) : KS_OK;
+}
+
+enum ks_result ks_set_epoch(struct ks_db *db, const char *epoch, char **err)
+{
+    const struct ks_ops *ops = ks_ops_of(db);
+    return ops->set_epoch ? ops->set_epoch(db, epoch, err) : KS_OK;
+}
+
+enum ks_epoch_state ks_epoch_check(const char *known, const char *now)
+{
+    if (!known[0])
+        return KS_EPOCH_NEW;
+    return strcmp(known, now) == 0 ? KS_EPOCH_SAME : KS_EPOCH_LOST;
+}
+
+bool ks_is_remote(const struct ks_db *db)
+{
+    return ks_ops_of(db)->remote;
+}
+
+char *ks_advice(struct ks_db *db)
+{
+    const struct ks_ops *ops = ks_ops_of(db);
+    return ops->advice ? ops->advice(db) : NULL;
 }

@@ -75,7 +75,10 @@ struct ks_db {
     int64_t version; /* ks_changed's mark */
 };
 
-/* Opens the store <o> describes. 0, or -1 with *<err> (malloc'd). */
+/* Opens the store <o> describes. 0, or -1 with *<err> (malloc'd). A store
+ * on a server (Redis) opens even while the server is away: it connects on
+ * the first call that needs it, and calls fail with KS_UNAVAILABLE until it
+ * answers. */
 int ks_open(struct ks_db *db, const struct ks_open_opts *o, char **err);
 void ks_close(struct ks_db *db);
 /* Has anyone (another process, another gateway) changed the records since
@@ -83,8 +86,15 @@ void ks_close(struct ks_db *db);
  * costs less than a missed revocation. */
 bool ks_changed(struct ks_db *db);
 
-/* Outcome of the calls below; <err> details KS_ERROR (malloc'd). */
-enum ks_result { KS_OK = 0, KS_NOT_FOUND, KS_ERROR };
+/* Outcome of the calls below; <err> details KS_ERROR, KS_UNAVAILABLE and
+ * KS_CONFLICT (malloc'd). */
+enum ks_result {
+    KS_OK = 0,
+    KS_NOT_FOUND,
+    KS_ERROR,
+    KS_UNAVAILABLE, /* the store cannot be reached now (Redis away): try later */
+    KS_CONFLICT,    /* ks_put: the key exists with other data */
+};
 
 /* Creates a key at <now_ms>: fills <out> and the secret (shown once). */
 enum ks_result ks_create(struct ks_db *db, const struct ks_new *req, int64_t now_ms,
@@ -117,6 +127,49 @@ typedef void (*ks_each_fn)(const struct ks_key *k, const struct ks_secret *secre
                            void *arg);
 enum ks_result ks_each_active(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
                               char **err);
+
+/* Writes key <k> with its valid secrets <secrets> (<n>) as they are, with
+ * the same id, times and hashes (`keys import`: re-seeding a store that
+ * lost its data). A key already stored with the same record and secrets is
+ * KS_OK (nothing changes); with other data it is KS_CONFLICT, unless
+ * <force>, which replaces it. Last-use times are not compared. */
+enum ks_result ks_put(struct ks_db *db, const struct ks_key *k, const struct ks_secret *secrets,
+                      int n, bool force, char **err);
+/* Do two records describe the same key (last use aside)? And the same
+ * secrets, in any order? */
+bool ks_same_key(const struct ks_key *a, const struct ks_key *b);
+bool ks_same_secrets(const struct ks_secret *a, int na, const struct ks_secret *b, int nb);
+
+/* The epoch: a random value a store that can lose its data behind the
+ * gateways' back (a Redis restarted without persistence) is marked with
+ * when first used. A gateway remembers the epoch its keys came from; when
+ * the store's epoch is gone or another, the store lost the keys, and the
+ * gateway keeps the ones it knew (see service.c). A store that cannot lose
+ * its data alone (SQLite: a file under data_dir) has none: "". */
+#define KS_EPOCH_MAX 40
+/* The store's epoch into <out>, set to a new random value first when the
+ * store has none. KS_OK, or KS_UNAVAILABLE / KS_ERROR. */
+enum ks_result ks_epoch(struct ks_db *db, char out[KS_EPOCH_MAX], char **err);
+/* Sets the store's epoch to <epoch> (keys import restores the one the keys
+ * came from, so that gateways that remember it trust the store again). */
+enum ks_result ks_set_epoch(struct ks_db *db, const char *epoch, char **err);
+
+enum ks_epoch_state {
+    KS_EPOCH_SAME, /* the store is the one the keys came from */
+    KS_EPOCH_NEW,  /* nothing was known: adopt the store's */
+    KS_EPOCH_LOST, /* the store's epoch is gone or another: it lost its data */
+};
+/* What the store's epoch <now> says, to a reader that knew <known> ("":
+ * none). Pure. */
+enum ks_epoch_state ks_epoch_check(const char *known, const char *now);
+
+/* Does the store live on a server that can be away or lose its data
+ * (Redis)? Then a gateway keeps a snapshot of its keyring on disk
+ * (keysnap.h). */
+bool ks_is_remote(const struct ks_db *db);
+/* A warning about how the store is run, for the log (malloc'd), or NULL:
+ * e.g. a Redis that keeps API keys but persists nothing. */
+char *ks_advice(struct ks_db *db);
 
 /* The key as JSON for the CLI and the admin API (never a secret or hash). */
 json_t *ks_key_json(const struct ks_key *k);

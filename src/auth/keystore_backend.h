@@ -8,6 +8,8 @@
 #include "auth/keystore.h"
 
 struct ks_ops {
+    /* The store lives on a server that can be away or lose its data. */
+    bool remote;
     /* Fills the backend's state in <db> (ops and version are keystore.c's). */
     int (*open)(struct ks_db *db, const struct ks_open_opts *o, char **err);
     void (*close)(struct ks_db *db);
@@ -31,6 +33,13 @@ struct ks_ops {
     enum ks_spend (*refresh_spend)(struct ks_db *db, const char *token, int64_t ttl_ms,
                                    int64_t now_ms, struct ks_key *key, char next[KS_REFRESH_MAX],
                                    char **err);
+    enum ks_result (*put)(struct ks_db *db, const struct ks_key *k, const struct ks_secret *secrets,
+                          int n, bool force, char **err);
+    /* NULL: the store has no epoch ("", and setting it does nothing). */
+    enum ks_result (*epoch)(struct ks_db *db, char out[KS_EPOCH_MAX], char **err);
+    enum ks_result (*set_epoch)(struct ks_db *db, const char *epoch, char **err);
+    /* NULL: nothing to say. */
+    char *(*advice)(struct ks_db *db);
 };
 
 extern const struct ks_ops ks_sqlite_ops; /* keystore_sqlite.c */

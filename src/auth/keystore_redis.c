@@ -22,8 +22,10 @@
  * revoked, which is what keystore_sqlite.c's UPDATE ... WHERE key_id amounts
  * to.
  *
- * ks_redis_ops (at the end) holds the connection: it reconnects a broken
- * one before the next call, at most once a second. */
+ * ks_redis_ops (at the end) holds the connection: it connects lazily (a
+ * Redis that is away does not fail ks_open), and reconnects a broken one
+ * before the next call, at most once a second; meanwhile calls fail with
+ * KS_UNAVAILABLE. */
 
 #include "auth/keystore_redis.h"
 
@@ -33,6 +35,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "auth/keystore_backend.h"
 #include "store/redis.h"
@@ -41,7 +44,7 @@
 
 #define KSR_REFRESH_LEAD "rt"
 #define KSR_FAMILY_MAX 33 /* 16 bytes of the first token's hash in hex */
-#define KSR_HEX_MAX (2 * APIKEY_HASH_LEN + 1)
+#define KSR_HEX_MAX APIKEY_HEX_MAX
 /* Redis drops a refresh token (and a secret past its grace) this long after
  * it stopped being valid: a margin for clocks that disagree. */
 #define KSR_EXPIRE_MARGIN_MS 3600000LL
@@ -157,6 +160,53 @@ static const char ksr_lua_each_active[] =
     "  end\n"
     "end\n"
     "return out\n";
+
+/* KEYS: key:<id>, keysecrets:<id>. The key's secrets, valid or not:
+ * {hash, valid_until_ms, ...}. */
+static const char ksr_lua_secrets_of[] =
+    "local out = {}\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  local vu = redis.call('HGET', ARGV[1] .. 'secret:' .. h, 'valid_until_ms')\n"
+    "  if vu then\n"
+    "    out[#out + 1] = h\n"
+    "    out[#out + 1] = vu\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: key:<id>, keys, keysecrets:<id>, keys:version.
+ * ARGV: store prefix, id, created_ms, channel, event, n secrets, visible
+ * prefix, then (hash, valid_until_ms, expire_at or 0) per secret, then the
+ * key's field/value pairs. Replaces whatever the key had. */
+static const char ksr_lua_put[] =
+    "local v = redis.call('INCR', KEYS[4])\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[3])) do\n"
+    "  redis.call('DEL', ARGV[1] .. 'secret:' .. h)\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1], KEYS[3])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])\n"
+    "local n = tonumber(ARGV[6])\n"
+    "for i = 0, n - 1 do\n"
+    "  local h, vu, exp = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]\n"
+    "  local sk = ARGV[1] .. 'secret:' .. h\n"
+    "  redis.call('HSET', sk, 'key_id', ARGV[2], 'valid_until_ms', vu, 'prefix', ARGV[7])\n"
+    "  if exp ~= '0' then redis.call('PEXPIREAT', sk, exp) end\n"
+    "  redis.call('SADD', KEYS[3], h)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 8 + 3 * n))\n"
+    "redis.call('HSET', KEYS[1], 'seq', v)\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
+    "return 1\n";
+
+/* KEYS: keys:epoch. ARGV: a new epoch, kept only when there is none. */
+static const char ksr_lua_epoch[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+                                    "return redis.call('GET', KEYS[1])\n";
+
+/* KEYS: keys:epoch, keys:version. ARGV: the epoch. The version moves so
+ * that every gateway looks at the store again. */
+static const char ksr_lua_set_epoch[] = "redis.call('SET', KEYS[1], ARGV[1])\n"
+                                        "redis.call('INCR', KEYS[2])\n"
+                                        "return 1\n";
 
 /* Stores a new refresh token; shared by issue and spend. Expects fam, kid,
  * now (strings), rk (its Redis key), hash, expires, expire_at, and the
@@ -420,46 +470,12 @@ static bool ksr_read_key(const redisReply *r, struct ks_key *k, int64_t *seq)
     return have_id;
 }
 
-static void ksr_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int ksr_unhex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static bool ksr_unhex(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
-{
-    if (len != 2 * APIKEY_HASH_LEN)
-        return false;
-    for (size_t i = 0; i < APIKEY_HASH_LEN; i++) {
-        int hi = ksr_unhex_digit(s[2 * i]), lo = ksr_unhex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
 /* SHA-256 of <s> in hex into <hex>. */
 static void ksr_hash_hex(const char *s, char hex[KSR_HEX_MAX])
 {
     uint8_t h[APIKEY_HASH_LEN];
     apikey_hash(s, strlen(s), h);
-    ksr_hex(h, APIKEY_HASH_LEN, hex);
+    apikey_hex(h, hex);
 }
 
 /* The event of a key change, malloc'd. */
@@ -759,7 +775,8 @@ enum ks_result ksr_each_active(redisContext *rc, const char *prefix, int64_t now
         int n = 0;
         for (size_t j = 0; j + 1 < s->elements; j += 2) {
             const redisReply *h = s->element[j], *v = s->element[j + 1];
-            if (!ksr_is_str(h) || !ksr_is_str(v) || !ksr_unhex(h->str, h->len, secrets[n].hash) ||
+            if (!ksr_is_str(h) || !ksr_is_str(v) ||
+                !apikey_unhex(h->str, h->len, secrets[n].hash) ||
                 !ksr_parse_i64(v->str, v->len, &secrets[n].valid_until_ms))
                 continue;
             n++;
@@ -867,6 +884,198 @@ enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char
     return res;
 }
 
+/* ---- import, epoch, advice --------------------------------------------- */
+
+/* The field/value pairs of <k>, as ksr_create stores them. */
+static void ksr_add_fields(struct ksr_cmd *c, const struct ks_key *k)
+{
+    const char *strs[][2] = {
+        {"id", k->id},         {"name", k->name},
+        {"owner", k->owner},   {"tier", k->tier},
+        {"scopes", k->scopes}, {"limits", k->limits},
+        {"prefix", k->prefix}, {"state", k->state == KS_REVOKED ? "revoked" : "active"},
+    };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        ksr_str(c, strs[i][0]);
+        ksr_str(c, strs[i][1]);
+    }
+    const struct {
+        const char *name;
+        int64_t v;
+    } ints[] = {
+        {"quota_monthly", k->quota_monthly < 0 ? -1 : k->quota_monthly},
+        {"quota_daily", k->quota_daily < 0 ? -1 : k->quota_daily},
+        {"expires_ms", k->expires_ms},
+        {"created_ms", k->created_ms},
+        {"last_used_ms", k->last_used_ms},
+        {"revoked_ms", k->revoked_ms},
+        {"rotated_until_ms", k->rotated_until_ms},
+    };
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        ksr_str(c, ints[i].name);
+        ksr_i64(c, ints[i].v);
+    }
+}
+
+/* The secrets key <id> has in the store (valid or not) into *<out>
+ * (malloc'd), *<n>. */
+static enum ks_result ksr_secrets_of(redisContext *rc, const char *prefix, const char *id,
+                                     struct ks_secret **out, int *n, char **err)
+{
+    *out = NULL;
+    *n = 0;
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_secrets_of, 2);
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    ksr_fmt(&c, "%skeysecrets:%s", prefix, id);
+    ksr_str(&c, prefix);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return ksr_bad_reply(err, "reading a key's secrets");
+    }
+    *out = sl_malloc((r->elements / 2 + 1) * sizeof(**out));
+    for (size_t j = 0; j + 1 < r->elements; j += 2) {
+        const redisReply *h = r->element[j], *v = r->element[j + 1];
+        if (ksr_is_str(h) && ksr_is_str(v) && apikey_unhex(h->str, h->len, (*out)[*n].hash) &&
+            ksr_parse_i64(v->str, v->len, &(*out)[*n].valid_until_ms))
+            (*n)++;
+    }
+    freeReplyObject(r);
+    return KS_OK;
+}
+
+enum ks_result ksr_put(redisContext *rc, const char *prefix, const struct ks_key *k,
+                       const struct ks_secret *secrets, int n, bool force, char **err)
+{
+    struct ks_key cur;
+    enum ks_result res = ksr_get(rc, prefix, k->id, &cur, err);
+    if (res == KS_ERROR)
+        return KS_ERROR;
+    if (res == KS_OK) {
+        struct ks_secret *have;
+        int n_have;
+        res = ksr_secrets_of(rc, prefix, k->id, &have, &n_have, err);
+        bool same =
+            res == KS_OK && ks_same_key(&cur, k) && ks_same_secrets(have, n_have, secrets, n);
+        free(have);
+        if (res != KS_OK)
+            return res;
+        if (same)
+            return KS_OK;
+        if (!force) {
+            ks_set_err(err, "key %s exists with other data (--force replaces it)", k->id);
+            return KS_CONFLICT;
+        }
+    }
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_put, 4);
+    ksr_fmt(&c, "%skey:%s", prefix, k->id);
+    ksr_fmt(&c, "%skeys", prefix);
+    ksr_fmt(&c, "%skeysecrets:%s", prefix, k->id);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_str(&c, prefix);
+    ksr_str(&c, k->id);
+    ksr_i64(&c, k->created_ms);
+    ksr_add_event(&c, prefix, k->id, "imported");
+    ksr_i64(&c, n);
+    ksr_str(&c, k->prefix);
+    for (int i = 0; i < n; i++) {
+        char hex[KSR_HEX_MAX];
+        apikey_hex(secrets[i].hash, hex);
+        ksr_str(&c, hex);
+        ksr_i64(&c, secrets[i].valid_until_ms);
+        ksr_i64(&c,
+                secrets[i].valid_until_ms ? secrets[i].valid_until_ms + KSR_EXPIRE_MARGIN_MS : 0);
+    }
+    ksr_add_fields(&c, k);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    res = r->type == REDIS_REPLY_INTEGER ? KS_OK : ksr_bad_reply(err, "importing a key");
+    freeReplyObject(r);
+    return res;
+}
+
+enum ks_result ksr_epoch(redisContext *rc, const char *prefix, char out[KS_EPOCH_MAX], char **err)
+{
+    out[0] = '\0';
+    uint8_t raw[16];
+    char fresh[2 * sizeof(raw) + 1];
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        ks_set_err(err, "the random number generator failed");
+        return KS_ERROR;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(fresh + 2 * i, 3, "%02x", raw[i]);
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_epoch, 1);
+    ksr_fmt(&c, "%skeys:epoch", prefix);
+    ksr_str(&c, fresh);
+    redisReply *r = ksr_run(rc, &c, err);
+    if (!r)
+        return KS_ERROR;
+    enum ks_result res = KS_OK;
+    if (r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < KS_EPOCH_MAX)
+        ksr_copy(out, KS_EPOCH_MAX, r);
+    else
+        res = ksr_bad_reply(err, "reading the epoch");
+    freeReplyObject(r);
+    return res;
+}
+
+enum ks_result ksr_set_epoch(redisContext *rc, const char *prefix, const char *epoch, char **err)
+{
+    if (!epoch[0] || strlen(epoch) >= KS_EPOCH_MAX) {
+        ks_set_err(err, "bad epoch '%s'", epoch);
+        return KS_ERROR;
+    }
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_set_epoch, 2);
+    ksr_fmt(&c, "%skeys:epoch", prefix);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_str(&c, epoch);
+    redisReply *r = ksr_run(rc, &c, err);
+    freeReplyObject(r);
+    return r ? KS_OK : KS_ERROR;
+}
+
+/* CONFIG GET <name>'s value into <out>; false when CONFIG is refused
+ * (renamed or disabled, as managed services do) or says nothing. */
+static bool ksr_config_get(redisContext *rc, const char *name, char *out, size_t cap)
+{
+    redisReply *r = redisCommand(rc, "CONFIG GET %s", name);
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && ksr_is_str(r->element[1]);
+    if (ok)
+        ksr_copy(out, cap, r->element[1]);
+    freeReplyObject(r);
+    return ok;
+}
+
+char *ksr_advice(redisContext *rc, const char *prefix, const struct rds_config *conf)
+{
+    char aof[16], save[128];
+    if (!ksr_config_get(rc, "appendonly", aof, sizeof(aof)) ||
+        !ksr_config_get(rc, "save", save, sizeof(save)))
+        return NULL;
+    if (strcmp(aof, "no") != 0 || save[0])
+        return NULL;
+    redisReply *r = redisCommand(rc, "ZCARD %skeys", prefix);
+    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    if (n <= 0)
+        return NULL;
+    char *msg = NULL;
+    ks_set_err(&msg,
+               "redis %s:%d persists nothing (appendonly no, save \"\") and holds %lld API "
+               "key(s): a restart of Redis loses them (enable AOF or RDB; see "
+               "docs/distributed.md, \"Outages and data loss\")",
+               conf->host, conf->port, n);
+    return msg;
+}
+
 int64_t ksr_version(redisContext *rc, const char *prefix)
 {
     struct ksr_cmd c = {0};
@@ -898,17 +1107,30 @@ struct ksr_conn {
     char prefix[80];        /* of Redis keys */
     struct rds_config conf; /* to reconnect */
     int64_t retry_at_ms;    /* no reconnect before (monotonic ms) */
+    char why[400];          /* why the last connection attempt failed */
 };
 
-static int ksr_connect(struct ksr_conn *c, char **err)
+static int64_t ksr_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connects <c>, or remembers why not and when to try again: while Redis is
+ * away, at most once a second, so that every caller in between fails at
+ * once instead of waiting to connect. */
+static int ksr_connect(struct ksr_conn *c)
 {
     char *why = NULL;
     c->rc = rds_connect_sync(&c->conf, KSR_TIMEOUT_MS, &why);
     if (!c->rc) {
-        ks_set_err(err, "%s", why ? why : "redis: cannot connect");
+        str_copy(c->why, sizeof(c->why), why ? why : "redis: cannot connect");
         free(why);
+        c->retry_at_ms = ksr_mono_ms() + KSR_RETRY_MS;
         return -1;
     }
+    c->why[0] = '\0';
     return 0;
 }
 
@@ -917,10 +1139,10 @@ static int ksr_open(struct ks_db *db, const struct ks_open_opts *o, char **err)
     struct ksr_conn *c = sl_calloc(1, sizeof(*c));
     c->conf = o->redis;
     str_copy(c->prefix, sizeof(c->prefix), o->redis_prefix ? o->redis_prefix : "");
-    if (ksr_connect(c, err) < 0) {
-        free(c);
-        return -1;
-    }
+    /* A Redis that is away does not fail the open: a gateway must start
+     * and serve on its last known keys (and the CLI say why it cannot
+     * work); calls fail with KS_UNAVAILABLE until Redis answers. */
+    ksr_connect(c);
     db->redis = c;
     return 0;
 }
@@ -940,32 +1162,37 @@ static redisContext *ksr_live(struct ks_db *db)
 {
     struct ksr_conn *c = db->redis;
     if (c->rc && c->rc->err) {
+        snprintf(c->why, sizeof(c->why), "redis %.255s:%d: %.100s", c->conf.host, c->conf.port,
+                 c->rc->errstr);
         redisFree(c->rc);
         c->rc = NULL;
     }
-    if (!c->rc) {
-        /* While Redis is away, try again at most once a second: every
-         * caller in between fails at once instead of waiting to connect. */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        if (now < c->retry_at_ms)
-            return NULL;
-        if (ksr_connect(c, NULL) < 0) {
-            c->retry_at_ms = now + KSR_RETRY_MS;
-            return NULL;
-        }
-    }
+    if (!c->rc && (ksr_mono_ms() < c->retry_at_ms || ksr_connect(c) < 0))
+        return NULL;
     return c->rc;
 }
 
 static enum ks_result ksr_down(struct ks_db *db, char **err)
 {
-    ks_set_err(err, "redis %s:%d cannot be reached", db->redis->conf.host, db->redis->conf.port);
-    return KS_ERROR;
+    struct ksr_conn *c = db->redis;
+    ks_set_err(err, "the key store (redis %s:%d) cannot be reached: %s", c->conf.host, c->conf.port,
+               c->why[0] ? c->why : "not connected");
+    return KS_UNAVAILABLE;
 }
 
-/* The live connection of <db> into <rc>, or return a store error. */
+/* <res> of a call on <rc>: a store error that the connection broke under
+ * is KS_UNAVAILABLE (Redis went away during the call). */
+static enum ks_result ksr_outcome(struct ks_db *db, redisContext *rc, enum ks_result res,
+                                  char **err)
+{
+    if (res == KS_ERROR && rc->err) {
+        snprintf(db->redis->why, sizeof(db->redis->why), "%s", rc->errstr);
+        return ksr_down(db, err);
+    }
+    return res;
+}
+
+/* The live connection of <db> into <rc>, or return KS_UNAVAILABLE. */
 #define KSR_LIVE(db, rc, err)                                                                      \
     redisContext *rc = ksr_live(db);                                                               \
     if (!rc)                                                                                       \
@@ -981,19 +1208,20 @@ static enum ks_result ksr_op_create(struct ks_db *db, const struct ks_new *req, 
                                     struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_create(rc, db->redis->prefix, req, now_ms, out, secret, err);
+    return ksr_outcome(db, rc, ksr_create(rc, db->redis->prefix, req, now_ms, out, secret, err),
+                       err);
 }
 
 static enum ks_result ksr_op_get(struct ks_db *db, const char *id, struct ks_key *out, char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_get(rc, db->redis->prefix, id, out, err);
+    return ksr_outcome(db, rc, ksr_get(rc, db->redis->prefix, id, out, err), err);
 }
 
 static enum ks_result ksr_op_list(struct ks_db *db, struct ks_key **out, int *n, char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_list(rc, db->redis->prefix, out, n, err);
+    return ksr_outcome(db, rc, ksr_list(rc, db->redis->prefix, out, n, err), err);
 }
 
 static enum ks_result ksr_op_rotate(struct ks_db *db, const char *id, int64_t grace_ms,
@@ -1001,14 +1229,15 @@ static enum ks_result ksr_op_rotate(struct ks_db *db, const char *id, int64_t gr
                                     char secret[APIKEY_SECRET_MAX], char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_rotate(rc, db->redis->prefix, id, grace_ms, now_ms, out, secret, err);
+    return ksr_outcome(
+        db, rc, ksr_rotate(rc, db->redis->prefix, id, grace_ms, now_ms, out, secret, err), err);
 }
 
 static enum ks_result ksr_op_revoke(struct ks_db *db, const char *id, int64_t now_ms,
                                     struct ks_key *out, char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_revoke(rc, db->redis->prefix, id, now_ms, out, err);
+    return ksr_outcome(db, rc, ksr_revoke(rc, db->redis->prefix, id, now_ms, out, err), err);
 }
 
 static void ksr_op_touch_many(struct ks_db *db, const char *const *ids, const int64_t *when, int n)
@@ -1022,7 +1251,7 @@ static enum ks_result ksr_op_each_active(struct ks_db *db, int64_t now_ms, ks_ea
                                          char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_each_active(rc, db->redis->prefix, now_ms, fn, arg, err);
+    return ksr_outcome(db, rc, ksr_each_active(rc, db->redis->prefix, now_ms, fn, arg, err), err);
 }
 
 static enum ks_result ksr_op_refresh_issue(struct ks_db *db, const char *key_id, const char *family,
@@ -1030,7 +1259,9 @@ static enum ks_result ksr_op_refresh_issue(struct ks_db *db, const char *key_id,
                                            char token[KS_REFRESH_MAX], char **err)
 {
     KSR_LIVE(db, rc, err)
-    return ksr_refresh_issue(rc, db->redis->prefix, key_id, family, ttl_ms, now_ms, token, err);
+    return ksr_outcome(
+        db, rc,
+        ksr_refresh_issue(rc, db->redis->prefix, key_id, family, ttl_ms, now_ms, token, err), err);
 }
 
 static enum ks_spend ksr_op_refresh_spend(struct ks_db *db, const char *token, int64_t ttl_ms,
@@ -1045,7 +1276,33 @@ static enum ks_spend ksr_op_refresh_spend(struct ks_db *db, const char *token, i
     return ksr_refresh_spend(rc, db->redis->prefix, token, ttl_ms, now_ms, key, next, err);
 }
 
+static enum ks_result ksr_op_put(struct ks_db *db, const struct ks_key *k,
+                                 const struct ks_secret *secrets, int n, bool force, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_outcome(db, rc, ksr_put(rc, db->redis->prefix, k, secrets, n, force, err), err);
+}
+
+static enum ks_result ksr_op_epoch(struct ks_db *db, char out[KS_EPOCH_MAX], char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_outcome(db, rc, ksr_epoch(rc, db->redis->prefix, out, err), err);
+}
+
+static enum ks_result ksr_op_set_epoch(struct ks_db *db, const char *epoch, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_outcome(db, rc, ksr_set_epoch(rc, db->redis->prefix, epoch, err), err);
+}
+
+static char *ksr_op_advice(struct ks_db *db)
+{
+    redisContext *rc = ksr_live(db);
+    return rc ? ksr_advice(rc, db->redis->prefix, &db->redis->conf) : NULL;
+}
+
 const struct ks_ops ks_redis_ops = {
+    .remote = true,
     .open = ksr_open,
     .close = ksr_close,
     .version = ksr_op_version,
@@ -1058,4 +1315,8 @@ const struct ks_ops ks_redis_ops = {
     .each_active = ksr_op_each_active,
     .refresh_issue = ksr_op_refresh_issue,
     .refresh_spend = ksr_op_refresh_spend,
+    .put = ksr_op_put,
+    .epoch = ksr_op_epoch,
+    .set_epoch = ksr_op_set_epoch,
+    .advice = ksr_op_advice,
 };

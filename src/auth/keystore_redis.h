@@ -19,11 +19,13 @@
  *   <prefix>refresh:<hex sha256> hash: family, key_id, created_ms, expires_ms, spent_ms, revoked
  *                                (PEXPIREAT its expiry)
  *   <prefix>family:<family>     set: hex hashes of the family's tokens
+ *   <prefix>keys:epoch          string: a random value set (SET NX) when the store is
+ *                                first used; gone or another after Redis lost its data
  *   <prefix>keys:version        integer, INCR'd by every change of a key (create,
  *                                rotate, revoke; not last-use times or refresh
  *                                tokens, which no keyring holds); readers poll it
  * Every such change is also PUBLISHed on <prefix>events as
- *   {"type": "keys", "id": "<key id>", "change": "created|rotated|revoked"}.
+ *   {"type": "keys", "id": "<key id>", "change": "created|rotated|revoked|imported"}.
  * Multi-step changes run as one Lua script (EVAL) so they are atomic. */
 
 #include <hiredis/hiredis.h>
@@ -55,6 +57,17 @@ enum ks_result ksr_refresh_issue(redisContext *rc, const char *prefix, const cha
 enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char *token,
                                 int64_t ttl_ms, int64_t now_ms, struct ks_key *key,
                                 char next[KS_REFRESH_MAX], char **err);
+/* ks_put on Redis: compares with the key as stored, then writes it whole
+ * in one script. */
+enum ks_result ksr_put(redisContext *rc, const char *prefix, const struct ks_key *k,
+                       const struct ks_secret *secrets, int n, bool force, char **err);
+/* <prefix>keys:epoch, set to a random value first when absent (ks_epoch). */
+enum ks_result ksr_epoch(redisContext *rc, const char *prefix, char out[KS_EPOCH_MAX], char **err);
+enum ks_result ksr_set_epoch(redisContext *rc, const char *prefix, const char *epoch, char **err);
+/* A warning when Redis persists nothing (no AOF, no RDB save points) and
+ * holds keys under <prefix> (malloc'd), else NULL; NULL too when CONFIG is
+ * refused. <conf> names the server in the message. */
+char *ksr_advice(redisContext *rc, const char *prefix, const struct rds_config *conf);
 /* The value of <prefix>keys:version (0 when absent), or -1 when Redis cannot
  * be read. */
 int64_t ksr_version(redisContext *rc, const char *prefix);

@@ -364,6 +364,89 @@ static enum ks_result kss_each_active(struct ks_db *ks, int64_t now_ms, ks_each_
     return KS_OK;
 }
 
+/* The secrets of key <id> (valid or not) into *<out> (malloc'd), *<n>. */
+static int kss_secrets_of(sqlite3 *db, const char *id, struct ks_secret **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st =
+        kss_prepare(db, "SELECT hash, valid_until_ms FROM key_secrets WHERE key_id = ?", "t", id);
+    if (!st)
+        return -1;
+    int cap = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 4;
+            *out = sl_realloc(*out, (size_t)cap * sizeof(**out));
+        }
+        const void *hash = sqlite3_column_blob(st, 0);
+        if (!hash || sqlite3_column_bytes(st, 0) != APIKEY_HASH_LEN)
+            continue;
+        memcpy((*out)[*n].hash, hash, APIKEY_HASH_LEN);
+        (*out)[*n].valid_until_ms = sqlite3_column_int64(st, 1);
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static enum ks_result kss_put(struct ks_db *ks, const struct ks_key *k,
+                              const struct ks_secret *secrets, int n, bool force, char **err)
+{
+    sqlite3 *db = ks->sql;
+    if (db_begin(db) < 0)
+        return kss_err(db, err, "importing a key");
+    struct ks_key cur;
+    char *why = NULL;
+    enum ks_result r = kss_get(ks, k->id, &cur, &why);
+    free(why);
+    if (r == KS_ERROR)
+        goto fail;
+    if (r == KS_OK) {
+        struct ks_secret *have;
+        int n_have;
+        if (kss_secrets_of(db, k->id, &have, &n_have) < 0) {
+            free(have);
+            goto fail;
+        }
+        bool same = ks_same_key(&cur, k) && ks_same_secrets(have, n_have, secrets, n);
+        free(have);
+        if (same || !force) {
+            db_rollback(db);
+            if (same)
+                return KS_OK;
+            ks_set_err(err, "key %s exists with other data (--force replaces it)", k->id);
+            return KS_CONFLICT;
+        }
+        /* Replaced whole: its secrets go with it (ON DELETE CASCADE); its
+         * refresh tokens too, which is what a forced import should mean. */
+        if (kss_exec(kss_prepare(db, "DELETE FROM keys WHERE id = ?", "t", k->id)) < 0)
+            goto fail;
+    }
+    if (kss_exec(kss_prepare(db,
+                             "INSERT INTO keys (" KSS_KEY_COLS ") "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             "tttttttqqiiiiit", k->id, k->name, k->owner, k->tier, k->scopes,
+                             k->limits, k->prefix, k->quota_monthly, k->quota_daily, k->expires_ms,
+                             k->created_ms, k->last_used_ms, k->revoked_ms, k->rotated_until_ms,
+                             k->state == KS_REVOKED ? "revoked" : "active")) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if (kss_exec(kss_prepare(db,
+                                 "INSERT INTO key_secrets (hash, key_id, prefix, created_ms, "
+                                 "valid_until_ms) VALUES (?, ?, ?, ?, ?)",
+                                 "httii", secrets[i].hash, k->id, k->prefix, k->created_ms,
+                                 secrets[i].valid_until_ms)) < 0)
+            goto fail;
+    if (db_commit(db) < 0)
+        goto fail;
+    return KS_OK;
+fail:
+    kss_err(db, err, "importing a key");
+    db_rollback(db);
+    return KS_ERROR;
+}
+
 /* ---- refresh tokens ----------------------------------------------------- */
 
 /* A new token for <key_id> in <family> (NULL: a new family, named after
@@ -554,4 +637,5 @@ const struct ks_ops ks_sqlite_ops = {
     .each_active = kss_each_active,
     .refresh_issue = kss_refresh_issue,
     .refresh_spend = kss_refresh_spend,
+    .put = kss_put,
 };

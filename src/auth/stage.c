@@ -110,9 +110,7 @@ static void auth_waiter_gone(struct exchange *x, void *arg)
 
 static void auth_recheck_run(struct ks_db *db, void *arg)
 {
-    struct auth_ctx *a = auth_ctx_of(((struct worker *)arg)->gw);
-    if (ks_changed(db))
-        auth_rebuild(a, db);
+    auth_refresh(auth_ctx_of(((struct worker *)arg)->gw), db);
 }
 
 static void auth_recheck_done(void *arg)

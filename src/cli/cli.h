@@ -15,7 +15,7 @@ int cli_check(int argc, char **argv);
  * cannot be reached or refuses; 2 when FILE has no admin section. */
 int cli_purge(int argc, char **argv);
 
-/* sluice keys (create|list|show ID|rotate ID|revoke ID) -c FILE [options]:
+/* sluice keys (create|list|show ID|rotate ID|revoke ID|export|import F) -c FILE [options]:
  * API keys in the store of FILE (store.data_dir; SPEC 5.1). create and
  * rotate print the new secret once; --json on every subcommand prints the
  * key as JSON ({"key": ..., "secret": ...} for create and rotate). 1 on a

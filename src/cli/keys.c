@@ -1,4 +1,6 @@
-/* sluice keys: create, list, show, rotate and revoke API keys (SPEC 1, 5.1).
+/* sluice keys: create, list, show, rotate and revoke API keys (SPEC 1, 5.1);
+ * export and import them (records and secret hashes), e.g. to re-seed a
+ * Redis that lost its data from the snapshot a gateway keeps.
  *
  * The CLI opens the store the gateways use (store.data_dir of the config
  * file) with its own connection and changes it in transactions; running
@@ -14,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/keysnap.h"
 #include "auth/keystore.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -30,9 +33,13 @@ static const char keys_usage[] =
     "       sluice keys show ID -c FILE [--json]\n"
     "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
     "       sluice keys revoke ID -c FILE [--json]\n"
+    "       sluice keys export -c FILE [--out F] [--from auto|store|snapshot]\n"
+    "       sluice keys import -c FILE F [--force]\n"
     "       sluice keys <subcommand> --help\n"
     "  Keys live in the store of FILE: SQLite under store.data_dir, or Redis\n"
-    "  with store.backend: redis. Running gateways see changes within a second.\n";
+    "  with store.backend: redis. Running gateways see changes within a second.\n"
+    "  export and import copy the active keys (records and secret hashes, never\n"
+    "  secrets), e.g. to re-seed a Redis that lost its data.\n";
 
 static const char keys_create_usage[] =
     "usage: sluice keys create -c FILE --tier T [options]\n"
@@ -65,6 +72,27 @@ static const char keys_revoke_usage[] =
     "  Revokes key ID, its secrets and its refresh tokens, on every gateway\n"
     "  within a second. Revoking a revoked key is not an error.\n";
 
+static const char keys_export_usage[] =
+    "usage: sluice keys export -c FILE [--out F] [--from auto|store|snapshot]\n"
+    "  Writes the active keys (records and SHA-256 of their valid secrets, never a\n"
+    "  secret) as JSON lines, the format of <data_dir>/keyring.snapshot.\n"
+    "  --out F        write to F (mode 0600, replaced atomically); default: stdout\n"
+    "  --from store   read the key store\n"
+    "  --from snapshot  read the snapshot a gateway keeps in store.data_dir\n"
+    "  --from auto    (default) the store, unless it cannot be reached, or it lost\n"
+    "                 its data (its epoch is not the snapshot's, or it holds no key\n"
+    "                 and the snapshot does): then the snapshot\n"
+    "  Exit 1 when the source cannot be read.\n";
+
+static const char keys_import_usage[] =
+    "usage: sluice keys import -c FILE F [--force]\n"
+    "  Writes the keys of F (from sluice keys export, or a keyring.snapshot) into\n"
+    "  the store of FILE, with their ids, times and secret hashes: their secrets\n"
+    "  work again. A key already there with the same data is left alone; one with\n"
+    "  other data is refused (exit 1) unless --force, which replaces it. When the\n"
+    "  store held no key (or with --force), its epoch is set to F's, so gateways\n"
+    "  that kept their keys through a data loss read the store again.\n";
+
 /* What the command line said; which fields a subcommand accepts is in its
  * row of keys_cmds. */
 struct keys_args {
@@ -73,6 +101,8 @@ struct keys_args {
     bool json;
     const char *tier, *name, *owner, *scopes, *expires, *quota_monthly, *quota_daily, *env;
     const char *grace;
+    const char *out, *from;
+    bool force;
     const char *limits[SL_MAX_LIMITS_PER_LIST];
     int n_limits;
 };
@@ -102,6 +132,8 @@ static const struct keys_opt keys_opts[] = {
     KEYS_OPT("--env", env, "create"),
     {"--limit", 0, KEYS_OPT_LIMIT, "create"},
     KEYS_OPT("--grace", grace, "rotate"),
+    KEYS_OPT("--out", out, "export"),
+    KEYS_OPT("--from", from, "export"),
 };
 
 struct keys_cmd;
@@ -111,7 +143,7 @@ typedef int (*keys_run_fn)(const struct keys_cmd *cmd, struct keys_args *a, cons
 struct keys_cmd {
     const char *name;
     const char *usage;
-    bool takes_id;
+    bool takes_id; /* a positional argument: the key id (the file, for import) */
     keys_run_fn run;
 };
 
@@ -429,12 +461,196 @@ static int keys_revoke(const struct keys_cmd *cmd, struct keys_args *a, const st
     return 0;
 }
 
+/* ---- export and import --------------------------------------------------- */
+
+enum keys_from { KEYS_FROM_AUTO, KEYS_FROM_STORE, KEYS_FROM_SNAPSHOT };
+
+/* The active keys of the store <db> into *<out>, with its epoch. */
+static enum ks_result keys_read_store(struct ks_db *db, struct keysnap **out, char **err)
+{
+    char epoch[KS_EPOCH_MAX];
+    enum ks_result r = ks_epoch(db, epoch, err);
+    struct keysnap *s = keysnap_new();
+    if (r == KS_OK)
+        r = ks_each_active(db, keys_now_ms(), keysnap_add, s, err);
+    if (r != KS_OK) {
+        keysnap_free(s);
+        return r;
+    }
+    keysnap_set_epoch(s, epoch);
+    *out = s;
+    return KS_OK;
+}
+
+static int keys_export(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       struct ks_db *db)
+{
+    const char *v = "keys export";
+    enum keys_from from = KEYS_FROM_AUTO;
+    if (a->from && strcmp(a->from, "store") == 0)
+        from = KEYS_FROM_STORE;
+    else if (a->from && strcmp(a->from, "snapshot") == 0)
+        from = KEYS_FROM_SNAPSHOT;
+    else if (a->from && strcmp(a->from, "auto") != 0)
+        return cli_fail(2, v, cmd->usage, "bad --from '%s' (auto, store or snapshot)", a->from);
+    char path[4096];
+    if (keysnap_path(c->store.data_dir, path, sizeof(path)) < 0)
+        return cli_fail(2, v, NULL, "store.data_dir is too long");
+    if (!db)
+        return -1;
+
+    char *err = NULL, *store_err = NULL;
+    struct keysnap *store = NULL, *file = NULL;
+    enum ks_result sr = KS_ERROR;
+    if (from != KEYS_FROM_SNAPSHOT)
+        sr = keys_read_store(db, &store, &store_err);
+    int fr = 1, rc = 1;
+    if (from != KEYS_FROM_STORE)
+        fr = keysnap_read(path, &file, &err);
+    bool want_file =
+        from == KEYS_FROM_SNAPSHOT ||
+        (from == KEYS_FROM_AUTO &&
+         (sr != KS_OK ||
+          (file && keysnap_count(file) > 0 &&
+           (ks_epoch_check(keysnap_epoch(file), keysnap_epoch(store)) == KS_EPOCH_LOST ||
+            keysnap_count(store) == 0))));
+    const struct keysnap *use = want_file ? file : store;
+    const char *source = want_file ? path : "the key store";
+    if (!use) {
+        if (!want_file)
+            cli_fail(1, v, NULL, "%s", store_err ? store_err : "cannot read the key store");
+        else if (fr == 1)
+            cli_fail(1, v, NULL,
+                     "%s%s%s: no such file (a gateway writes it once it has read the store)",
+                     store_err ? store_err : "", store_err ? "; " : "", path);
+        else
+            cli_fail(1, v, NULL, "%s%s%s", store_err ? store_err : "", store_err ? "; " : "",
+                     err ? err : path);
+        goto out;
+    }
+    int64_t now = keys_now_ms();
+    if (a->out) {
+        free(err);
+        err = NULL;
+        if (keysnap_write(use, a->out, now, &err) < 0) {
+            cli_fail(1, v, NULL, "%s", err);
+            goto out;
+        }
+    } else if (keysnap_dump(use, stdout, now) < 0) {
+        cli_fail(1, v, NULL, "cannot write to stdout");
+        goto out;
+    }
+    fprintf(stderr, "sluice keys export: %d key(s) from %s (epoch %s)%s%s\n", keysnap_count(use),
+            source, keysnap_epoch(use)[0] ? keysnap_epoch(use) : "none", a->out ? " to " : "",
+            a->out ? a->out : "");
+    rc = 0;
+out:
+    free(err);
+    free(store_err);
+    keysnap_free(store);
+    keysnap_free(file);
+    return rc;
+}
+
+struct keys_importing {
+    struct ks_db *db;
+    const struct config *c;
+    bool force;
+    int written, conflicts, failed;
+    enum ks_result last; /* of the last failure */
+};
+
+static void keys_import_one(const struct ks_key *k, const struct ks_secret *secrets, int n,
+                            void *arg)
+{
+    struct keys_importing *im = arg;
+    if (im->failed && im->last == KS_UNAVAILABLE)
+        return; /* the store went away: one message is enough */
+    if (!cfg_find_tier(im->c, k->tier))
+        fprintf(stderr,
+                "sluice keys import: warning: key %s has tier '%s', which the config "
+                "does not define\n",
+                k->id, k->tier);
+    char *err = NULL;
+    enum ks_result r = ks_put(im->db, k, secrets, n, im->force, &err);
+    if (r == KS_OK) {
+        im->written++;
+    } else if (r == KS_CONFLICT) {
+        im->conflicts++;
+        fprintf(stderr, "sluice keys import: %s\n", err);
+    } else {
+        im->failed++;
+        im->last = r;
+        fprintf(stderr, "sluice keys import: %s: %s\n", k->id, err ? err : "failed");
+    }
+    free(err);
+}
+
+static int keys_import(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       struct ks_db *db)
+{
+    const char *v = "keys import";
+    if (!db)
+        return -1;
+    struct keysnap *snap = NULL;
+    char *err = NULL;
+    int fr = keysnap_read(a->id, &snap, &err);
+    if (fr != 0) {
+        cli_fail(1, v, NULL, "%s", fr == 1 ? "no such file" : err);
+        free(err);
+        return 1;
+    }
+    /* The epoch follows the keys only into a store that held none (a
+     * re-seed): a store in use keeps its own, or every gateway reading it
+     * would take it for a store that lost its data. */
+    struct ks_key *all = NULL;
+    int n_before = 0;
+    enum ks_result r = ks_list(db, &all, &n_before, &err);
+    free(all);
+    if (r != KS_OK) {
+        cli_fail(1, v, NULL, "%s", err);
+        free(err);
+        keysnap_free(snap);
+        return 1;
+    }
+    struct keys_importing im = {.db = db, .c = c, .force = a->force};
+    keysnap_each(snap, keys_now_ms(), keys_import_one, &im);
+    bool epoch_set = false;
+    const char *epoch = keysnap_epoch(snap);
+    if (!im.failed && !im.conflicts && epoch[0] && (n_before == 0 || a->force)) {
+        if (ks_set_epoch(db, epoch, &err) != KS_OK) {
+            fprintf(stderr, "sluice keys import: cannot set the epoch: %s\n", err);
+            free(err);
+            err = NULL;
+            im.failed++;
+        } else {
+            epoch_set = true;
+        }
+    }
+    printf("imported %d key(s) of %d", im.written, keysnap_count(snap));
+    if (im.conflicts)
+        printf(", %d refused (other data; --force replaces)", im.conflicts);
+    if (im.failed)
+        printf(", %d failed", im.failed);
+    if (epoch_set)
+        printf("; the store's epoch is now %s", epoch);
+    else if (epoch[0] && !im.failed && !im.conflicts)
+        printf("; the store held keys before: its epoch kept (--force sets it to %s, which "
+               "gateways that kept their keys through a data loss wait for)",
+               epoch);
+    printf("\n");
+    keysnap_free(snap);
+    return im.conflicts || im.failed ? 1 : 0;
+}
+
 static const struct keys_cmd keys_cmds[] = {
     {"create", keys_create_usage, false, keys_create},
     {"list", keys_list_usage, false, keys_list},
     {"show", keys_show_usage, true, keys_show},
     {"rotate", keys_rotate_usage, true, keys_rotate},
     {"revoke", keys_revoke_usage, true, keys_revoke},
+    {"export", keys_export_usage, false, keys_export},
+    {"import", keys_import_usage, true, keys_import},
 };
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -454,6 +670,10 @@ static int keys_parse(const struct keys_cmd *cmd, int argc, char **argv, struct 
         }
         if (strcmp(arg, "--json") == 0) {
             a->json = true;
+            continue;
+        }
+        if (strcmp(arg, "--force") == 0 && strcmp(cmd->name, "import") == 0) {
+            a->force = true;
             continue;
         }
         if (arg[0] != '-') {
@@ -491,7 +711,8 @@ static int keys_parse(const struct keys_cmd *cmd, int argc, char **argv, struct 
         }
     }
     if (cmd->takes_id && !a->id)
-        return cli_fail(2, verb, cmd->usage, "'%s' needs a key id", cmd->name);
+        return cli_fail(2, verb, cmd->usage, "'%s' needs %s", cmd->name,
+                        strcmp(cmd->name, "import") == 0 ? "a file" : "a key id");
     if (!a->config)
         return cli_fail(2, verb, cmd->usage, "-c FILE is required");
     return 0;

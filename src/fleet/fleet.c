@@ -33,8 +33,12 @@ struct fleet {
     char channel[96];
     char id[33]; /* this gateway, in the heartbeat and in the events it sends */
     struct rds_script heartbeat;
-    unsigned size;   /* atomic */
-    int workers_up;  /* atomic */
+    unsigned size;  /* atomic */
+    int workers_up; /* atomic */
+    /* Per worker (its loop thread only): was it last told up? A connection
+     * that never came up is told "down" first; that must not count as a
+     * worker going down, or workers_up never reaches the workers again. */
+    bool worker_told_up[SL_MAX_WORKERS];
     int logged_up;   /* atomic: the state last logged, -1 none yet */
     uint64_t events; /* atomic */
     struct rds *sub; /* on worker 0's loop */
@@ -126,7 +130,10 @@ static void fleet_on_state(void *arg, bool up, const char *why)
 {
     struct worker *w = arg;
     struct fleet *f = fleet_of(w->gw);
-    int n = __atomic_add_fetch(&f->workers_up, up ? 1 : -1, __ATOMIC_RELAXED);
+    bool *was_up = &f->worker_told_up[w->id];
+    int delta = up == *was_up ? 0 : up ? 1 : -1;
+    *was_up = up;
+    int n = __atomic_add_fetch(&f->workers_up, delta, __ATOMIC_RELAXED);
     fleet_log_state(f, n, w->gw->n_workers, why);
 }
 

@@ -88,9 +88,7 @@ static char *db_msg(const char *fmt, ...)
     return s;
 }
 
-/* mkdir -p <dir> with mode 0700 for what it creates (the store holds key
- * hashes and usage: not for other users). Existing directories keep their
- * mode. 0 or -1 with errno. */
+/* See db.h. */
 int db_mkdirs(const char *dir)
 {
     char path[DB_PATH_MAX];

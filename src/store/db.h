@@ -12,14 +12,14 @@
  * migrates the database. NULL with *<err> (malloc'd, one line naming the
  * path) on failure. */
 sqlite3 *db_open(const char *data_dir, char **err);
+/* mkdir -p <dir> with mode 0700 for what it creates (the store holds key
+ * hashes and usage: not for other users; the keyring snapshot and buffered
+ * request bodies live there too). Existing directories keep their mode. 0 or -1 with errno. */
+int db_mkdirs(const char *dir);
 void db_close(sqlite3 *db);
 
 /* The schema version db_open migrates to. */
 int db_schema_version(void);
-
-/* mkdir -p <dir>, mode 0700 for what it creates (data_dir holds key hashes
- * and buffered bodies). 0, or -1 with errno. */
-int db_mkdirs(const char *dir);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK; 0 or -1 (the error is sqlite3_errmsg). */
 int db_begin(sqlite3 *db);

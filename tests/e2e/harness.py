@@ -208,11 +208,14 @@ def _port_open(port):
 
 
 class RedisServer:
-    """A real redis-server on a free loopback port, with no persistence; it can be
-    killed and started again on the same port (an outage and a recovery)."""
+    """A real redis-server on a free loopback port; it can be killed and started
+    again on the same port (an outage and a recovery). Without <persist> it keeps
+    nothing on disk, so a restart comes back empty; with it, an append-only file
+    synced on every write brings the data back even after SIGKILL."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, persist=False):
         self.port = port or free_port()
+        self.persist = persist
         self.dir = tempfile.mkdtemp(prefix="sluice-redis-")
         self.proc = None
 
@@ -220,9 +223,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if not binary:
             raise RuntimeError("redis-server is not installed (scripts/deps installs it)")
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [
+            "--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""] + aof +
+            ["--dir", self.dir, "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent)
         _LIVE.add(self.proc)
@@ -245,6 +250,8 @@ class RedisServer:
         try:
             return self.command("PING") == "PONG"
         except OSError:
+            return False
+        except RuntimeError:  # LOADING: still reading its append-only file
             return False
 
     def kill(self):
@@ -955,8 +962,8 @@ class E2ETestCase(unittest.TestCase):
         self.addCleanup(up.stop)
         return up
 
-    def start_redis(self, port=None):
-        r = RedisServer(port=port).start()
+    def start_redis(self, port=None, persist=False):
+        r = RedisServer(port=port, persist=persist).start()
         self.addCleanup(r.stop)
         return r
 

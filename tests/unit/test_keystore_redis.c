@@ -770,7 +770,7 @@ static void test_open_opts(void **state)
     /* Every connection but the fixture's killed: one call fails, the next
      * reconnects. */
     freeReplyObject(cmd(f->rc, "CLIENT KILL TYPE normal SKIPME yes"));
-    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_ERROR);
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_UNAVAILABLE); /* broke under the call */
     assert_non_null(err);
     free(err);
     err = NULL;
@@ -779,13 +779,89 @@ static void test_open_opts(void **state)
     ks_close(&ks);
     ks_close(&ks); /* idempotent */
 
+    /* No server: the open succeeds (a gateway must start while Redis is
+     * away), and calls say the store cannot be reached, with why. */
     o.redis.port = test_free_port();
-    assert_int_equal(ks_open(&ks, &o, &err), -1);
-    char want[64];
-    snprintf(want, sizeof(want), "redis 127.0.0.1:%d: ", o.redis.port);
+    assert_int_equal(ks_open(&ks, &o, &err), 0);
+    assert_null(err);
+    assert_int_equal(ks_get(&ks, k.id, &got, &err), KS_UNAVAILABLE);
+    char want[96];
+    snprintf(want, sizeof(want),
+             "the key store (redis 127.0.0.1:%d) cannot be reached: ", o.redis.port);
     assert_non_null(err);
     assert_memory_equal(err, want, strlen(want));
     free(err);
+    err = NULL;
+    char epoch[KS_EPOCH_MAX];
+    assert_int_equal(ks_epoch(&ks, epoch, &err), KS_UNAVAILABLE);
+    free(err);
+    err = NULL;
+    assert_int_equal(ks_create(&ks, &req, T0, &got, s, &err), KS_UNAVAILABLE);
+    assert_string_equal(s, "");
+    free(err);
+    err = NULL;
+    assert_true(ks_changed(&ks)); /* an error says "changed": a reload is cheap */
+    assert_null(ks_advice(&ks));
+    ks_close(&ks);
+}
+
+/* ---- import and epoch --------------------------------------------------- */
+
+static void test_put_epoch(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("pro");
+    struct ks_key k, got;
+    char s[APIKEY_SECRET_MAX], *err = NULL;
+    create(f->rc, &req, T0, &k, s);
+    struct seen before = active_at(f->rc, T0);
+    assert_int_equal(before.secrets, 1);
+
+    /* the epoch: made once, then stable */
+    char e1[KS_EPOCH_MAX], e2[KS_EPOCH_MAX];
+    assert_int_equal(ksr_epoch(f->rc, P, e1, &err), KS_OK);
+    assert_int_equal(strlen(e1), 32);
+    assert_int_equal(ksr_epoch(f->rc, P, e2, &err), KS_OK);
+    assert_string_equal(e1, e2);
+
+    /* the same key again: nothing changes; other data: a conflict */
+    struct ks_secret sec = {.valid_until_ms = 0};
+    memcpy(sec.hash, before.hash[0], APIKEY_HASH_LEN);
+    assert_int_equal(ksr_put(f->rc, P, &k, &sec, 1, false, &err), KS_OK);
+    struct ks_key other = k;
+    snprintf(other.tier, sizeof(other.tier), "free");
+    assert_int_equal(ksr_put(f->rc, P, &other, &sec, 1, false, &err), KS_CONFLICT);
+    assert_non_null(strstr(err, "exists with other data"));
+    free(err);
+    err = NULL;
+
+    /* Redis loses everything: the epoch is another; the key comes back
+     * whole from a put, and its secret works again */
+    freeReplyObject(cmd(f->rc, "FLUSHALL"));
+    assert_int_equal(active_at(f->rc, T0).keys, 0);
+    assert_int_equal(ksr_epoch(f->rc, P, e2, &err), KS_OK);
+    assert_string_not_equal(e1, e2);
+    assert_int_equal(ksr_put(f->rc, P, &k, &sec, 1, false, &err), KS_OK);
+    assert_null(err);
+    assert_int_equal(ksr_get(f->rc, P, k.id, &got, &err), KS_OK);
+    assert_true(ks_same_key(&k, &got));
+    struct seen after = active_at(f->rc, T0);
+    assert_int_equal(after.keys, 1);
+    assert_true(seen_has(&after, s));
+    /* forced: replaced with the other data */
+    assert_int_equal(ksr_put(f->rc, P, &other, &sec, 1, true, &err), KS_OK);
+    assert_int_equal(ksr_get(f->rc, P, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.tier, "free");
+    /* the old epoch restored */
+    assert_int_equal(ksr_set_epoch(f->rc, P, e1, &err), KS_OK);
+    assert_int_equal(ksr_epoch(f->rc, P, e2, &err), KS_OK);
+    assert_string_equal(e1, e2);
+    assert_null(err);
+    /* no persistence (the test server's) and keys: advice */
+    char *advice = ksr_advice(f->rc, P, &(struct rds_config){.host = "h", .port = 1});
+    if (advice) /* CONFIG may be refused by a managed Redis; ours allows it */
+        assert_non_null(strstr(advice, "persists nothing"));
+    free(advice);
 }
 
 /* ---- errors ------------------------------------------------------------- */
@@ -852,6 +928,7 @@ int main(void)
         cmocka_unit_test_setup(test_touch, setup),
         cmocka_unit_test_setup(test_version_events, setup),
         cmocka_unit_test_setup(test_open_opts, setup),
+        cmocka_unit_test_setup(test_put_epoch, setup),
         cmocka_unit_test_setup(test_errors, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
