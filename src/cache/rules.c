@@ -649,6 +649,39 @@ void cache_format_http_date(int64_t t, char *out)
     memcpy(p, " GMT", 5);
 }
 
+void cache_key_field(struct buf *out, char tag, const char *p, size_t len)
+{
+    buf_append(out, &tag, 1);
+    buf_append_u64(out, (uint64_t)len);
+    buf_append(out, ":", 1);
+    buf_append(out, p, len);
+}
+
+void cache_key_primary(struct buf *out, const char *host, size_t host_len, const char *url,
+                       size_t url_len, const char *digest)
+{
+    cache_key_field(out, 'm', "G", 1);
+    buf_append(out, "h", 1);
+    buf_append_u64(out, (uint64_t)host_len);
+    buf_append(out, ":", 1);
+    buf_reserve(out, host_len);
+    for (size_t i = 0; i < host_len; i++)
+        out->data[out->len++] = (char)cache_lower((unsigned char)host[i]);
+    cache_key_field(out, 'u', url, url_len);
+    if (digest)
+        cache_key_field(out, 'c', digest, strlen(digest));
+}
+
+void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,
+                    size_t value_len)
+{
+    cache_key_field(out, 'n', name, name_len);
+    if (value)
+        cache_key_field(out, 'v', value, value_len);
+    else
+        buf_append(out, "-", 1); /* absent: no field of its own can start with '-' */
+}
+
 /* Iterative with one backtrack point, the last '*': on a mismatch only that
  * star absorbs one more byte, so "*a*a*a*b" costs O(pattern * len) at worst
  * instead of the exponential time of naive recursion. */

@@ -707,6 +707,61 @@ static void test_glob_pathological_is_fast(void **state)
     assert_true(spent < 1000000);
 }
 
+/* The ambiguity of issue 11: with fields joined by '|', a Host holding a
+ * '|' and a path could spell another request's key. */
+static char *primary_of(const char *host, const char *url, const char *digest)
+{
+    struct buf k = {0};
+    cache_key_primary(&k, host, strlen(host), url, strlen(url), digest);
+    buf_append(&k, "", 1);
+    return k.data;
+}
+
+static void test_key_fields_cannot_collide(void **state)
+{
+    char *a = primary_of("a|/cached/p1", "/cached/y", NULL);
+    char *b = primary_of("a", "/cached/p1|/cached/y", NULL);
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
+    /* a url that ends like a digest field is not a request with credentials */
+    a = primary_of("h", "/x", "00112233445566778899aabbccddeeff");
+    b = primary_of("h", "/xc32:00112233445566778899aabbccddeeff", NULL);
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
+    /* host names are case-insensitive; the rest is compared as sent */
+    a = primary_of("Example.COM", "/P", NULL);
+    b = primary_of("example.com", "/P", NULL);
+    assert_string_equal(a, b);
+    assert_string_equal(a, "m1:Gh11:example.comu2:/P");
+    free(a);
+    free(b);
+}
+
+static void test_key_vary_values_cannot_collide(void **state)
+{
+    struct buf a = {0}, b = {0}, c = {0};
+    /* one header holding "x\ny" against two headers "x" and "y" */
+    cache_key_vary(&a, "h1", 2, "x\nv1:y", 6);
+    cache_key_vary(&a, "h2", 2, NULL, 0);
+    cache_key_vary(&b, "h1", 2, "x", 1);
+    cache_key_vary(&b, "h2", 2, "y", 1);
+    assert_false(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    /* an absent header is not an empty one */
+    buf_release(&a);
+    buf_release(&b);
+    cache_key_vary(&a, "h", 1, NULL, 0);
+    cache_key_vary(&b, "h", 1, "", 0);
+    assert_false(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    cache_key_field(&c, 'v', "a:b", 3);
+    assert_int_equal(c.len, 6);
+    assert_memory_equal(c.data, "v3:a:b", 6);
+    buf_release(&a);
+    buf_release(&b);
+    buf_release(&c);
+}
+
 static void test_age_header(void **state)
 {
     assert_int_equal(cache_parse_age("100", 3), 100);
@@ -819,6 +874,8 @@ int main(void)
         cmocka_unit_test(test_glob_backtracking),
         cmocka_unit_test(test_glob_respects_length),
         cmocka_unit_test(test_glob_pathological_is_fast),
+        cmocka_unit_test(test_key_fields_cannot_collide),
+        cmocka_unit_test(test_key_vary_values_cannot_collide),
     };
     return cmocka_run_group_tests_name("cache_rules", tests, NULL, NULL);
 }
