@@ -132,7 +132,21 @@ void cache_key_primary(struct buf *out, const char *host, size_t host_len, const
 void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,
                     size_t value_len);
 
-/* Does the glob <pattern> ('*' any run, '?' one byte, no classes) match <s>? */
+/* Purge globs: '*' any run of bytes, '?' one byte, no classes, no escapes.
+ * A glob is compiled once and tested against every entry's url in
+ * O(len * words) time, words = ceil((pattern bytes + 1) / 64), with no
+ * backtracking: at most 17 machine words per url byte under the bound below,
+ * whatever the pattern and the url. */
+#define CACHE_MAX_GLOB 1024 /* bytes of a purge pattern: bounds the work per url byte */
+
+struct cache_glob;
+/* The compiled <pattern> (NUL-terminated), or NULL when it is longer than
+ * CACHE_MAX_GLOB. Free with cache_glob_free. */
+struct cache_glob *cache_glob_new(const char *pattern);
+void cache_glob_free(struct cache_glob *g);
+/* Does <g> match all of <s>/<len>? */
+bool cache_glob_test(const struct cache_glob *g, const char *s, size_t len);
+/* One-off cache_glob_new + cache_glob_test; false for a pattern over the bound. */
 bool cache_glob_match(const char *pattern, const char *s, size_t len);
 
 #endif

@@ -1,14 +1,15 @@
 """Hardening of the response cache (issue 11): every header that can carry a
-credential separates entries, cache keys cannot be spelled by two requests, and
-Host is validated.
+credential separates entries, cache keys cannot be spelled by two requests, Host
+is validated, and purge patterns are bounded.
 
 Each test failed against the gateway before the fix (see the commit messages)."""
 
 import json
 import subprocess
+import time
 
 from harness import RawConn, build_request, sluice_bin
-from test_cache import CacheTestCase, cache_config, origin_count, xcache
+from test_cache import CacheTestCase, cache_config, origin_count, origin_n, purge, xcache
 
 TIERS = {"anonymous": {"limits": ["1000/h"]}, "free": {"limits": ["1000/h"]}}
 
@@ -94,3 +95,36 @@ class Keys(CacheTestCase):
         # host names are case-insensitive: one entry
         self.assertCache(self.raw_get(gw, "/origin/hc", "Example.COM"), "MISS", 1)
         self.assertCache(self.raw_get(gw, "/origin/hc", "example.com"), "HIT", 1)
+
+
+class PurgeBounds(CacheTestCase):
+    def test_pattern_longer_than_1024_bytes_is_refused(self):
+        gw = self.start_gateway(cache_config(self.up))
+        self.assertEqual(xcache(self.get(gw, "/origin/a")), "MISS")
+        long_pattern = "*a" * 2500  # the 5,000 bytes of the report
+        r = purge(gw, {"pattern": long_pattern})
+        err = self.assertJsonError(r, 400)
+        self.assertIn("1024", err.get("message", ""))
+        self.assertEqual(xcache(self.get(gw, "/origin/a")), "HIT")
+        # the CLI reports the gateway's refusal
+        p = subprocess.run([sluice_bin(), "purge", "-c", gw.config_path, "--pattern",
+                            long_pattern], capture_output=True, text=True, timeout=20,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("1024", p.stderr)
+        # at the bound, a pattern is accepted and works
+        r = purge(gw, {"pattern": "/origin/" + "*" * (1024 - len("/origin/"))})
+        self.assertPurged(r, 1)
+        self.assertEqual(origin_n(self.get(gw, "/origin/a")), 2)
+
+    def test_pathological_pattern_against_long_urls_is_fast(self):
+        gw = self.start_gateway(cache_config(self.up))
+        long_path = "/origin/" + "a" * 8000
+        for i in range(8):
+            self.assertEqual(xcache(self.get(gw, "%s?i=%d" % (long_path, i))), "MISS")
+        pattern = "*" + "a" * 1022 + "b"  # a backtracking matcher retries at every byte
+        t0 = time.monotonic()
+        self.assertPurged(purge(gw, {"pattern": pattern}), 0)
+        self.assertPurged(purge(gw, {"pattern": "*" + "a" * 1023}), 0)  # the query follows
+        self.assertPurged(purge(gw, {"pattern": "*" + "a" * 1019 + "?i=?"}), 8)
+        self.assertLess(time.monotonic() - t0, 2.0)
