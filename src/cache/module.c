@@ -4,6 +4,7 @@
 
 #include "cache/cache.h"
 #include "cache/conf.h"
+#include "cache/rules.h"
 #include "fleet/fleet.h"
 #include "modules.h"
 #include "obs/metrics.h"
@@ -48,6 +49,8 @@ static void cache_dispose_worker(struct worker *w)
 
 /* ---- purges ---------------------------------------------------------------------- */
 
+_Static_assert(CACHE_MAX_GLOB == 1024, "the error below names the bound");
+
 /* {"key": "/x?a=1"} and the like: the kind and its argument, or NULL with
  * *<kind> untouched and the reason. */
 static const char *cache_purge_request(json_t *doc, enum cache_purge_kind *kind, const char **arg)
@@ -62,6 +65,8 @@ static const char *cache_purge_request(json_t *doc, enum cache_purge_kind *kind,
         return "all must be true";
     if (found != CACHE_PURGE_ALL && (!json_is_string(v) || json_string_length(v) == 0))
         return "the value must be a non-empty string";
+    if (found == CACHE_PURGE_PATTERN && json_string_length(v) > CACHE_MAX_GLOB)
+        return "the pattern is longer than 1024 bytes";
     *kind = (enum cache_purge_kind)found;
     *arg = json_is_string(v) ? json_string_value(v) : "";
     return NULL;

@@ -649,30 +649,137 @@ void cache_format_http_date(int64_t t, char *out)
     memcpy(p, " GMT", 5);
 }
 
-/* Iterative with one backtrack point, the last '*': on a mismatch only that
- * star absorbs one more byte, so "*a*a*a*b" costs O(pattern * len) at worst
- * instead of the exponential time of naive recursion. */
+void cache_key_field(struct buf *out, char tag, const char *p, size_t len)
+{
+    buf_append(out, &tag, 1);
+    buf_append_u64(out, (uint64_t)len);
+    buf_append(out, ":", 1);
+    buf_append(out, p, len);
+}
+
+void cache_key_primary(struct buf *out, const char *host, size_t host_len, const char *url,
+                       size_t url_len, const char *digest)
+{
+    cache_key_field(out, 'm', "G", 1);
+    buf_append(out, "h", 1);
+    buf_append_u64(out, (uint64_t)host_len);
+    buf_append(out, ":", 1);
+    buf_reserve(out, host_len);
+    for (size_t i = 0; i < host_len; i++)
+        out->data[out->len++] = (char)cache_lower((unsigned char)host[i]);
+    cache_key_field(out, 'u', url, url_len);
+    if (digest)
+        cache_key_field(out, 'c', digest, strlen(digest));
+}
+
+void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,
+                    size_t value_len)
+{
+    cache_key_field(out, 'n', name, name_len);
+    if (value)
+        cache_key_field(out, 'v', value, value_len);
+    else
+        buf_append(out, "-", 1); /* absent: no field of its own can start with '-' */
+}
+
+/* The glob runs as a bit-parallel NFA (shift-and, Baeza-Yates and Gonnet;
+ * Wu and Manber's agrep): state j means "pattern bytes 0..j-1 matched", one
+ * bit each, state m (the pattern's length) accepts. A byte c moves every
+ * active state j whose pattern byte is c or '?' to j+1, keeps every active
+ * '*' state where it is, and a '*' state also activates the state after it
+ * (the star matching nothing). Runs of '*' are merged when compiling, so that
+ * closure takes one shift. Each url byte costs a pass over the words of the
+ * state set, and nothing is ever revisited: a backtracking matcher costs
+ * O(pattern * len) on "*aaaa...ab" against "aaaa...a", which is what made a
+ * 5,000-byte pattern hold a worker for seconds. */
+struct cache_glob {
+    size_t words;   /* 64-bit words of a state set */
+    size_t accept;  /* the accepting state: the merged pattern's length */
+    uint64_t *star; /* states whose pattern byte is '*' */
+    uint64_t *init; /* state 0 and its closure */
+    uint64_t *byte; /* [256][words]: states whose pattern byte is that byte or '?' */
+};
+
+#define CACHE_GLOB_BIT(set, j) ((set)[(j) / 64] |= UINT64_C(1) << ((j) % 64))
+
+struct cache_glob *cache_glob_new(const char *pattern)
+{
+    size_t plen = strnlen(pattern, CACHE_MAX_GLOB + 1);
+    if (plen > CACHE_MAX_GLOB)
+        return NULL;
+    struct cache_glob *g = sl_calloc(1, sizeof(*g));
+    g->words = plen / 64 + 1; /* room for state plen, the largest possible */
+    uint64_t *sets = sl_calloc((2 + 256) * g->words, sizeof(uint64_t));
+    g->star = sets;
+    g->init = sets + g->words;
+    g->byte = sets + 2 * g->words;
+    size_t m = 0;
+    for (size_t i = 0; i < plen; i++) {
+        unsigned char c = (unsigned char)pattern[i];
+        if (c == '*' && i > 0 && pattern[i - 1] == '*')
+            continue;
+        if (c == '*') {
+            CACHE_GLOB_BIT(g->star, m);
+        } else if (c == '?') {
+            for (unsigned b = 0; b < 256; b++)
+                CACHE_GLOB_BIT(g->byte + b * g->words, m);
+        } else {
+            CACHE_GLOB_BIT(g->byte + c * g->words, m);
+        }
+        m++;
+    }
+    g->accept = m;
+    CACHE_GLOB_BIT(g->init, 0);
+    if (m > 0 && pattern[0] == '*')
+        CACHE_GLOB_BIT(g->init, 1);
+    return g;
+}
+
+void cache_glob_free(struct cache_glob *g)
+{
+    if (!g)
+        return;
+    free(g->star); /* the one allocation of every set */
+    free(g);
+}
+
+bool cache_glob_test(const struct cache_glob *g, const char *s, size_t len)
+{
+    uint64_t d[CACHE_MAX_GLOB / 64 + 1];
+    size_t words = g->words;
+    memcpy(d, g->init, words * sizeof(uint64_t));
+    /* Words above <top> are zero, and a byte moves states up by one at
+     * most: only words 0..top+1 need a pass. Usually the live states sit in
+     * the first word or two, so a long pattern costs more only on urls that
+     * keep many of its states alive. */
+    size_t top = 0;
+    for (size_t i = 0; i < len; i++) {
+        const uint64_t *on = g->byte + (unsigned char)s[i] * words;
+        uint64_t carry = 0, closure = 0;
+        size_t end = top + 2 < words ? top + 2 : words, live = SIZE_MAX;
+        for (size_t w = 0; w < end; w++) {
+            uint64_t moved = d[w] & on[w];
+            uint64_t next = (moved << 1) | carry | (d[w] & g->star[w]);
+            carry = moved >> 63;
+            uint64_t stars = next & g->star[w];
+            next |= (stars << 1) | closure; /* the state after a star is not a star */
+            closure = stars >> 63;
+            d[w] = next;
+            live = next ? w : live;
+        }
+        if (live == SIZE_MAX)
+            return false; /* no state left: nothing can match any more */
+        top = live;
+    }
+    return (d[g->accept / 64] >> (g->accept % 64)) & 1;
+}
+
 bool cache_glob_match(const char *pattern, const char *s, size_t len)
 {
-    size_t p = 0, i = 0, star = SIZE_MAX, mark = 0;
-
-    while (i < len) {
-        if (pattern[p] == '*') {
-            star = p++;
-            mark = i;
-        } else if (pattern[p] != '\0' && (pattern[p] == '?' || pattern[p] == s[i])) {
-            p++;
-            i++;
-        } else if (star != SIZE_MAX) {
-            p = star + 1;
-            i = ++mark;
-        } else {
-            return false;
-        }
-    }
-    while (pattern[p] == '*')
-        p++;
-    return pattern[p] == '\0';
+    struct cache_glob *g = cache_glob_new(pattern);
+    bool match = g && cache_glob_test(g, s, len);
+    cache_glob_free(g);
+    return match;
 }
 
 void cache_times_at(int64_t now_us, int64_t ttl_ms, int64_t swr_ms, int64_t sie_ms,

@@ -111,7 +111,42 @@ int64_t cache_http_date(const char *s, size_t len);
  * <out> (>= 30 bytes). */
 void cache_format_http_date(int64_t t, char *out);
 
-/* Does the glob <pattern> ('*' any run, '?' one byte, no classes) match <s>? */
+/* Cache keys are sequences of typed fields, each written "<tag><len>:<bytes>"
+ * (<len> in decimal), so that no byte a client controls (a '|' in a Host, a
+ * newline in a Vary value) can make two different requests spell one key:
+ * the encoding of a sequence of fields is unique. Appends one field of
+ * <tag> with the bytes <p>/<len> to <out>. */
+void cache_key_field(struct buf *out, char tag, const char *p, size_t len);
+
+/* Appends to <out> the primary key of a request (the key without Vary
+ * values): the method class ("G": HEAD shares GET's entries), <host>/<host_len>
+ * lower-cased (host names are case-insensitive; NULL for none), <url>/<url_len>
+ * (path?sorted-query), and <digest> of the caller's credentials (NUL-terminated;
+ * NULL when the request carries none or the route is shared). */
+void cache_key_primary(struct buf *out, const char *host, size_t host_len, const char *url,
+                       size_t url_len, const char *digest);
+
+/* Appends to <out> the request's value <value>/<value_len> of the header
+ * <name>/<name_len> that the upstream's Vary names; <value> NULL when the
+ * request has no such header (which differs from an empty value). */
+void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,
+                    size_t value_len);
+
+/* Purge globs: '*' any run of bytes, '?' one byte, no classes, no escapes.
+ * A glob is compiled once and tested against every entry's url in
+ * O(len * words) time, words = ceil((pattern bytes + 1) / 64), with no
+ * backtracking: at most 17 machine words per url byte under the bound below,
+ * whatever the pattern and the url. */
+#define CACHE_MAX_GLOB 1024 /* bytes of a purge pattern: bounds the work per url byte */
+
+struct cache_glob;
+/* The compiled <pattern> (NUL-terminated), or NULL when it is longer than
+ * CACHE_MAX_GLOB. Free with cache_glob_free. */
+struct cache_glob *cache_glob_new(const char *pattern);
+void cache_glob_free(struct cache_glob *g);
+/* Does <g> match all of <s>/<len>? */
+bool cache_glob_test(const struct cache_glob *g, const char *s, size_t len);
+/* One-off cache_glob_new + cache_glob_test; false for a pattern over the bound. */
 bool cache_glob_match(const char *pattern, const char *s, size_t len);
 
 #endif

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "auth/conf.h"
 #include "cache/rules.h"
 #include "cache/store.h"
 #include "modules.h"
@@ -174,25 +175,36 @@ static bool cache_fill_running(struct cache *c, const char *key, size_t len)
 
 /* ---- keys --------------------------------------------------------------------- */
 
-static bool cache_is_credential(const struct sl_header *h)
+/* Can <h> carry a credential? Authorization and Cookie, X-API-Key (the
+ * default key header, which applications also use for keys of their own),
+ * and every header <ac> (identity.api_key_headers) reads keys from. */
+static bool cache_is_credential(const struct auth_conf *ac, const struct sl_header *h)
 {
-    return str_ieq(h->name, h->name_len, "authorization") ||
-           str_ieq(h->name, h->name_len, "x-api-key") || str_ieq(h->name, h->name_len, "cookie");
+    if (str_ieq(h->name, h->name_len, "authorization") || str_ieq(h->name, h->name_len, "cookie") ||
+        str_ieq(h->name, h->name_len, "x-api-key"))
+        return true;
+    for (int i = 0; ac && i < ac->n_api_key_headers; i++)
+        if (str_ieq(h->name, h->name_len, ac->api_key_headers[i]))
+            return true;
+    return false;
 }
 
 /* A 128-bit keyed digest of the request's credentials, or false when it
- * carries none: responses to one caller are never served to another. */
+ * carries none: responses to one caller are never served to another. Every
+ * header that can carry a credential goes in, length-prefixed, with its name
+ * lower-cased, in request order. */
 static bool cache_credentials_digest(struct cache *c, const struct exchange *x, char out[33])
 {
+    const struct auth_conf *ac = auth_conf(x->cfg);
     struct buf b = {0};
     for (int i = 0; i < x->req_headers.n; i++) {
         const struct sl_header *h = &x->req_headers.v[i];
-        if (!cache_is_credential(h))
+        if (!cache_is_credential(ac, h))
             continue;
-        buf_append(&b, h->name, h->name_len);
-        buf_append(&b, "\0", 1);
-        buf_append(&b, h->value, h->value_len);
-        buf_append(&b, "\0", 1);
+        cache_key_field(&b, 'n', h->name, h->name_len);
+        for (size_t j = b.len - h->name_len; j < b.len; j++) /* names are case-insensitive */
+            b.data[j] = (char)(b.data[j] >= 'A' && b.data[j] <= 'Z' ? b.data[j] + 32 : b.data[j]);
+        cache_key_field(&b, 'v', h->value, h->value_len);
     }
     if (!b.len)
         return false;
@@ -219,8 +231,8 @@ static void cache_url(const char *path, size_t path_len, const char *query, size
     }
 }
 
-/* The primary key: method class (HEAD shares GET's entries), host, url and
- * the credentials digest. */
+/* The primary key (cache_key_primary): method class, host, url and the
+ * credentials digest. */
 static void cache_build_primary(struct cache_state *cs)
 {
     struct exchange *x = cs->x;
@@ -228,21 +240,11 @@ static void cache_build_primary(struct cache_state *cs)
     cache_url(x->path, x->path_len, x->query, x->query_len, &url);
     cs->url = arena_strndup(x->arena, url.data ? url.data : "", url.len);
     cs->url_len = url.len;
-    struct buf k = {0};
-    buf_append_str(&k, "G|");
-    for (size_t i = 0; i < x->host_len; i++) { /* host names are case-insensitive */
-        char ch = x->host[i];
-        ch = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        buf_append(&k, &ch, 1);
-    }
-    buf_append(&k, "|", 1);
-    buf_append(&k, url.data ? url.data : "", url.len);
     char digest[33];
     cs->credentials = !cs->rc->shared && cache_credentials_digest(cs->cache, x, digest);
-    if (cs->credentials) {
-        buf_append_str(&k, "|c:");
-        buf_append_str(&k, digest);
-    }
+    struct buf k = {0};
+    cache_key_primary(&k, x->host, x->host_len, cs->url, cs->url_len,
+                      cs->credentials ? digest : NULL);
     cs->primary = arena_strndup(x->arena, k.data, k.len);
     cs->primary_len = k.len;
     buf_release(&k);
@@ -256,19 +258,14 @@ static void cache_build_key(struct cache_state *cs, const char *vary)
     struct exchange *x = cs->x;
     struct buf k = {0};
     buf_append(&k, cs->primary, cs->primary_len);
-    if (vary && *vary) {
-        buf_append_str(&k, "|v:");
-        const char *p = vary;
-        while (*p) {
-            size_t n = strcspn(p, ",");
-            char name[128];
-            snprintf(name, sizeof(name), "%.*s", (int)n, p);
-            const struct sl_header *h = exchange_req_header(x, name);
-            buf_append(&k, "\n", 1);
-            if (h)
-                buf_append(&k, h->value, h->value_len);
-            p += n + (p[n] == ',');
-        }
+    const char *p = vary ? vary : "";
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)n, p);
+        const struct sl_header *h = exchange_req_header(x, name);
+        cache_key_vary(&k, p, n, h ? h->value : NULL, h ? h->value_len : 0);
+        p += n + (p[n] == ',');
     }
     cs->key = arena_strndup(x->arena, k.data, k.len);
     cs->key_len = k.len;

@@ -496,7 +496,7 @@ static bool cache_match_prefix(const struct cache_entry *e, const void *prefix, 
 
 static bool cache_match_pattern(const struct cache_entry *e, const void *glob, size_t len)
 {
-    return cache_glob_match(glob, e->url, e->url_len);
+    return cache_glob_test(glob, e->url, e->url_len);
 }
 
 static bool cache_match_tag(const struct cache_entry *e, const void *tag, size_t len)
@@ -524,7 +524,12 @@ uint64_t cache_store_purge_prefix(struct cache_store *st, const char *prefix, si
 
 uint64_t cache_store_purge_pattern(struct cache_store *st, const char *glob)
 {
-    return cache_store_purge_if(st, cache_match_pattern, glob, 0);
+    struct cache_glob *g = cache_glob_new(glob);
+    if (!g)
+        return 0;
+    uint64_t n = cache_store_purge_if(st, cache_match_pattern, g, 0);
+    cache_glob_free(g);
+    return n;
 }
 
 uint64_t cache_store_purge_tag(struct cache_store *st, const char *tag)

@@ -59,7 +59,8 @@ struct cache_entry *cache_store_get(struct cache_store *st, const char *key, siz
  * a shard's share is not stored (dropped). Returns whether it was stored. */
 bool cache_store_put(struct cache_store *st, struct cache_entry *e);
 
-/* Purges; each returns how many entries it removed. */
+/* Purges; each returns how many entries it removed. A glob longer than
+ * CACHE_MAX_GLOB removes nothing (callers refuse it first). */
 uint64_t cache_store_purge_url(struct cache_store *st, const char *url, size_t len);
 uint64_t cache_store_purge_prefix(struct cache_store *st, const char *prefix, size_t len);
 uint64_t cache_store_purge_pattern(struct cache_store *st, const char *glob);

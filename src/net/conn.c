@@ -879,6 +879,8 @@ static int conn_cb_headers_complete(llhttp_t *p)
     }
     if (!x->host && x->http_minor >= 1)
         why = "missing Host header";
+    else if (x->host && !url_host_valid(x->host, x->host_len))
+        why = "invalid Host header";
     if (!why)
         why = conn_split_target(x);
     if (why) {

@@ -1,6 +1,7 @@
-/* Path normalisation for routing. */
+/* Path normalisation for routing; Host validation. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <cmocka.h>
@@ -64,6 +65,59 @@ static void test_escapes_above_root_rejected(void **state)
     expect("", NULL);
 }
 
+static bool host_ok(const char *h)
+{
+    return url_host_valid(h, strlen(h));
+}
+
+static void test_host_valid(void **state)
+{
+    assert_true(host_ok("example.com"));
+    assert_true(host_ok("Example.COM:8080"));
+    assert_true(host_ok("127.0.0.1"));
+    assert_true(host_ok("127.0.0.1:80"));
+    assert_true(host_ok("a"));
+    assert_true(host_ok("my_host-1.internal~x"));
+    assert_true(host_ok("%41bc.example"));
+    assert_true(host_ok("a!$&'()*+,;=b"));
+    assert_true(host_ok("[::1]"));
+    assert_true(host_ok("[::1]:8443"));
+    assert_true(host_ok("[2001:db8::7]"));
+    assert_true(host_ok("[::ffff:192.0.2.1]"));
+    assert_true(host_ok("[v1.fe80::a+en1]"));
+    assert_true(host_ok(""));             /* RFC 9110 7.2: a target without an authority */
+    assert_true(host_ok("example.com:")); /* port = *DIGIT */
+}
+
+static void test_host_invalid(void **state)
+{
+    /* issue 11: '|' joined the fields of cache keys */
+    assert_false(host_ok("a|/cached/p1"));
+    assert_false(host_ok("a/b"));
+    assert_false(host_ok("a b"));
+    assert_false(host_ok("a\tb"));
+    assert_false(host_ok("user@example.com"));
+    assert_false(host_ok("example.com:80:80"));
+    assert_false(host_ok("example.com:8x"));
+    assert_false(host_ok("a?b"));
+    assert_false(host_ok("a#b"));
+    assert_false(host_ok("a\\b"));
+    assert_false(host_ok("%4"));
+    assert_false(host_ok("%zz.example"));
+    assert_false(host_ok("[::1"));
+    assert_false(host_ok("[::1]x"));
+    assert_false(host_ok("[::1]:x"));
+    assert_false(host_ok("[]"));
+    assert_false(host_ok("[not-ipv6]"));
+    assert_false(host_ok("[v.x]"));
+    assert_false(host_ok("[v1.]"));
+    assert_false(host_ok("[::1|x]"));
+    assert_false(host_ok("\x80host"));
+    assert_false(url_host_valid("a\0b", 3));
+    /* the length counts, not the NUL */
+    assert_true(url_host_valid("example.com|junk", 11));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -72,6 +126,8 @@ int main(void)
         cmocka_unit_test(test_encoded_dots),
         cmocka_unit_test(test_merged_slashes),
         cmocka_unit_test(test_escapes_above_root_rejected),
+        cmocka_unit_test(test_host_valid),
+        cmocka_unit_test(test_host_invalid),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }
