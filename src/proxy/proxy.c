@@ -535,13 +535,30 @@ static bool px_forwardable(const struct sl_headers *conn, const struct sl_header
            !px_named_by_connection(conn, f->name, f->name_len);
 }
 
-static bool px_is_forwarded_header(const struct sl_header *f)
+/* Headers the gateway writes itself for the upstream: the client's are dropped. */
+static bool px_is_forwarded_header(const char *name, size_t len)
 {
-    return str_ieq(f->name, f->name_len, "host") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-for") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-proto") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-host") ||
-           str_ieq(f->name, f->name_len, "expect");
+    return str_ieq(name, len, "host") || str_ieq(name, len, "x-forwarded-for") ||
+           str_ieq(name, len, "x-forwarded-proto") || str_ieq(name, len, "x-forwarded-host") ||
+           str_ieq(name, len, "x-forwarded-port") || str_ieq(name, len, "expect");
+}
+
+/* WSGI and CGI servers (gunicorn, uWSGI, mod_wsgi) turn '-' into '_' in
+ * header names, so a client's "X-Sluice_Identity" reaches a Django app as
+ * HTTP_X_SLUICE_IDENTITY beside the gateway's own (gunicorn joins the two:
+ * "key:admin,ip:..."), and "X_Forwarded_Proto: https" as a forwarded scheme.
+ * So a client header is judged by its name with '_' read as '-'. Returns
+ * <name>, or that folding in <tmp> (of <size> bytes); NULL when the name has
+ * an '_' and is too long to fold (such a header is dropped). */
+static const char *px_wsgi_name(const char *name, size_t len, char *tmp, size_t size)
+{
+    if (!memchr(name, '_', len))
+        return name;
+    if (len > size)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        tmp[i] = name[i] == '_' ? '-' : name[i];
+    return tmp;
 }
 
 static void px_header_line(struct buf *b, const char *name, const char *value, size_t vlen)
@@ -569,13 +586,16 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     buf_append_str(b, " HTTP/1.1\r\n");
     const struct sl_header *xff = NULL;
     const struct sl_headers *conn = px_connection_headers(&x->req_headers);
+    char folded[256];
     for (int i = 0; i < x->req_headers.n; i++) {
         const struct sl_header *f = &x->req_headers.v[i];
         if (str_ieq(f->name, f->name_len, "x-forwarded-for"))
             xff = f;
-        if (!px_forwardable(conn, f) || px_is_forwarded_header(f) ||
-            px_is_identity_header(f->name, f->name_len) ||
-            px_rules_replace(rreq, ureq, f->name, f->name_len))
+        const char *name = px_wsgi_name(f->name, f->name_len, folded, sizeof(folded));
+        size_t len = f->name_len;
+        if (!name || !px_forwardable(conn, f) || px_is_hop_header(name, len) ||
+            px_is_forwarded_header(name, len) || px_is_identity_header(name, len) ||
+            px_rules_replace(rreq, ureq, name, len))
             continue;
         buf_append(b, f->name, f->name_len);
         buf_append(b, ": ", 2);
