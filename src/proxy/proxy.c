@@ -569,6 +569,16 @@ static void px_header_line(struct buf *b, const char *name, const char *value, s
     buf_append(b, "\r\n", 2);
 }
 
+/* "<name>: <value>" of a header the gateway writes, unless <value> is NULL
+ * or a rule of <rreq> or <ureq> sets (its value went up already) or removes
+ * it: "X-Forwarded-Proto: https" behind a TLS terminator. */
+static void px_own_line(struct buf *b, const struct px_rules *rreq, const struct px_rules *ureq,
+                        const char *name, const char *value)
+{
+    if (value && !px_rules_replace(rreq, ureq, name, strlen(name)))
+        px_header_line(b, name, value, strlen(value));
+}
+
 /* The request head as the upstream gets it: the client's headers minus
  * hop-by-hop ones, the X-Forwarded-* set, our request id, and framing we
  * chose (never the client's ambiguous one). */
@@ -607,13 +617,10 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     if (rc && rc->identity_headers) {
         /* Always the gateway's: the client's were dropped above. */
         const struct identity *id = &x->identity;
-        px_header_line(b, "X-Sluice-Identity", id->id, strlen(id->id));
-        if (id->key_id)
-            px_header_line(b, "X-Sluice-Key-Id", id->key_id, strlen(id->key_id));
-        if (id->tier)
-            px_header_line(b, "X-Sluice-Tier", id->tier, strlen(id->tier));
-        if (id->scopes)
-            px_header_line(b, "X-Sluice-Scopes", id->scopes, strlen(id->scopes));
+        px_own_line(b, rreq, ureq, "X-Sluice-Identity", id->id);
+        px_own_line(b, rreq, ureq, "X-Sluice-Key-Id", id->key_id);
+        px_own_line(b, rreq, ureq, "X-Sluice-Tier", id->tier);
+        px_own_line(b, rreq, ureq, "X-Sluice-Scopes", id->scopes);
     }
     /* The client's Host (or the authority of an absolute-form target),
      * unless the upstream says otherwise. */
@@ -624,22 +631,24 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
         px_header_line(b, "Host", addr, strlen(addr));
     else
         px_header_line(b, "Host", x->host, x->host_len);
-    buf_append_str(b, "X-Forwarded-For: ");
-    if (xff) {
-        buf_append(b, xff->value, xff->value_len);
-        buf_append(b, ", ", 2);
+    if (!px_rules_replace(rreq, ureq, "x-forwarded-for", 15)) {
+        buf_append_str(b, "X-Forwarded-For: ");
+        if (xff) {
+            buf_append(b, xff->value, xff->value_len);
+            buf_append(b, ", ", 2);
+        }
+        buf_append_str(b, x->peer_ip); /* the hop we saw, as every proxy appends its peer */
+        buf_append(b, "\r\n", 2);
     }
-    buf_append_str(b, x->peer_ip); /* the hop we saw, as every proxy appends its peer */
-    buf_append(b, "\r\n", 2);
-    buf_append_str(b, "X-Forwarded-Proto: http\r\n");
-    if (x->host)
+    px_own_line(b, rreq, ureq, "X-Forwarded-Proto", "http");
+    if (x->host && !px_rules_replace(rreq, ureq, "x-forwarded-host", 16))
         px_header_line(b, "X-Forwarded-Host", x->host, x->host_len);
-    if (x->local_port) {
+    if (x->local_port && !px_rules_replace(rreq, ureq, "x-forwarded-port", 16)) {
         buf_append_str(b, "X-Forwarded-Port: ");
         buf_append_u64(b, (uint64_t)x->local_port);
         buf_append(b, "\r\n", 2);
     }
-    px_header_line(b, "X-Request-Id", x->request_id, strlen(x->request_id));
+    px_own_line(b, rreq, ureq, "X-Request-Id", x->request_id);
     if (x->chunked) {
         buf_append_str(b, "Transfer-Encoding: chunked\r\n");
     } else if (x->content_length >= 0) {

@@ -125,6 +125,15 @@ class Headers(E2ETestCase):
         self.assertEqual(h["x_app_token"], ["kept"])
         self.assertEqual([k for k in h if "_" in k], ["x_app_token"])
 
+    def test_rules_replace_the_headers_the_gateway_writes(self):
+        # behind a TLS terminator: the app must hear https, once
+        gw = self.gateway({"request_headers": {"remove": ["X-Forwarded-Port"]}},
+                          {"request_headers": {"set": {"X-Forwarded-Proto": "https"}}})
+        h = gw.request("GET", "/echo", headers={"X-Forwarded-Proto": "http"}).json()["headers"]
+        self.assertEqual(h["x-forwarded-proto"], ["https"])
+        self.assertNotIn("x-forwarded-port", h)
+        self.assertEqual(h["x-forwarded-for"], ["127.0.0.1"])
+
     def test_host_modes_and_forwarded_headers(self):
         gw = self.gateway()
         h = gw.request("GET", "/echo", headers={"Host": "api.example.com"}).json()["headers"]
