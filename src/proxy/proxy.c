@@ -532,13 +532,30 @@ static bool px_forwardable(const struct sl_headers *conn, const struct sl_header
            !px_named_by_connection(conn, f->name, f->name_len);
 }
 
-static bool px_is_forwarded_header(const struct sl_header *f)
+/* Headers the gateway writes itself for the upstream: the client's are dropped. */
+static bool px_is_forwarded_header(const char *name, size_t len)
 {
-    return str_ieq(f->name, f->name_len, "host") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-for") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-proto") ||
-           str_ieq(f->name, f->name_len, "x-forwarded-host") ||
-           str_ieq(f->name, f->name_len, "expect");
+    return str_ieq(name, len, "host") || str_ieq(name, len, "x-forwarded-for") ||
+           str_ieq(name, len, "x-forwarded-proto") || str_ieq(name, len, "x-forwarded-host") ||
+           str_ieq(name, len, "x-forwarded-port") || str_ieq(name, len, "expect");
+}
+
+/* WSGI and CGI servers (gunicorn, uWSGI, mod_wsgi) turn '-' into '_' in
+ * header names, so a client's "X-Sluice_Identity" reaches a Django app as
+ * HTTP_X_SLUICE_IDENTITY beside the gateway's own (gunicorn joins the two:
+ * "key:admin,ip:..."), and "X_Forwarded_Proto: https" as a forwarded scheme.
+ * So a client header is judged by its name with '_' read as '-'. Returns
+ * <name>, or that folding in <tmp> (of <size> bytes); NULL when the name has
+ * an '_' and is too long to fold (such a header is dropped). */
+static const char *px_wsgi_name(const char *name, size_t len, char *tmp, size_t size)
+{
+    if (!memchr(name, '_', len))
+        return name;
+    if (len > size)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        tmp[i] = name[i] == '_' ? '-' : name[i];
+    return tmp;
 }
 
 static void px_header_line(struct buf *b, const char *name, const char *value, size_t vlen)
@@ -547,6 +564,16 @@ static void px_header_line(struct buf *b, const char *name, const char *value, s
     buf_append(b, ": ", 2);
     buf_append(b, value, vlen);
     buf_append(b, "\r\n", 2);
+}
+
+/* "<name>: <value>" of a header the gateway writes, unless <value> is NULL
+ * or a rule of <rreq> or <ureq> sets (its value went up already) or removes
+ * it: "X-Forwarded-Proto: https" behind a TLS terminator. */
+static void px_own_line(struct buf *b, const struct px_rules *rreq, const struct px_rules *ureq,
+                        const char *name, const char *value)
+{
+    if (value && !px_rules_replace(rreq, ureq, name, strlen(name)))
+        px_header_line(b, name, value, strlen(value));
 }
 
 /* The request head as the upstream gets it: the client's headers minus
@@ -566,13 +593,16 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     buf_append_str(b, " HTTP/1.1\r\n");
     const struct sl_header *xff = NULL;
     const struct sl_headers *conn = px_connection_headers(&x->req_headers);
+    char folded[256];
     for (int i = 0; i < x->req_headers.n; i++) {
         const struct sl_header *f = &x->req_headers.v[i];
         if (str_ieq(f->name, f->name_len, "x-forwarded-for"))
             xff = f;
-        if (!px_forwardable(conn, f) || px_is_forwarded_header(f) ||
-            px_is_identity_header(f->name, f->name_len) ||
-            px_rules_replace(rreq, ureq, f->name, f->name_len))
+        const char *name = px_wsgi_name(f->name, f->name_len, folded, sizeof(folded));
+        size_t len = f->name_len;
+        if (!name || !px_forwardable(conn, f) || px_is_hop_header(name, len) ||
+            px_is_forwarded_header(name, len) || px_is_identity_header(name, len) ||
+            px_rules_replace(rreq, ureq, name, len))
             continue;
         buf_append(b, f->name, f->name_len);
         buf_append(b, ": ", 2);
@@ -584,13 +614,10 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
     if (rc && rc->identity_headers) {
         /* Always the gateway's: the client's were dropped above. */
         const struct identity *id = &x->identity;
-        px_header_line(b, "X-Sluice-Identity", id->id, strlen(id->id));
-        if (id->key_id)
-            px_header_line(b, "X-Sluice-Key-Id", id->key_id, strlen(id->key_id));
-        if (id->tier)
-            px_header_line(b, "X-Sluice-Tier", id->tier, strlen(id->tier));
-        if (id->scopes)
-            px_header_line(b, "X-Sluice-Scopes", id->scopes, strlen(id->scopes));
+        px_own_line(b, rreq, ureq, "X-Sluice-Identity", id->id);
+        px_own_line(b, rreq, ureq, "X-Sluice-Key-Id", id->key_id);
+        px_own_line(b, rreq, ureq, "X-Sluice-Tier", id->tier);
+        px_own_line(b, rreq, ureq, "X-Sluice-Scopes", id->scopes);
     }
     /* The client's Host (or the authority of an absolute-form target),
      * unless the upstream says otherwise. */
@@ -601,22 +628,24 @@ static void px_build_head(struct px_conn *p, struct exchange *x)
         px_header_line(b, "Host", addr, strlen(addr));
     else
         px_header_line(b, "Host", x->host, x->host_len);
-    buf_append_str(b, "X-Forwarded-For: ");
-    if (xff) {
-        buf_append(b, xff->value, xff->value_len);
-        buf_append(b, ", ", 2);
+    if (!px_rules_replace(rreq, ureq, "x-forwarded-for", 15)) {
+        buf_append_str(b, "X-Forwarded-For: ");
+        if (xff) {
+            buf_append(b, xff->value, xff->value_len);
+            buf_append(b, ", ", 2);
+        }
+        buf_append_str(b, x->peer_ip); /* the hop we saw, as every proxy appends its peer */
+        buf_append(b, "\r\n", 2);
     }
-    buf_append_str(b, x->peer_ip); /* the hop we saw, as every proxy appends its peer */
-    buf_append(b, "\r\n", 2);
-    buf_append_str(b, "X-Forwarded-Proto: http\r\n");
-    if (x->host)
+    px_own_line(b, rreq, ureq, "X-Forwarded-Proto", "http");
+    if (x->host && !px_rules_replace(rreq, ureq, "x-forwarded-host", 16))
         px_header_line(b, "X-Forwarded-Host", x->host, x->host_len);
-    if (x->local_port) {
+    if (x->local_port && !px_rules_replace(rreq, ureq, "x-forwarded-port", 16)) {
         buf_append_str(b, "X-Forwarded-Port: ");
         buf_append_u64(b, (uint64_t)x->local_port);
         buf_append(b, "\r\n", 2);
     }
-    px_header_line(b, "X-Request-Id", x->request_id, strlen(x->request_id));
+    px_own_line(b, rreq, ureq, "X-Request-Id", x->request_id);
     if (x->chunked) {
         buf_append_str(b, "Transfer-Encoding: chunked\r\n");
     } else if (x->content_length >= 0) {
