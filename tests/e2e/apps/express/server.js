@@ -11,7 +11,7 @@ const app = express();
 // from X-Forwarded-For/-Proto/-Host, believed only from the loopback.
 app.set('trust proxy', 'loopback');
 
-const counts = { leads: 0, market: 0, big: 0 };
+const counts = { leads: 0, market: 0, big: 0, connections: 0 };
 const MB = 1 << 20;
 
 app.post('/api/leads/', (req, res) => {
@@ -95,6 +95,7 @@ app.get('/api/stats', (req, res) => res.json(counts));
 const server = app.listen(parseInt(process.env.PORT || '0', 10), '127.0.0.1', () => {
   process.stdout.write(`READY ${server.address().port}\n`);
 });
+server.on('connection', () => { counts.connections += 1; });
 // Node closes idle keep-alive connections after keepAliveTimeout (5 s by
 // default): the tests shorten it to meet it in the gateway's pool.
 if (process.env.KEEPALIVE_MS) server.keepAliveTimeout = parseInt(process.env.KEEPALIVE_MS, 10);
