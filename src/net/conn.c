@@ -128,6 +128,8 @@ static struct conn_in *conn_in_take(struct conn *c)
     }
     in->next_free = NULL;
     in->rlen = 0;
+    in->header_bytes = 0;
+    in->chunk_ext_bytes = 0;
     in->field.len = in->value.len = 0;
     in->error_status = 0;
     in->error_msg = NULL;
@@ -617,6 +619,7 @@ static int conn_cb_message_begin(llhttp_t *p)
     c->x = conn_new_exchange(c);
     c->in->header_bytes = 0;
     c->in->n_cl = c->in->n_te = c->in->n_host = 0;
+    c->in->chunk_ext_bytes = 0;
     c->continue_sent = false;
     c->in->field.len = c->in->value.len = 0;
     c->in->value_spans = 0;
