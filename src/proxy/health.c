@@ -34,6 +34,25 @@ bool px_health_usable(const struct px_server *srv, const struct px_health_conf *
     return !h->path && px_health_now_ms() >= __atomic_load_n(&srv->retry_at_ms, __ATOMIC_RELAXED);
 }
 
+void px_server_suspect(struct px_server *srv)
+{
+    if (srv)
+        __atomic_store_n(&srv->suspect_until_ms, px_health_now_ms() + PX_SUSPECT_MS,
+                         __ATOMIC_RELAXED);
+}
+
+void px_server_answered(struct px_server *srv)
+{
+    if (srv && __atomic_load_n(&srv->suspect_until_ms, __ATOMIC_RELAXED))
+        __atomic_store_n(&srv->suspect_until_ms, 0, __ATOMIC_RELAXED);
+}
+
+bool px_server_is_suspect(const struct px_server *srv)
+{
+    int64_t until = srv ? __atomic_load_n(&srv->suspect_until_ms, __ATOMIC_RELAXED) : 0;
+    return until && px_health_now_ms() < until;
+}
+
 void px_health_report(struct px_server *srv, const struct px_health_conf *h, bool ok)
 {
     if (!srv || !h || !h->enabled)

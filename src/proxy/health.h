@@ -28,10 +28,11 @@ struct px_group {
 struct px_server {
     char addr[128];
     struct px_group *group;
-    int open;            /* atomic: connections open or opening, all workers */
-    int down;            /* atomic: 1 while unhealthy or ejected */
-    int fails, oks;      /* atomic: consecutive failures and (while down) successes */
-    int64_t retry_at_ms; /* atomic: passive ejection: when a request may try it again */
+    int open;                 /* atomic: connections open or opening, all workers */
+    int down;                 /* atomic: 1 while unhealthy or ejected */
+    int fails, oks;           /* atomic: consecutive failures and (while down) successes */
+    int64_t retry_at_ms;      /* atomic: passive ejection: when a request may try it again */
+    int64_t suspect_until_ms; /* atomic: see px_server_suspect */
     uint64_t checks_ok, checks_failed; /* atomic: active checks */
     /* The active check in flight (worker 0's loop only). */
     bool checking;
@@ -54,6 +55,17 @@ bool px_health_usable(const struct px_server *srv, const struct px_health_conf *
 /* A real request's outcome on <srv> (passive health): <ok> false for a
  * failed connect or a 5xx answer. */
 void px_health_report(struct px_server *srv, const struct px_health_conf *h, bool ok);
+
+/* A connection to <srv> failed before it answered (refused, reset,
+ * closed): for PX_SUSPECT_MS, new requests prefer the upstream's other
+ * servers, with or without `health`. A dying server keeps accepting
+ * into its backlog for a few ms; without this, the requests the queue
+ * hands it then are lost too. */
+#define PX_SUSPECT_MS 1000
+void px_server_suspect(struct px_server *srv);
+/* It answered: no longer suspect. */
+void px_server_answered(struct px_server *srv);
+bool px_server_is_suspect(const struct px_server *srv);
 
 /* Active checks of the servers of worker <w>'s config, from its loop
  * (worker 0): start and stop with the worker. */

@@ -298,6 +298,7 @@ static void px_connect_failed(struct px_conn *p, int status, const char *kind, c
     }
     struct px_x *px = px_x_of(x);
     px->failed |= 1ull << pool->index;
+    px_server_suspect(pool->srv);
     px_health_report(pool->srv, px_health_of(pool), false);
     x->upstream_tries++;
     if (x->upstream_tries >= pool->upstream->n_servers) {
@@ -346,6 +347,10 @@ static bool px_may_retry(const struct px_conn *p)
 static void px_on_upstream_gone(struct px_conn *p, const char *why)
 {
     struct exchange *x = p->x;
+    /* A pooled connection closed by the server as we reused it is the
+     * ordinary keep-alive race, not a sign of a dying server. */
+    if (p->pool && !p->reused && !p->got_bytes)
+        px_server_suspect(p->pool->srv);
     if (x && p->pool && px_may_retry(p)) {
         px_count_error(p->worker, p->pool->upstream->name, "upstream_closed");
         px_close(p);
@@ -735,8 +740,10 @@ static int px_cb_headers_complete(llhttp_t *parser)
     }
     px_rules_add_headers(&out, ur, rr, x);
     px_rules_add_headers(&out, rr, NULL, x);
-    if (p->pool)
+    if (p->pool) {
+        px_server_answered(p->pool->srv);
         px_health_report(p->pool->srv, px_health_of(p->pool), status < 500);
+    }
     bool no_body = x->method == HTTP_HEAD || status == 204 || status == 304;
     bool has_length = (parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED);
     int64_t length = has_length ? (int64_t)parser->content_length : -1;
@@ -993,21 +1000,24 @@ static bool px_reserve(struct px_pool *pool)
     return false;
 }
 
-/* Send <x> on a connection to a server of its upstream: an idle one, else
- * a new one where the server has room, round robin from the upstream's
- * cursor and skipping servers that failed it; false when every server is
- * at max_connections. */
-static bool px_try_start(struct exchange *x)
+/* Is server <s> of <x>'s upstream one <x> may go to now: not failed by
+ * it, healthy, and (unless <suspects>) not suspect? */
+static bool px_server_ok(struct exchange *x, const struct px_pool *pool, bool suspects)
+{
+    return !(px_x_of(x)->failed & (1ull << pool->index)) &&
+           px_health_usable(pool->srv, px_health_of(pool)) &&
+           (suspects || !px_server_is_suspect(pool->srv));
+}
+
+/* One pass of px_try_start over the servers, round robin from <first>. */
+static bool px_try_servers(struct exchange *x, unsigned first, bool suspects)
 {
     struct px_snapshot *h = px_snapshot_of(x->hold);
-    struct px_x *px = px_x_of(x);
     int u = x->route->upstream;
-    const struct cfg_upstream *up = &x->cfg->upstreams[u];
-    unsigned first = h->rr[u]++;
-    for (int i = 0; i < up->n_servers; i++) {
-        struct px_pool *pool = &h->pools[u][(first + (unsigned)i) % (unsigned)up->n_servers];
-        if ((px->failed & (1ull << pool->index)) ||
-            !px_health_usable(pool->srv, px_health_of(pool)))
+    int n = x->cfg->upstreams[u].n_servers;
+    for (int i = 0; i < n; i++) {
+        struct px_pool *pool = &h->pools[u][(first + (unsigned)i) % (unsigned)n];
+        if (!px_server_ok(x, pool, suspects))
             continue;
         if (pool->idle) {
             struct px_conn *p = pool->idle;
@@ -1022,6 +1032,31 @@ static bool px_try_start(struct exchange *x)
         }
     }
     return false;
+}
+
+/* Does <x>'s upstream have a server that is ok and not suspect? */
+static bool px_any_trusted(struct exchange *x)
+{
+    struct px_snapshot *h = px_snapshot_of(x->hold);
+    int u = x->route->upstream;
+    for (int s = 0; s < x->cfg->upstreams[u].n_servers; s++)
+        if (px_server_ok(x, &h->pools[u][s], false))
+            return true;
+    return false;
+}
+
+/* Send <x> on a connection to a server of its upstream: an idle one, else
+ * a new one where the server has room, round robin from the upstream's
+ * cursor and skipping servers that failed it. A suspect server is used
+ * only when no other is ok: while one is, <x> rather waits for it.
+ * False when <x> has to wait (every usable server at max_connections). */
+static bool px_try_start(struct exchange *x)
+{
+    struct px_snapshot *h = px_snapshot_of(x->hold);
+    unsigned first = h->rr[x->route->upstream]++;
+    if (px_try_servers(x, first, false))
+        return true;
+    return !px_any_trusted(x) && px_try_servers(x, first, true);
 }
 
 /* ---- the queue (upstream max_connections) -------------------------------------------- */
