@@ -17,19 +17,6 @@
 
 /* ---- modules ------------------------------------------------------------------ */
 
-/* Call <hook> of every module that has one, in list order or (<reverse>) the
- * reverse. */
-#define WORKER_EACH_MODULE(reverse, hook, ...)                                                     \
-    do {                                                                                           \
-        int n_;                                                                                    \
-        const struct sl_module *const *m_ = sl_module_list(&n_);                                   \
-        for (int i_ = 0; i_ < n_; i_++) {                                                          \
-            const struct sl_module *mod_ = m_[(reverse) ? n_ - 1 - i_ : i_];                       \
-            if (mod_->hook)                                                                        \
-                mod_->hook(__VA_ARGS__);                                                           \
-        }                                                                                          \
-    } while (0)
-
 /* Take up the gateway's newest config if it changed since we last looked. */
 static void worker_sync_config(struct worker *w)
 {
@@ -62,7 +49,7 @@ static void worker_stop(struct worker *w)
     worker_close_handle(w, (uv_handle_t *)&w->check);
     worker_close_handle(w, (uv_handle_t *)&w->prepare);
     worker_close_handle(w, (uv_handle_t *)&w->drain_timer);
-    WORKER_EACH_MODULE(true, stop_worker, w);
+    SL_EACH_MODULE(true, stop_worker, w);
     wcfg_retire(w->cur); /* closes idle upstream connections */
     w->cur = NULL;
 }
@@ -190,7 +177,7 @@ static void worker_main(void *arg)
             fprintf(stderr, "sluice: worker %d cannot listen on fd %d\n", w->id, w->listen_fds[i]);
     if (w->admin_fd >= 0 && worker_open_listener(w, &w->admin, w->admin_fd) != 0)
         fprintf(stderr, "sluice: cannot open the admin listener\n");
-    WORKER_EACH_MODULE(false, start_worker, w);
+    SL_EACH_MODULE(false, start_worker, w);
     /* A drain requested before we were listening would otherwise be missed. */
     worker_on_wake(&w->wake);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -200,7 +187,6 @@ static void worker_init(struct worker *w, struct gateway *gw, int id, struct con
 {
     w->id = id;
     w->gw = gw;
-    w->admin_fd = -1;
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wake, worker_on_wake);
     w->wake.data = w;
@@ -218,12 +204,12 @@ static void worker_init(struct worker *w, struct gateway *gw, int id, struct con
     if (getrandom(&w->rid_state, sizeof(w->rid_state), 0) != sizeof(w->rid_state))
         w->rid_state = (uint64_t)clock_wall_us();
     w->rid_state ^= (uint64_t)id << 56;
-    WORKER_EACH_MODULE(false, init_worker, w);
+    SL_EACH_MODULE(false, init_worker, w);
 }
 
 static void worker_release(struct worker *w)
 {
-    WORKER_EACH_MODULE(true, dispose_worker, w);
+    SL_EACH_MODULE(true, dispose_worker, w);
     uv_loop_close(&w->loop);
     conn_worker_release(w);
     metrics_free(w->metrics);
@@ -282,6 +268,21 @@ static int gw_open_sockets(struct gateway *gw)
     return 0;
 }
 
+/* The sockets gw_open_sockets opened, when the gateway stops before its
+ * workers took them. */
+static void gw_close_sockets(struct gateway *gw)
+{
+    for (int i = 0; i < gw->n_workers; i++) {
+        struct worker *w = &gw->workers[i];
+        for (int l = 0; l < w->n_listeners; l++)
+            close(w->listen_fds[l]);
+        w->n_listeners = 0;
+        if (w->admin_fd >= 0)
+            close(w->admin_fd);
+        w->admin_fd = -1;
+    }
+}
+
 static void gw_wake_workers(struct gateway *gw)
 {
     for (int i = 0; i < gw->n_workers; i++)
@@ -309,7 +310,7 @@ int gw_reload(struct gateway *gw, char **err)
     const struct config *old = gw->cfg;
     struct buf warnings = {0};
     cfg_restart_changes(old, cfg, &warnings);
-    WORKER_EACH_MODULE(false, on_reload, gw, old, cfg, &warnings);
+    SL_EACH_MODULE(false, on_reload, gw, old, cfg, &warnings);
     struct config *prev = gw->cfg;
     gw->cfg = cfg;
     gw->gen++;
@@ -374,6 +375,15 @@ int gw_serve(const char *path)
     gw.started_wall_us = clock_wall_us();
     gw.n_workers = cfg->server.workers;
     gw.workers = sl_calloc((size_t)gw.n_workers, sizeof(struct worker));
+    for (int i = 0; i < gw.n_workers; i++)
+        gw.workers[i].admin_fd = -1;
+    /* First: an address in use is the likeliest failure, and nothing needs
+     * undoing yet but the sockets themselves. */
+    if (gw_open_sockets(&gw) != 0) {
+        gw_close_sockets(&gw);
+        gw_release(&gw);
+        return 1;
+    }
     pipeline_build(&gw.pipelines[0], &gw.pipelines[1]);
     int n_mods, started = 0;
     const struct sl_module *const *mods = sl_module_list(&n_mods);
@@ -384,16 +394,13 @@ int gw_serve(const char *path)
             for (int m = started - 1; m >= 0; m--)
                 if (mods[m]->dispose_process)
                     mods[m]->dispose_process(&gw);
+            gw_close_sockets(&gw);
             gw_release(&gw);
             return 1;
         }
     }
     for (int i = 0; i < gw.n_workers; i++)
         worker_init(&gw.workers[i], &gw, i, cfg);
-    if (gw_open_sockets(&gw) != 0) {
-        /* Nothing ran yet: the process exits, taking sockets and loops with it. */
-        return 1;
-    }
 
     uv_loop_t main_loop;
     uv_loop_init(&main_loop);
