@@ -27,8 +27,8 @@
 
 static const char keys_usage[] =
     "usage: sluice keys create -c FILE --tier T [--name N] [--owner O] [--scopes a,b]\n"
-    "                          [--expires 30d] [--limit 100/h ...] [--quota-monthly N]\n"
-    "                          [--quota-daily N] [--env live|test] [--json]\n"
+    "                          [--expires 30d] [--limit 100/h ...] [--env live|test]\n"
+    "                          [--json]\n"
     "       sluice keys list -c FILE [--json]\n"
     "       sluice keys show ID -c FILE [--json]\n"
     "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
@@ -49,8 +49,7 @@ static const char keys_create_usage[] =
     "  --scopes a,b        scopes the key grants (comma-separated)\n"
     "  --expires 30d       lifetime (ms, s, m, h, d); default: never expires\n"
     "  --limit 100/h       a limit replacing the tier's (repeatable; SPEC 3.1 syntax)\n"
-    "  --quota-monthly N   requests per calendar month (UTC)\n"
-    "  --quota-daily N     requests per day (UTC)\n"
+    "  --quota-monthly N, --quota-daily N: not supported yet (refused)\n"
     "  --env live|test     the secret's environment tag (sk_<env>_...); default live\n"
     "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
 
@@ -221,19 +220,6 @@ static void keys_print_secret(const struct keys_args *a, const struct ks_key *k,
 
 /* ---- validation ---------------------------------------------------------- */
 
-/* A non-negative integer, or -1. */
-static int64_t keys_parse_count(const char *s)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 0)
-        return -1;
-    return v;
-}
-
 /* "a,b" (commas or blanks) into "a b" in <out>; -1 on an empty list, a
  * control character, or overflow. */
 static int keys_scopes(const char *in, char out[KS_SCOPES_MAX])
@@ -319,10 +305,12 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
         .quota_monthly = -1,
         .quota_daily = -1,
     };
-    if (a->quota_monthly && (req.quota_monthly = keys_parse_count(a->quota_monthly)) < 0)
-        return cli_fail(2, v, NULL, "bad --quota-monthly '%s' (a count)", a->quota_monthly);
-    if (a->quota_daily && (req.quota_daily = keys_parse_count(a->quota_daily)) < 0)
-        return cli_fail(2, v, NULL, "bad --quota-daily '%s' (a count)", a->quota_daily);
+    /* Refused like the config's unsupported sections: a key created with
+     * a quota that is not enforced would give false confidence. */
+    if (a->quota_monthly || a->quota_daily)
+        return cli_fail(2, v, NULL,
+                        "--quota-monthly and --quota-daily are not supported by this "
+                        "version of sluice yet (quotas are not enforced)");
     int64_t now = keys_now_ms();
     if (a->expires) {
         int64_t ms;

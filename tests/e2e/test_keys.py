@@ -208,6 +208,13 @@ class ApiKeys(KeysTestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("key_0000000000000000", p.stderr)
         self.assertEqual(self.cli(gw, "frobnicate", check=False).returncode, 2)
+        # quotas are not enforced yet: a key with one is refused, not stored
+        p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", "100", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("not supported", p.stderr)
+        self.assertEqual(self.cli(gw, "create", "--tier", "pro", "--quota-daily", "5",
+                                  check=False).returncode, 2)
+        self.assertEqual(self.cli(gw, "list", "--json").stdout.count('"id"'), 0)
         # the human output of create names the secret once
         p = self.cli(gw, "create", "--tier", "pro", "--name", "human")
         self.assertRegex(p.stdout, r"sk_live_[0-9A-Za-z]{43}")
@@ -221,13 +228,19 @@ class AdminKeys(KeysTestCase):
         gw = self.start_gateway(keys_config(self.up))
         body = {"tier": "premium", "name": "partner", "owner": "acme", "scopes": ["orders:read"],
                 "limits": ["50/min"], "quota_monthly": 100000}
+        # quotas are not enforced yet: refused rather than stored and ignored
+        r = gw.admin_request("POST", "/keys", body=json.dumps(body).encode())
+        self.assertJsonError(r, 400)
+        self.assertIn("not supported", r.json()["message"])
+        self.assertEqual(gw.admin_request("GET", "/keys").json()["keys"], [])
+        del body["quota_monthly"]
         r = gw.admin_request("POST", "/keys", body=json.dumps(body).encode())
         self.assertStatus(r, 201)
         created = r.json()
         key, secret = created["key"], created["secret"]
         self.assertEqual((key["tier"], key["name"], key["owner"]), ("premium", "partner", "acme"))
         self.assertEqual(key["scopes"], ["orders:read"])
-        self.assertEqual(key["quota"]["monthly"], 100000)
+        self.assertEqual(key["quota"], {"monthly": None, "daily": None})
         self.assertTrue(secret.startswith(key["prefix"].rstrip(".…")), (secret, key["prefix"]))
         self.assertEqual(self.get(gw, headers={"X-API-Key": secret}).header("X-RateLimit-Limit"),
                          "50")
