@@ -1169,7 +1169,9 @@ static void conn_fill_peer(struct conn *c)
     c->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)
+/* A new connection of <kind> on <w>, idle and counted, not yet accepted;
+ * <total> (if not NULL): the gateway's connections, this one included. */
+static struct conn *conn_new(struct worker *w, enum conn_kind kind, int *total)
 {
     struct conn *c = sl_calloc(1, sizeof(*c));
     c->w = w;
@@ -1185,7 +1187,16 @@ void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    int total = __atomic_add_fetch(&w->gw->n_conns, 1, __ATOMIC_RELAXED);
+    int n = __atomic_add_fetch(&w->gw->n_conns, 1, __ATOMIC_RELAXED);
+    if (total)
+        *total = n;
+    return c;
+}
+
+void conn_accept(struct worker *w, uv_stream_t *server, enum conn_kind kind)
+{
+    int total;
+    struct conn *c = conn_new(w, kind, &total);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;

@@ -123,4 +123,17 @@ struct sl_module {
  * stages within a phase. */
 const struct sl_module *const *sl_module_list(int *n);
 
+/* Call <hook> of every module that has one, in list order or (<reverse>) the
+ * reverse. */
+#define SL_EACH_MODULE(reverse, hook, ...)                                                         \
+    do {                                                                                           \
+        int n_;                                                                                    \
+        const struct sl_module *const *m_ = sl_module_list(&n_);                                   \
+        for (int i_ = 0; i_ < n_; i_++) {                                                          \
+            const struct sl_module *mod_ = m_[(reverse) ? n_ - 1 - i_ : i_];                       \
+            if (mod_->hook)                                                                        \
+                mod_->hook(__VA_ARGS__);                                                           \
+        }                                                                                          \
+    } while (0)
+
 #endif

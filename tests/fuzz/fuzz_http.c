@@ -100,26 +100,10 @@ static void drain(int fd)
 /* A connection on <fd> set up as conn_accept does after accept(). */
 static struct conn *fuzz_conn(struct worker *w, int fd)
 {
-    struct conn *c = sl_calloc(1, sizeof(*c));
-    c->w = w;
-    c->kind = CONN_PUBLIC;
-    uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
+    struct conn *c = conn_new(w, CONN_PUBLIC, NULL);
     if (uv_tcp_open(&c->tcp, fd) != 0)
         FUZZ_ABORT();
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->deadline = DEADLINE_NONE;
-    c->state = CS_IDLE;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->n_conns++;
-    __atomic_add_fetch(&w->gw->n_conns, 1, __ATOMIC_RELAXED);
     str_copy(c->peer_ip, sizeof(c->peer_ip), "203.0.113.7");
-    llhttp_init(&c->parser, HTTP_REQUEST, conn_parser_settings());
-    c->parser.data = c;
     conn_arm_timer(c, true);
     conn_start_reading(c);
     return c;
@@ -147,13 +131,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = piece ? piece : len;
         if (n > len - at)
             n = len - at;
-        if (!c->rbuf)
-            c->rbuf = sl_malloc(SL_READ_BUF);
-        if (n > SL_READ_BUF - c->rlen)
-            n = SL_READ_BUF - c->rlen;
-        memcpy(c->rbuf + c->rlen, in + at, n);
+        uv_buf_t b; /* as libuv gets it before each read */
+        conn_alloc((uv_handle_t *)&c->tcp, SL_READ_BUF, &b);
+        if (b.len == 0)
+            break;
+        if (n > b.len)
+            n = b.len;
+        memcpy(b.base, in + at, n);
         at += n;
-        conn_on_read((uv_stream_t *)&c->tcp, (ssize_t)n, NULL);
+        conn_on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &b);
         conn_run_dirty(w); /* the worker's uv_check */
         drain(fds[1]);
     }

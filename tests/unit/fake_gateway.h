@@ -304,18 +304,6 @@ static inline void fake_upstream_answer(struct fake_gw *fx)
 
 /* ---- the gateway ------------------------------------------------------------------ */
 
-/* Call <hook> of every module that has one, in list order or the reverse. */
-#define FAKE_EACH_MODULE(reverse, hook, ...)                                                       \
-    do {                                                                                           \
-        int n_;                                                                                    \
-        const struct sl_module *const *m_ = sl_module_list(&n_);                                   \
-        for (int i_ = 0; i_ < n_; i_++) {                                                          \
-            const struct sl_module *mod_ = m_[(reverse) ? n_ - 1 - i_ : i_];                       \
-            if (mod_->hook)                                                                        \
-                mod_->hook(__VA_ARGS__);                                                           \
-        }                                                                                          \
-    } while (0)
-
 /* The public pipeline with the proxy's stage replaced by the fake upstream. */
 static inline void fake_gw_stages(struct fake_gw *fx)
 {
@@ -394,8 +382,8 @@ static inline struct fake_gw *fake_gw_new(const char *yaml)
     w->cur = wcfg_new(w, cfg);
     w->cfg_gen = gw->gen;
     w->rid_state = 0x5eed;
-    FAKE_EACH_MODULE(false, init_worker, w);
-    FAKE_EACH_MODULE(false, start_worker, w);
+    SL_EACH_MODULE(false, init_worker, w);
+    SL_EACH_MODULE(false, start_worker, w);
     fx->worker_up = true;
     return fx;
 }
@@ -543,7 +531,7 @@ static inline void fake_gw_free(struct fake_gw *fx)
         }
     struct worker *w = &fx->w;
     if (fx->worker_up) {
-        FAKE_EACH_MODULE(true, stop_worker, w);
+        SL_EACH_MODULE(true, stop_worker, w);
         wcfg_retire(w->cur);
         w->cur = NULL;
         /* Every handle closes: modules' timers, the store's answers. */
@@ -551,7 +539,7 @@ static inline void fake_gw_free(struct fake_gw *fx)
              i++)
             fake_gw_step(fx, 1);
         assert_int_equal(w->open_handles, 0);
-        FAKE_EACH_MODULE(true, dispose_worker, w);
+        SL_EACH_MODULE(true, dispose_worker, w);
         assert_int_equal(uv_loop_close(&w->loop), 0);
         metrics_free(w->metrics);
     }
