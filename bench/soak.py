@@ -2,7 +2,7 @@
 """bench/soak.py -- many keep-alive connections and many API keys for a while.
 
     python3 bench/soak.py [--connections 10000] [--keys 1000] [--seconds 60]
-                          [--workers 2] [--bin build/sluice]
+                          [--workers 2] [--bin build/sluice] [--trace]
 
 Starts an nginx upstream (`return 200`), a sluice gateway in front of it with a
 limited route (per tier and per route, high enough not to refuse), creates
@@ -10,7 +10,8 @@ limited route (per tier and per route, high enough not to refuse), creates
 once and keeps every one of them busy (request, response, next request, each
 with one of the keys in X-API-Key) for --seconds. Prints requests/s, p50/p99
 latency, statuses, and the gateway's RSS and open file descriptors sampled
-every second: RSS must be flat after the warm-up, no 5xx, and no descriptor
+every second: RSS must be flat after the warm-up (the median of the last
+quarter of the run within 10 % of the second quarter's), no 5xx, and no descriptor
 left behind once the clients close. Exit status 1 when one of those fails.
 
 Python standard library only (asyncio). Everything runs on loopback."""
@@ -37,6 +38,11 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def median_rss(samples):
+    values = sorted(s[2] for s in samples)
+    return values[len(values) // 2]
 
 
 def fds(pid):
@@ -134,6 +140,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("SLUICE_BIN", str(ROOT / "build/sluice")))
+    ap.add_argument("--trace", action="store_true", help="print RSS and fds every second")
     a = ap.parse_args()
     raise_nofile(a.connections * 2 + 1024)
     tmp = Path(tempfile.mkdtemp(prefix="sluice-soak-"))
@@ -177,7 +184,11 @@ def main():
     secs = stats["t1"] - stats["t0"]
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0)
     run = [s for s in samples if s[0] == "run"]
-    warm = run[len(run) // 4] if run else samples[-1]
+    # Medians, not single samples: RSS moves by ~10 % second to second with
+    # the requests in flight; a leak shows as the last quarter sitting higher.
+    quarter = max(1, len(run) // 4)
+    warm = median_rss(run[quarter:2 * quarter]) if run else samples[-1][2]
+    late = median_rss(run[-quarter:]) if run else samples[-1][2]
     peak = max(s[2] for s in run) if run else 0
     print("connections %d (failed %d), keys %d, %d s, workers %d" %
           (stats["connected"], stats["connect_errors"], a.keys, a.seconds, a.workers))
@@ -185,8 +196,9 @@ def main():
           (total, total / secs if secs else 0, pct(0.50), pct(0.99), stats["errors"],
            stats["last_error"] or ""))
     print("statuses %s" % json.dumps(stats["status"], sort_keys=True))
-    print("gateway RSS: start %d KiB, all connected %d KiB, after warm-up %d KiB, peak %d KiB, "
-          "end %d KiB" % (before[0], samples[0][2], warm[2], peak, run[-1][2] if run else 0))
+    print("gateway RSS: start %d KiB, all connected %d KiB, after warm-up %d KiB (median of "
+          "the 2nd quarter), last quarter %d KiB (median), peak %d KiB" %
+          (before[0], samples[0][2], warm, late, peak))
     print("gateway fds: start %d, during %d, after the clients closed %d (%d of them pooled "
           "upstream connections)" % (before[1], samples[0][3], after[1], pooled))
     bad = []
@@ -194,10 +206,14 @@ def main():
         bad.append("5xx answers")
     if after[1] - pooled > before[1] + 16:
         bad.append("descriptors left behind")
-    if run and peak > warm[2] * 1.10 + 8192:
-        bad.append("RSS grew more than 10 %% after the warm-up (%d -> %d KiB)" % (warm[2], peak))
+    if late > warm * 1.10 + 8192:
+        bad.append("RSS grew more than 10 %% after the warm-up (%d -> %d KiB)" % (warm, late))
     if stats["connect_errors"] or stats["errors"]:
         bad.append("client errors")
+    if a.trace:
+        t0 = samples[0][1]
+        for kind, t, rss, nfd in samples:
+            print("  %-9s %6.1f s  RSS %7d KiB  fds %d" % (kind, t - t0, rss, nfd))
     print("verdict: %s" % ("ok" if not bad else "; ".join(bad)))
     return 1 if bad else 0
 
