@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "modules.h"
+#include "net/conn.h"
 #include "obs/metrics.h"
 #include "pipeline/exchange.h"
 #include "pipeline/gateway.h"
@@ -541,6 +542,7 @@ static inline void fake_gw_free(struct fake_gw *fx)
         assert_int_equal(w->open_handles, 0);
         SL_EACH_MODULE(true, dispose_worker, w);
         assert_int_equal(uv_loop_close(&w->loop), 0);
+        conn_worker_release(w); /* the input buffers fuzz_http's connections pooled */
         metrics_free(w->metrics);
     }
     int n_mods;
