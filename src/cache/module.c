@@ -72,6 +72,80 @@ static const char *cache_purge_request(json_t *doc, enum cache_purge_kind *kind,
     return NULL;
 }
 
+/* A purge scans the whole store, which takes milliseconds per 100,000
+ * entries: it runs on libuv's thread pool, so the worker's loop keeps
+ * serving while it does. */
+struct cache_purge_job {
+    uv_work_t work;
+    struct cache *cache;
+    enum cache_purge_kind kind;
+    char *arg;
+    uint64_t purged;
+    struct exchange *x; /* the admin request waiting for the count; NULL once it ended */
+    int refs;           /* the pool's, and the exchange's while it waits */
+    bool fleet, sent;   /* for the answer: a fleet gateway, and whether the event went out */
+};
+
+static void cache_purge_job_unref(struct cache_purge_job *j)
+{
+    if (--j->refs > 0)
+        return;
+    free(j->arg);
+    free(j);
+}
+
+static void cache_purge_job_run(uv_work_t *req)
+{
+    struct cache_purge_job *j = req->data;
+    j->purged = cache_purge(j->cache, j->kind, j->arg);
+}
+
+static void cache_purge_respond(struct cache_purge_job *j)
+{
+    char out[96];
+    int olen = j->fleet ? snprintf(out, sizeof(out), "{\"purged\": %llu, \"fleet\": %s}\n",
+                                   (unsigned long long)j->purged, j->sent ? "true" : "false")
+                        : snprintf(out, sizeof(out), "{\"purged\": %llu}\n",
+                                   (unsigned long long)j->purged);
+    exchange_respond(j->x, 200, "application/json", out, (size_t)olen);
+}
+
+static void cache_purge_job_done(uv_work_t *req, int status)
+{
+    struct cache_purge_job *j = req->data;
+    if (j->x)
+        cache_purge_respond(j);
+    cache_purge_job_unref(j);
+}
+
+static void cache_purge_exchange_ended(struct exchange *x, void *arg)
+{
+    struct cache_purge_job *j = arg;
+    j->x = NULL;
+    cache_purge_job_unref(j);
+}
+
+static struct cache_purge_job *cache_purge_job_new(struct gateway *gw, enum cache_purge_kind kind,
+                                                   const char *arg)
+{
+    struct cache_purge_job *j = sl_calloc(1, sizeof(*j));
+    j->work.data = j;
+    j->cache = cache_of(gw);
+    j->kind = kind;
+    j->arg = sl_strdup(arg);
+    j->refs = 1;
+    return j;
+}
+
+/* Runs <j> on the pool of <loop>; where the pool cannot take it, here. */
+static void cache_purge_job_start(uv_loop_t *loop, struct cache_purge_job *j)
+{
+    if (uv_queue_work(loop, &j->work, cache_purge_job_run, cache_purge_job_done) != 0) {
+        cache_purge_job_run(&j->work);
+        cache_purge_job_done(&j->work, 0);
+    }
+}
+
 static void cache_admin_purge(struct exchange *x, const struct sl_admin_call *call)
 {
     json_error_t jerr;
@@ -85,32 +159,31 @@ static void cache_admin_purge(struct exchange *x, const struct sl_admin_call *ca
         return;
     }
     struct gateway *gw = x->worker->gw;
-    uint64_t n = cache_purge(cache_of(gw), kind, arg);
+    struct cache_purge_job *j = cache_purge_job_new(gw, kind, arg);
+    json_decref(doc);
     /* With Redis, every other gateway purges too (SPEC 4.4). */
     struct fleet *f = fleet_of(gw);
-    bool sent = false;
     if (f) {
         json_t *ev = json_pack("{s:s, s:s, s:s}", "type", "purge", "kind",
-                               cache_purge_kind_name(kind), "arg", arg);
-        sent = fleet_publish(f, x->worker, ev);
+                               cache_purge_kind_name(kind), "arg", j->arg);
+        j->fleet = true;
+        j->sent = fleet_publish(f, x->worker, ev);
         json_decref(ev);
     }
-    json_decref(doc);
-    char out[96];
-    int olen = f ? snprintf(out, sizeof(out), "{\"purged\": %llu, \"fleet\": %s}\n",
-                            (unsigned long long)n, sent ? "true" : "false")
-                 : snprintf(out, sizeof(out), "{\"purged\": %llu}\n", (unsigned long long)n);
-    exchange_respond(x, 200, "application/json", out, (size_t)olen);
+    j->x = x;
+    j->refs++;
+    exchange_on_end(x, cache_purge_exchange_ended, j);
+    cache_purge_job_start(&x->worker->loop, j);
 }
 
-/* A purge made on another gateway. */
-static void cache_apply_purge_event(struct gateway *gw, const json_t *ev)
+/* A purge made on another gateway, received on <w>'s loop. */
+static void cache_apply_purge_event(struct worker *w, const json_t *ev)
 {
     const char *kind = json_string_value(json_object_get(ev, "kind"));
     const char *arg = json_string_value(json_object_get(ev, "arg"));
     int k = kind && arg ? cache_purge_kind_from_name(kind) : -1;
     if (k >= 0)
-        cache_purge(cache_of(gw), (enum cache_purge_kind)k, arg);
+        cache_purge_job_start(&w->loop, cache_purge_job_new(w->gw, (enum cache_purge_kind)k, arg));
 }
 
 /* ---- metrics ---------------------------------------------------------------------- */

@@ -458,28 +458,54 @@ bool cache_store_put(struct cache_store *st, struct cache_entry *e)
     return true;
 }
 
-/* Removes from every shard the entries <match> accepts with <arg>/<len>.
- * Each shard is scanned in one hold of its lock, so a purge is atomic per
- * shard: an entry put into a shard after its scan survives. */
+/* Buckets of a shard scanned per hold of its lock during a purge: about as
+ * many entries (a table has no more nodes than buckets), so a request of
+ * another worker never waits for more than a fraction of a millisecond. */
+#define CACHE_PURGE_SLICE 1024
+
+/* Removes the entries of <t> that <match> accepts, in buckets [*b, *b +
+ * CACHE_PURGE_SLICE); advances *b. Returns how many. */
+static uint64_t cache_table_purge_slice(struct cache_table *t, size_t *b, cache_match_fn match,
+                                        const void *arg, size_t len, struct cache_node **dead)
+{
+    uint64_t removed = 0;
+    for (size_t end = *b + CACHE_PURGE_SLICE; *b < end && *b <= t->mask; (*b)++) {
+        struct cache_node *n = t->buckets[*b];
+        while (n) {
+            struct cache_node *next = n->chain; /* removal reuses chain */
+            if (match(&cache_item_of(n)->e, arg, len)) {
+                cache_table_remove(t, n, dead);
+                removed++;
+            }
+            n = next;
+        }
+    }
+    return removed;
+}
+
+/* Removes from every shard the entries <match> accepts with <arg>/<len>,
+ * a slice of buckets per hold of the shard's lock. Between two slices the
+ * table may double: a node in bucket b moves to b or b + the old size, so
+ * every node present when the purge started is still met at or after the
+ * index reached (some are met twice, which is harmless). An entry put
+ * while the purge runs may survive it. */
 static uint64_t cache_store_purge_if(struct cache_store *st, cache_match_fn match, const void *arg,
                                      size_t len)
 {
     uint64_t removed = 0;
     for (unsigned s = 0; s < st->n_shards; s++) {
         struct cache_shard *sh = &st->shards[s];
-        struct cache_node *dead = NULL;
-        pthread_mutex_lock(&sh->lock);
-        struct cache_node *n = sh->entries.oldest;
-        while (n) {
-            struct cache_node *newer = n->newer;
-            if (match(&cache_item_of(n)->e, arg, len)) {
-                cache_table_remove(&sh->entries, n, &dead);
-                removed++;
-            }
-            n = newer;
+        for (size_t b = 0;;) {
+            struct cache_node *dead = NULL;
+            pthread_mutex_lock(&sh->lock);
+            bool more = b <= sh->entries.mask;
+            if (more)
+                removed += cache_table_purge_slice(&sh->entries, &b, match, arg, len, &dead);
+            pthread_mutex_unlock(&sh->lock);
+            cache_release_entries(dead);
+            if (!more)
+                break;
         }
-        pthread_mutex_unlock(&sh->lock);
-        cache_release_entries(dead);
     }
     return removed;
 }

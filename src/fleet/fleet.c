@@ -189,7 +189,7 @@ static void fleet_on_event(void *arg, const char *payload, size_t len)
     const struct sl_event_type *t =
         type && (!from || strcmp(from, f->id)) ? fleet_event_type(type) : NULL;
     if (t) {
-        t->apply(f->gw, doc);
+        t->apply(f->beat_worker, doc);
         __atomic_add_fetch(&f->events, 1, __ATOMIC_RELAXED);
     }
     json_decref(doc);

@@ -68,10 +68,10 @@ struct sl_admin_route {
 
 /* A fleet event type (store.backend redis): a message {"type": <type>, ...}
  * published by one gateway reaches <apply> on every other. Runs on the
- * fleet's loop thread (worker 0). */
+ * loop of the worker that holds the fleet's subscription (worker 0), <w>. */
 struct sl_event_type {
     const char *type;
-    void (*apply)(struct gateway *gw, const json_t *event);
+    void (*apply)(struct worker *w, const json_t *event);
 };
 
 struct sl_module {

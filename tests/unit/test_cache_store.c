@@ -423,6 +423,52 @@ static void test_vary(void **state)
     cache_store_free(st);
 }
 
+/* A purge scans a shard a slice of buckets per hold of its lock; the table
+ * may double between two slices. Every entry there when the purge started
+ * must still be met: here the table grows twice after the first slice. */
+static void test_purge_slices_survive_growth(void **state)
+{
+    struct cache_store *st = cache_store_new(256u << 20, 1);
+    struct cache_table *t = &st->shards[0].entries;
+    char key[48], url[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(url, sizeof(url), "old/%d", i);
+        snprintf(key, sizeof(key), "GET|%s", url);
+        assert_true(cache_store_put(st, mk(key, url, 10, NULL, 0)));
+    }
+    size_t buckets_before = t->mask + 1;
+    assert_true(buckets_before > CACHE_PURGE_SLICE);
+
+    size_t b = 0;
+    struct cache_node *dead = NULL;
+    uint64_t removed = cache_table_purge_slice(t, &b, cache_match_prefix, "old/", 4, &dead);
+    cache_release_entries(dead);
+    assert_int_equal(b, CACHE_PURGE_SLICE);
+    for (int i = 0; i < 9000; i++) {
+        snprintf(url, sizeof(url), "new/%d", i);
+        snprintf(key, sizeof(key), "GET|%s", url);
+        assert_true(cache_store_put(st, mk(key, url, 10, NULL, 0)));
+    }
+    assert_true(t->mask + 1 >= 4 * buckets_before);
+    while (b <= t->mask) {
+        dead = NULL;
+        removed += cache_table_purge_slice(t, &b, cache_match_prefix, "old/", 4, &dead);
+        cache_release_entries(dead);
+    }
+    assert_int_equal(removed, 3000);
+    assert_int_equal(stats(st).entries, 9000);
+    assert_false(present(st, "GET|old/0"));
+    assert_false(present(st, "GET|old/2999"));
+    assert_true(present(st, "GET|new/8999"));
+    check_store(st);
+
+    /* Through the public function: many slices, every shard. */
+    assert_int_equal(cache_store_purge_pattern(st, "new/*9"), 900);
+    assert_int_equal(cache_store_purge_prefix(st, "new/", 4), 8100);
+    check_store(st);
+    cache_store_free(st);
+}
+
 /* ---- two threads -------------------------------------------------------- */
 
 #define THREAD_KEYS 200
@@ -498,10 +544,15 @@ static void test_two_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_replacement),
-        cmocka_unit_test(test_reader_survives), cmocka_unit_test(test_lru_order),
-        cmocka_unit_test(test_byte_budget),     cmocka_unit_test(test_oversize),
-        cmocka_unit_test(test_purges),          cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_replacement),
+        cmocka_unit_test(test_reader_survives),
+        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_byte_budget),
+        cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_purges),
+        cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_purge_slices_survive_growth),
         cmocka_unit_test(test_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
