@@ -91,9 +91,13 @@ bool cache_usable_on_error(const struct cache_times *t, int64_t now_us);
 int64_t cache_age_s(const struct cache_times *t, int64_t now_us);
 
 /* The query string <q>/<len> (without '?') with its parameters sorted by
- * name (bytewise, as sent: no decoding), appended to <out>; so "b=2&a=1"
- * and "a=1&b=2" give one key. Values of a repeated name keep their order.
- * Empty parameters ("&&") dropped. */
+ * name, appended to <out>; so "b=2&a=1" and "a=1&b=2" give one key. Names
+ * are compared as the most lenient framework reads them (percent-decoded,
+ * '+' as a space, ignoring ASCII case), and names equal that way keep their
+ * order, as values of a repeated name do: "a=1&%61=2" and "%61=2&a=1" are
+ * two keys. Empty parameters ("&&") dropped. Parameters are written as sent
+ * (no decoding). A query with a ';' is appended as sent, since some
+ * frameworks split parameters on ';' too. */
 void cache_query_normalize(const char *q, size_t len, struct buf *out);
 
 /* Vary: the header names of <v>/<len> lower-cased, deduplicated, sorted and
