@@ -700,6 +700,41 @@ void cache_key_primary(struct buf *out, const char *host, size_t host_len, const
         cache_key_field(out, 'c', digest, strlen(digest));
 }
 
+/* Request headers that frameworks read as the request's method, host,
+ * scheme, path prefix or URL: what a key stands for. The gateway writes
+ * X-Forwarded-Host, -Proto and -Port itself, so the client's never arrive. */
+static const char *const cache_override_headers[] = {
+    "forwarded",              /* RFC 7239 host= and proto=: Spring, Rack 3 */
+    "x-forwarded-scheme",     /* Rack */
+    "x-forwarded-ssl",        /* Rack: "on" is https */
+    "front-end-https",        /* Rack, IIS */
+    "x-forwarded-prefix",     /* Spring, Werkzeug ProxyFix: links and redirects */
+    "x-forwarded-server",     /* apps behind Apache mod_proxy */
+    "x-host",                 /* host overrides found by Param Miner */
+    "x-original-host",        /* apps behind IIS ARR */
+    "x-original-url",         /* Symfony, Zend, IIS: another path is served */
+    "x-rewrite-url",          /* Symfony, Zend */
+    "x-http-method-override", /* Express method-override, Spring, Rails */
+    "x-http-method",          /* OData, Symfony */
+    "x-method-override",      /* Symfony */
+};
+
+bool cache_is_override_header(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(cache_override_headers) / sizeof(cache_override_headers[0]);
+         i++) {
+        const char *h = cache_override_headers[i];
+        size_t j = 0;
+        while (j < len && h[j] &&
+               (cache_lower((unsigned char)name[j]) == (unsigned char)h[j] ||
+                (name[j] == '_' && h[j] == '-')))
+            j++;
+        if (j == len && !h[j])
+            return true;
+    }
+    return false;
+}
+
 void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,
                     size_t value_len)
 {

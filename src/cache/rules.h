@@ -130,6 +130,14 @@ void cache_key_field(struct buf *out, char tag, const char *p, size_t len);
 void cache_key_primary(struct buf *out, const char *host, size_t host_len, const char *url,
                        size_t url_len, const char *digest);
 
+/* Is <name>/<len> a request header that frameworks read as the request's
+ * method, host, scheme, path prefix or URL (X-Original-URL, X-Host,
+ * Forwarded, X-HTTP-Method-Override...)? The upstream may answer another
+ * resource for it, so its value is part of the key, like a Vary the
+ * upstream did not send. Case-insensitive, with '_' read as '-' (WSGI
+ * servers do). */
+bool cache_is_override_header(const char *name, size_t len);
+
 /* Appends to <out> the request's value <value>/<value_len> of the header
  * <name>/<name_len> that the upstream's Vary names; <value> NULL when the
  * request has no such header (which differs from an empty value). */

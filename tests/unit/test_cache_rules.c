@@ -744,6 +744,39 @@ static char *primary_of(const char *host, const char *url, const char *digest)
     return k.data;
 }
 
+static void test_override_headers(void **state)
+{
+    static const char *const yes[] = {"Forwarded",
+                                      "X-Original-URL",
+                                      "x-original-url",
+                                      "X_Original_URL",
+                                      "X-Host",
+                                      "X-HTTP-Method-Override",
+                                      "x-http-method",
+                                      "X-Method-Override",
+                                      "X-Forwarded-Scheme",
+                                      "X-Forwarded-Prefix",
+                                      "Front-End-Https",
+                                      "X-Rewrite-URL"};
+    static const char *const no[] = {"X-Forwarded-Host",
+                                     "X-Forwarded-For",
+                                     "Host",
+                                     "X-Hos",
+                                     "X-Hostt",
+                                     "X-Original-UR",
+                                     "",
+                                     "Forwarded_",
+                                     "Xforwarded",
+                                     "User-Agent",
+                                     "X-HTTP-Method-Overrides"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(cache_is_override_header(yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(cache_is_override_header(no[i], strlen(no[i])));
+    /* <len> bounds the name: a prefix of a longer buffer */
+    assert_true(cache_is_override_header("X-Hostname", 6));
+}
+
 static void test_key_fields_cannot_collide(void **state)
 {
     char *a = primary_of("a|/cached/p1", "/cached/y", NULL);
@@ -1013,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_glob_across_words),
         cmocka_unit_test(test_glob_against_backtracking_reference),
         cmocka_unit_test(test_key_fields_cannot_collide),
+        cmocka_unit_test(test_override_headers),
         cmocka_unit_test(test_key_vary_values_cannot_collide),
     };
     return cmocka_run_group_tests_name("cache_rules", tests, NULL, NULL);
