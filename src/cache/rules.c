@@ -306,24 +306,45 @@ struct cache_slice {
     size_t len, key_len, idx;
 };
 
-static int cache_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+static int cache_hex(char c)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c != 0)
-        return c;
-    return (alen > blen) - (alen < blen);
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* By name, then input position (qsort is not stable): values of a repeated
- * name keep their order, since frameworks read "a=2&a=1" and "a=1&a=2" as
- * different requests (Django, PHP and Rails take the last). */
+/* The byte of name <s>/<len> at *<i>, advancing *<i>, as the most lenient
+ * framework reads it: "%XX" decoded, '+' a space, ASCII letters in lower
+ * case (ASP.NET's query names ignore case). */
+static int cache_name_byte(const char *s, size_t len, size_t *i)
+{
+    unsigned char c = (unsigned char)s[(*i)++];
+    if (c == '%' && len - *i >= 2 && cache_hex(s[*i]) >= 0 && cache_hex(s[*i + 1]) >= 0) {
+        c = (unsigned char)(cache_hex(s[*i]) * 16 + cache_hex(s[*i + 1]));
+        *i += 2;
+    } else if (c == '+') {
+        c = ' ';
+    }
+    return cache_lower(c);
+}
+
+/* By name as a framework may read it (cache_name_byte), then input position
+ * (qsort is not stable): values of a repeated name keep their order, since
+ * frameworks read "a=2&a=1" and "a=1&a=2" as different requests (Django,
+ * PHP and Rails take the last), and so do "a=2&%61=1" and "%61=1&a=2". */
 static int cache_param_cmp(const void *va, const void *vb)
 {
     const struct cache_slice *a = va, *b = vb;
-    int c = cache_bytes_cmp(a->p, a->key_len, b->p, b->key_len);
-    if (c == 0)
-        c = (a->idx > b->idx) - (a->idx < b->idx);
-    return c;
+    size_t i = 0, j = 0;
+    while (i < a->key_len && j < b->key_len) {
+        int c = cache_name_byte(a->p, a->key_len, &i) - cache_name_byte(b->p, b->key_len, &j);
+        if (c != 0)
+            return c;
+    }
+    if (i < a->key_len || j < b->key_len)
+        return i < a->key_len ? 1 : -1;
+    return (a->idx > b->idx) - (a->idx < b->idx);
 }
 
 void cache_query_normalize(const char *q, size_t len, struct buf *out)
@@ -333,6 +354,13 @@ void cache_query_normalize(const char *q, size_t len, struct buf *out)
 
     if (len == 0)
         return;
+    /* Rack 2, Go before 1.17 and Python before 3.9.2 also split on ';':
+     * "b=1&a=1;b=2" and "a=1;b=2&b=1" differ there, so such a query is
+     * kept as sent. */
+    if (memchr(q, ';', len)) {
+        buf_append(out, q, len);
+        return;
+    }
     for (size_t i = 0; i < len; i++)
         n += q[i] == '&';
     ps = sl_malloc(n * sizeof *ps);
@@ -670,6 +698,41 @@ void cache_key_primary(struct buf *out, const char *host, size_t host_len, const
     cache_key_field(out, 'u', url, url_len);
     if (digest)
         cache_key_field(out, 'c', digest, strlen(digest));
+}
+
+/* Request headers that frameworks read as the request's method, host,
+ * scheme, path prefix or URL: what a key stands for. The gateway writes
+ * X-Forwarded-Host, -Proto and -Port itself, so the client's never arrive. */
+static const char *const cache_override_headers[] = {
+    "forwarded",              /* RFC 7239 host= and proto=: Spring, Rack 3 */
+    "x-forwarded-scheme",     /* Rack */
+    "x-forwarded-ssl",        /* Rack: "on" is https */
+    "front-end-https",        /* Rack, IIS */
+    "x-forwarded-prefix",     /* Spring, Werkzeug ProxyFix: links and redirects */
+    "x-forwarded-server",     /* apps behind Apache mod_proxy */
+    "x-host",                 /* host overrides found by Param Miner */
+    "x-original-host",        /* apps behind IIS ARR */
+    "x-original-url",         /* Symfony, Zend, IIS: another path is served */
+    "x-rewrite-url",          /* Symfony, Zend */
+    "x-http-method-override", /* Express method-override, Spring, Rails */
+    "x-http-method",          /* OData, Symfony */
+    "x-method-override",      /* Symfony */
+};
+
+bool cache_is_override_header(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(cache_override_headers) / sizeof(cache_override_headers[0]);
+         i++) {
+        const char *h = cache_override_headers[i];
+        size_t j = 0;
+        while (j < len && h[j] &&
+               (cache_lower((unsigned char)name[j]) == (unsigned char)h[j] ||
+                (name[j] == '_' && h[j] == '-')))
+            j++;
+        if (j == len && !h[j])
+            return true;
+    }
+    return false;
 }
 
 void cache_key_vary(struct buf *out, const char *name, size_t name_len, const char *value,

@@ -91,9 +91,13 @@ bool cache_usable_on_error(const struct cache_times *t, int64_t now_us);
 int64_t cache_age_s(const struct cache_times *t, int64_t now_us);
 
 /* The query string <q>/<len> (without '?') with its parameters sorted by
- * name (bytewise, as sent: no decoding), appended to <out>; so "b=2&a=1"
- * and "a=1&b=2" give one key. Values of a repeated name keep their order.
- * Empty parameters ("&&") dropped. */
+ * name, appended to <out>; so "b=2&a=1" and "a=1&b=2" give one key. Names
+ * are compared as the most lenient framework reads them (percent-decoded,
+ * '+' as a space, ignoring ASCII case), and names equal that way keep their
+ * order, as values of a repeated name do: "a=1&%61=2" and "%61=2&a=1" are
+ * two keys. Empty parameters ("&&") dropped. Parameters are written as sent
+ * (no decoding). A query with a ';' is appended as sent, since some
+ * frameworks split parameters on ';' too. */
 void cache_query_normalize(const char *q, size_t len, struct buf *out);
 
 /* Vary: the header names of <v>/<len> lower-cased, deduplicated, sorted and
@@ -125,6 +129,14 @@ void cache_key_field(struct buf *out, char tag, const char *p, size_t len);
  * NULL when the request carries none or the route is shared). */
 void cache_key_primary(struct buf *out, const char *host, size_t host_len, const char *url,
                        size_t url_len, const char *digest);
+
+/* Is <name>/<len> a request header that frameworks read as the request's
+ * method, host, scheme, path prefix or URL (X-Original-URL, X-Host,
+ * Forwarded, X-HTTP-Method-Override...)? The upstream may answer another
+ * resource for it, so its value is part of the key, like a Vary the
+ * upstream did not send. Case-insensitive, with '_' read as '-' (WSGI
+ * servers do). */
+bool cache_is_override_header(const char *name, size_t len);
 
 /* Appends to <out> the request's value <value>/<value_len> of the header
  * <name>/<name_len> that the upstream's Vary names; <value> NULL when the

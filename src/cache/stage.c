@@ -232,7 +232,9 @@ static void cache_url(const char *path, size_t path_len, const char *query, size
 }
 
 /* The primary key (cache_key_primary): method class, host, url and the
- * credentials digest. */
+ * credentials digest; then, in request order, every header frameworks read
+ * as the method, host or URL (cache_is_override_header), so that a request
+ * with "X-Original-URL: /admin" fills and reads an entry of its own. */
 static void cache_build_primary(struct cache_state *cs)
 {
     struct exchange *x = cs->x;
@@ -245,6 +247,13 @@ static void cache_build_primary(struct cache_state *cs)
     struct buf k = {0};
     cache_key_primary(&k, x->host, x->host_len, cs->url, cs->url_len,
                       cs->credentials ? digest : NULL);
+    for (int i = 0; i < x->req_headers.n; i++) {
+        const struct sl_header *h = &x->req_headers.v[i];
+        if (!cache_is_override_header(h->name, h->name_len))
+            continue;
+        cache_key_field(&k, 'o', h->name, h->name_len); /* 'n' starts the Vary fields */
+        cache_key_field(&k, 'v', h->value, h->value_len);
+    }
     cs->primary = arena_strndup(x->arena, k.data, k.len);
     cs->primary_len = k.len;
     buf_release(&k);

@@ -33,7 +33,9 @@ Threaded HTTP/1.1 server with keep-alive and control endpoints:
                         requests for that path (query ignored) from 1, and a JSON
                         body {path, query, n, method, headers}. Server switches
                         origin_status / origin_delay_ms override status and delay
-                        for every /origin request (set them on the object).
+                        for every /origin request (set them on the object). In
+                        process, origin_requests() lists what each /origin request
+                        carried: {method, target, path, headers} in arrival order.
   /count/origin         GET: {path: requests} for /origin paths (not counted)
   any path, ?close=1    answer with "Connection: close" and close afterwards
 
@@ -229,6 +231,8 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         """/origin/...: a response shaped by the query, for the cache tests."""
         srv = self.server
         n = srv.note_origin(url.path)
+        seen = self.echo_obj(url, body)
+        srv.note_origin_request({k: seen[k] for k in ("method", "target", "path", "headers")})
         delay = srv.origin_delay_ms if srv.origin_delay_ms is not None else self.q_int("ms", 0)
         if delay:
             time.sleep(delay / 1000.0)
@@ -355,6 +359,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.dropped = 0
         self.expect_100 = 0
         self.origin = {}  # /origin path -> requests
+        self.origin_log = []  # what each /origin request carried, in arrival order
 
     def reset(self):
         with self.lock:
@@ -380,6 +385,15 @@ class UpstreamServer(ThreadingHTTPServer):
         with self.lock:
             self.origin[path] = self.origin.get(path, 0) + 1
             return self.origin[path]
+
+    def note_origin_request(self, seen):
+        with self.lock:
+            self.origin_log.append(seen)
+
+    def origin_requests(self):
+        """{method, target, path, headers} of every /origin request, oldest first."""
+        with self.lock:
+            return list(self.origin_log)
 
     def origin_counts(self):
         with self.lock:

@@ -352,8 +352,24 @@ static void test_query_order(void **state)
     expect_query("a=1&b=2", "a=1&b=2");
     expect_query("z=1&y=2&x=3&w=4", "w=4&x=3&y=2&z=1");
     expect_query("a=1", "a=1");
-    /* Bytewise: upper case sorts before lower case. */
-    expect_query("b=1&B=1", "B=1&b=1");
+    /* Names equal but for ASCII case are one name to ASP.NET: their order is kept. */
+    expect_query("b=1&B=1", "b=1&B=1");
+    expect_query("B=1&b=1", "B=1&b=1");
+    expect_query("b=1&A=2&a=3", "A=2&a=3&b=1");
+}
+
+static void test_query_names_compared_decoded(void **state)
+{
+    /* "%61" is "a" and "+" a space to every framework: equal names keep their order. */
+    expect_query("a=1&%61=2", "a=1&%61=2");
+    expect_query("%61=2&a=1", "%61=2&a=1");
+    expect_query("a+b=1&a%20b=2", "a+b=1&a%20b=2");
+    expect_query("a%20b=2&a+b=1", "a%20b=2&a+b=1");
+    expect_query("b=1&%61=2", "%61=2&b=1");
+    expect_query("%6A=1&%6a=2&%69=3", "%69=3&%6A=1&%6a=2");
+    /* not an escape: compared as sent */
+    expect_query("%zz=1&%=2&a=3", "%=2&%zz=1&a=3");
+    expect_query("a%6=1&a%=2", "a%=2&a%6=1");
 }
 
 static void test_query_sorts_by_name_first(void **state)
@@ -393,7 +409,9 @@ static void test_query_without_equals(void **state)
 
 static void test_query_only_ampersand_separates_no_decoding(void **state)
 {
-    expect_query("b=1;a=2&a=1", "a=1&b=1;a=2");
+    /* Some frameworks split on ';' too: such a query is not reordered. */
+    expect_query("b=1;a=2&a=1", "b=1;a=2&a=1");
+    expect_query("b=1&a=1;b=2", "b=1&a=1;b=2");
     expect_query("a=A&a=%41", "a=A&a=%41");
     expect_query("b=%26&a=x", "a=x&b=%26");
 }
@@ -726,6 +744,39 @@ static char *primary_of(const char *host, const char *url, const char *digest)
     return k.data;
 }
 
+static void test_override_headers(void **state)
+{
+    static const char *const yes[] = {"Forwarded",
+                                      "X-Original-URL",
+                                      "x-original-url",
+                                      "X_Original_URL",
+                                      "X-Host",
+                                      "X-HTTP-Method-Override",
+                                      "x-http-method",
+                                      "X-Method-Override",
+                                      "X-Forwarded-Scheme",
+                                      "X-Forwarded-Prefix",
+                                      "Front-End-Https",
+                                      "X-Rewrite-URL"};
+    static const char *const no[] = {"X-Forwarded-Host",
+                                     "X-Forwarded-For",
+                                     "Host",
+                                     "X-Hos",
+                                     "X-Hostt",
+                                     "X-Original-UR",
+                                     "",
+                                     "Forwarded_",
+                                     "Xforwarded",
+                                     "User-Agent",
+                                     "X-HTTP-Method-Overrides"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(cache_is_override_header(yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(cache_is_override_header(no[i], strlen(no[i])));
+    /* <len> bounds the name: a prefix of a longer buffer */
+    assert_true(cache_is_override_header("X-Hostname", 6));
+}
+
 static void test_key_fields_cannot_collide(void **state)
 {
     char *a = primary_of("a|/cached/p1", "/cached/y", NULL);
@@ -961,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_storable_order_of_checks),
         cmocka_unit_test(test_verdict_names),
         cmocka_unit_test(test_query_order),
+        cmocka_unit_test(test_query_names_compared_decoded),
         cmocka_unit_test(test_query_sorts_by_name_first),
         cmocka_unit_test(test_query_duplicates_keep_their_order),
         cmocka_unit_test(test_query_empty_params_dropped),
@@ -994,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_glob_across_words),
         cmocka_unit_test(test_glob_against_backtracking_reference),
         cmocka_unit_test(test_key_fields_cannot_collide),
+        cmocka_unit_test(test_override_headers),
         cmocka_unit_test(test_key_vary_values_cannot_collide),
     };
     return cmocka_run_group_tests_name("cache_rules", tests, NULL, NULL);
