@@ -188,10 +188,10 @@ class Buffering(E2ETestCase):
         return self.start_gateway(make_config({"app": self.up}, routes=[route], workers=1,
                                               server=server))
 
-    def upload(self, gw, body, extra=b""):
+    def upload(self, gw, body, extra=b"", path=b"/echo"):
         c = self.raw(gw)
-        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + extra +
-               b"\r\n" + chunked(body))
+        c.send(b"POST " + path + b" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" +
+               extra + b"\r\n" + chunked(body))
         return c.read_response(timeout=30)
 
     def test_small_chunked_body_arrives_with_content_length(self):
@@ -237,6 +237,27 @@ class Buffering(E2ETestCase):
         e = self.assertEcho(gw.request("POST", "/echo", body=b"y" * 100000), "POST",
                             b"y" * 100000)
         self.assertEqual(e["headers"]["content-length"], ["100000"])
+
+    def test_server_request_buffering_is_the_routes_default(self):
+        gw = self.start_gateway(make_config(
+            {"app": self.up}, workers=1, server={"request_buffering": "off"},
+            routes=[{"prefix": "/echo/own", "request_buffering": "auto"}, {"prefix": "/"}]))
+        e = self.assertEcho(self.upload(gw, b"abc", path=b"/echo/x"), "POST", b"abc")
+        self.assertEqual(e["body_framing"], "chunked")  # the server's off
+        e = self.assertEcho(self.upload(gw, b"abc", path=b"/echo/own"), "POST", b"abc")
+        self.assertEqual(e["body_framing"], "content-length")  # the route's own auto
+        # on, with no routes: the implicit route buffers a Content-Length body too,
+        # so a client that stops mid-upload never reaches the app
+        self.up.reset()
+        gw = self.start_gateway(make_config({"app": self.up}, workers=1,
+                                            server={"request_buffering": "on"}))
+        c = self.raw(gw)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        time.sleep(0.3)
+        self.assertEqual(self.up.stats()["in_flight"], 0)
+        c.close()
+        time.sleep(0.2)
+        self.assertEqual(self.up.stats()["requests"], 0)
 
     def test_retried_buffered_body_is_sent_whole_again(self):
         cfg = make_config({"app": self.up}, routes=[{"prefix": "/"}], workers=1)
