@@ -1,10 +1,11 @@
 """Real backends (issue 17): path rewriting, header control, the Host sent
 upstream, identity headers a client cannot forge, X-Forwarded-*."""
 
+import os
 import time
 import unittest
 
-from harness import ADMIN_TOKEN, E2ETestCase, make_config
+from harness import ADMIN_TOKEN, E2ETestCase, make_config, wait_for
 
 
 class Rewrite(E2ETestCase):
@@ -174,6 +175,22 @@ def chunked(body, size=8192):
     return out + b"0\r\n\r\n"
 
 
+def body_temp_files(gw):
+    """The gateway's open request-buffering temp files: unlinked right after
+    mkstemp, so /proc/<pid>/fd shows them as '<data_dir>/... (deleted)'."""
+    data_dir = os.path.realpath(os.path.join(gw.dir, "var")) + "/"
+    fd_dir = "/proc/%d/fd" % gw.proc.pid
+    out = []
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed as we looked
+        if link.startswith(data_dir) and link.endswith(" (deleted)"):
+            out.append(link)
+    return out
+
+
 class Buffering(E2ETestCase):
     """WSGI servers read only Content-Length bodies: a chunked body is read
     whole (auto) and sent with Content-Length."""
@@ -194,6 +211,10 @@ class Buffering(E2ETestCase):
                extra + b"\r\n" + chunked(body))
         return c.read_response(timeout=30)
 
+    def assertNoTempFiles(self, gw):
+        self.assertTrue(wait_for(lambda: body_temp_files(gw) == [], timeout=3),
+                        "temp files still open: %r" % body_temp_files(gw))
+
     def test_small_chunked_body_arrives_with_content_length(self):
         gw = self.gateway()
         r = self.upload(gw, b"0123456789")
@@ -204,10 +225,11 @@ class Buffering(E2ETestCase):
 
     def test_5mb_chunked_body_through_a_temp_file(self):
         gw = self.gateway()
-        import os
+        self.assertEqual(body_temp_files(gw), [])
         body = os.urandom(5 << 20)
         e = self.assertEcho(self.upload(gw, body), "POST", body)
         self.assertEqual(e["body_framing"], "content-length")
+        self.assertNoTempFiles(gw)
         # the temp file was unlinked at once: nothing left in data_dir
         left = [f for f in os.listdir(os.path.join(gw.dir, "var")) if "body" in f] \
             if os.path.isdir(os.path.join(gw.dir, "var")) else []
@@ -220,23 +242,51 @@ class Buffering(E2ETestCase):
 
     def test_chunked_body_over_max_body_bytes_is_413_and_never_forwarded(self):
         gw = self.gateway(server={"max_body_bytes": "100k"})
-        r = self.upload(gw, b"x" * (200 << 10))
-        self.assertJsonError(r, 413)
+        self.assertEqual(body_temp_files(gw), [])
+        c = self.raw(gw)
+        body = chunked(b"x" * (200 << 10))
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               body[:90 << 10])
+        # past request_buffer_memory (64k): the rest went to a temp file
+        self.assertTrue(wait_for(lambda: len(body_temp_files(gw)) == 1, timeout=3))
+        c.send(body[90 << 10:])
+        self.assertJsonError(c.read_response(timeout=30), 413)
+        self.assertNoTempFiles(gw)
         self.assertEqual(self.up.stats()["requests"], 0)
 
     def test_on_a_client_that_stops_mid_upload_never_reaches_the_upstream(self):
         gw = self.gateway("on")
         c = self.raw(gw)
         c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" +
-               b"x" * 5000)
-        time.sleep(0.3)
+               b"x" * 80000)
+        self.assertTrue(wait_for(lambda: len(body_temp_files(gw)) == 1, timeout=3))
         c.close()
+        self.assertNoTempFiles(gw)
         time.sleep(0.3)
         self.assertEqual(self.up.stats()["requests"], 0)
         # and a whole one goes through with its length
         e = self.assertEcho(gw.request("POST", "/echo", body=b"y" * 100000), "POST",
                             b"y" * 100000)
         self.assertEqual(e["headers"]["content-length"], ["100000"])
+
+    def test_client_timeout_applies_while_a_chunked_body_is_buffered(self):
+        # a client that sends part of a chunked body and stalls is closed after
+        # the idle timeout, sent nothing; the upstream never hears of it
+        for mode in (None, "on"):
+            gw = self.gateway(mode, server={"timeouts": {"idle": "600ms"}})
+            c = self.raw(gw)
+            c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                   chunked(b"x" * 20000)[:10000])
+            t0 = time.monotonic()
+            self.assertEqual(self.assertClosed(c, timeout=5, msg="a stalled chunked upload"), b"",
+                             mode)
+            waited = time.monotonic() - t0
+            self.assertGreater(waited, 0.4, mode)
+            self.assertLess(waited, 3, mode)
+            self.assertEqual(self.up.stats()["requests"], 0, mode)
+            # the gateway serves on
+            self.assertEcho(self.upload(gw, b"ok"), "POST", b"ok")
+            self.up.reset()
 
     def test_server_request_buffering_is_the_routes_default(self):
         gw = self.start_gateway(make_config(
