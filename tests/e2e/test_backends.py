@@ -5,7 +5,7 @@ import os
 import time
 import unittest
 
-from harness import ADMIN_TOKEN, E2ETestCase, make_config, wait_for
+from harness import ADMIN_TOKEN, E2ETestCase, Gateway, make_config, wait_for
 
 
 class Rewrite(E2ETestCase):
@@ -76,6 +76,30 @@ class Headers(E2ETestCase):
         self.assertEqual(h["x-client-ip"], ["127.0.0.1"])  # set replaces the client's
         self.assertEqual(h["x-trace"], ["rid=abc tier=anonymous"])  # the route's wins
         self.assertEqual(h["x-from-upstream-rule"], ["u"])
+
+    def test_identity_and_key_id_variables_with_a_real_api_key(self):
+        import json
+        import subprocess
+        from harness import sluice_bin
+        cfg = make_config({"app": self.up}, workers=1, routes=[
+            {"prefix": "/", "request_headers": {"set": {"X-Who": "$identity",
+                                                        "X-Key": "key=$key_id; tier=$tier"}}}])
+        cfg["tiers"] = {"anonymous": {"limits": ["100/h"]}, "pro": {"limits": ["1000/h"]}}
+        gw = self.start_gateway(cfg)
+        p = subprocess.run([sluice_bin(), "keys", "create", "--json", "--tier", "pro",
+                            "--name", "ci", "-c", gw.config_path], capture_output=True,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        kid, secret = out["key"]["id"], out["secret"]
+        h = gw.request("GET", "/echo", headers={"X-API-Key": secret,
+                                                 "X-Who": "key:forged"}).json()["headers"]
+        self.assertEqual(h["x-who"], ["key:" + kid])
+        self.assertEqual(h["x-key"], ["key=%s; tier=pro" % kid])
+        # anonymous: the client's address, and no key
+        h = gw.request("GET", "/echo").json()["headers"]
+        self.assertEqual(h["x-who"], ["ip:127.0.0.1"])
+        self.assertEqual(h["x-key"], ["key=; tier=anonymous"])
 
     def test_response_headers(self):
         gw = self.gateway({"response_headers": {"set": {"X-Frame-Options": "DENY"},
@@ -320,6 +344,45 @@ class Buffering(E2ETestCase):
         self.assertEqual(self.up.stats()["requests"], 2)
 
 
+class TempDir(E2ETestCase):
+    """A data_dir the gateway cannot make temp files in is an error at start,
+    not at the first chunked upload. The tests may run as root, who ignores
+    directory permissions: the path is a regular file, or under one."""
+
+    def start_refused(self, cfg, data_dir):
+        gw = Gateway(cfg)
+        self.addCleanup(gw.cleanup)
+        with open(os.path.join(gw.dir, "file"), "w") as f:
+            f.write("not a directory\n")
+        cfg["store"] = dict(cfg.get("store", {}), data_dir=data_dir)
+        gw.write_config(cfg)
+        gw.start(wait=False)
+        rc = gw.wait_exit(timeout=10)
+        if rc is None:
+            gw.stop(check=False)
+        gw.stop(check=True)  # closes its logs; a sanitizer report fails the test
+        self.assertEqual(rc, 1, gw.describe())  # on its own, before any SIGTERM of ours
+        return gw, gw.stderr_text()
+
+    def test_data_dir_that_is_a_file(self):
+        # the SQLite key store opens data_dir first and says so
+        up = self.start_upstream("A")
+        gw, err = self.start_refused(make_config({"app": up}), "file")
+        self.assertIn("sluice: %s/file: cannot create the data directory: Not a directory"
+                      % gw.dir, err)
+
+    def test_temp_dir_under_a_file_with_a_remote_key_store(self):
+        # with Redis keeping the keys, the proxy's own check at start is the one
+        # that finds data_dir unusable
+        up = self.start_upstream("A")
+        redis = self.start_redis()
+        cfg = make_config({"app": up})
+        cfg["store"] = {"backend": "redis", "redis": {"url": redis.url}}
+        gw, err = self.start_refused(cfg, "file/tmp")
+        self.assertIn("sluice: cannot make temp files for request buffering in %s/file/tmp: "
+                      "Not a directory (store.data_dir must be writable)" % gw.dir, err)
+
+
 def metric(text, name, labels):
     for line in text.splitlines():
         if line.startswith("%s{%s}" % (name, labels)):
@@ -338,6 +401,11 @@ class Health(E2ETestCase):
         return metric(m, "sluice_upstream_healthy",
                       'upstream="app",server="127.0.0.1:%d"' % port)
 
+    def checks(self, gw, port, result):
+        m = gw.admin_request("GET", "/metrics").body.decode()
+        return metric(m, "sluice_upstream_health_checks_total",
+                      'upstream="app",server="127.0.0.1:%d",result="%s"' % (port, result))
+
     def test_active_checks_take_a_dead_server_out_and_bring_it_back(self):
         from harness import free_port, wait_for
         a = self.start_upstream("A")
@@ -346,6 +414,10 @@ class Health(E2ETestCase):
                                       "timeout": "100ms", "unhealthy": 2, "healthy": 2})
         self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 0, timeout=5))
         self.assertEqual(self.healthy(gw, a.port), 1)
+        self.assertGreaterEqual(self.checks(gw, dead, "failed"), 2)  # unhealthy: 2
+        self.assertEqual(self.checks(gw, dead, "ok"), 0)
+        self.assertGreaterEqual(self.checks(gw, a.port, "ok"), 1)
+        self.assertEqual(self.checks(gw, a.port, "failed"), 0)
         before = a.stats()["requests"]
         for _ in range(20):
             r = gw.request("GET", "/echo")
@@ -357,6 +429,7 @@ class Health(E2ETestCase):
         b = UpstreamServer(name="B", port=dead).start()
         self.addCleanup(b.stop)
         self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 1, timeout=5))
+        self.assertGreaterEqual(self.checks(gw, dead, "ok"), 2)  # healthy: 2
         seen = {gw.request("GET", "/echo").header("X-Upstream") for _ in range(10)}
         self.assertEqual(seen, {"A", "B"})
 
@@ -384,6 +457,30 @@ class Health(E2ETestCase):
         self.assertLessEqual(metric(m, "sluice_upstream_errors_total",
                                     'upstream="app",kind="connect"'), 2)
         self.assertEqual(self.healthy(gw, dead), 0)
+
+    def test_passive_ejection_after_5xx_answers(self):
+        # `unhealthy` answers >= 500 in a row take a server out for `interval`
+        # (no path: no active checks); then one request may try it again, and
+        # a good answer brings it back
+        a = self.start_upstream("A")
+        b = self.start_upstream("B")
+        b.origin_status = 503
+        gw = self.gateway([a, b], {"interval": "2s", "unhealthy": 2})
+        t0 = time.monotonic()
+        got = [gw.request("GET", "/origin/x") for _ in range(12)]
+        self.assertLess(time.monotonic() - t0, 1.5)  # all within the interval
+        self.assertEqual([r.header("X-Upstream") for r in got if r.status == 503], ["B", "B"])
+        self.assertEqual(sum(r.status == 200 for r in got), 10)
+        self.assertEqual(b.origin_count("/origin/x"), 2)
+        self.assertEqual(self.healthy(gw, b.port), 0)
+        self.assertEqual(self.healthy(gw, a.port), 1)
+        # no active checks ran
+        self.assertEqual(self.checks(gw, b.port, "failed"), 0)
+        b.origin_status = None
+        time.sleep(2.2)
+        seen = {gw.request("GET", "/origin/x").header("X-Upstream") for _ in range(10)}
+        self.assertEqual(seen, {"A", "B"})
+        self.assertEqual(self.healthy(gw, b.port), 1)
 
 
 if __name__ == "__main__":
