@@ -39,6 +39,15 @@ struct cfg_timeouts {
     int64_t drain_ms;            /* SIGTERM: longest wait for in-flight requests */
 };
 
+/* How a request body reaches the upstream: server.request_buffering, which
+ * a route's own request_buffering (the proxy's route rows) replaces. */
+enum cfg_buffering {
+    CFG_BUFFER_SERVER, /* in a route: none of its own, the server's applies */
+    CFG_BUFFER_AUTO,   /* a chunked body is read whole and sent with Content-Length */
+    CFG_BUFFER_ON,     /* every body is read whole first */
+    CFG_BUFFER_OFF,    /* streamed as it arrives, chunked as it came */
+};
+
 struct cfg_server {
     struct cfg_addr listen[SL_MAX_LISTEN];
     int n_listen;
@@ -47,7 +56,8 @@ struct cfg_server {
     struct cfg_timeouts timeouts;
     uint64_t max_header_bytes;
     uint64_t max_body_bytes;
-    uint64_t request_buffer_memory; /* a buffered body past this goes to a temp file */
+    uint64_t request_buffer_memory;       /* a buffered body past this goes to a temp file */
+    enum cfg_buffering request_buffering; /* routes' default; never CFG_BUFFER_SERVER */
     bool access_log;
     struct cfg_cidr trusted_proxies[SL_MAX_TRUSTED_PROXIES];
     int n_trusted_proxies;

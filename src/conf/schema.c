@@ -278,6 +278,13 @@ static const struct cfg_word cfg_on_failure_words[] = {
     {NULL, 0},
 };
 
+const struct cfg_word cfg_buffering_words[] = {
+    {"auto", CFG_BUFFER_AUTO},
+    {"on", CFG_BUFFER_ON},
+    {"off", CFG_BUFFER_OFF},
+    {NULL, 0},
+};
+
 /* Longest key prefix: keys carry it, and a long one only costs memory. */
 #define CFG_REDIS_PREFIX_MAX 64
 
@@ -348,6 +355,10 @@ static const struct cfg_key cfg_server_keys[] = {
     CFG_SIZE("max_body_bytes", struct cfg_server, max_body_bytes, 0, 1ll << 40, "10m"),
     CFG_SIZE("request_buffer_memory", struct cfg_server, request_buffer_memory, 0, 1ll << 30,
              "64k"),
+    /* Before routes (the top level reads server first): a route without
+     * its own takes this one as it is read. */
+    CFG_WORD("request_buffering", struct cfg_server, request_buffering, cfg_buffering_words,
+             "auto"),
     CFG_BOOL("access_log", struct cfg_server, access_log, "true"),
     CFG_LIST("trusted_proxies", cfg_set_cidr_list, struct cfg_server, trusted_proxies,
              n_trusted_proxies, 0, SL_MAX_TRUSTED_PROXIES, NULL, 0),

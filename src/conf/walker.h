@@ -90,6 +90,9 @@ struct cfg_word {
     const char *name;
     int value;
 };
+/* auto, on, off (enum cfg_buffering): server.request_buffering and the
+ * proxy's route row of the same name. */
+extern const struct cfg_word cfg_buffering_words[];
 
 struct cfg_key {
     const char *name;

@@ -48,8 +48,8 @@ bool px_body_wanted(const struct exchange *x)
     if (!has_body)
         return false;
     const struct px_route_conf *rc = px_route_conf(x->route);
-    enum px_buffering mode = rc ? rc->buffering : PX_BUFFER_AUTO;
-    return mode == PX_BUFFER_ON || (mode == PX_BUFFER_AUTO && x->chunked);
+    enum cfg_buffering mode = rc ? rc->buffering : x->cfg->server.request_buffering;
+    return mode == CFG_BUFFER_ON || (mode == CFG_BUFFER_AUTO && x->chunked);
 }
 
 /* An unlinked temp file under <dir>: nothing to clean up on any path. */

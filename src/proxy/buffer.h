@@ -1,6 +1,7 @@
 #ifndef SLUICE_PROXY_BUFFER_H
 #define SLUICE_PROXY_BUFFER_H
-/* Request buffering (route `request_buffering`): a request body read whole
+/* Request buffering (route `request_buffering`, by default
+ * server.request_buffering): a request body read whole
  * before the upstream is asked — in memory up to
  * server.request_buffer_memory, past that in a temp file under data_dir
  * (unlinked at once, so it is gone on every path) — then sent with

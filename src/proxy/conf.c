@@ -144,13 +144,6 @@ static const struct cfg_section px_cfg_rules_section = {px_cfg_rules_keys, NULL}
 
 /* ---- routes ---------------------------------------------------------------------- */
 
-static const struct cfg_word px_cfg_buffering_words[] = {
-    {"auto", PX_BUFFER_AUTO},
-    {"on", PX_BUFFER_ON},
-    {"off", PX_BUFFER_OFF},
-    {NULL, 0},
-};
-
 /* `rewrite: {prefix: /v2/}`. */
 struct px_cfg_rewrite {
     char *prefix;
@@ -180,6 +173,8 @@ struct px_cfg_route {
 static void px_cfg_check_route(struct cfg_ctx *cx, void *base, int line)
 {
     struct px_cfg_route *r = base;
+    if (r->conf.buffering == CFG_BUFFER_SERVER)
+        r->conf.buffering = cx->c->server.request_buffering;
     r->conf.rewrite_prefix = r->rewrite.prefix;
     if (!r->conf.strip_prefix && !r->conf.rewrite_prefix)
         return;
@@ -192,8 +187,8 @@ static void px_cfg_check_route(struct cfg_ctx *cx, void *base, int line)
 static const struct cfg_key px_cfg_route_keys[] = {
     CFG_BOOL("strip_prefix", struct px_cfg_route, conf.strip_prefix, "false"),
     CFG_SECTION("rewrite", struct px_cfg_route, rewrite, &px_cfg_rewrite_section, CFG_IF_PRESENT),
-    CFG_WORD("request_buffering", struct px_cfg_route, conf.buffering, px_cfg_buffering_words,
-             "auto"),
+    /* Absent: server.request_buffering, filled in by px_cfg_check_route. */
+    CFG_WORD("request_buffering", struct px_cfg_route, conf.buffering, cfg_buffering_words, NULL),
     CFG_SECTION("request_headers", struct px_cfg_route, conf.req, &px_cfg_rules_section,
                 CFG_IF_PRESENT),
     CFG_SECTION("response_headers", struct px_cfg_route, conf.resp, &px_cfg_rules_section,

@@ -46,20 +46,13 @@ struct px_rules {
     int n_remove;
 };
 
-/* How the body of a request reaches the upstream. */
-enum px_buffering {
-    PX_BUFFER_AUTO, /* a chunked body is read whole and sent with Content-Length */
-    PX_BUFFER_ON,   /* every body is read whole first */
-    PX_BUFFER_OFF,  /* streamed as it arrives, chunked as it came */
-};
-
 struct px_route_conf {
-    bool strip_prefix;    /* the route's prefix is removed from the path sent upstream */
-    char *rewrite_prefix; /* the route's prefix is replaced by this; NULL: none */
-    enum px_buffering buffering;
-    struct px_rules req;   /* request_headers */
-    struct px_rules resp;  /* response_headers */
-    bool identity_headers; /* X-Sluice-Identity/-Key-Id/-Tier/-Scopes to the app */
+    bool strip_prefix;            /* the route's prefix is removed from the path sent upstream */
+    char *rewrite_prefix;         /* the route's prefix is replaced by this; NULL: none */
+    enum cfg_buffering buffering; /* resolved: the server's when the route has none */
+    struct px_rules req;          /* request_headers */
+    struct px_rules resp;         /* response_headers */
+    bool identity_headers;        /* X-Sluice-Identity/-Key-Id/-Tier/-Scopes to the app */
 };
 
 /* The Host an upstream is sent. */

@@ -1,10 +1,11 @@
 """Real backends (issue 17): path rewriting, header control, the Host sent
 upstream, identity headers a client cannot forge, X-Forwarded-*."""
 
+import os
 import time
 import unittest
 
-from harness import ADMIN_TOKEN, E2ETestCase, make_config
+from harness import ADMIN_TOKEN, E2ETestCase, Gateway, make_config, wait_for
 
 
 class Rewrite(E2ETestCase):
@@ -75,6 +76,30 @@ class Headers(E2ETestCase):
         self.assertEqual(h["x-client-ip"], ["127.0.0.1"])  # set replaces the client's
         self.assertEqual(h["x-trace"], ["rid=abc tier=anonymous"])  # the route's wins
         self.assertEqual(h["x-from-upstream-rule"], ["u"])
+
+    def test_identity_and_key_id_variables_with_a_real_api_key(self):
+        import json
+        import subprocess
+        from harness import sluice_bin
+        cfg = make_config({"app": self.up}, workers=1, routes=[
+            {"prefix": "/", "request_headers": {"set": {"X-Who": "$identity",
+                                                        "X-Key": "key=$key_id; tier=$tier"}}}])
+        cfg["tiers"] = {"anonymous": {"limits": ["100/h"]}, "pro": {"limits": ["1000/h"]}}
+        gw = self.start_gateway(cfg)
+        p = subprocess.run([sluice_bin(), "keys", "create", "--json", "--tier", "pro",
+                            "--name", "ci", "-c", gw.config_path], capture_output=True,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        kid, secret = out["key"]["id"], out["secret"]
+        h = gw.request("GET", "/echo", headers={"X-API-Key": secret,
+                                                 "X-Who": "key:forged"}).json()["headers"]
+        self.assertEqual(h["x-who"], ["key:" + kid])
+        self.assertEqual(h["x-key"], ["key=%s; tier=pro" % kid])
+        # anonymous: the client's address, and no key
+        h = gw.request("GET", "/echo").json()["headers"]
+        self.assertEqual(h["x-who"], ["ip:127.0.0.1"])
+        self.assertEqual(h["x-key"], ["key=; tier=anonymous"])
 
     def test_response_headers(self):
         gw = self.gateway({"response_headers": {"set": {"X-Frame-Options": "DENY"},
@@ -174,6 +199,22 @@ def chunked(body, size=8192):
     return out + b"0\r\n\r\n"
 
 
+def body_temp_files(gw):
+    """The gateway's open request-buffering temp files: unlinked right after
+    mkstemp, so /proc/<pid>/fd shows them as '<data_dir>/... (deleted)'."""
+    data_dir = os.path.realpath(os.path.join(gw.dir, "var")) + "/"
+    fd_dir = "/proc/%d/fd" % gw.proc.pid
+    out = []
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed as we looked
+        if link.startswith(data_dir) and link.endswith(" (deleted)"):
+            out.append(link)
+    return out
+
+
 class Buffering(E2ETestCase):
     """WSGI servers read only Content-Length bodies: a chunked body is read
     whole (auto) and sent with Content-Length."""
@@ -188,11 +229,15 @@ class Buffering(E2ETestCase):
         return self.start_gateway(make_config({"app": self.up}, routes=[route], workers=1,
                                               server=server))
 
-    def upload(self, gw, body, extra=b""):
+    def upload(self, gw, body, extra=b"", path=b"/echo"):
         c = self.raw(gw)
-        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + extra +
-               b"\r\n" + chunked(body))
+        c.send(b"POST " + path + b" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" +
+               extra + b"\r\n" + chunked(body))
         return c.read_response(timeout=30)
+
+    def assertNoTempFiles(self, gw):
+        self.assertTrue(wait_for(lambda: body_temp_files(gw) == [], timeout=3),
+                        "temp files still open: %r" % body_temp_files(gw))
 
     def test_small_chunked_body_arrives_with_content_length(self):
         gw = self.gateway()
@@ -204,10 +249,11 @@ class Buffering(E2ETestCase):
 
     def test_5mb_chunked_body_through_a_temp_file(self):
         gw = self.gateway()
-        import os
+        self.assertEqual(body_temp_files(gw), [])
         body = os.urandom(5 << 20)
         e = self.assertEcho(self.upload(gw, body), "POST", body)
         self.assertEqual(e["body_framing"], "content-length")
+        self.assertNoTempFiles(gw)
         # the temp file was unlinked at once: nothing left in data_dir
         left = [f for f in os.listdir(os.path.join(gw.dir, "var")) if "body" in f] \
             if os.path.isdir(os.path.join(gw.dir, "var")) else []
@@ -220,23 +266,72 @@ class Buffering(E2ETestCase):
 
     def test_chunked_body_over_max_body_bytes_is_413_and_never_forwarded(self):
         gw = self.gateway(server={"max_body_bytes": "100k"})
-        r = self.upload(gw, b"x" * (200 << 10))
-        self.assertJsonError(r, 413)
+        self.assertEqual(body_temp_files(gw), [])
+        c = self.raw(gw)
+        body = chunked(b"x" * (200 << 10))
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               body[:90 << 10])
+        # past request_buffer_memory (64k): the rest went to a temp file
+        self.assertTrue(wait_for(lambda: len(body_temp_files(gw)) == 1, timeout=3))
+        c.send(body[90 << 10:])
+        self.assertJsonError(c.read_response(timeout=30), 413)
+        self.assertNoTempFiles(gw)
         self.assertEqual(self.up.stats()["requests"], 0)
 
     def test_on_a_client_that_stops_mid_upload_never_reaches_the_upstream(self):
         gw = self.gateway("on")
         c = self.raw(gw)
         c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" +
-               b"x" * 5000)
-        time.sleep(0.3)
+               b"x" * 80000)
+        self.assertTrue(wait_for(lambda: len(body_temp_files(gw)) == 1, timeout=3))
         c.close()
+        self.assertNoTempFiles(gw)
         time.sleep(0.3)
         self.assertEqual(self.up.stats()["requests"], 0)
         # and a whole one goes through with its length
         e = self.assertEcho(gw.request("POST", "/echo", body=b"y" * 100000), "POST",
                             b"y" * 100000)
         self.assertEqual(e["headers"]["content-length"], ["100000"])
+
+    def test_client_timeout_applies_while_a_chunked_body_is_buffered(self):
+        # a client that sends part of a chunked body and stalls is closed after
+        # the idle timeout, sent nothing; the upstream never hears of it
+        for mode in (None, "on"):
+            gw = self.gateway(mode, server={"timeouts": {"idle": "600ms"}})
+            c = self.raw(gw)
+            c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                   chunked(b"x" * 20000)[:10000])
+            t0 = time.monotonic()
+            self.assertEqual(self.assertClosed(c, timeout=5, msg="a stalled chunked upload"), b"",
+                             mode)
+            waited = time.monotonic() - t0
+            self.assertGreater(waited, 0.4, mode)
+            self.assertLess(waited, 3, mode)
+            self.assertEqual(self.up.stats()["requests"], 0, mode)
+            # the gateway serves on
+            self.assertEcho(self.upload(gw, b"ok"), "POST", b"ok")
+            self.up.reset()
+
+    def test_server_request_buffering_is_the_routes_default(self):
+        gw = self.start_gateway(make_config(
+            {"app": self.up}, workers=1, server={"request_buffering": "off"},
+            routes=[{"prefix": "/echo/own", "request_buffering": "auto"}, {"prefix": "/"}]))
+        e = self.assertEcho(self.upload(gw, b"abc", path=b"/echo/x"), "POST", b"abc")
+        self.assertEqual(e["body_framing"], "chunked")  # the server's off
+        e = self.assertEcho(self.upload(gw, b"abc", path=b"/echo/own"), "POST", b"abc")
+        self.assertEqual(e["body_framing"], "content-length")  # the route's own auto
+        # on, with no routes: the implicit route buffers a Content-Length body too,
+        # so a client that stops mid-upload never reaches the app
+        self.up.reset()
+        gw = self.start_gateway(make_config({"app": self.up}, workers=1,
+                                            server={"request_buffering": "on"}))
+        c = self.raw(gw)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        time.sleep(0.3)
+        self.assertEqual(self.up.stats()["in_flight"], 0)
+        c.close()
+        time.sleep(0.2)
+        self.assertEqual(self.up.stats()["requests"], 0)
 
     def test_retried_buffered_body_is_sent_whole_again(self):
         cfg = make_config({"app": self.up}, routes=[{"prefix": "/"}], workers=1)
@@ -247,6 +342,45 @@ class Buffering(E2ETestCase):
                chunked(b"z" * 1000))
         self.assertJsonError(c.read_response(), 502)
         self.assertEqual(self.up.stats()["requests"], 2)
+
+
+class TempDir(E2ETestCase):
+    """A data_dir the gateway cannot make temp files in is an error at start,
+    not at the first chunked upload. The tests may run as root, who ignores
+    directory permissions: the path is a regular file, or under one."""
+
+    def start_refused(self, cfg, data_dir):
+        gw = Gateway(cfg)
+        self.addCleanup(gw.cleanup)
+        with open(os.path.join(gw.dir, "file"), "w") as f:
+            f.write("not a directory\n")
+        cfg["store"] = dict(cfg.get("store", {}), data_dir=data_dir)
+        gw.write_config(cfg)
+        gw.start(wait=False)
+        rc = gw.wait_exit(timeout=10)
+        if rc is None:
+            gw.stop(check=False)
+        gw.stop(check=True)  # closes its logs; a sanitizer report fails the test
+        self.assertEqual(rc, 1, gw.describe())  # on its own, before any SIGTERM of ours
+        return gw, gw.stderr_text()
+
+    def test_data_dir_that_is_a_file(self):
+        # the SQLite key store opens data_dir first and says so
+        up = self.start_upstream("A")
+        gw, err = self.start_refused(make_config({"app": up}), "file")
+        self.assertIn("sluice: %s/file: cannot create the data directory: Not a directory"
+                      % gw.dir, err)
+
+    def test_temp_dir_under_a_file_with_a_remote_key_store(self):
+        # with Redis keeping the keys, the proxy's own check at start is the one
+        # that finds data_dir unusable
+        up = self.start_upstream("A")
+        redis = self.start_redis()
+        cfg = make_config({"app": up})
+        cfg["store"] = {"backend": "redis", "redis": {"url": redis.url}}
+        gw, err = self.start_refused(cfg, "file/tmp")
+        self.assertIn("sluice: cannot make temp files for request buffering in %s/file/tmp: "
+                      "Not a directory (store.data_dir must be writable)" % gw.dir, err)
 
 
 def metric(text, name, labels):
@@ -267,6 +401,11 @@ class Health(E2ETestCase):
         return metric(m, "sluice_upstream_healthy",
                       'upstream="app",server="127.0.0.1:%d"' % port)
 
+    def checks(self, gw, port, result):
+        m = gw.admin_request("GET", "/metrics").body.decode()
+        return metric(m, "sluice_upstream_health_checks_total",
+                      'upstream="app",server="127.0.0.1:%d",result="%s"' % (port, result))
+
     def test_active_checks_take_a_dead_server_out_and_bring_it_back(self):
         from harness import free_port, wait_for
         a = self.start_upstream("A")
@@ -275,6 +414,10 @@ class Health(E2ETestCase):
                                       "timeout": "100ms", "unhealthy": 2, "healthy": 2})
         self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 0, timeout=5))
         self.assertEqual(self.healthy(gw, a.port), 1)
+        self.assertGreaterEqual(self.checks(gw, dead, "failed"), 2)  # unhealthy: 2
+        self.assertEqual(self.checks(gw, dead, "ok"), 0)
+        self.assertGreaterEqual(self.checks(gw, a.port, "ok"), 1)
+        self.assertEqual(self.checks(gw, a.port, "failed"), 0)
         before = a.stats()["requests"]
         for _ in range(20):
             r = gw.request("GET", "/echo")
@@ -286,6 +429,7 @@ class Health(E2ETestCase):
         b = UpstreamServer(name="B", port=dead).start()
         self.addCleanup(b.stop)
         self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 1, timeout=5))
+        self.assertGreaterEqual(self.checks(gw, dead, "ok"), 2)  # healthy: 2
         seen = {gw.request("GET", "/echo").header("X-Upstream") for _ in range(10)}
         self.assertEqual(seen, {"A", "B"})
 
@@ -313,6 +457,30 @@ class Health(E2ETestCase):
         self.assertLessEqual(metric(m, "sluice_upstream_errors_total",
                                     'upstream="app",kind="connect"'), 2)
         self.assertEqual(self.healthy(gw, dead), 0)
+
+    def test_passive_ejection_after_5xx_answers(self):
+        # `unhealthy` answers >= 500 in a row take a server out for `interval`
+        # (no path: no active checks); then one request may try it again, and
+        # a good answer brings it back
+        a = self.start_upstream("A")
+        b = self.start_upstream("B")
+        b.origin_status = 503
+        gw = self.gateway([a, b], {"interval": "2s", "unhealthy": 2})
+        t0 = time.monotonic()
+        got = [gw.request("GET", "/origin/x") for _ in range(12)]
+        self.assertLess(time.monotonic() - t0, 1.5)  # all within the interval
+        self.assertEqual([r.header("X-Upstream") for r in got if r.status == 503], ["B", "B"])
+        self.assertEqual(sum(r.status == 200 for r in got), 10)
+        self.assertEqual(b.origin_count("/origin/x"), 2)
+        self.assertEqual(self.healthy(gw, b.port), 0)
+        self.assertEqual(self.healthy(gw, a.port), 1)
+        # no active checks ran
+        self.assertEqual(self.checks(gw, b.port, "failed"), 0)
+        b.origin_status = None
+        time.sleep(2.2)
+        seen = {gw.request("GET", "/origin/x").header("X-Upstream") for _ in range(10)}
+        self.assertEqual(seen, {"A", "B"})
+        self.assertEqual(self.healthy(gw, b.port), 1)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@
 #include "cache/conf.h"
 #include "conf/conf.h"
 #include "limit/conf.h"
+#include "proxy/conf.h"
 #include "util/buf.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -1697,6 +1698,40 @@ static void test_err_key_not_a_name(void **state)
     free(err);
 }
 
+/* server.request_buffering is the default of every route without its own,
+ * the implicit route included; a route's own wins. */
+static void test_request_buffering(void **state)
+{
+    struct config *c = load_ok(UPSTREAM "routes:\n  - prefix: /a/\n");
+    assert_int_equal(c->server.request_buffering, CFG_BUFFER_AUTO);
+    assert_int_equal(px_route_conf(&c->routes[0])->buffering, CFG_BUFFER_AUTO);
+    cfg_unref(c);
+
+    c = load_ok("server: {request_buffering: on}\n" UPSTREAM "routes:\n"
+                "  - prefix: /a/\n"
+                "  - prefix: /b/\n"
+                "    request_buffering: off\n"
+                "  - prefix: /c/\n"
+                "    request_buffering: auto\n");
+    assert_int_equal(c->server.request_buffering, CFG_BUFFER_ON);
+    assert_int_equal(px_route_conf(&c->routes[0])->buffering, CFG_BUFFER_ON);
+    assert_int_equal(px_route_conf(&c->routes[1])->buffering, CFG_BUFFER_OFF);
+    assert_int_equal(px_route_conf(&c->routes[2])->buffering, CFG_BUFFER_AUTO);
+    cfg_unref(c);
+
+    c = load_ok("server: {request_buffering: off}\n" UPSTREAM);
+    assert_int_equal(c->n_routes, 1);
+    assert_int_equal(px_route_conf(&c->routes[0])->buffering, CFG_BUFFER_OFF);
+    cfg_unref(c);
+
+    assert_load_err("server: {request_buffering: always}\n" UPSTREAM,
+                    "t.yaml:1: server.request_buffering: unknown value 'always' (use auto, on, "
+                    "off)");
+    assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    request_buffering: yes\n",
+                    "t.yaml:5: routes[0].request_buffering: unknown value 'yes' (use auto, on, "
+                    "off)");
+}
+
 /* A reload says which changed keys wait for a restart, and only those. */
 static void test_restart_changes(void **state)
 {
@@ -1772,6 +1807,7 @@ int main(void)
         cmocka_unit_test(test_err_upstreams_required),
         cmocka_unit_test(test_err_many),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_request_buffering),
         cmocka_unit_test(test_restart_changes),
         cmocka_unit_test(test_nesting_bound),
     };
