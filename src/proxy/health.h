@@ -28,6 +28,7 @@ struct px_group {
 struct px_server {
     char addr[128];
     struct px_group *group;
+    int index;                /* in the gateway's table: px_worker.idle */
     int open;                 /* atomic: connections open or opening, all workers */
     int down;                 /* atomic: 1 while unhealthy or ejected */
     int fails, oks;           /* atomic: consecutive failures and (while down) successes */

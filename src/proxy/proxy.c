@@ -59,6 +59,9 @@ struct px_worker {
     uint64_t rejected[2]; /* queue_full, queue_timeout */
     uint64_t wait_buckets[PX_WAIT_BUCKETS + 1];
     uint64_t wait_count, wait_sum_us;
+    /* Idle pooled connections per server (px_server.index), written by
+     * this worker only: open minus the sum is what carries requests. */
+    int idle[PX_MAX_SERVERS];
 };
 
 /* Idle connections to one upstream server, for one worker and one config
@@ -135,6 +138,18 @@ static struct px_server *px_server_find(struct px_gw *g, const struct cfg_upstre
 
 /* ---- pools ------------------------------------------------------------------- */
 
+static struct px_worker *px_worker_of(const struct worker *w);
+
+/* This worker's count of idle connections to <pool>'s server, moved by <d>
+ * (read by the metrics from another thread). */
+static void px_count_idle(struct px_pool *pool, int d)
+{
+    if (!pool->srv)
+        return;
+    int *n = &px_worker_of(pool->worker)->idle[pool->srv->index];
+    __atomic_store_n(n, *n + d, __ATOMIC_RELAXED);
+}
+
 static void px_idle_remove(struct px_conn *p)
 {
     struct px_pool *pool = p->pool;
@@ -146,6 +161,7 @@ static void px_idle_remove(struct px_conn *p)
         p->idle_next->idle_prev = p->idle_prev;
     p->idle_next = p->idle_prev = NULL;
     pool->n_idle--;
+    px_count_idle(pool, -1);
 }
 
 /* wcfg->ctx[MOD_proxy]: the keep-alive pools of one config snapshot. */
@@ -320,8 +336,8 @@ static bool px_idempotent(const struct exchange *x)
  * out again? When no byte of it was sent, always (whatever its method).
  * When it was sent: a pooled connection the upstream closed as we used it
  * is the race every keep-alive proxy meets (once, idempotent, no body);
- * otherwise only an idempotent request without a body, upstream.retries
- * times. */
+ * otherwise only an idempotent request without a body or with a body read
+ * whole (request_buffering), upstream.retries times. */
 static bool px_may_retry(const struct px_conn *p)
 {
     const struct exchange *x = p->x;
@@ -814,6 +830,7 @@ static void px_release(struct px_conn *p, bool reusable)
         pool->idle->idle_prev = p;
     pool->idle = p;
     pool->n_idle++;
+    px_count_idle(pool, 1);
     deadline_set(&p->timer, &p->deadline, (uint64_t)pool->worker->cur->cfg->server.timeouts.idle_ms,
                  px_on_timer);
     px_start_reading(p); /* to notice when the upstream closes it */
@@ -1100,6 +1117,7 @@ static struct px_server *px_server_find(struct px_gw *g, const struct cfg_upstre
         found = sl_calloc(1, sizeof(*found));
         snprintf(found->addr, sizeof(found->addr), "%s", up->servers[s].text);
         found->group = grp;
+        found->index = g->n_servers;
         g->servers[g->n_servers++] = found;
     }
     pthread_mutex_unlock(&g->lock);
@@ -1148,8 +1166,6 @@ static void px_reject(struct exchange *x, int cause, const char *msg)
     exchange_respond_error(x, 503, msg);
 }
 
-/* Send <x> now, or queue it until a connection is free (503 when the
- * queue is full). */
 /* Is any server of <x>'s upstream up (and not yet failed by <x>)? */
 static bool px_any_usable(struct exchange *x)
 {
@@ -1163,6 +1179,8 @@ static bool px_any_usable(struct exchange *x)
     return false;
 }
 
+/* Send <x> now, or queue it until a connection is free (503 when the
+ * queue is full). */
 static void px_dispatch(struct exchange *x)
 {
     if (px_try_start(x))
@@ -1418,6 +1436,19 @@ static void px_metrics(struct gateway *gw, struct buf *out)
         metrics_label_escape(addr, sizeof(addr), g->servers[i]->addr);
         buf_appendf(out, "sluice_upstream_connections{upstream=\"%s\",server=\"%s\"} %d\n", name,
                     addr, __atomic_load_n(&g->servers[i]->open, __ATOMIC_RELAXED));
+    }
+    buf_append_str(out, "# HELP sluice_upstream_busy_connections Connections to an upstream "
+                        "server carrying a request or opening for one (open minus idle), all "
+                        "workers.\n# TYPE sluice_upstream_busy_connections gauge\n");
+    for (int i = 0; i < g->n_servers; i++) {
+        int busy = __atomic_load_n(&g->servers[i]->open, __ATOMIC_RELAXED);
+        for (int w = 0; w < gw->n_workers; w++)
+            busy -= __atomic_load_n(&px_worker_of(&gw->workers[w])->idle[i], __ATOMIC_RELAXED);
+        char name[96], addr[160];
+        metrics_label_escape(name, sizeof(name), g->servers[i]->group->name);
+        metrics_label_escape(addr, sizeof(addr), g->servers[i]->addr);
+        buf_appendf(out, "sluice_upstream_busy_connections{upstream=\"%s\",server=\"%s\"} %d\n",
+                    name, addr, busy < 0 ? 0 : busy);
     }
     px_health_metrics(g->servers, g->n_servers, out);
     buf_append_str(out, "# HELP sluice_upstream_queue_length Requests waiting for an upstream "

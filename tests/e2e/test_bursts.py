@@ -51,8 +51,10 @@ class Burst(E2ETestCase):
         """The issue's load test: one worker, defaults, an nginx that takes 1,024
         connections. Before the queue: 2,064 x 200 and 3,936 x 502."""
         ngx = self.start_nginx(1024)
-        gw = self.gateway_for(ngx.port, workers=1, keepalive=64,
-                              server={"max_connections": 20000})
+        # keepalive 32, server.max_connections 10000 and the upstream's
+        # max_connections 256 and queue are sluice's defaults (the harness
+        # always writes keepalive, so it is given as the default here)
+        gw = self.gateway_for(ngx.port, workers=1, keepalive=32)
         connected, results = concurrent_requests(gw.port, 6000, self.REQ, timeout=120)
         self.assertEqual(connected, 6000)
         self.assertEqual(tally(results), {200: 6000}, ngx.error_log())
@@ -122,6 +124,34 @@ class Queue(E2ETestCase):
         self.assertLessEqual(up.stats()["max_open_connections"], 1)
         self.assertLess(time.monotonic() - t0, 5)
 
+    def test_busy_connections_and_queue_length_are_reported(self):
+        up = self.start_upstream("A")
+        gw = self.gateway(up, 2, {"max": 100, "timeout": "20s"}, workers=2)
+        labels = 'upstream="app",server="127.0.0.1:%d"' % up.port
+        req = b"GET /slow?ms=1500 HTTP/1.1\r\nHost: sluice.test\r\nConnection: close\r\n\r\n"
+        done = {}
+        th = threading.Thread(target=lambda: done.update(
+            r=concurrent_requests(gw.port, 6, req, timeout=30)))
+        th.start()
+        seen = {}
+
+        def queued():
+            m = gw.admin_request("GET", "/metrics").body.decode()
+            seen["queue"] = metric(m, "sluice_upstream_queue_length", 'upstream="app"')
+            seen["busy"] = metric(m, "sluice_upstream_busy_connections", labels)
+            seen["open"] = metric(m, "sluice_upstream_connections", labels)
+            return seen["queue"] == 4
+
+        self.assertTrue(wait_for(queued, timeout=5), seen)
+        self.assertEqual(seen["busy"], 2, seen)
+        self.assertEqual(seen["open"], 2, seen)
+        th.join()
+        self.assertEqual(tally(done["r"][1]), {200: 6})
+        m = gw.admin_request("GET", "/metrics").body.decode()
+        # idle in the pools now: open, but carrying nothing
+        self.assertEqual(metric(m, "sluice_upstream_busy_connections", labels), 0, m)
+        self.assertEqual(metric(m, "sluice_upstream_queue_length", 'upstream="app"'), 0)
+
     def test_cap_is_shared_by_the_workers(self):
         up = self.start_upstream("A")
         gw = self.gateway(up, 3, {"max": 1000, "timeout": "20s"}, workers=2)
@@ -156,6 +186,17 @@ class Queue(E2ETestCase):
         self.assertLessEqual(t.get(502, 0), 3, t)
         self.assertEqual(t.get(200, 0) + t.get(502, 0), 30, t)
         self.assertLessEqual(b.stats()["max_open_connections"], 3)
+        # The access log names the server each request went to last: every
+        # 502 is one that was sent to the server that died.
+        lines = []
+
+        def logged():
+            lines[:] = [ln for ln in gw.stdout_text().splitlines() if "GET /slow?ms=600" in ln]
+            return len(lines) >= 30
+        self.assertTrue(wait_for(logged, timeout=10), lines)
+        bad = [ln for ln in lines if '" 502 ' in ln and "upstream=127.0.0.1:%d" % a.port not in ln]
+        self.assertEqual(bad, [])
+        self.assertEqual(sum('" 502 ' in ln for ln in lines), t.get(502, 0), lines)
 
 
 class Retries(E2ETestCase):
