@@ -9,7 +9,8 @@
  * (idempotent), starts with '/', has no empty, "." or ".." segment and is
  * no longer than the input + 1; a sorted query sorts to itself, keeps its
  * length and its parameters; Vary names are lower-case and idempotent; a
- * parsed date formats and parses back to itself. */
+ * parsed date formats and parses back to itself; the primary key builder
+ * (cache_key_primary, the fields the stage joins) is injective. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,6 +132,66 @@ static void check_date(const char *s, size_t len)
         FUZZ_ABORT();
 }
 
+static int ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Equal ignoring ASCII case, NUL bytes included (strncasecmp stops there). */
+static bool same_host(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++)
+        if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/* The key of (<host>, <url>, <digest>) as cache/stage.c builds it. */
+static void key_of(struct buf *out, const char *host, size_t hlen, const char *url, size_t ulen,
+                   const char *digest)
+{
+    out->len = 0;
+    cache_key_primary(out, host, hlen, url, ulen, digest);
+}
+
+/* Keys cannot collide: two (host, url, digest) triples, from fields 1-2
+ * and 3-4 with the digest of field 5 (none when empty), give one key only
+ * when the hosts are equal ignoring case and the urls are equal; moving
+ * the url's first byte into the host always changes the key. And
+ * cache_is_override_header reads any name. */
+static void check_keys(char *const *f, const size_t *flen)
+{
+    char *digest = NULL;
+    if (flen[5]) {
+        digest = malloc(flen[5] + 1);
+        memcpy(digest, f[5], flen[5]);
+        digest[flen[5]] = '\0';
+    }
+    struct buf a = {0}, b = {0};
+    key_of(&a, f[1], flen[1], f[2], flen[2], digest);
+    key_of(&b, f[3], flen[3], f[4], flen[4], digest);
+    bool equal_in = same_host(f[1], flen[1], f[3], flen[3]) && flen[2] == flen[4] &&
+                    (flen[2] == 0 || memcmp(f[2], f[4], flen[2]) == 0);
+    bool equal_key = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+    if (equal_in != equal_key)
+        FUZZ_ABORT();
+    if (flen[2] > 0) {
+        char *host = malloc(flen[1] + 1);
+        memcpy(host, f[1], flen[1]);
+        host[flen[1]] = f[2][0];
+        key_of(&b, host, flen[1] + 1, f[2] + 1, flen[2] - 1, digest);
+        if (a.len == b.len && memcmp(a.data, b.data, a.len) == 0)
+            FUZZ_ABORT();
+        free(host);
+    }
+    (void)cache_is_override_header(f[0], flen[0]);
+    buf_release(&a);
+    buf_release(&b);
+    free(digest);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -169,6 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_date(f[3], flen[3]);
     (void)cache_etag_matches(f[4], flen[4], f[5], flen[5]);
+    check_keys(f, flen);
 
     for (int i = 0; i < N_FIELDS; i++)
         free(f[i]);
