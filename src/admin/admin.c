@@ -115,6 +115,10 @@ static enum stage_result admin_stage_dispatch(struct exchange *x)
         exchange_respond_error(x, 404, "no such admin endpoint");
         return STAGE_DONE;
     }
+    if (!p->route->max_body && (x->content_length > 0 || x->chunked)) {
+        exchange_respond_error(x, 413, "this endpoint takes no request body");
+        return STAGE_DONE;
+    }
     if (p->route->max_body) {
         x->ctx[MOD_admin] = p;
         return exchange_read_body(x, p->route->max_body, admin_body_read);

@@ -86,6 +86,15 @@ class AdminRouting(E2ETestCase):
         r = self.gw.admin_request("POST", "/cache/purge", body=b"{" + b" " * (70 << 10) + b"}")
         self.assertJsonError(r, 413)
 
+    def test_body_on_a_route_without_one_is_413(self):
+        r = self.gw.admin_request("GET", "/health", body=b"{}")
+        self.assertJsonError(r, 413)
+        r = self.gw.admin_request("DELETE", "/keys/nope", body=b"x")
+        self.assertJsonError(r, 413)
+        # without a body both answer as usual
+        self.assertEqual(self.gw.admin_request("GET", "/health").status, 200)
+        self.assertEqual(self.gw.admin_request("DELETE", "/keys/nope").status, 404)
+
     def test_cache_control_once(self):
         r = self.gw.admin_request("GET", "/keys")
         self.assertEqual(r.status, 200)
