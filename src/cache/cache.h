@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "pipeline/exchange.h"
 
 struct cache;
@@ -45,6 +47,13 @@ uint64_t cache_purge(struct cache *c, enum cache_purge_kind kind, const char *ar
  * of a name (-1 when it names none). */
 const char *cache_purge_kind_name(enum cache_purge_kind kind);
 int cache_purge_kind_from_name(const char *name);
+
+/* cache/purge_admin.c: POST /cache/purge (the count of the whole fleet
+ * with Redis), and a purge received from another gateway. Both purge on
+ * libuv's thread pool. */
+struct sl_admin_call;
+void cache_admin_purge(struct exchange *x, const struct sl_admin_call *call);
+void cache_apply_purge_event(struct worker *w, const json_t *event);
 
 struct cache_stats {
     uint64_t entries, bytes, evictions;

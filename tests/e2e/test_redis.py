@@ -156,18 +156,33 @@ class Fleet(E2ETestCase):
 
     def test_purge_on_one_gateway_reaches_the_other(self):
         a, b = self.two_gateways()
+        self.wait_fleet_of((a, b), 2)
         for gw in (a, b):
             self.assertEqual(gw.request("GET", "/origin/p").header("X-Cache"), "MISS")
             self.assertEqual(gw.request("GET", "/origin/p").header("X-Cache"), "HIT")
+        self.assertEqual(b.request("GET", "/origin/q").header("X-Cache"), "MISS")
         r = a.admin_request("POST", "/cache/purge", body=json.dumps({"prefix": "/origin/"}).encode())
         self.assertEqual(r.status, 200)
-        self.assertEqual(r.json(), {"purged": 1, "fleet": True})
+        # the fleet's count: A's one entry and B's two, B having reported
+        self.assertEqual(r.json(), {"purged": 3, "fleet": True, "gateways": 2})
         t0 = time.monotonic()
         self.assertTrue(wait_for(lambda: metric(b, "sluice_fleet_events_total") == 1, timeout=1))
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(b.request("GET", "/origin/p").header("X-Cache"), "MISS")
         self.assertEqual(a.request("GET", "/origin/p").header("X-Cache"), "MISS")
 
+
+    def test_purge_answers_without_a_gateway_that_is_gone(self):
+        a, b = self.two_gateways()
+        self.wait_fleet_of((a, b), 2)
+        self.assertEqual(a.request("GET", "/origin/p").header("X-Cache"), "MISS")
+        b.proc.kill()  # still counted in the fleet for a few seconds
+        t0 = time.monotonic()
+        r = a.admin_request("POST", "/cache/purge", body=json.dumps({"all": True}).encode())
+        waited = time.monotonic() - t0
+        self.assertEqual(r.json(), {"purged": 1, "fleet": True, "gateways": 1})
+        self.assertGreaterEqual(waited, 0.9)  # it waited for B's report...
+        self.assertLess(waited, 3.0)          # ...for a bounded time
 
 class Concurrency(E2ETestCase):
     def setUp(self):
