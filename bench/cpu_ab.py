@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""bench/cpu_ab.py -- gateway CPU per request, two sluice binaries paired.
+
+    python3 bench/cpu_ab.py SCENARIO BIN_A BIN_B [--pairs 8] [--seconds 3]
+
+SCENARIO is proxy, limit, cache or redis (the routes of bench/run.sh's
+scenarios of those names). Starts an nginx upstream, one gateway per binary
+(workers: 1, pinned to core 0; with redis, one redis-server per gateway),
+then runs wrk (core 1, 64 connections) against A and B in turn, --pairs
+times, alternating which goes first. For each run it divides the CPU time
+the gateway process used (utime + stime, all threads, from /proc/<pid>/stat)
+by the requests wrk completed. Prints the microseconds per request of each
+run, the medians, and the median of the paired ratios B/A: pairs taken
+seconds apart see the same machine, so drifts of a noisy VM (±20 % from one
+minute to the next here) cancel out in the ratio.
+
+Python standard library, wrk, taskset, nginx, redis-server."""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from harness import NginxServer, RedisServer, free_port  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def config(scenario, port, upstream_port, tmp, redis_port=None):
+    y = ("server:\n  listen: [\"127.0.0.1:%d\"]\n  workers: 1\n  access_log: false\n"
+         "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
+         "routes:\n  - prefix: /\n    upstream: app\n" % (port, upstream_port))
+    if scenario in ("limit", "redis"):
+        y += "    limits: {anonymous: [\"4000000000/h\"]}\n"
+    if scenario == "cache":
+        y += "    cache: {ttl: 600s}\ncache:\n  max_memory: 256m\n"
+    if scenario == "redis":
+        y += ("store:\n  backend: redis\n  redis: {url: \"redis://127.0.0.1:%d/0\", "
+              "timeout: 50ms}\n" % redis_port)
+    else:
+        y += "store: {data_dir: \"%s/var\"}\n" % tmp
+    return y
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenario", choices=["proxy", "limit", "cache", "redis"])
+    ap.add_argument("bin_a")
+    ap.add_argument("bin_b")
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=3)
+    a = ap.parse_args()
+    ngx = NginxServer(worker_connections=4096).start()
+    reds, gws = [], []
+    try:
+        for b in (a.bin_a, a.bin_b):
+            tmp = tempfile.mkdtemp(prefix="sluice-cpu-ab-")
+            port = free_port()
+            rport = None
+            if a.scenario == "redis":
+                reds.append(RedisServer().start())
+                rport = reds[-1].port
+            path = os.path.join(tmp, "sluice.yaml")
+            with open(path, "w") as f:
+                f.write(config(a.scenario, port, ngx.port, tmp, rport))
+            proc = subprocess.Popen(["taskset", "-c", "0", b, "serve", "-c", path],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gws.append((b, port, proc))
+        time.sleep(1.5)
+        for b, port, proc in gws:  # fills the cache; a gateway that did not start fails here
+            subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
+                           check=True)
+        us = {b: [] for b, _, _ in gws}
+        for i in range(a.pairs):
+            for b, port, proc in (gws if i % 2 == 0 else gws[::-1]):
+                c0 = cpu_seconds(proc.pid)
+                out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64",
+                                      "-d%ds" % a.seconds, "http://127.0.0.1:%d/" % port],
+                                     capture_output=True, text=True, check=True).stdout
+                c1 = cpu_seconds(proc.pid)
+                n = int(re.search(r"(\d+) requests in", out).group(1))
+                if "Non-2xx" in out:
+                    raise SystemExit("%s answered non-2xx: %s" % (b, out))
+                us[b].append((c1 - c0) / n * 1e6)
+    finally:
+        for _, _, proc in gws:
+            proc.terminate()
+            proc.wait()
+        ngx.stop()
+        for r in reds:
+            r.stop()
+    for b, _, _ in gws:
+        print("%-32s us/request: median %6.2f  (%s)" %
+              (b, statistics.median(us[b]), " ".join("%.1f" % x for x in us[b])))
+    ratios = [y / x for x, y in zip(us[a.bin_a], us[a.bin_b])]
+    print("%s: B/A paired median %.3f  (%s)" %
+          (a.scenario, statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
