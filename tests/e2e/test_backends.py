@@ -29,6 +29,25 @@ class Rewrite(E2ETestCase):
         self.assertEqual(gw.request("GET", "/v1/echo").status, 429)
         self.assertEqual(gw.request("GET", "/echo").status, 200)
 
+    def test_strip_prefix_cache_key_is_the_client_path(self):
+        """The cache keys an entry by the path the client sent, so a stripped
+        route and the route the upstream path belongs to never share one, and
+        a purge names the client's path."""
+        from test_cache import origin_count, purge
+        ttl = {"ttl": "300s"}
+        gw = self.gateway([{"prefix": "/v1/", "strip_prefix": True, "cache": ttl},
+                           {"prefix": "/", "cache": ttl}])
+        self.assertEqual(gw.request("GET", "/v1/origin/k").header("X-Cache"), "MISS")
+        self.assertEqual(gw.request("GET", "/v1/origin/k").header("X-Cache"), "HIT")
+        self.assertEqual(origin_count(self.up, "/origin/k"), 1)  # the upstream's path
+        self.assertEqual(gw.request("GET", "/origin/k").header("X-Cache"), "MISS")
+        self.assertEqual(origin_count(self.up, "/origin/k"), 2)
+        r = purge(gw, {"key": "/v1/origin/k"})
+        self.assertEqual(r.json(), {"purged": 1})
+        self.assertEqual(gw.request("GET", "/v1/origin/k").header("X-Cache"), "MISS")
+        self.assertEqual(gw.request("GET", "/origin/k").header("X-Cache"), "HIT")
+        self.assertEqual(origin_count(self.up, "/origin/k"), 3)
+
     def test_strip_prefix_of_the_whole_path_is_slash(self):
         gw = self.gateway([{"prefix": "/echo", "strip_prefix": True, "upstream": "app"}])
         r = gw.request("GET", "/echo")

@@ -797,6 +797,7 @@ static void test_identity_config(void **state)
     assert_int_equal(j->leeway_ms, 30000);
     assert_int_equal(j->access_ttl_ms, 300000);
     assert_int_equal(j->refresh_ttl_ms, 30ll * 86400000);
+    assert_true(j->require_exp); /* on unless the config turns it off */
     assert_int_equal(auth_route_conf(&c->routes[0])->auth, AUTH_REQUIRED);
     assert_int_equal(auth_route_conf(&c->routes[0])->n_scopes, 2);
     assert_string_equal(auth_route_conf(&c->routes[0])->scopes[1], "orders/write");
@@ -808,6 +809,10 @@ static void test_identity_config(void **state)
     assert_true(auth_route_conf(r)->token_endpoint);
     r = cfg_match_route(c, "/auth/tokens", 12, 3);
     assert_false(auth_route_conf(r)->token_endpoint);
+    cfg_unref(c);
+    c = load_ok(UPSTREAM "identity:\n"
+                         "  jwt: {secret: 0123456789abcdef0123456789abcdef, require_exp: false}\n");
+    assert_false(auth_conf(c)->jwt.require_exp);
     cfg_unref(c);
 
     c = load_ok(UPSTREAM);
