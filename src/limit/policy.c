@@ -265,6 +265,7 @@ static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t n
     struct buf b = {0};
     lim_reject_body(x, shown, retry_s, now_us, &b);
     x->ctx[MOD_limit] = (void *)&lim_rejected;
+    x->refused_by = SL_REFUSED_LIMIT;
     exchange_respond(x, 429, "application/json", b.data, b.len);
     buf_release(&b);
 }

@@ -48,7 +48,12 @@ struct identity {
     const char *scopes; /* space-separated; NULL: none */
     const struct limit *limits; /* per-key limits replacing the tier's; n_limits 0: none */
     int n_limits;
+    /* A key's own quotas replacing its tier's (SPEC 6.1); -1: the tier's. */
+    int64_t quota_daily, quota_monthly;
 };
+
+/* What refused a request, for usage and audit (SPEC 6.4: 429s by cause). */
+enum sl_refusal { SL_REFUSED_NONE, SL_REFUSED_LIMIT, SL_REFUSED_QUOTA, SL_REFUSED_BAN };
 
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
@@ -162,6 +167,8 @@ struct exchange {
     bool response_started;
     bool response_done;
     uint64_t bytes_out;
+    /* Why the gateway refused the request with 429 or 403 (usage, audit). */
+    enum sl_refusal refused_by;
 };
 
 typedef void (*exchange_hook_fn)(struct exchange *x, void *arg);
