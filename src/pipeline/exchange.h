@@ -45,6 +45,7 @@ struct identity {
     /* Set by the authentication stage; strings and limits live in the arena. */
     const char *key_id; /* the API key behind the request (directly or by a token we issued) */
     const char *label;  /* who, in the access log: a key's visible prefix, a JWT's sub */
+    const char *owner;  /* the key's owner; NULL: none */
     const char *scopes; /* space-separated; NULL: none */
     const struct limit *limits; /* per-key limits replacing the tier's; n_limits 0: none */
     int n_limits;
