@@ -13,6 +13,7 @@
 struct quota_conf {
     char *timezone;          /* default "UTC" */
     int monthly_reset_day;   /* 1..28, default 1 */
+    int64_t max_identities;  /* identities counted in memory; default 1M */
     struct quota_zone *zone; /* loaded from timezone when the config loads */
 };
 

@@ -17,10 +17,13 @@ unsigned quota_crossed(int64_t before, int64_t after, int64_t limit, const int *
     return bits;
 }
 
-/* The count of a period that started at <start>: 0 once a newer period began. */
+/* The count of a period that started at <start>: 0 once a newer period
+ * began. Only forward: a gateway whose clock is a little behind the one
+ * that started the new period counts into the new one rather than
+ * resetting it back (Redis: gateways share the counts). */
 static void quota_roll(int64_t *stored_start, int64_t *used, int64_t start)
 {
-    if (*stored_start != start) {
+    if (*stored_start < start) {
         *stored_start = start;
         *used = 0;
     }

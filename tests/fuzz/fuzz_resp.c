@@ -58,7 +58,7 @@ static void parse_reply(const redisReply *reply)
     for (size_t t = 0; t < sizeof(tries) / sizeof(tries[0]); t++) {
         int n = tries[t] > SL_MAX_LIMIT_OPS ? SL_MAX_LIMIT_OPS : tries[t];
         bool ok = true;
-        bool allowed = lim_lua_parse(reply, ops, n, &ok);
+        bool allowed = lim_lua_parse(reply, ops, n, NULL, &ok);
         if (allowed && !ok)
             FUZZ_ABORT(); /* allowed only from a well-formed reply */
         for (int i = 0; ok && i < n; i++) {

@@ -206,7 +206,7 @@ static bool lua_apply(struct lim_op *ops, int n, uint32_t cost, int64_t now, con
     static struct lim_lua_call call;
     char keybuf[KEYBUF];
     assert_int_equal(
-        lim_lua_build(&call, PREFIX, ops, n, cost, now, lease, lease_ttl, keybuf, sizeof(keybuf)),
+        lim_lua_build(&call, PREFIX, ops, n, cost, NULL, now, lease, lease_ttl, keybuf, sizeof(keybuf)),
         0);
     assert_int_equal(call.nkeys, n);
     assert_int_equal(call.nargs, n + 4 + 4 * n);
@@ -217,7 +217,7 @@ static bool lua_apply(struct lim_op *ops, int n, uint32_t cost, int64_t now, con
         freeReplyObject(redisCommand(tw.rc, "PEXPIRE %b %lld", call.args[i], call.lens[i],
                                      (long long)(DAY / 1000)));
     bool ok;
-    bool allowed = lim_lua_parse(r, ops, n, &ok);
+    bool allowed = lim_lua_parse(r, ops, n, NULL, &ok);
     assert_true(ok);
     if (now_out)
         *now_out = r->element[1]->integer;
@@ -709,7 +709,7 @@ static void test_build_keys(void **state)
     struct lim_op ops[3] = {one_op(&a, "t:pro:100/h|key:key_abc"),
                             one_op(&b, "r:^/api/{v}/%x:pro:concurrency 3|ip:10.0.0.1"),
                             one_op(&a, "nobar")};
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 3, 2, 1234, "lease-1", 5 * SEC, keybuf,
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 3, 2, NULL, 1234, "lease-1", 5 * SEC, keybuf,
                                    sizeof(keybuf)),
                      0);
     assert_int_equal(call.nkeys, 3);
@@ -733,14 +733,14 @@ static void test_build_keys(void **state)
     ARG_IS(11, "4"); /* LIM_CONCURRENCY */
     ARG_IS(12, "3");
 
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, -1, NULL, 0, keybuf, 256), 0);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, -1, NULL, 0, keybuf, 256), 0);
     ARG_IS(1, ""); /* Redis TIME */
     ARG_IS(3, "");
     /* Too small a key buffer, by one byte and by more. */
     size_t need = strlen("sluice:t:pro:100/h:{key:key_abc}");
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, 0, "", 0, keybuf, need), 0);
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, 0, "", 0, keybuf, need - 1), -1);
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 2, 1, 0, "", 0, keybuf, 10), -1);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, 0, "", 0, keybuf, need), 0);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, 0, "", 0, keybuf, need - 1), -1);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 2, 1, NULL, 0, "", 0, keybuf, 10), -1);
 
     /* Release: the concurrency ops only. */
     assert_int_equal(lim_lua_build_release(&call, "p:", ops, 3, 7, "L", keybuf, sizeof(keybuf)), 0);
@@ -776,17 +776,17 @@ static void test_parse_rejects(void **state)
         r = cmd("EVAL %s 0", bodies[i]);
         ops[0].decision.limit = 77;
         ok = true;
-        assert_false(lim_lua_parse(r, ops, 2, &ok));
+        assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
         assert_false(ok);
         assert_int_equal(ops[0].decision.limit, 77); /* untouched */
         freeReplyObject(r);
     }
-    assert_false(lim_lua_parse(NULL, ops, 2, &ok));
+    assert_false(lim_lua_parse(NULL, ops, 2, NULL, &ok));
     assert_false(ok);
 
     /* A good one. */
     r = cmd("EVAL %s 0", "return {0, 5, 1, 10, 9, 7, 0, 0, 10, 0, 0, 5}");
-    assert_false(lim_lua_parse(r, ops, 2, &ok));
+    assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
     assert_true(ok);
     assert_true(ops[0].decision.allowed);
     assert_int_equal(ops[0].decision.remaining, 9);
@@ -798,7 +798,7 @@ static void test_parse_rejects(void **state)
     /* Bad arguments are an error reply, not a decision. */
     static struct lim_lua_call call;
     char keybuf[256];
-    assert_int_equal(lim_lua_build(&call, PREFIX, ops, 2, 1, T0, "", 0, keybuf, sizeof(keybuf)), 0);
+    assert_int_equal(lim_lua_build(&call, PREFIX, ops, 2, 1, NULL, T0, "", 0, keybuf, sizeof(keybuf)), 0);
     call.nargs--;
     r = evalsha(tw.sha_apply, &call);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
@@ -811,7 +811,7 @@ static void test_parse_rejects(void **state)
     r = evalsha(tw.sha_apply, &call);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
     assert_memory_equal(r->str, "NOSCRIPT", 8);
-    assert_false(lim_lua_parse(r, ops, 2, &ok));
+    assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
     assert_false(ok);
     freeReplyObject(r);
     char sha[41];

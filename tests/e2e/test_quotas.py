@@ -1,0 +1,287 @@
+"""Quotas (SPEC 6.1, 6.2) as a user meets them: a real gateway, a counting
+upstream, the embedded store and a real Redis; restarts and kill -9."""
+
+import concurrent.futures
+import datetime
+import os
+import re
+import signal
+import threading
+import time
+
+from harness import E2ETestCase, RawConn, build_request, make_config, wait_for
+
+
+def quota_config(up, tiers, routes=None, quotas=None, limits=None, workers=2):
+    cfg = make_config({"app": up}, routes=routes or [{"prefix": "/"}], workers=workers)
+    cfg["tiers"] = tiers
+    if quotas is not None:
+        cfg["quotas"] = quotas
+    if limits is not None:
+        cfg["limits"] = limits
+    return cfg
+
+
+def next_utc_midnight():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.datetime(now.year, now.month, now.day, tzinfo=datetime.timezone.utc)
+    return int((day + datetime.timedelta(days=1)).timestamp())
+
+
+def metric(gw, name, labels=None):
+    text = gw.admin_request("GET", "/metrics").body.decode()
+    pat = re.escape(name) + (r"\{%s\}" % re.escape(labels) if labels else "")
+    m = re.search(r"^%s (\d+)$" % pat, text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class Embedded(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def test_daily_quota_admits_exactly_n_with_headers_then_429(self):
+        gw = self.start_gateway(quota_config(self.up, {"anonymous": {"quota": {"daily": 5}}}))
+        c = RawConn(gw.port)
+        reset = next_utc_midnight()
+        for i in range(5):
+            r = c.request(build_request("GET", "/echo/a"))
+            self.assertEqual(r.status, 200, "request %d" % (i + 1))
+            self.assertEqual(r.header("X-Quota-Limit"), "5")
+            self.assertEqual(r.header("X-Quota-Remaining"), str(4 - i))
+            self.assertIn(int(r.header("X-Quota-Reset")), (reset, reset + 86400))
+        r = c.request(build_request("GET", "/echo/a"))
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.header("X-Quota-Remaining"), "0")
+        body = r.json()
+        self.assertEqual(body["error"], "Quota exceeded")
+        self.assertEqual(body["message"], "Daily quota of 5 requests used up")
+        self.assertEqual(body["quota"], "daily")
+        self.assertEqual(body["reset"], int(r.header("X-Quota-Reset")))
+        retry = int(r.header("Retry-After"))
+        self.assertLessEqual(abs(time.time() + retry - body["reset"]), 2)
+        self.assertEqual(self.up.stats()["requests"], 5, "a refused request reached the upstream")
+        self.assertEqual(metric(gw, "sluice_quota_decisions_total", 'outcome="refused"'), 1)
+        self.assertEqual(metric(gw, "sluice_quota_decisions_total", 'outcome="admitted"'), 5)
+
+    def test_monthly_is_the_tightest_when_it_has_fewer_left(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 100, "monthly": 3}}}))
+        for i in range(3):
+            r = gw.request("GET", "/echo/m")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("X-Quota-Limit"), "3")
+            self.assertEqual(r.header("X-Quota-Remaining"), str(2 - i))
+        r = gw.request("GET", "/echo/m")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.json()["quota"], "monthly")
+        self.assertEqual(r.json()["message"], "Monthly quota of 3 requests used up")
+
+    def test_route_cost_counts_against_the_quota(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 10}}},
+            routes=[{"prefix": "/echo/export", "cost": 3}, {"prefix": "/"}]))
+        for left in (7, 4, 1):
+            r = gw.request("GET", "/echo/export")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("X-Quota-Remaining"), str(left))
+        self.assertEqual(gw.request("GET", "/echo/export").status, 429, "3 units with 1 left")
+        r = gw.request("GET", "/echo/cheap")
+        self.assertEqual(r.status, 200, "a 1-unit request still fits")
+        self.assertEqual(r.header("X-Quota-Remaining"), "0")
+
+    def test_a_rate_limit_refusal_consumes_no_quota(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 10}}},
+            routes=[{"prefix": "/echo/limited", "limits": {"anonymous": ["2/min"]}},
+                    {"prefix": "/"}]))
+        self.assertEqual([gw.request("GET", "/echo/limited").status for _ in range(4)],
+                         [200, 200, 429, 429])
+        r = gw.request("GET", "/echo/free")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-Quota-Remaining"), "7", "the two 429s took quota")
+
+    def test_a_quota_refusal_consumes_no_rate_limit(self):
+        tiers = {"anonymous": {"limits": ["100/h"], "quota": {"daily": 1}}}
+        cfg = quota_config(self.up, tiers)
+        gw = self.start_gateway(cfg)
+        r = gw.request("GET", "/echo/x")
+        self.assertEqual(r.header("X-RateLimit-Remaining"), "99")
+        for _ in range(3):
+            self.assertEqual(gw.request("GET", "/echo/x").status, 429)
+        tiers["anonymous"]["quota"]["daily"] = 10
+        gw.reload(cfg)
+        self.assertTrue(wait_for(lambda: gw.request("GET", "/echo/x").status == 200, timeout=5))
+        r = gw.request("GET", "/echo/x")
+        self.assertEqual(r.header("X-RateLimit-Remaining"), "97",
+                         "quota refusals took rate limit (or the reload lost the counts)")
+        self.assertEqual(r.header("X-Quota-Remaining"), "7")
+
+    def test_rejection_styles_and_ietf_items(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 1, "monthly": 50}}},
+            routes=[{"prefix": "/drf/", "rejection": "drf"},
+                    {"prefix": "/graphql", "rejection": "graphql"}, {"prefix": "/"}],
+            limits={"headers": ["x-ratelimit", "ietf"]}))
+        r = gw.request("GET", "/echo/first")
+        self.assertEqual(r.status, 200)
+        policy = r.header("RateLimit-Policy")
+        self.assertIn('"daily-quota";q=1;w=86400', policy)
+        self.assertRegex(policy, r'"monthly-quota";q=50;w=\d+')
+        self.assertRegex(r.header("RateLimit"), r'"daily-quota";r=0;t=\d+')
+        r = gw.request("GET", "/drf/x")
+        self.assertEqual(r.status, 429)
+        self.assertRegex(r.json()["detail"],
+                         r"^Request was throttled\. Expected available in \d+ seconds?\.$")
+        r = gw.request("POST", "/graphql", body=b'{"query": "{ a }"}',
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 429)
+        err = r.json()["errors"][0]
+        self.assertEqual(err["extensions"]["code"], "QUOTA_EXCEEDED")
+        self.assertEqual(err["extensions"]["quota"], "daily")
+        self.assertEqual(err["message"], "Daily quota of 1 requests used up")
+
+    def test_a_restart_keeps_the_consumption(self):
+        gw = self.start_gateway(quota_config(self.up, {"anonymous": {"quota": {"daily": 5}}}))
+        for _ in range(3):
+            self.assertEqual(gw.request("GET", "/echo/r").status, 200)
+        gw.stop()
+        gw.start()
+        r = gw.request("GET", "/echo/r")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-Quota-Remaining"), "1", "SIGTERM lost counts")
+
+    def test_kill_9_loses_at_most_one_second_of_counts(self):
+        """Requests flow on 4 connections; the gateway is killed with SIGKILL in
+        the middle. After a restart the count it resumes from may miss only
+        requests admitted in the last second before the kill."""
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 10000000}}}))
+        admitted = []  # (time admitted,) per 200
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client():
+            c = RawConn(gw.port)
+            while not stop.is_set():
+                try:
+                    r = c.request(build_request("GET", "/echo/k"))
+                except Exception:
+                    return
+                if r.status == 200:
+                    with lock:
+                        admitted.append(time.monotonic())
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2.5)
+        killed_at = time.monotonic()
+        gw.signal(signal.SIGKILL)
+        gw.wait_exit()
+        stop.set()
+        for t in threads:
+            t.join()
+        gw.stop(check=False)
+        gw.start()
+        r = gw.request("GET", "/echo/k")
+        resumed = 10000000 - int(r.header("X-Quota-Remaining")) - 1
+        total = len(admitted)
+        last_second = sum(1 for t in admitted if t > killed_at - 1.0)
+        lost = total - resumed
+        print("\nkill -9: %d admitted, %d resumed, %d lost; %d in the last second"
+              % (total, resumed, lost, last_second))
+        self.assertGreater(total, 100)
+        self.assertGreaterEqual(lost, 0, "the restart counted requests never admitted")
+        self.assertLessEqual(lost, last_second, "lost more than the last second of counts")
+
+    def test_limits_off_route_counts_no_quota(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 1}}},
+            routes=[{"prefix": "/echo/health", "limits": "off"}, {"prefix": "/"}]))
+        for _ in range(3):
+            r = gw.request("GET", "/echo/health")
+            self.assertEqual(r.status, 200)
+            self.assertIsNone(r.header("X-Quota-Limit"))
+        self.assertEqual(gw.request("GET", "/echo/other").status, 200)
+        self.assertEqual(gw.request("GET", "/echo/other").status, 429)
+
+
+class BadConfig(E2ETestCase):
+    def check(self, text):
+        up = self.start_upstream("A")
+        from harness import Gateway
+        g = Gateway(make_config({"app": up}, routes=[{"prefix": "/"}]))
+        self.addCleanup(g.cleanup)
+        with open(g.config_path, "a") as f:
+            f.write(text)
+        return g.check()
+
+    def test_malformed_quota_is_a_file_line_error(self):
+        rc, out = self.check("tiers:\n  free:\n    quota:\n      daily: lots\n")
+        self.assertEqual(rc, 2)
+        self.assertRegex(out, r"\.yaml:\d+: .*daily.*'lots' is not a whole number")
+        rc, out = self.check("tiers:\n  free:\n    quota:\n      weekly: 5\n")
+        self.assertEqual(rc, 2)
+        self.assertRegex(out, r"\.yaml:\d+: .*weekly")
+        rc, out = self.check("quotas:\n  timezone: Mars/Olympus\n")
+        self.assertEqual(rc, 2)
+        self.assertRegex(out, r"\.yaml:\d+: .*timezone")
+        rc, out = self.check("quotas:\n  monthly_reset_day: 31\n")
+        self.assertEqual(rc, 2)
+        self.assertRegex(out, r"\.yaml:\d+: .*out of range \(1\.\.28\)")
+
+
+class Fleet(E2ETestCase):
+    def setUp(self):
+        self.up = self.start_upstream("A")
+        self.redis = self.start_redis()
+
+    def fleet(self, tiers, on_failure="local", routes=None):
+        cfg = quota_config(self.up, tiers, routes=routes)
+        cfg["store"] = {"backend": "redis",
+                        "redis": {"url": self.redis.url, "timeout": "200ms",
+                                  "on_failure": on_failure}}
+        gws = [self.start_gateway(cfg), self.start_gateway(cfg)]
+        for gw in gws:
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_fleet_gateways") == 2, timeout=5))
+        return gws
+
+    def test_two_gateways_on_one_redis_admit_exactly_n(self):
+        n = 300
+        a, b = self.fleet({"anonymous": {"quota": {"daily": n}}})
+        calls0, t0 = self.redis_calls(), time.monotonic()
+
+        def hammer(gw):
+            c = RawConn(gw.port)
+            return [c.request(build_request("GET", "/echo/f")).status for _ in range(200)]
+
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            results = list(ex.map(hammer, [a, b, a, b]))
+        statuses = [s for r in results for s in r]
+        self.assertEqual(statuses.count(200), n)
+        self.assertEqual(statuses.count(429), 800 - n)
+        self.assertEqual(self.up.stats()["requests"], n)
+        # one script call per request, quota included; each gateway's
+        # heartbeat is an EVALSHA too, once a second
+        calls = self.redis_calls() - calls0
+        beats = 2 * (int(time.monotonic() - t0) + 2)
+        self.assertGreaterEqual(calls, 800)
+        self.assertLessEqual(calls, 800 + beats, "more than one Redis command per request")
+        h = self.redis.command("HGETALL", "sluice:q:{ip:127.0.0.1}")
+        fields = dict(zip(h[::2], h[1::2]))  # decoded strings
+        self.assertEqual(int(fields["du"]), n)
+        self.assertGreater(int(self.redis.command("TTL", "sluice:q:{ip:127.0.0.1}")), 86400)
+
+    def redis_calls(self):
+        info = self.redis.command("INFO", "commandstats")
+        m = re.search(r"cmdstat_evalsha:calls=(\d+)", info)
+        return int(m.group(1)) if m else 0
+
+    def test_redis_down_local_share_of_the_quota(self):
+        a, b = self.fleet({"anonymous": {"quota": {"daily": 10}}})
+        self.redis.kill()
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 0, timeout=5))
+        statuses = [a.request("GET", "/echo/d").status for _ in range(8)]
+        self.assertEqual(statuses, [200] * 5 + [429] * 3, "not half of the quota on each")
