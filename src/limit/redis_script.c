@@ -107,8 +107,8 @@ static int lim_lua_quota_key(struct lim_lua_call *call, const char *prefix,
 }
 
 int lim_lua_build(struct lim_lua_call *call, const char *prefix, const struct lim_op *ops, int n,
-                  uint32_t cost, const struct quota_req *q, int64_t now_us, const char *lease, int64_t lease_ttl_us,
-                  char *keybuf, size_t keycap)
+                  uint32_t cost, const struct quota_req *q, int64_t now_us, const char *lease,
+                  int64_t lease_ttl_us, char *keybuf, size_t keycap)
 {
     size_t used = 0;
     lim_lua_reset(call);
@@ -230,8 +230,10 @@ bool lim_lua_parse(const redisReply *reply, struct lim_op *ops, int n, struct qu
     struct quota_usage q_usage = {0};
     if (q && !lim_lua_quota(&reply->element[2 + 5 * (size_t)n], &q_status, &q_usage))
         return false;
-    /* the quota is asked only when every limit allowed */
-    if ((q && (q_status == -1) == all) || allowed != (all && q_status == 1))
+    /* the quota refuses whatever the limits say; it is left uncharged
+     * (-1) only when it would allow and a limit refused */
+    if ((q && q_status == -1 && all) || (q && q_status == 1 && !all) ||
+        allowed != (all && q_status == 1))
         return false;
     for (int i = 0; i < n; i++)
         ops[i].decision = d[i];

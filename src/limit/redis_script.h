@@ -48,8 +48,8 @@ struct lim_lua_call {
  * bounds how long a crashed gateway's leases last. Returns 0, or -1 when
  * <keybuf> is too small. */
 int lim_lua_build(struct lim_lua_call *call, const char *prefix, const struct lim_op *ops, int n,
-                  uint32_t cost, const struct quota_req *q, int64_t now_us, const char *lease, int64_t lease_ttl_us,
-                  char *keybuf, size_t keycap);
+                  uint32_t cost, const struct quota_req *q, int64_t now_us, const char *lease,
+                  int64_t lease_ttl_us, char *keybuf, size_t keycap);
 
 /* Fills every op's decision, and <q>'s (NULL: the call had none), from the
  * script's reply; true when the request was allowed. -1 (as *<ok> false)

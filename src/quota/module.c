@@ -70,14 +70,14 @@ static void quota_metrics(struct gateway *gw, struct buf *out)
 {
     static const char *const outcomes[] = {"admitted", "refused"};
     metrics_render_fixed(gw, out, "sluice_quota_decisions_total",
-                         "Requests of identities with a quota, by outcome.", "outcome", outcomes,
-                         2, quota_decisions_of);
+                         "Requests of identities with a quota, by outcome.", "outcome", outcomes, 2,
+                         quota_decisions_of);
     struct quota_store_stats s;
     quota_store_stats(quota_gw_of(gw)->store, &s);
     metrics_render_single(out, "sluice_quota_identities", "gauge",
                           "Identities whose quota counts this node holds.", s.entries);
-    metrics_render_single(out, "sluice_quota_bytes", "gauge",
-                          "Memory held by quota counts.", s.bytes);
+    metrics_render_single(out, "sluice_quota_bytes", "gauge", "Memory held by quota counts.",
+                          s.bytes);
     metrics_render_single(out, "sluice_quota_untracked_total", "counter",
                           "Requests admitted uncounted because quotas.max_identities was reached.",
                           s.untracked);

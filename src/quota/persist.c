@@ -183,9 +183,8 @@ static int quota_persist_prepare(struct quota_persist *p, char **err)
                            "SET day_start = excluded.day_start, day_used = excluded.day_used, "
                            "month_start = excluded.month_start, month_used = excluded.month_used",
                            -1, &p->upsert, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(p->db,
-                           "DELETE FROM quota_usage WHERE day_start < ? AND month_start < ?", -1,
-                           &p->prune, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(p->db, "DELETE FROM quota_usage WHERE day_start < ? AND month_start < ?",
+                           -1, &p->prune, NULL) != SQLITE_OK) {
         *err = quota_persist_error(p->db, "preparing");
         return -1;
     }

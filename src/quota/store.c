@@ -143,8 +143,8 @@ bool quota_store_decide(struct quota_store *st, struct quota_req *q, bool (*also
     struct qs_entry **slot = qs_slot(sh, hash, q->identity, len);
     struct quota_usage u = *slot ? (*slot)->usage : (struct quota_usage){0};
     q->decided = true;
-    q->decision = quota_decide(&u, &q->limits, &q->day, &q->month, q->cost, q->thresholds,
-                               q->n_thresholds);
+    q->decision =
+        quota_decide(&u, &q->limits, &q->day, &q->month, q->cost, q->thresholds, q->n_thresholds);
     q->usage = u;
     if (!q->decision.allowed) {
         pthread_mutex_unlock(&sh->lock);

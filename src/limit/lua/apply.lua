@@ -18,13 +18,15 @@
 -- mu}: the start and count of the day and of the month), and five more
 -- arguments after the limits': daily, monthly (0: none), the day's and the
 -- month's start (unix seconds, from the gateway's calendar), and when the
--- key expires (EXPIREAT). The quota is asked only when every limit allowed,
--- and charged only when it allows too.
+-- key expires (unix seconds; a TTL from the script's clock). A quota that
+-- would be exceeded refuses the request whatever the limits say (as
+-- quota_store_decide, which asks the quota first); otherwise it is charged
+-- only when every limit allowed.
 --
 -- Returns {allowed, now_us, then per limit: allowed, limit, remaining,
 -- reset_us, retry_after_us}: the fields of struct lim_decision; with a
--- quota, then {verdict (1 admitted, 0 refused, -1 not asked), ds, du, ms,
--- mu} after the request.
+-- quota, then {verdict (1 admitted, 0 refused by it, -1 not charged: a
+-- limit refused), ds, du, ms, mu} after the request (zeros for -1).
 --
 -- State: per counter, its struct lim_state {t, n, p} as a 24-byte string,
 -- three little-endian doubles (struct.pack('<ddd')), written with
@@ -380,33 +382,39 @@ if qk then
         error('sluice: bad quota arguments')
     end
     local r = 2 + 5 * nk
-    if reply[1] == 1 then
-        local s = call('HMGET', qk, 'ds', 'du', 'ms', 'mu')
-        local ds, du = tonumber(s[1]) or 0, tonumber(s[2]) or 0
-        local ms, mu = tonumber(s[3]) or 0, tonumber(s[4]) or 0
-        -- a newer period resets; never back to an older one (a gateway
-        -- whose clock is behind counts into the newer)
-        if ds < qds then
-            ds, du = qds, 0
-        end
-        if ms < qms then
-            ms, mu = qms, 0
-        end
-        if (qd > 0 and du + cost > qd) or (qm > 0 and mu + cost > qm) then
-            reply[1] = 0
-            reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] =
-                0, ds, du, ms, mu
-        else
-            du, mu = du + cost, mu + cost
-            call('HSET', qk, 'ds', format('%d', ds), 'du', format('%d', du), 'ms',
-                 format('%d', ms), 'mu', format('%d', mu))
-            call('EXPIREAT', qk, format('%d', qexp))
-            reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] =
-                1, ds, du, ms, mu
-        end
-    else
-        reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] = -1, 0, 0, 0, 0
+    local s = call('HMGET', qk, 'ds', 'du', 'ms', 'mu')
+    local ds, du = tonumber(s[1]) or 0, tonumber(s[2]) or 0
+    local ms, mu = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+    -- a newer period resets; never back to an older one (a gateway whose
+    -- clock is behind counts into the newer)
+    if ds < qds then
+        ds, du = qds, 0
     end
+    if ms < qms then
+        ms, mu = qms, 0
+    end
+    local verdict = -1
+    if (qd > 0 and du + cost > qd) or (qm > 0 and mu + cost > qm) then
+        -- refused by the quota whatever the limits said (as quota_store_decide)
+        reply[1] = 0
+        verdict = 0
+    elseif reply[1] == 1 then
+        du, mu = du + cost, mu + cost
+        call('HSET', qk, 'ds', format('%d', ds), 'du', format('%d', du), 'ms',
+             format('%d', ms), 'mu', format('%d', mu))
+        -- relative to the script's clock, as every other TTL here
+        local ttl = qexp - (now - now % 1000000) / 1000000
+        if ttl < 1 then
+            ttl = 1
+        end
+        call('EXPIRE', qk, format('%d', ttl))
+        verdict = 1
+    end
+    if verdict == -1 then
+        ds, du, ms, mu = 0, 0, 0, 0
+    end
+    reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] =
+        verdict, ds, du, ms, mu
 end
 
 -- ---- write back, all of them --------------------------------------------
