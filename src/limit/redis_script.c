@@ -185,8 +185,10 @@ static bool lim_lua_quota(redisReply *const *e, int *status, struct quota_usage 
 {
     if (e[0]->integer < -1 || e[0]->integer > 1)
         return false;
+    /* what the script can hold exactly (doubles): anything bigger is not
+     * its reply, and would overflow the arithmetic after it */
     for (int i = 1; i < 5; i++)
-        if (e[i]->integer < 0)
+        if (e[i]->integer < 0 || e[i]->integer > (INT64_C(1) << 53))
             return false;
     *status = (int)e[0]->integer;
     *u = (struct quota_usage){e[1]->integer, e[2]->integer, e[3]->integer, e[4]->integer};
