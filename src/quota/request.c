@@ -110,10 +110,12 @@ static const char *quota_span_name(enum quota_span s)
     return s == QUOTA_DAILY ? "daily" : "monthly";
 }
 
+/* Every value here is a count or a time, never negative; str_u64, not
+ * snprintf: three headers on every request. */
 static void quota_add_i64_header(struct exchange *x, const char *name, int64_t v)
 {
     char tmp[24];
-    snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    str_u64(tmp, v < 0 ? 0 : (uint64_t)v);
     exchange_add_header(x, name, tmp);
 }
 

@@ -20,6 +20,7 @@
 
 struct qs_entry {
     struct qs_entry *next;
+    struct qs_entry *next_dirty; /* the shard's dirty list, while <dirty> */
     uint64_t hash;
     struct quota_usage usage;
     bool dirty;
@@ -31,6 +32,9 @@ struct qs_shard {
     pthread_mutex_t lock;
     struct qs_entry **buckets;
     uint32_t n_buckets, n_entries;
+    /* entries changed since the last write-behind: the writer visits
+     * these, not the whole table */
+    struct qs_entry *dirty;
 };
 
 struct quota_store {
@@ -93,6 +97,15 @@ static struct qs_entry **qs_slot(struct qs_shard *sh, uint64_t hash, const char 
             return p;
     }
     return p;
+}
+
+static void qs_mark_dirty(struct qs_shard *sh, struct qs_entry *e)
+{
+    if (e->dirty)
+        return;
+    e->dirty = true;
+    e->next_dirty = sh->dirty;
+    sh->dirty = e;
 }
 
 static void qs_grow(struct qs_shard *sh)
@@ -159,7 +172,7 @@ bool quota_store_decide(struct quota_store *st, struct quota_req *q, bool (*also
     struct qs_entry *e = *slot ? *slot : qs_insert(st, sh, slot, hash, q->identity, len);
     if (e) {
         e->usage = u;
-        e->dirty = true;
+        qs_mark_dirty(sh, e);
     } else {
         atomic_fetch_add(&st->untracked, 1);
     }
@@ -201,21 +214,18 @@ struct quota_row *quota_store_take_dirty(struct quota_store *st, size_t *n)
     for (int i = 0; i < QS_SHARDS; i++) {
         struct qs_shard *sh = &st->shards[i];
         pthread_mutex_lock(&sh->lock);
-        for (uint32_t b = 0; b < sh->n_buckets; b++) {
-            for (struct qs_entry *e = sh->buckets[b]; e; e = e->next) {
-                if (!e->dirty)
-                    continue;
-                if (used == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    rows = sl_realloc(rows, cap * sizeof(*rows));
-                }
-                memcpy(rows[used].identity, e->identity, e->len);
-                rows[used].identity[e->len] = '\0';
-                rows[used].usage = e->usage;
-                used++;
-                e->dirty = false;
+        for (struct qs_entry *e = sh->dirty; e; e = e->next_dirty) {
+            if (used == cap) {
+                cap = cap ? cap * 2 : 64;
+                rows = sl_realloc(rows, cap * sizeof(*rows));
             }
+            memcpy(rows[used].identity, e->identity, e->len);
+            rows[used].identity[e->len] = '\0';
+            rows[used].usage = e->usage;
+            used++;
+            e->dirty = false;
         }
+        sh->dirty = NULL;
         pthread_mutex_unlock(&sh->lock);
     }
     *n = used;
@@ -231,7 +241,7 @@ void quota_store_remark(struct quota_store *st, const struct quota_row *rows, si
         pthread_mutex_lock(&sh->lock);
         struct qs_entry *e = *qs_slot(sh, hash, rows[i].identity, len);
         if (e)
-            e->dirty = true;
+            qs_mark_dirty(sh, e);
         pthread_mutex_unlock(&sh->lock);
     }
 }
