@@ -30,7 +30,8 @@ static void quota_cfg_check(struct cfg_ctx *cx, void *base, int line)
 static const struct cfg_key quota_cfg_keys[] = {
     CFG_ROW("timezone", cfg_set_string, struct quota_conf, timezone, 0, 0, "UTC", CFG_NONEMPTY),
     CFG_INT("monthly_reset_day", struct quota_conf, monthly_reset_day, 1, 28, "1", 0),
-    CFG_INT("max_identities", struct quota_conf, max_identities, 1, INT64_C(1) << 32, "1000000", 0),
+    CFG_INT("max_identities", struct quota_conf, max_identities, 1, INT64_C(1) << 32, "1000000",
+            CFG_RESTART),
     CFG_END,
 };
 static const struct cfg_section quota_cfg_section = {quota_cfg_keys, quota_cfg_check};
