@@ -208,13 +208,18 @@ class ApiKeys(KeysTestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("key_0000000000000000", p.stderr)
         self.assertEqual(self.cli(gw, "frobnicate", check=False).returncode, 2)
-        # quotas are not enforced yet: a key with one is refused, not stored
-        p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", "100", check=False)
-        self.assertEqual(p.returncode, 2, p.stderr)
-        self.assertIn("not supported", p.stderr)
-        self.assertEqual(self.cli(gw, "create", "--tier", "pro", "--quota-daily", "5",
-                                  check=False).returncode, 2)
+        # a key's own quotas: whole numbers from 1 to 2^53, stored with the key
+        for bad in ("0", "-5", "none", "1e3", "9007199254740993"):
+            p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", bad, check=False)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
         self.assertEqual(self.cli(gw, "list", "--json").stdout.count('"id"'), 0)
+        p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", "100", "--quota-daily",
+                     "5", "--json")
+        self.assertEqual(json.loads(p.stdout)["key"]["quota"], {"monthly": 100, "daily": 5})
+        kid = json.loads(p.stdout)["key"]["id"]
+        shown = json.loads(self.cli(gw, "show", kid, "--json").stdout)
+        self.assertEqual(shown["quota"], {"monthly": 100, "daily": 5})
+        self.cli(gw, "revoke", kid)
         # the human output of create names the secret once
         p = self.cli(gw, "create", "--tier", "pro", "--name", "human")
         self.assertRegex(p.stdout, r"sk_live_[0-9A-Za-z]{43}")
