@@ -4,6 +4,7 @@
 #include <llhttp.h>
 
 #include "auth/auth.h"
+#include "auth/keypatch.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -89,6 +90,15 @@ static void admin_revoke_run(struct ks_db *db, struct auth_op *op)
 static void admin_rotate_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_rotate(db, op->id, op->grace_ms, admin_now_ms(), &op->key, op->secret, &op->err);
+    if (op->rc == KS_OK)
+        auth_rebuild(op->ctx, db);
+}
+
+static void admin_update_run(struct ks_db *db, struct auth_op *op)
+{
+    op->rc = ks_update(db, op->id, &op->patch.u, &op->key, &op->err);
+    /* In force on this gateway when the answer is sent, as a revocation is;
+     * the others see the store's version move on their next tick. */
     if (op->rc == KS_OK)
         auth_rebuild(op->ctx, db);
 }
@@ -220,10 +230,19 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             return "expires is a duration from now, like \"30d\"";
         op->req.expires_ms = admin_now_ms() + ms;
     }
-    /* As `keys create`: a quota that would not be enforced is refused. */
-    if (json_object_get(doc, "quota_monthly") || json_object_get(doc, "quota_daily"))
-        return "quota_monthly and quota_daily are not supported by this version of sluice yet "
-               "(quotas are not enforced)";
+    /* A key's own quotas replace its tier's (SPEC 6.1); null: the tier's. */
+    const char *quotas[] = {"quota_monthly", "quota_daily"};
+    int64_t *qdst[] = {&op->req.quota_monthly, &op->req.quota_daily};
+    for (int i = 0; i < 2; i++) {
+        json_t *q = json_object_get(doc, quotas[i]);
+        if (!q || json_is_null(q))
+            continue;
+        if (!json_is_integer(q) || json_integer_value(q) < 1 ||
+            !ks_quota_ok((int64_t)json_integer_value(q)))
+            return "quota_monthly and quota_daily are whole numbers of requests from 1 to 2^53, "
+                   "or null for the tier's";
+        *qdst[i] = (int64_t)json_integer_value(q);
+    }
     return NULL;
 }
 
@@ -303,6 +322,29 @@ static void admin_keys_revoke(struct exchange *x, const struct sl_admin_call *ca
     admin_keys_one(x, admin_revoke_run, call->id);
 }
 
+/* PATCH /keys/{id}: changes the fields the body names (keypatch.h). An
+ * unknown or revoked key is a 404, after the body was found good. */
+static void admin_keys_update(struct exchange *x, const struct sl_admin_call *call)
+{
+    json_error_t jerr;
+    json_t *doc = call->body_len ? json_loadb(call->body, call->body_len, 0, &jerr) : NULL;
+    struct auth_op *op = auth_op_new(x, admin_update_run, admin_key_done);
+    const char *why = keypatch_parse(x->cfg, doc, &op->patch);
+    json_decref(doc);
+    if (why) {
+        exchange_respond_error(x, 400, why); /* <why> may be op's: answer first */
+        auth_op_cancel(op);
+        return;
+    }
+    if (strlen(call->id) >= APIKEY_ID_MAX) {
+        exchange_respond_error(x, 404, "no such key");
+        auth_op_cancel(op);
+        return;
+    }
+    str_copy(op->id, sizeof(op->id), call->id);
+    auth_op_submit(op);
+}
+
 /* Key requests are small JSON documents. */
 #define ADMIN_KEYS_MAX_BODY (64u << 10)
 
@@ -310,6 +352,7 @@ const struct sl_admin_route auth_admin_routes[] = {
     {HTTP_GET, "/keys", admin_keys_list, 0},
     {HTTP_POST, "/keys", admin_keys_create, ADMIN_KEYS_MAX_BODY},
     {HTTP_GET, "/keys/{id}", admin_keys_get, 0},
+    {HTTP_PATCH, "/keys/{id}", admin_keys_update, ADMIN_KEYS_MAX_BODY},
     {HTTP_DELETE, "/keys/{id}", admin_keys_revoke, 0},
     {HTTP_POST, "/keys/{id}/rotate", admin_keys_rotate, ADMIN_KEYS_MAX_BODY},
     {0, NULL, NULL, 0},
