@@ -3,6 +3,7 @@ upstream, the embedded store and a real Redis; restarts and kill -9."""
 
 import concurrent.futures
 import datetime
+import json
 import os
 import re
 import signal
@@ -10,6 +11,23 @@ import threading
 import time
 
 from harness import E2ETestCase, RawConn, build_request, make_config, wait_for
+
+
+def create_key(gw, **fields):
+    r = gw.admin_request("POST", "/keys", body=json.dumps(fields).encode())
+    assert r.status == 201, (r.status, r.body)
+    out = r.json()
+    return out["key"]["id"], out["secret"]
+
+
+def patch_key(gw, kid, **fields):
+    r = gw.admin_request("PATCH", "/keys/" + kid, body=json.dumps(fields).encode())
+    assert r.status == 200, (r.status, r.body)
+    return r.json()
+
+
+def keyed(gw, secret, path="/echo/k"):
+    return gw.request("GET", path, headers={"X-API-Key": secret})
 
 
 def quota_config(up, tiers, routes=None, quotas=None, limits=None, workers=2):
@@ -206,6 +224,61 @@ class Embedded(E2ETestCase):
         self.assertEqual(gw.request("GET", "/echo/other").status, 429)
 
 
+class Keys(E2ETestCase):
+    """A key's own quota replaces its tier's; an upgrade applies from the next
+    request and keeps what was used."""
+
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def test_key_quota_overrides_the_tier_span_by_span_and_upgrades_at_once(self):
+        gw = self.start_gateway(quota_config(self.up, {
+            "free": {"quota": {"daily": 100, "monthly": 1000}},
+            "pro": {"quota": {"daily": 10000}}}))
+        kid, secret = create_key(gw, tier="free", quota_daily=3)
+        other_id, other = create_key(gw, tier="free")
+        for left in (2, 1, 0):
+            r = keyed(gw, secret)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("X-Quota-Limit"), "3")
+            self.assertEqual(r.header("X-Quota-Remaining"), str(left))
+        r = keyed(gw, secret)
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.json()["message"], "Daily quota of 3 requests used up")
+        # another key of the tier has the tier's quota, counted apart
+        r = keyed(gw, other)
+        self.assertEqual(r.header("X-Quota-Limit"), "100")
+        self.assertEqual(r.header("X-Quota-Remaining"), "99")
+        # an upgrade of the quota: the very next request, and what was used stays used
+        patch_key(gw, kid, quota_daily=5)
+        r = keyed(gw, secret)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-Quota-Limit"), "5")
+        self.assertEqual(r.header("X-Quota-Remaining"), "1")
+        # back to the tier's daily quota; its monthly quota was there all along
+        patch_key(gw, kid, quota_daily=None)
+        r = keyed(gw, secret)
+        self.assertEqual(r.header("X-Quota-Limit"), "100")
+        self.assertEqual(r.header("X-Quota-Remaining"), "95")
+        # a tier change: pro has no monthly quota and a bigger daily one
+        patch_key(gw, kid, tier="pro")
+        r = keyed(gw, secret)
+        self.assertEqual(r.header("X-Quota-Limit"), "10000")
+        self.assertEqual(r.header("X-Quota-Remaining"), str(10000 - 6))
+
+    def test_cli_update_reaches_a_running_gateway(self):
+        gw = self.start_gateway(quota_config(self.up, {"free": {"quota": {"daily": 2}}}))
+        kid, secret = create_key(gw, tier="free")
+        self.assertEqual([keyed(gw, secret).status for _ in range(3)], [200, 200, 429])
+        import subprocess
+        from harness import sluice_bin
+        p = subprocess.run([sluice_bin(), "keys", "update", kid, "--quota-daily", "10",
+                            "-c", gw.config_path], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(wait_for(lambda: keyed(gw, secret).status == 200, timeout=1.0),
+                        "the CLI's upgrade did not reach the gateway within a second")
+
+
 class BadConfig(E2ETestCase):
     def check(self, text):
         up = self.start_upstream("A")
@@ -285,3 +358,14 @@ class Fleet(E2ETestCase):
             self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 0, timeout=5))
         statuses = [a.request("GET", "/echo/d").status for _ in range(8)]
         self.assertEqual(statuses, [200] * 5 + [429] * 3, "not half of the quota on each")
+
+    def test_an_upgrade_on_one_gateway_applies_on_the_other(self):
+        a, b = self.fleet({"free": {"quota": {"daily": 2}}})
+        kid, secret = create_key(a, tier="free")
+        self.assertEqual([keyed(x, secret).status for x in (a, b, a)], [200, 200, 429])
+        patch_key(a, kid, quota_daily=4)
+        self.assertEqual(keyed(a, secret).status, 200, "not the next request on A")
+        self.assertTrue(wait_for(lambda: keyed(b, secret).header("X-Quota-Limit") == "4",
+                                 timeout=1.0), "B did not see the upgrade within a second")
+        r = keyed(a, secret)
+        self.assertEqual(r.status, 429, "the fleet admitted more than the new quota")
