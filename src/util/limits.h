@@ -55,6 +55,11 @@
 #define SL_EVENTS_CLIENT_MAX_PENDING (1u << 20)
 #define SL_EVENTS_PING_MS 15000 /* a comment line this often keeps proxies from timing out */
 
+/* Quota alerts raised and not yet taken by the alert thread (quota/delivery.h):
+ * one per identity, quota, threshold and period, so a full queue means the
+ * thread is stuck, and more would only grow memory. */
+#define SL_MAX_ALERTS_QUEUED 4096
+
 /* Metrics */
 #define SL_METRIC_SERIES 4096 /* (route, status) series per worker; more fold into "other" */
 

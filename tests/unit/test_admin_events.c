@@ -1,5 +1,5 @@
 /* GET /events (src/admin/events.c) through the real admin pipeline on the
- * fake gateway: the stream's head, an event published on another thread
+ * fake gateway: the stream's head, an alert raised on another thread
  * arriving as an SSE event, multi-line data, pings, the token, a full
  * queue, a client that stops reading (cut off), and a client that leaves
  * (its stream freed, the ping timer stopped). The .c is included to reach
@@ -7,6 +7,7 @@
 #include "fake_gateway.h"
 
 #include "admin/events.c"
+#include "quota/alert.h"
 
 #define TOKEN "events-test-token-0123456789"
 #define CONFIG                                                                                     \
@@ -40,15 +41,25 @@ static void wait_body(struct fake_gw *fx, struct fake_resp *r, const char *want)
         fail_msg("the stream did not get '%s'; it has:\n%s", want, r->body ? r->body : "");
 }
 
-static const char EVENT[] = "{\"type\": \"quota.threshold\", \"threshold\": 95}";
+static const struct quota_alert ALERT = {
+    .identity = "key:k_demo",
+    .key_id = "k_demo",
+    .owner = "alice",
+    .quota = QUOTA_DAILY,
+    .threshold = 95,
+    .used = 950,
+    .limit = 1000,
+    .period_start = 1796428800,
+    .period_end = 1796515200,
+};
 
-static void *publish_elsewhere(void *arg)
+static void *raise_elsewhere(void *arg)
 {
-    events_publish(arg, "quota.threshold", EVENT, sizeof(EVENT) - 1);
+    quota_alert_raise(arg, &ALERT);
     return NULL;
 }
 
-static void test_stream_and_event(void **state)
+static void test_stream_and_alert(void **state)
 {
     struct fake_gw *fx = fake_gw_start(state, CONFIG);
     struct fake_resp *r = open_stream(fx, TOKEN);
@@ -62,14 +73,16 @@ static void test_stream_and_event(void **state)
     assert_int_equal(ew_of(fx)->n_clients, 1);
     assert_true(uv_is_active((uv_handle_t *)&ew_of(fx)->ping));
 
-    /* Published on another thread (as the request path of another worker). */
+    /* Raised on another thread (as the request path of another worker). */
     pthread_t t;
-    pthread_create(&t, NULL, publish_elsewhere, &fx->gw);
+    pthread_create(&t, NULL, raise_elsewhere, &fx->gw);
     pthread_join(t, NULL);
     wait_body(fx, r, "\n\nevent: quota.threshold");
+    char id[QUOTA_ALERT_ID_LEN + 1];
+    quota_alert_id(&ALERT, id);
     struct buf want = {0};
     buf_append_str(&want, ": connected\n\nevent: quota.threshold\ndata: ");
-    buf_append_str(&want, EVENT);
+    quota_alert_body(&ALERT, id, &want);
     buf_append(&want, "\n\n", 3);
     assert_string_equal(r->body, want.data);
     buf_release(&want);
@@ -196,7 +209,7 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_teardown(fn, fake_gw_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_stream_and_event), T(test_needs_token),      T(test_data_lines_and_ping),
+        T(test_stream_and_alert), T(test_needs_token),      T(test_data_lines_and_ping),
         T(test_nobody_listens),   T(test_full_queue_drops), T(test_slow_client_cut),
         T(test_client_gone),
     };
