@@ -17,6 +17,7 @@
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \
     X(quota)     /* quota/: quotas (SPEC 6); config only so far */         \
+    X(quota_alerts) /* quota/alert.c: alerts and their webhook */          \
     X(cache)     /* cache/: the response cache, /cache/purge */            \
     X(proxy)     /* proxy/: upstream pools and forwarding */               \
     X(admin)     /* admin/: the admin API's token, routes, /metrics */

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <llhttp.h>
 
+#include "admin/events.h"
 #include "auth/auth.h"
 #include "auth/keypatch.h"
 #include "util/buf.h"
@@ -58,13 +59,40 @@ static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
     admin_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
 }
 
+/* A key changed through this gateway: {"type": <type>, "key": {...}} on
+ * GET /events (admin/events.h). The key as GET /keys/{id} shows it, never
+ * its secret. */
+static void admin_key_event(struct exchange *x, const struct auth_op *op, const char *type)
+{
+    if (op->rc != KS_OK)
+        return;
+    json_t *ev = json_pack("{s:s, s:o}", "type", type, "key", ks_key_json(&op->key));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    events_publish(x->worker->gw, type, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
 static void admin_created_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_event(x, op, "key.created");
     admin_key_answer(x, op, 201);
 }
 
 static void admin_key_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_answer(x, op, 200);
+}
+
+static void admin_revoked_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_event(x, op, "key.revoked");
+    admin_key_answer(x, op, 200);
+}
+
+static void admin_rotated_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_event(x, op, "key.rotated");
     admin_key_answer(x, op, 200);
 }
 
@@ -273,7 +301,7 @@ static void admin_keys_rotate(struct exchange *x, const struct sl_admin_call *ca
         exchange_respond_error(x, 404, "no such key");
         return;
     }
-    struct auth_op *op = auth_op_new(x, admin_rotate_run, admin_key_done);
+    struct auth_op *op = auth_op_new(x, admin_rotate_run, admin_rotated_done);
     str_copy(op->id, sizeof(op->id), call->id);
     op->grace_ms = 0;
     if (call->body_len) {
@@ -301,25 +329,25 @@ static void admin_keys_list(struct exchange *x, const struct sl_admin_call *call
 }
 
 /* GET or DELETE /keys/{id}. */
-static void admin_keys_one(struct exchange *x, auth_run_fn run, const char *id)
+static void admin_keys_one(struct exchange *x, auth_run_fn run, auth_done_fn done, const char *id)
 {
     if (strlen(id) >= APIKEY_ID_MAX) {
         exchange_respond_error(x, 404, "no such key");
         return;
     }
-    struct auth_op *op = auth_op_new(x, run, admin_key_done);
+    struct auth_op *op = auth_op_new(x, run, done);
     str_copy(op->id, sizeof(op->id), id);
     auth_op_submit(op);
 }
 
 static void admin_keys_get(struct exchange *x, const struct sl_admin_call *call)
 {
-    admin_keys_one(x, admin_get_run, call->id);
+    admin_keys_one(x, admin_get_run, admin_key_done, call->id);
 }
 
 static void admin_keys_revoke(struct exchange *x, const struct sl_admin_call *call)
 {
-    admin_keys_one(x, admin_revoke_run, call->id);
+    admin_keys_one(x, admin_revoke_run, admin_revoked_done, call->id);
 }
 
 /* PATCH /keys/{id}: changes the fields the body names (keypatch.h). An

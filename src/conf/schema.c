@@ -417,7 +417,6 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_CUSTOM("routes", cfg_set_routes),
     /* Later product sections (SPEC 2), each a promise of protection: an
      * error until the module that reads it exists. */
-    CFG_UNSUPPORTED("quota_alerts"),
     CFG_UNSUPPORTED("abuse"),
     CFG_UNSUPPORTED("access"),
     CFG_UNSUPPORTED("audit"),

@@ -116,6 +116,9 @@ struct exchange {
     int n_stages, stage;
     bool admin;    /* on the admin listener: not counted as API traffic */
     bool detached; /* no client (a background refresh): freed when its response ends */
+    /* The response never ends by itself (an event stream): the client's
+     * half-close ends it at once, and a draining gateway ends it. */
+    bool stream;
 
     /* Request, as parsed. Strings live in the arena. */
     int method; /* llhttp_method_t */

@@ -11,14 +11,11 @@
 #include "quota/conf.h"
 #include "util/mem.h"
 
-/* Alert thresholds until quota_alerts is read (SPEC 6.3 defaults). */
-static const int quota_default_thresholds[] = {80, 95, 100};
-
 void quota_thresholds(const struct config *cfg, const int **out, int *n)
 {
-    (void)cfg;
-    *out = quota_default_thresholds;
-    *n = 3;
+    const struct quota_alerts_conf *ac = quota_alerts_conf(cfg);
+    *out = ac->thresholds;
+    *n = ac->n_thresholds;
 }
 
 void quota_count(struct worker *w, bool admitted)

@@ -105,11 +105,6 @@ void quota_from_remote(struct quota_req *q, int status, const struct quota_usage
     }
 }
 
-static const char *quota_span_name(enum quota_span s)
-{
-    return s == QUOTA_DAILY ? "daily" : "monthly";
-}
-
 /* Every value here is a count or a time, never negative; str_u64, not
  * snprintf: three headers on every request. */
 static void quota_add_i64_header(struct exchange *x, const char *name, int64_t v)

@@ -89,12 +89,97 @@ static void test_errors(void **state)
                  "t.yaml:4: tiers.free.quota.daily: -1 is out of range (0..1125899906842624)");
 }
 
+static const char *alerts_env(const char *name, void *ctx)
+{
+    return strcmp(name, "WEBHOOK_SECRET") == 0 ? "whsec_from_the_environment" : NULL;
+}
+
+static void test_alerts_defaults(void **state)
+{
+    char *err = NULL;
+    struct config *c = load(UPSTREAM, &err);
+    assert_non_null(c);
+    const struct quota_alerts_conf *qa = quota_alerts_conf(c);
+    assert_int_equal(qa->n_thresholds, 3);
+    assert_int_equal(qa->thresholds[0], 80);
+    assert_int_equal(qa->thresholds[1], 95);
+    assert_int_equal(qa->thresholds[2], 100);
+    assert_null(qa->webhook);
+    assert_null(qa->secret);
+    cfg_unref(c);
+}
+
+static void test_alerts_rows(void **state)
+{
+    static const char yaml[] = UPSTREAM
+        "quota_alerts: {thresholds: [50, 80, 95, 99, 100], "
+        "webhook: \"https://hooks.example.com/sluice?x=1\", secret: \"${WEBHOOK_SECRET}\"}\n";
+    char *err = NULL;
+    struct config *c = cfg_load_string(yaml, strlen(yaml), "t.yaml", alerts_env, NULL, &err);
+    if (!c)
+        fail_msg("%s", err);
+    const struct quota_alerts_conf *qa = quota_alerts_conf(c);
+    assert_int_equal(qa->n_thresholds, 5);
+    assert_int_equal(qa->thresholds[0], 50);
+    assert_int_equal(qa->thresholds[4], 100);
+    assert_string_equal(qa->webhook, "https://hooks.example.com/sluice?x=1");
+    assert_string_equal(qa->secret, "whsec_from_the_environment");
+    cfg_unref(c);
+
+    /* No alerts at all; an empty webhook is none (webhook: "${HOOK:-}"). */
+    c = load(UPSTREAM "quota_alerts: {thresholds: [], webhook: \"\"}\n", &err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(quota_alerts_conf(c)->n_thresholds, 0);
+    assert_null(quota_alerts_conf(c)->webhook);
+    cfg_unref(c);
+    c = load(UPSTREAM "quota_alerts: {thresholds: 90}\n", &err);
+    assert_non_null(c);
+    assert_int_equal(quota_alerts_conf(c)->n_thresholds, 1);
+    assert_int_equal(quota_alerts_conf(c)->thresholds[0], 90);
+    cfg_unref(c);
+}
+
+static void test_alerts_errors(void **state)
+{
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [0]}\n",
+                 "t.yaml:3: quota_alerts.thresholds[0]: '0' is not a percentage 1..100");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [80, 101]}\n",
+                 "t.yaml:3: quota_alerts.thresholds[1]: '101' is not a percentage 1..100");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [80, 80%]}\n",
+                 "t.yaml:3: quota_alerts.thresholds[1]: '80%' is not a percentage 1..100");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [95, 80]}\n",
+                 "t.yaml:3: quota_alerts.thresholds[1]: 80 after 95: thresholds go in ascending "
+                 "order, each once");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [80, 80]}\n",
+                 "t.yaml:3: quota_alerts.thresholds[1]: 80 after 80: thresholds go in ascending "
+                 "order, each once");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [10, 20, 30, 40, 50, 60, 70, 80, 90]}\n",
+                 "t.yaml:3: quota_alerts.thresholds: too many entries (9; at most 8)");
+    expect_error(UPSTREAM "quota_alerts: {webhook: \"ftp://h/x\", secret: 0123456789abcdef}\n",
+                 "t.yaml:3: quota_alerts: webhook: not an http:// or https:// URL: 'ftp://h/x'");
+    expect_error(UPSTREAM "quota_alerts: {webhook: \"http://h:0/x\", secret: 0123456789abcdef}\n",
+                 "t.yaml:3: quota_alerts: webhook: the port must be a number 1..65535: "
+                 "'http://h:0/x'");
+    expect_error(UPSTREAM "quota_alerts: {webhook: \"http://127.0.0.1:9999/alerts\"}\n",
+                 "t.yaml:3: quota_alerts: secret: required with a webhook (it signs each "
+                 "request)");
+    expect_error(UPSTREAM "quota_alerts: {webhook: \"http://127.0.0.1:9999/a\", secret: short}\n",
+                 "t.yaml:3: quota_alerts: secret: at least 16 characters");
+    expect_error(UPSTREAM
+                 "quota_alerts: {webhook: \"http://h/\", secret: \"${NO_SUCH_SECRET_VAR}\"}\n",
+                 "t.yaml:3: quota_alerts.secret: environment variable 'NO_SUCH_SECRET_VAR' is not "
+                 "set (give a default with ${NO_SUCH_SECRET_VAR:-value})");
+    expect_error(UPSTREAM "quota_alerts: {thresholds: [80], retries: 3}\n",
+                 "t.yaml:3: unknown key 'quota_alerts.retries'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_calendar_and_tiers),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_calendar_and_tiers),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_alerts_defaults),
+        cmocka_unit_test(test_alerts_rows), cmocka_unit_test(test_alerts_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
