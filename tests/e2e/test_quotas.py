@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from harness import E2ETestCase, RawConn, build_request, make_config, wait_for
+from harness import E2ETestCase, RawConn, build_request, free_port, make_config, wait_for
 
 
 def create_key(gw, **fields):
@@ -369,3 +369,112 @@ class Fleet(E2ETestCase):
                                  timeout=1.0), "B did not see the upgrade within a second")
         r = keyed(a, secret)
         self.assertEqual(r.status, 429, "the fleet admitted more than the new quota")
+
+
+class Alerts(E2ETestCase):
+    """Alerts raised by real traffic (SPEC 6.3): once per identity x quota x
+    threshold x period, on the log, on GET /events and as a signed webhook,
+    also when two gateways cross a threshold together."""
+
+    def setUp(self):
+        self.up = self.start_upstream("A")
+
+    def receiver(self, port=0):
+        from test_alerts import Receiver
+        r = Receiver((200,), port)
+        self.addCleanup(r.stop)
+        return r
+
+    def config(self, webhook, tiers, redis=None):
+        cfg = quota_config(self.up, tiers)
+        cfg["quota_alerts"] = {"thresholds": [80, 95, 100], "webhook": webhook,
+                               "secret": "${WEBHOOK_SECRET}"}
+        if redis is not None:
+            cfg["store"] = {"backend": "redis",
+                            "redis": {"url": redis.url, "timeout": "200ms"}}
+        return cfg
+
+    def gateway(self, cfg):
+        from test_alerts import SECRET
+        return self.start_gateway(cfg, env={"WEBHOOK_SECRET": SECRET})
+
+    def bodies(self, rcv):
+        from test_alerts import SECRET, verify_signature
+        out = []
+        for _, _, headers, raw in list(rcv.requests):
+            self.assertTrue(verify_signature(SECRET, headers["X-Sluice-Signature"], raw), headers)
+            out.append(json.loads(raw))
+        return out
+
+    def test_each_threshold_once_on_log_events_and_webhook(self):
+        from test_alerts import EventStream
+        rcv = self.receiver()
+        gw = self.gateway(self.config("http://127.0.0.1:%d/hook" % rcv.port,
+                                      {"free": {"quota": {"daily": 20}}}))
+        events = EventStream(gw.admin_port)
+        self.addCleanup(events.close)
+        kid, secret = create_key(gw, tier="free", owner="acme")
+        self.assertEqual(events.next_event()[0], "key.created")
+        statuses = [keyed(gw, secret).status for _ in range(25)]
+        self.assertEqual(statuses, [200] * 20 + [429] * 5)
+        seen = [json.loads(events.next_event()[1]) for _ in range(3)]
+        self.assertEqual([e["threshold"] for e in seen], [80, 95, 100])
+        self.assertTrue(wait_for(lambda: rcv.count() >= 3, timeout=5), gw.describe())
+        time.sleep(0.5)
+        bodies = self.bodies(rcv)
+        self.assertEqual(len(bodies), 3, "an alert was sent twice")
+        by = {b["threshold"]: b for b in bodies}
+        self.assertEqual(sorted(by), [80, 95, 100])
+        self.assertEqual([by[t]["used"] for t in (80, 95, 100)], [16, 19, 20])
+        midnight = next_utc_midnight()
+        for b in bodies:
+            self.assertEqual(b["type"], "quota.threshold")
+            self.assertEqual(b["identity"], "key:" + kid)
+            self.assertEqual(b["key_id"], kid)
+            self.assertEqual(b["owner"], "acme")
+            self.assertEqual(b["quota"], "daily")
+            self.assertEqual(b["limit"], 20)
+            self.assertIn(b["period_end"], (midnight, midnight + 86400))
+            self.assertEqual(b["period_end"] - b["period_start"], 86400)
+        self.assertEqual(len({b["id"] for b in bodies}), 3)
+        self.assertEqual(seen, sorted(bodies, key=lambda b: b["threshold"]))
+        log = gw.stderr_text()
+        for b in bodies:
+            self.assertIn('"id":"%s"' % b["id"], log.replace(" ", ""))
+
+    def test_two_gateways_crossing_together_alert_once(self):
+        redis = self.start_redis()
+        rcv = self.receiver()
+        cfg = self.config("http://127.0.0.1:%d/hook" % rcv.port,
+                          {"anonymous": {"quota": {"daily": 200}}}, redis=redis)
+        a, b = self.gateway(cfg), self.gateway(cfg)
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+
+        def hammer(gw):
+            c = RawConn(gw.port)
+            return [c.request(build_request("GET", "/echo/t")).status for _ in range(60)]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(hammer, [a, b] * 4))
+        self.assertEqual(sum(r.count(200) for r in results), 200)
+        self.assertTrue(wait_for(lambda: rcv.count() >= 3, timeout=5))
+        time.sleep(1.0)
+        bodies = self.bodies(rcv)
+        self.assertEqual(sorted(x["threshold"] for x in bodies), [80, 95, 100],
+                         "not exactly one alert per threshold across the fleet")
+        self.assertEqual(sorted(x["used"] for x in bodies), [160, 190, 200])
+
+    def test_a_receiver_down_at_first_gets_the_alert_later(self):
+        port = free_port()  # nobody listens there yet
+        gw = self.gateway(self.config("http://127.0.0.1:%d/hook" % port,
+                                      {"anonymous": {"quota": {"daily": 5}}}))
+        for _ in range(4):
+            self.assertEqual(gw.request("GET", "/echo/l").status, 200)
+        self.assertTrue(wait_for(lambda: "webhook attempt 1 failed" in gw.stderr_text(),
+                                 timeout=5), gw.describe())
+        rcv = self.receiver(port)
+        self.assertTrue(wait_for(lambda: rcv.count() >= 1, timeout=10), gw.describe())
+        bodies = self.bodies(rcv)
+        self.assertEqual(bodies[0]["threshold"], 80)
+        self.assertEqual(bodies[0]["used"], 4)
