@@ -65,6 +65,9 @@ struct usage_worker {
     struct usage_table *table; /* NULL until the first exchange after a hand-off */
     uv_timer_t timer;
     struct worker *w;
+    /* The wall clock minus the loop's cached monotonic time (uv_now), in
+     * ms, set at every hand-off: an exchange's hour costs no clock read. */
+    int64_t wall_offset_ms;
     uint64_t counts[USAGE_M_N];
 };
 
@@ -102,7 +105,7 @@ static void usage_finish(struct exchange *x)
         uw->table = usage_table_new((size_t)uc->max_rows, &usage_gw_of(x->worker->gw)->key);
     const struct cfg_tier *tier = x->identity.tier ? cfg_find_tier(x->cfg, x->identity.tier) : NULL;
     struct usage_event ev = {
-        .now = usage_wall_s(),
+        .now = ((int64_t)uv_now(&x->worker->loop) + uw->wall_offset_ms) / 1000,
         .identity = x->identity.id[0] ? x->identity.id : "unknown",
         .key_id = x->identity.key_id,
         .route = x->route->path,
@@ -228,9 +231,17 @@ static void usage_handoff(struct worker *w)
     dbw_post(b->g->thread, usage_take, b);
 }
 
+static void usage_sync_clock(struct usage_worker *uw)
+{
+    uv_update_time(&uw->w->loop);
+    uw->wall_offset_ms = clock_wall_us() / 1000 - (int64_t)uv_now(&uw->w->loop);
+}
+
 static void usage_on_timer(uv_timer_t *t)
 {
-    usage_handoff(((struct usage_worker *)t->data)->w);
+    struct usage_worker *uw = t->data;
+    usage_sync_clock(uw);
+    usage_handoff(uw->w);
 }
 
 /* ---- reports ----------------------------------------------------------------------- */
@@ -424,6 +435,7 @@ static void usage_start_worker(struct worker *w)
     struct usage_worker *uw = usage_worker_of(w);
     uv_timer_init(&w->loop, &uw->timer);
     uw->timer.data = uw;
+    usage_sync_clock(uw);
     uv_timer_start(&uw->timer, usage_on_timer, USAGE_HANDOFF_MS, USAGE_HANDOFF_MS);
 }
 
