@@ -355,11 +355,8 @@ static void test_report_parameters(void **state)
     assert_int_equal(r.from, JAN31 - 29 * 86400);
     usage_report_release(&r);
     usage_report_init(&r, false);
-    assert_int_equal(usage_report_parse_query(&r,
-                                              "granularity=month&identity=sub%3AJo+Doe&"
-                                              "route=%2Fv1%2F",
-                                              62, &why),
-                     0);
+    const char *q = "granularity=month&identity=sub%3AJo+Doe&route=%2Fv1%2F";
+    assert_int_equal(usage_report_parse_query(&r, q, strlen(q), &why), 0);
     assert_int_equal(usage_report_resolve(&r, FEB1 + 100, &why), 0);
     assert_string_equal(r.identity, "sub:Jo Doe");
     assert_string_equal(r.route, "/v1/");
