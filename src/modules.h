@@ -20,6 +20,7 @@
     X(quota_alerts) /* quota/alert.c: alerts and their webhook */          \
     X(cache)     /* cache/: the response cache, /cache/purge */            \
     X(proxy)     /* proxy/: upstream pools and forwarding */               \
+    X(usage)     /* usage/: usage metering and reports (SPEC 6.4) */       \
     X(admin)     /* admin/: the admin API's token, routes, /metrics */
 /* clang-format on */
 

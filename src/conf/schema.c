@@ -82,7 +82,6 @@ static const struct cfg_key cfg_tier_keys[] = {
     /* Exempt wins over limits, which are still checked: a tier made exempt
      * for an incident keeps its limits, valid, for when it is not. */
     CFG_BOOL("exempt", struct cfg_tier, exempt, "false"),
-    CFG_UNSUPPORTED("price_per_1k"),
     CFG_END,
 };
 static const struct cfg_section cfg_tier_section = {cfg_tier_keys, NULL};

@@ -1408,9 +1408,9 @@ static void test_err_rate_limits(void **state)
                              "  free:\n"
                              "    limits: [\"1000/h\"]\n"
                              "    quota: {monthly: 100000}\n"
-                             "    price_per_1k: 0\n",
-                    "t.yaml:7: 'tiers.free.price_per_1k' is not supported by this version of "
-                    "sluice yet");
+                             "    price_per_1k: -1\n",
+                    "t.yaml:7: tiers.free.price_per_1k: '-1' is not a price (a number from 0 to "
+                    "1000 with at most 6 decimals, such as 0.5)");
 }
 
 static void test_err_rate_limit_shapes(void **state)
