@@ -212,6 +212,28 @@ class Embedded(E2ETestCase):
         self.assertGreaterEqual(lost, 0, "the restart counted requests never admitted")
         self.assertLessEqual(lost, last_second, "lost more than the last second of counts")
 
+    def test_usage_counts_quota_refusals_by_cause(self):
+        gw = self.start_gateway(quota_config(
+            self.up, {"anonymous": {"quota": {"daily": 3}, "price_per_1k": 2}},
+            routes=[{"prefix": "/echo/limited", "limits": {"anonymous": ["4/min"]}},
+                    {"prefix": "/"}]))
+        statuses = [gw.request("GET", "/echo/limited").status for _ in range(6)]
+        self.assertEqual(statuses, [200, 200, 200, 429, 429, 429])
+        time.sleep(1.2)  # the usage write-behind: within a second
+
+        def totals():
+            r = gw.admin_request("GET", "/usage?identity=ip:127.0.0.1&granularity=day")
+            self.assertEqual(r.status, 200, r.body)
+            return r.json()["totals"]
+        t = totals()
+        self.assertEqual(t["requests"], 6)
+        self.assertEqual(t["rejections"], {"limit": 0, "quota": 3, "ban": 0},
+                         "quota refusals not counted as such (or counted as limit)")
+        self.assertEqual(t["units"], 3)
+        self.assertAlmostEqual(float(t["cost"]), 3 * 2 / 1000)
+        self.assertEqual(t["status"]["2xx"], 3)
+        self.assertEqual(t["status"]["4xx"], 3)
+
     def test_limits_off_route_counts_no_quota(self):
         gw = self.start_gateway(quota_config(
             self.up, {"anonymous": {"quota": {"daily": 1}}},
