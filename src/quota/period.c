@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/civil.h"
 #include "util/mem.h"
 
 #define QUOTA_ZONE_MAX_FILE (256 << 10) /* the largest zoneinfo file is ~4 KiB */
@@ -204,37 +205,6 @@ int32_t quota_zone_offset(const struct quota_zone *z, int64_t t)
 
 /* ---- the calendar ----------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of the proleptic Gregorian date y-m-d, and back
- * (Howard Hinnant's algorithms, "chrono-Compatible Low-Level Date
- * Algorithms"). */
-static int64_t quota_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void quota_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int64_t quota_floor_div(int64_t a, int64_t b)
-{
-    return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
 /* The first instant whose local time in <z> is at or after the local
  * time <local> (seconds of local reckoning): <local> minus its offset,
  * for one of the offsets in force around it. */
@@ -253,20 +223,20 @@ static int64_t quota_local_to_utc(const struct quota_zone *z, int64_t local)
 
 static int64_t quota_midnight(const struct quota_zone *z, int64_t y, int m, int d)
 {
-    return quota_local_to_utc(z, quota_days_from_civil(y, m, d) * QUOTA_DAY);
+    return quota_local_to_utc(z, civil_days_from(y, m, d) * QUOTA_DAY);
 }
 
 struct quota_period quota_period_at(const struct quota_zone *z, enum quota_span span, int reset_day,
                                     int64_t t)
 {
-    int64_t days = quota_floor_div(t + quota_zone_offset(z, t), QUOTA_DAY);
+    int64_t days = civil_floor_div(t + quota_zone_offset(z, t), QUOTA_DAY);
     int64_t y;
     int m, d;
-    quota_civil_from_days(days, &y, &m, &d);
+    civil_from_days(days, &y, &m, &d);
     if (span == QUOTA_DAILY) {
         int64_t ny;
         int nm, nd;
-        quota_civil_from_days(days + 1, &ny, &nm, &nd);
+        civil_from_days(days + 1, &ny, &nm, &nd);
         return (struct quota_period){quota_midnight(z, y, m, d), quota_midnight(z, ny, nm, nd)};
     }
     if (reset_day < 1 || reset_day > 28)

@@ -23,50 +23,17 @@ int usage_gran_parse(const char *s)
     return -1;
 }
 
-/* Howard Hinnant's days_from_civil and civil_from_days
- * (http://howardhinnant.github.io/date_algorithms.html): exact for every
- * proleptic Gregorian date, no tables, no libc time zone state. */
-int64_t usage_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-void usage_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-/* Floor division: periods before 1970 still start at their own midnight. */
-static int64_t usage_floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
 int64_t usage_period_start(enum usage_gran g, int64_t t)
 {
     if (g == USAGE_HOUR)
-        return usage_floor_div(t, 3600) * 3600;
-    int64_t days = usage_floor_div(t, USAGE_DAY_S);
+        return civil_floor_div(t, 3600) * 3600;
+    int64_t days = civil_floor_div(t, USAGE_DAY_S);
     if (g == USAGE_DAY)
         return days * USAGE_DAY_S;
     int64_t y;
     int m, d;
-    usage_civil_from_days(days, &y, &m, &d);
-    return usage_days_from_civil(y, m, 1) * USAGE_DAY_S;
+    civil_from_days(days, &y, &m, &d);
+    return civil_days_from(y, m, 1) * USAGE_DAY_S;
 }
 
 int64_t usage_period_next(enum usage_gran g, int64_t start)
@@ -77,8 +44,8 @@ int64_t usage_period_next(enum usage_gran g, int64_t start)
         return start + USAGE_DAY_S;
     int64_t y;
     int m, d;
-    usage_civil_from_days(usage_floor_div(start, USAGE_DAY_S), &y, &m, &d);
-    return usage_days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * USAGE_DAY_S;
+    civil_from_days(civil_floor_div(start, USAGE_DAY_S), &y, &m, &d);
+    return civil_days_from(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * USAGE_DAY_S;
 }
 
 /* <n> digits at *<p> into *<out>, advancing *<p>; -1 when they are not all there. */
@@ -116,7 +83,7 @@ static int usage_parse_date(const char **p, int64_t *days)
         return -1;
     if (y < 1970 || m < 1 || m > 12 || d < 1 || d > usage_month_days(y, m))
         return -1;
-    *days = usage_days_from_civil(y, m, d);
+    *days = civil_days_from(y, m, d);
     return 0;
 }
 
@@ -185,9 +152,9 @@ int usage_time_parse(const char *s, bool end, int64_t *out)
 
 void usage_time_format(int64_t t, char out[USAGE_TIME_MAX])
 {
-    int64_t days = usage_floor_div(t, USAGE_DAY_S), secs = t - days * USAGE_DAY_S, y;
+    int64_t days = civil_floor_div(t, USAGE_DAY_S), secs = t - days * USAGE_DAY_S, y;
     int m, d;
-    usage_civil_from_days(days, &y, &m, &d);
+    civil_from_days(days, &y, &m, &d);
     /* Room for any int the compiler cannot rule out; times past 9999 are
      * never parsed, so the copy is never cut. */
     char s[80];

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util/civil.h"
+
 enum usage_gran { USAGE_HOUR, USAGE_DAY, USAGE_MONTH, USAGE_GRAN_N };
 
 /* "hour", "day", "month". */
@@ -34,10 +36,5 @@ int usage_time_parse(const char *s, bool end, int64_t *out);
 /* "2024-05-01T13:00:00Z" (20 characters and a NUL). */
 #define USAGE_TIME_MAX 21
 void usage_time_format(int64_t t, char out[USAGE_TIME_MAX]);
-
-/* Days since 1970-01-01 of the date <y>-<m>-<d> (proleptic Gregorian), and
- * back. */
-int64_t usage_days_from_civil(int64_t y, int m, int d);
-void usage_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 
 #endif

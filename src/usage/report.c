@@ -244,9 +244,9 @@ static int64_t usage_periods_back(enum usage_gran g, int64_t start, int n)
         return start - (int64_t)n * 86400;
     int64_t y;
     int m, d;
-    usage_civil_from_days(start / 86400, &y, &m, &d);
+    civil_from_days(start / 86400, &y, &m, &d);
     int64_t months = y * 12 + (m - 1) - n;
-    return usage_days_from_civil(months / 12, (int)(months % 12) + 1, 1) * 86400;
+    return civil_days_from(months / 12, (int)(months % 12) + 1, 1) * 86400;
 }
 
 /* How many periods of <g> overlap [<from>, <to>). */
@@ -257,8 +257,8 @@ static int64_t usage_periods_between(enum usage_gran g, int64_t from, int64_t to
         return (last - start) / (g == USAGE_HOUR ? 3600 : 86400) + 1;
     int64_t y1, y2;
     int m1, m2, d;
-    usage_civil_from_days(start / 86400, &y1, &m1, &d);
-    usage_civil_from_days(last / 86400, &y2, &m2, &d);
+    civil_from_days(start / 86400, &y1, &m1, &d);
+    civil_from_days(last / 86400, &y2, &m2, &d);
     return (y2 * 12 + m2) - (y1 * 12 + m1) + 1;
 }
 
