@@ -209,7 +209,10 @@ class Embedded(E2ETestCase):
         print("\nkill -9: %d admitted, %d resumed, %d lost; %d in the last second"
               % (total, resumed, lost, last_second))
         self.assertGreater(total, 100)
-        self.assertGreaterEqual(lost, 0, "the restart counted requests never admitted")
+        # A request is charged before it is forwarded: the (at most 4, one per
+        # connection) in flight at the kill may be counted without their
+        # clients having seen the 200.
+        self.assertGreaterEqual(lost, -4, "the restart counted requests never admitted")
         self.assertLessEqual(lost, last_second, "lost more than the last second of counts")
 
     def test_usage_counts_quota_refusals_by_cause(self):
