@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """bench/cpu_ab.py -- gateway CPU per request, two sluice binaries paired.
 
-    python3 bench/cpu_ab.py SCENARIO BIN_A BIN_B [--pairs 8] [--seconds 3]
+    python3 bench/cpu_ab.py SCENARIO BIN_A BIN_B [--scenario-b S] [--pairs 8] [--seconds 3]
 
 SCENARIO is proxy, limit, cache or redis (the routes of bench/run.sh's
-scenarios of those names). Starts an nginx upstream, one gateway per binary
+scenarios of those names), bare (limit with usage metering off) or quota
+(limit with a quota wrk never exhausts, and usage metering on).
+--scenario-b gives B another scenario than A: with the same binary twice,
+the CPU a feature costs (bare vs quota). Starts an nginx upstream, one gateway per binary
 (workers: 1, pinned to core 0; with redis, one redis-server per gateway),
 then runs wrk (core 1, 64 connections) against A and B in turn, --pairs
 times, alternating which goes first. For each run it divides the CPU time
@@ -42,8 +45,13 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
     y = ("server:\n  listen: [\"127.0.0.1:%d\"]\n  workers: 1\n  access_log: false\n"
          "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
          "routes:\n  - prefix: /\n    upstream: app\n" % (port, upstream_port))
-    if scenario in ("limit", "redis"):
+    if scenario in ("limit", "redis", "bare", "quota"):
         y += "    limits: {anonymous: [\"4000000000/h\"]}\n"
+    if scenario == "bare":
+        y += "usage: {enabled: false}\n"
+    if scenario == "quota":
+        y += ("tiers:\n  anonymous: {quota: {daily: 1000000000000, monthly: 1000000000000}, "
+              "price_per_1k: 0.5}\n")
     if scenario == "cache":
         y += "    cache: {ttl: 600s}\ncache:\n  max_memory: 256m\n"
     if scenario == "redis":
@@ -56,28 +64,30 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenario", choices=["proxy", "limit", "cache", "redis"])
+    scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota"]
+    ap.add_argument("scenario", choices=scenarios)
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
+    ap.add_argument("--scenario-b", choices=scenarios)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3)
     a = ap.parse_args()
     ngx = NginxServer(worker_connections=4096).start()
     reds, gws = [], []
     try:
-        for b in (a.bin_a, a.bin_b):
+        for b, scen in ((a.bin_a, a.scenario), (a.bin_b, a.scenario_b or a.scenario)):
             tmp = tempfile.mkdtemp(prefix="sluice-cpu-ab-")
             port = free_port()
             rport = None
-            if a.scenario == "redis":
+            if scen == "redis":
                 reds.append(RedisServer().start())
                 rport = reds[-1].port
             path = os.path.join(tmp, "sluice.yaml")
             with open(path, "w") as f:
-                f.write(config(a.scenario, port, ngx.port, tmp, rport))
+                f.write(config(scen, port, ngx.port, tmp, rport))
             proc = subprocess.Popen(["taskset", "-c", "0", b, "serve", "-c", path],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            gws.append((b, port, proc))
+            gws.append(("%s (%s)" % (b, scen), port, proc))
         time.sleep(1.5)
         for b, port, proc in gws:  # fills the cache; a gateway that did not start fails here
             subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
@@ -102,9 +112,9 @@ def main():
         for r in reds:
             r.stop()
     for b, _, _ in gws:
-        print("%-32s us/request: median %6.2f  (%s)" %
+        print("%-48s us/request: median %6.2f  (%s)" %
               (b, statistics.median(us[b]), " ".join("%.1f" % x for x in us[b])))
-    ratios = [y / x for x, y in zip(us[a.bin_a], us[a.bin_b])]
+    ratios = [y / x for x, y in zip(us[gws[0][0]], us[gws[1][0]])]
     print("%s: B/A paired median %.3f  (%s)" %
           (a.scenario, statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
     return 0

@@ -542,6 +542,48 @@ sluice_yaml_auth() {
     printf 'store:\n  data_dir: %s\n' "$WORK/sluice-auth/var"
 }
 
+SCENARIO_HELP[quota]="an API key on a limited route: nginx limit_req vs sluice with key + limits (usage off), and sluice with key + limits + quota + usage"
+scenario_quota() {
+    local nport lport qport lsecret qsecret
+    free_port nport
+    free_port lport
+    free_port qport
+    start_nginx nginx-limit limit.conf.in "$CPU_GATEWAY" "$nport" UPORT="$UPSTREAM_PORT"
+    start_sluice sluice-keyed "$CPU_GATEWAY" "$lport" "$(sluice_yaml_keyed "$lport" sluice-keyed)"
+    start_sluice sluice-quota "$CPU_GATEWAY" "$qport" "$(sluice_yaml_quota "$qport" sluice-quota)"
+    lsecret=$(bench_key sluice-keyed)
+    qsecret=$(bench_key sluice-quota)
+    target nginx "http://127.0.0.1:$nport/"
+    target keyed "http://127.0.0.1:$lport/" 200 "" "X-API-Key: $lsecret"
+    # The preflight proves the key and the quota answer (X-Quota-* on a 200).
+    target keyed+quota "http://127.0.0.1:$qport/" 200 "" "X-API-Key: $qsecret"
+}
+
+# A pro key of the gateway <name>'s store, printed.
+bench_key() {
+    local secret
+    secret=$("$SLUICE_BIN" keys create -c "$WORK/$1/sluice.yaml" --tier pro --json |
+        sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+    [[ $secret == sk_* ]] || die "$1: could not create an API key"
+    printf '%s' "$secret"
+}
+
+# One route for keys, a tier limit and a route limit wrk never exhausts;
+# usage metering off unless <3> (tier keys) says otherwise.
+sluice_yaml_keyed() {
+    sluice_yaml_proxy "$1" | sed 's|^    upstream: app$|    upstream: app\n    auth: required\n    limits: {"*": ["4000000000/h"]}|'
+    printf 'tiers:\n  pro: {limits: ["4000000000/h"]%s}\n' "${3:-}"
+    printf 'store:\n  data_dir: %s\n' "$WORK/$2/var"
+    printf 'usage:\n  enabled: %s\n' "${4:-false}"
+}
+
+# The same with a monthly and a daily quota wrk never exhausts, counted
+# (and written behind to SQLite) on every request, and usage metering with
+# a price.
+sluice_yaml_quota() {
+    sluice_yaml_keyed "$1" "$2" ', quota: {daily: 1000000000000, monthly: 1000000000000}, price_per_1k: 0.5' true
+}
+
 SCENARIO_HELP[redis]="a rate-limited route: sluice with the Redis store vs the same sluice config on the memory store (redis-server on the upstream's core)"
 scenario_redis() {
     local mport rport

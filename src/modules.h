@@ -16,8 +16,11 @@
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \
+    X(quota)     /* quota/: quotas (SPEC 6); config only so far */         \
+    X(quota_alerts) /* quota/alert.c: alerts and their webhook */          \
     X(cache)     /* cache/: the response cache, /cache/purge */            \
     X(proxy)     /* proxy/: upstream pools and forwarding */               \
+    X(usage)     /* usage/: usage metering and reports (SPEC 6.4) */       \
     X(admin)     /* admin/: the admin API's token, routes, /metrics */
 /* clang-format on */
 

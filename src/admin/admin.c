@@ -1,11 +1,12 @@
 /* The admin module (SPEC 8): the token check, the router over every
  * module's admin routes (404, 405 with Allow, body limits and JSON errors
  * handled here once), and the gateway's own endpoints: /health, /metrics,
- * /reload. */
+ * /reload, /events (admin/events.c). */
 #include "admin/admin.h"
 
 #include <llhttp.h>
 
+#include "admin/events.h"
 #include "modules.h"
 #include "net/worker.h"
 #include "obs/metrics.h"
@@ -169,6 +170,7 @@ static const struct sl_admin_route admin_routes[] = {
     {HTTP_GET, "/health", admin_health, 0},
     {HTTP_GET, "/metrics", admin_metrics, 0},
     {HTTP_POST, "/reload", admin_reload, 0},
+    {HTTP_GET, "/events", events_admin_stream, 0},
     {0, NULL, NULL, 0},
 };
 
@@ -179,7 +181,11 @@ static const struct sl_stage admin_stages[] = {
 
 const struct sl_module admin_module = {
     .name = "admin",
+    .init_worker = events_init_worker,
+    .stop_worker = events_stop_worker,
+    .dispose_worker = events_dispose_worker,
     .stages = admin_stages,
     .n_stages = 2,
     .admin_routes = admin_routes,
+    .metrics = events_metrics,
 };

@@ -3,7 +3,9 @@
 #include <jansson.h>
 #include <llhttp.h>
 
+#include "admin/events.h"
 #include "auth/auth.h"
+#include "auth/keypatch.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -57,13 +59,40 @@ static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
     admin_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
 }
 
+/* A key changed through this gateway: {"type": <type>, "key": {...}} on
+ * GET /events (admin/events.h). The key as GET /keys/{id} shows it, never
+ * its secret. */
+static void admin_key_event(struct exchange *x, const struct auth_op *op, const char *type)
+{
+    if (op->rc != KS_OK)
+        return;
+    json_t *ev = json_pack("{s:s, s:o}", "type", type, "key", ks_key_json(&op->key));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    events_publish(x->worker->gw, type, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
 static void admin_created_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_event(x, op, "key.created");
     admin_key_answer(x, op, 201);
 }
 
 static void admin_key_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_answer(x, op, 200);
+}
+
+static void admin_revoked_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_event(x, op, "key.revoked");
+    admin_key_answer(x, op, 200);
+}
+
+static void admin_rotated_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_event(x, op, "key.rotated");
     admin_key_answer(x, op, 200);
 }
 
@@ -89,6 +118,15 @@ static void admin_revoke_run(struct ks_db *db, struct auth_op *op)
 static void admin_rotate_run(struct ks_db *db, struct auth_op *op)
 {
     op->rc = ks_rotate(db, op->id, op->grace_ms, admin_now_ms(), &op->key, op->secret, &op->err);
+    if (op->rc == KS_OK)
+        auth_rebuild(op->ctx, db);
+}
+
+static void admin_update_run(struct ks_db *db, struct auth_op *op)
+{
+    op->rc = ks_update(db, op->id, &op->patch.u, &op->key, &op->err);
+    /* In force on this gateway when the answer is sent, as a revocation is;
+     * the others see the store's version move on their next tick. */
     if (op->rc == KS_OK)
         auth_rebuild(op->ctx, db);
 }
@@ -220,10 +258,19 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             return "expires is a duration from now, like \"30d\"";
         op->req.expires_ms = admin_now_ms() + ms;
     }
-    /* As `keys create`: a quota that would not be enforced is refused. */
-    if (json_object_get(doc, "quota_monthly") || json_object_get(doc, "quota_daily"))
-        return "quota_monthly and quota_daily are not supported by this version of sluice yet "
-               "(quotas are not enforced)";
+    /* A key's own quotas replace its tier's (SPEC 6.1); null: the tier's. */
+    const char *quotas[] = {"quota_monthly", "quota_daily"};
+    int64_t *qdst[] = {&op->req.quota_monthly, &op->req.quota_daily};
+    for (int i = 0; i < 2; i++) {
+        json_t *q = json_object_get(doc, quotas[i]);
+        if (!q || json_is_null(q))
+            continue;
+        if (!json_is_integer(q) || json_integer_value(q) < 1 ||
+            !ks_quota_ok((int64_t)json_integer_value(q)))
+            return "quota_monthly and quota_daily are whole numbers of requests from 1 to 2^53, "
+                   "or null for the tier's";
+        *qdst[i] = (int64_t)json_integer_value(q);
+    }
     return NULL;
 }
 
@@ -254,7 +301,7 @@ static void admin_keys_rotate(struct exchange *x, const struct sl_admin_call *ca
         exchange_respond_error(x, 404, "no such key");
         return;
     }
-    struct auth_op *op = auth_op_new(x, admin_rotate_run, admin_key_done);
+    struct auth_op *op = auth_op_new(x, admin_rotate_run, admin_rotated_done);
     str_copy(op->id, sizeof(op->id), call->id);
     op->grace_ms = 0;
     if (call->body_len) {
@@ -282,25 +329,48 @@ static void admin_keys_list(struct exchange *x, const struct sl_admin_call *call
 }
 
 /* GET or DELETE /keys/{id}. */
-static void admin_keys_one(struct exchange *x, auth_run_fn run, const char *id)
+static void admin_keys_one(struct exchange *x, auth_run_fn run, auth_done_fn done, const char *id)
 {
     if (strlen(id) >= APIKEY_ID_MAX) {
         exchange_respond_error(x, 404, "no such key");
         return;
     }
-    struct auth_op *op = auth_op_new(x, run, admin_key_done);
+    struct auth_op *op = auth_op_new(x, run, done);
     str_copy(op->id, sizeof(op->id), id);
     auth_op_submit(op);
 }
 
 static void admin_keys_get(struct exchange *x, const struct sl_admin_call *call)
 {
-    admin_keys_one(x, admin_get_run, call->id);
+    admin_keys_one(x, admin_get_run, admin_key_done, call->id);
 }
 
 static void admin_keys_revoke(struct exchange *x, const struct sl_admin_call *call)
 {
-    admin_keys_one(x, admin_revoke_run, call->id);
+    admin_keys_one(x, admin_revoke_run, admin_revoked_done, call->id);
+}
+
+/* PATCH /keys/{id}: changes the fields the body names (keypatch.h). An
+ * unknown or revoked key is a 404, after the body was found good. */
+static void admin_keys_update(struct exchange *x, const struct sl_admin_call *call)
+{
+    json_error_t jerr;
+    json_t *doc = call->body_len ? json_loadb(call->body, call->body_len, 0, &jerr) : NULL;
+    struct auth_op *op = auth_op_new(x, admin_update_run, admin_key_done);
+    const char *why = keypatch_parse(x->cfg, doc, &op->patch);
+    json_decref(doc);
+    if (why) {
+        exchange_respond_error(x, 400, why); /* <why> may be op's: answer first */
+        auth_op_cancel(op);
+        return;
+    }
+    if (strlen(call->id) >= APIKEY_ID_MAX) {
+        exchange_respond_error(x, 404, "no such key");
+        auth_op_cancel(op);
+        return;
+    }
+    str_copy(op->id, sizeof(op->id), call->id);
+    auth_op_submit(op);
 }
 
 /* Key requests are small JSON documents. */
@@ -310,6 +380,7 @@ const struct sl_admin_route auth_admin_routes[] = {
     {HTTP_GET, "/keys", admin_keys_list, 0},
     {HTTP_POST, "/keys", admin_keys_create, ADMIN_KEYS_MAX_BODY},
     {HTTP_GET, "/keys/{id}", admin_keys_get, 0},
+    {HTTP_PATCH, "/keys/{id}", admin_keys_update, ADMIN_KEYS_MAX_BODY},
     {HTTP_DELETE, "/keys/{id}", admin_keys_revoke, 0},
     {HTTP_POST, "/keys/{id}/rotate", admin_keys_rotate, ADMIN_KEYS_MAX_BODY},
     {0, NULL, NULL, 0},

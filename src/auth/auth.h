@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "auth/keypatch.h"
 #include "auth/keyring.h"
 #include "auth/keystore.h"
 #include "modules.h"
@@ -98,7 +99,8 @@ struct auth_op {
     auth_done_fn done;
     /* inputs */
     struct ks_new req;
-    char *strs[6]; /* owned copies behind req's strings, freed with the op */
+    char *strs[6];         /* owned copies behind req's strings, freed with the op */
+    struct keypatch patch; /* an update's fields (owns its strings, freed with the op) */
     char id[APIKEY_ID_MAX];
     int64_t grace_ms, ttl_ms;
     char token[KS_REFRESH_MAX];

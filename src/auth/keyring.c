@@ -102,7 +102,10 @@ static void keyring_add(const struct ks_key *rec, const struct ks_secret *secret
     str_copy(k->tier, sizeof(k->tier), rec->tier);
     str_copy(k->scopes, sizeof(k->scopes), rec->scopes);
     str_copy(k->prefix, sizeof(k->prefix), rec->prefix);
+    str_copy(k->owner, sizeof(k->owner), rec->owner);
     keyring_parse_limits(k, rec->limits, b->default_algo);
+    k->quota_daily = rec->quota_daily;
+    k->quota_monthly = rec->quota_monthly;
     k->expires_ms = rec->expires_ms;
     k->last_used_ms = k->flushed_ms = rec->last_used_ms;
     if (b->prev) {

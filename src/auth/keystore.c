@@ -12,6 +12,7 @@
 
 #include "auth/keystore_backend.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -58,6 +59,55 @@ bool ks_check_new(const struct ks_new *req, const char **env, char **err)
            ks_fits(req->tier, KS_TIER_MAX, "tier", err) &&
            ks_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) &&
            ks_fits(req->limits, KS_LIMITS_MAX, "limits", err);
+}
+
+/* ---- updates ------------------------------------------------------------ */
+
+bool ks_quota_ok(int64_t v)
+{
+    return v == -1 || (v >= 1 && v <= KS_QUOTA_MAX);
+}
+
+bool ks_update_empty(const struct ks_update *u)
+{
+    return !u->name && !u->owner && !u->tier && !u->scopes && !u->limits && !u->set_quota_monthly &&
+           !u->set_quota_daily;
+}
+
+bool ks_check_update(const struct ks_update *u, char **err)
+{
+    if (u->tier && !u->tier[0]) {
+        ks_set_err(err, "a key needs a tier");
+        return false;
+    }
+    if ((u->set_quota_monthly && !ks_quota_ok(u->quota_monthly)) ||
+        (u->set_quota_daily && !ks_quota_ok(u->quota_daily))) {
+        ks_set_err(err, "a quota is a number of requests from 1 to 2^53, or none");
+        return false;
+    }
+    return ks_fits(u->name, KS_NAME_MAX, "name", err) &&
+           ks_fits(u->owner, KS_NAME_MAX, "owner", err) &&
+           ks_fits(u->tier, KS_TIER_MAX, "tier", err) &&
+           ks_fits(u->scopes, KS_SCOPES_MAX, "scopes", err) &&
+           ks_fits(u->limits, KS_LIMITS_MAX, "limits", err);
+}
+
+void ks_apply_update(struct ks_key *k, const struct ks_update *u)
+{
+    if (u->name)
+        str_copy(k->name, sizeof(k->name), u->name);
+    if (u->owner)
+        str_copy(k->owner, sizeof(k->owner), u->owner);
+    if (u->tier)
+        str_copy(k->tier, sizeof(k->tier), u->tier);
+    if (u->scopes)
+        str_copy(k->scopes, sizeof(k->scopes), u->scopes);
+    if (u->limits)
+        str_copy(k->limits, sizeof(k->limits), u->limits);
+    if (u->set_quota_monthly)
+        k->quota_monthly = u->quota_monthly;
+    if (u->set_quota_daily)
+        k->quota_daily = u->quota_daily;
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -197,6 +247,12 @@ enum ks_result ks_revoke(struct ks_db *db, const char *id, int64_t now_ms, struc
                          char **err)
 {
     return ks_ops_of(db)->revoke(db, id, now_ms, out, err);
+}
+
+enum ks_result ks_update(struct ks_db *db, const char *id, const struct ks_update *u,
+                         struct ks_key *out, char **err)
+{
+    return ks_ops_of(db)->update(db, id, u, out, err);
 }
 
 void ks_touch(struct ks_db *db, const char *id, int64_t when_ms)

@@ -30,8 +30,8 @@ struct ks_key {
     char scopes[KS_SCOPES_MAX];
     char limits[KS_LIMITS_MAX];     /* per-key overrides of the tier's limits; "" none */
     char prefix[APIKEY_PREFIX_MAX]; /* of the newest secret */
-    int64_t quota_monthly;          /* -1: none (enforced by the quota stage, later) */
-    int64_t quota_daily;            /* -1: none */
+    int64_t quota_monthly;          /* -1: none, the tier's applies (SPEC 6.1) */
+    int64_t quota_daily;            /* -1: none, the tier's applies */
     int64_t expires_ms;             /* 0: never; wall clock, ms since the epoch */
     int64_t created_ms;
     int64_t last_used_ms;     /* 0: never */
@@ -48,6 +48,25 @@ struct ks_new {
     int64_t quota_monthly, quota_daily; /* -1: none */
     int64_t expires_ms;                 /* 0: never */
 };
+
+/* The largest quota a key may have: 2^53, the largest integer a JSON
+ * number (a double to most parsers) holds exactly. */
+#define KS_QUOTA_MAX (1LL << 53)
+/* Is <v> a key's quota: -1 (none) or 1..KS_QUOTA_MAX? */
+bool ks_quota_ok(int64_t v);
+
+/* What `keys update` and PATCH /keys/{id} change (SPEC 6.2). A NULL string
+ * or a false set_* leaves its field as it is; "" clears the name, the
+ * owner, the scopes, or the limits (the tier's apply again). Validated by
+ * the caller against the config (the tier exists, limits parse); the store
+ * checks lengths and quotas (ks_quota_ok) again. */
+struct ks_update {
+    const char *name, *owner, *tier, *scopes, *limits;
+    bool set_quota_monthly, set_quota_daily;
+    int64_t quota_monthly, quota_daily; /* -1: none, the tier's applies */
+};
+/* Does <u> change nothing at all? */
+bool ks_update_empty(const struct ks_update *u);
 
 /* Where the records are: SQLite under a data directory (the memory
  * backend), or Redis (so that a fleet on several machines shares its keys;
@@ -110,6 +129,13 @@ enum ks_result ks_rotate(struct ks_db *db, const char *id, int64_t grace_ms, int
  * revoked key is KS_OK (idempotent, as DELETE should be). */
 enum ks_result ks_revoke(struct ks_db *db, const char *id, int64_t now_ms, struct ks_key *out,
                          char **err);
+/* Changes key <id> as <u> says, all at once (a reader sees the whole change
+ * or none of it), and fills <out> with the result. An unknown or revoked key
+ * is KS_NOT_FOUND. Gateways see the change the way they see a revocation
+ * (ks_changed moves): a tier, limit or quota change applies from their next
+ * look at the store. */
+enum ks_result ks_update(struct ks_db *db, const char *id, const struct ks_update *u,
+                         struct ks_key *out, char **err);
 /* Records last use of key <id> at <when_ms> (only moves forward). */
 void ks_touch(struct ks_db *db, const char *id, int64_t when_ms);
 /* The same for <n> keys at once (one transaction on SQLite). */

@@ -24,6 +24,8 @@ struct ks_ops {
                              struct ks_key *out, char secret[APIKEY_SECRET_MAX], char **err);
     enum ks_result (*revoke)(struct ks_db *db, const char *id, int64_t now_ms, struct ks_key *out,
                              char **err);
+    enum ks_result (*update)(struct ks_db *db, const char *id, const struct ks_update *u,
+                             struct ks_key *out, char **err);
     void (*touch_many)(struct ks_db *db, const char *const *ids, const int64_t *when, int n);
     enum ks_result (*each_active)(struct ks_db *db, int64_t now_ms, ks_each_fn fn, void *arg,
                                   char **err);
@@ -51,5 +53,9 @@ void ks_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 
 /* The checks of a create request, the same on every backend (its
  * environment into *<env>). */
 bool ks_check_new(const struct ks_new *req, const char **env, char **err);
+/* The checks of an update, the same on every backend. */
+bool ks_check_update(const struct ks_update *u, char **err);
+/* Applies <u> to the record <k> (checked by ks_check_update). */
+void ks_apply_update(struct ks_key *k, const struct ks_update *u);
 
 #endif

@@ -11,7 +11,7 @@
  * the decimal strings computed in C (Lua numbers are doubles and print with
  * 14 digits); scripts only compare them.
  *
- * Key changes (create, rotate, revoke) INCR <prefix>keys:version and
+ * Key changes (create, rotate, revoke, update) INCR <prefix>keys:version and
  * PUBLISH on <prefix>events: they are what a gateway's keyring holds. Last
  * use times and refresh tokens change no keyring, so they bump neither (a
  * touch from every gateway every flush would make every gateway reload
@@ -112,6 +112,18 @@ static const char ksr_lua_revoke[] =
     "  redis.call('DEL', KEYS[2])\n"
     "  redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
     "end\n"
+    "return redis.call('HGETALL', KEYS[1])\n";
+
+/* KEYS: key:<id>, keys:version.
+ * ARGV: channel, event, then the field/value pairs to set.
+ * 0 when the key is missing or revoked, else its fields after the change.
+ * Only the fields given are written: a concurrent change to another field
+ * (or a last-use time) is not undone. */
+static const char ksr_lua_update[] =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'active' then return 0 end\n"
+    "redis.call('INCR', KEYS[2])\n"
+    "if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
     "return redis.call('HGETALL', KEYS[1])\n";
 
 /* KEYS: key:<id> for each id. ARGV: the times, in the same order. */
@@ -719,6 +731,38 @@ enum ks_result ksr_revoke(redisContext *rc, const char *prefix, const char *id, 
     return r ? ksr_key_reply(r, out, err, "revoking a key") : KS_ERROR;
 }
 
+enum ks_result ksr_update(redisContext *rc, const char *prefix, const char *id,
+                          const struct ks_update *u, struct ks_key *out, char **err)
+{
+    if (!ks_check_update(u, err))
+        return KS_ERROR;
+    struct ksr_cmd c = {0};
+    ksr_eval(&c, ksr_lua_update, 2);
+    ksr_fmt(&c, "%skey:%s", prefix, id);
+    ksr_fmt(&c, "%skeys:version", prefix);
+    ksr_add_event(&c, prefix, id, "updated");
+    const char *strs[][2] = {
+        {"name", u->name},     {"owner", u->owner},   {"tier", u->tier},
+        {"scopes", u->scopes}, {"limits", u->limits},
+    };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (!strs[i][1])
+            continue;
+        ksr_str(&c, strs[i][0]);
+        ksr_str(&c, strs[i][1]);
+    }
+    if (u->set_quota_monthly) {
+        ksr_str(&c, "quota_monthly");
+        ksr_i64(&c, u->quota_monthly);
+    }
+    if (u->set_quota_daily) {
+        ksr_str(&c, "quota_daily");
+        ksr_i64(&c, u->quota_daily);
+    }
+    redisReply *r = ksr_run(rc, &c, err);
+    return r ? ksr_key_reply(r, out, err, "updating a key") : KS_ERROR;
+}
+
 void ksr_touch_many(redisContext *rc, const char *prefix, const char *const *ids,
                     const int64_t *when_ms, int n)
 {
@@ -1240,6 +1284,13 @@ static enum ks_result ksr_op_revoke(struct ks_db *db, const char *id, int64_t no
     return ksr_outcome(db, rc, ksr_revoke(rc, db->redis->prefix, id, now_ms, out, err), err);
 }
 
+static enum ks_result ksr_op_update(struct ks_db *db, const char *id, const struct ks_update *u,
+                                    struct ks_key *out, char **err)
+{
+    KSR_LIVE(db, rc, err)
+    return ksr_outcome(db, rc, ksr_update(rc, db->redis->prefix, id, u, out, err), err);
+}
+
 static void ksr_op_touch_many(struct ks_db *db, const char *const *ids, const int64_t *when, int n)
 {
     redisContext *rc = ksr_live(db);
@@ -1311,6 +1362,7 @@ const struct ks_ops ks_redis_ops = {
     .list = ksr_op_list,
     .rotate = ksr_op_rotate,
     .revoke = ksr_op_revoke,
+    .update = ksr_op_update,
     .touch_many = ksr_op_touch_many,
     .each_active = ksr_op_each_active,
     .refresh_issue = ksr_op_refresh_issue,

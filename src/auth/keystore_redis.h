@@ -22,10 +22,10 @@
  *   <prefix>keys:epoch          string: a random value set (SET NX) when the store is
  *                                first used; gone or another after Redis lost its data
  *   <prefix>keys:version        integer, INCR'd by every change of a key (create,
- *                                rotate, revoke; not last-use times or refresh
+ *                                rotate, revoke, update; not last-use times or refresh
  *                                tokens, which no keyring holds); readers poll it
  * Every such change is also PUBLISHed on <prefix>events as
- *   {"type": "keys", "id": "<key id>", "change": "created|rotated|revoked|imported"}.
+ *   {"type": "keys", "id": "<key id>", "change": "created|rotated|revoked|updated|imported"}.
  * Multi-step changes run as one Lua script (EVAL) so they are atomic. */
 
 #include <hiredis/hiredis.h>
@@ -44,6 +44,8 @@ enum ks_result ksr_rotate(redisContext *rc, const char *prefix, const char *id, 
                           char **err);
 enum ks_result ksr_revoke(redisContext *rc, const char *prefix, const char *id, int64_t now_ms,
                           struct ks_key *out, char **err);
+enum ks_result ksr_update(redisContext *rc, const char *prefix, const char *id,
+                          const struct ks_update *u, struct ks_key *out, char **err);
 void ksr_touch(redisContext *rc, const char *prefix, const char *id, int64_t when_ms);
 /* ksr_touch for <n> keys at once (one EVAL per 512), for the keyring's
  * flush of last-use times. */

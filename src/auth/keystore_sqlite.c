@@ -309,6 +309,36 @@ static enum ks_result kss_revoke(struct ks_db *ks, const char *id, int64_t now_m
     return KS_OK;
 }
 
+static enum ks_result kss_update(struct ks_db *ks, const char *id, const struct ks_update *u,
+                                 struct ks_key *out, char **err)
+{
+    sqlite3 *db = ks->sql;
+    if (!ks_check_update(u, err))
+        return KS_ERROR;
+    /* Read, change in C, write back whole: inside BEGIN IMMEDIATE no other
+     * writer comes between, and the fields left alone keep their values. */
+    if (db_begin(db) < 0)
+        return kss_err(db, err, "updating a key");
+    struct ks_key k;
+    enum ks_result r = kss_get(ks, id, &k, err);
+    if (r != KS_OK || k.state != KS_ACTIVE) {
+        db_rollback(db);
+        return r == KS_ERROR ? KS_ERROR : KS_NOT_FOUND;
+    }
+    ks_apply_update(&k, u);
+    if (kss_exec(kss_prepare(db,
+                             "UPDATE keys SET name = ?, owner = ?, tier = ?, scopes = ?, "
+                             "limits = ?, quota_monthly = ?, quota_daily = ? WHERE id = ?",
+                             "tttttqqt", k.name, k.owner, k.tier, k.scopes, k.limits,
+                             k.quota_monthly, k.quota_daily, id)) < 0 ||
+        kss_get(ks, id, out, err) != KS_OK || db_commit(db) < 0) {
+        kss_err(db, err, "updating a key");
+        db_rollback(db);
+        return KS_ERROR;
+    }
+    return KS_OK;
+}
+
 static void kss_touch(sqlite3 *db, const char *id, int64_t when_ms)
 {
     /* Best effort: a lost last-used time is not worth an error path. */
@@ -633,6 +663,7 @@ const struct ks_ops ks_sqlite_ops = {
     .list = kss_list,
     .rotate = kss_rotate,
     .revoke = kss_revoke,
+    .update = kss_update,
     .touch_many = kss_touch_many,
     .each_active = kss_each_active,
     .refresh_issue = kss_refresh_issue,

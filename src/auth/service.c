@@ -325,6 +325,7 @@ static void auth_op_unref(struct auth_op *op)
         return;
     for (size_t i = 0; i < sizeof(op->strs) / sizeof(op->strs[0]); i++)
         free(op->strs[i]);
+    keypatch_release(&op->patch);
     free(op->list);
     free(op->err);
     free(op);

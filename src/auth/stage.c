@@ -66,7 +66,10 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
     id->exempt = t && t->exempt;
     id->key_id = auth_copy(x, k->id);
     id->label = auth_copy(x, k->prefix);
+    id->owner = k->owner[0] ? auth_copy(x, k->owner) : NULL;
     id->scopes = auth_copy(x, k->scopes);
+    id->quota_daily = k->quota_daily;
+    id->quota_monthly = k->quota_monthly;
     if (k->n_limits) {
         struct limit *l = arena_alloc(x->arena, sizeof(*l) * (size_t)k->n_limits);
         memcpy(l, k->limits, sizeof(*l) * (size_t)k->n_limits);

@@ -23,6 +23,12 @@ int cli_purge(int argc, char **argv);
  * error (unknown tier, bad --limit/--expires/--grace, redis backend). */
 int cli_keys(int argc, char **argv);
 
+/* sluice usage -c FILE [--key ID] [--identity ID] [--route R] [--from T] [--to T]
+ * [--granularity G] [--csv]: the usage report of GET /usage (SPEC 6.4), read
+ * from the store of FILE, as JSON or CSV on stdout. 1 on a store failure or
+ * an unknown key; 2 on a usage or config error. */
+int cli_usage(int argc, char **argv);
+
 /* Print "sluice <verb>: <message>" on stderr, then <usage> when not NULL;
  * returns <code>, so a verb can write: return cli_fail(2, ...). */
 int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)

@@ -1,4 +1,5 @@
-/* sluice keys: create, list, show, rotate and revoke API keys (SPEC 1, 5.1);
+/* sluice keys: create, list, show, update, rotate and revoke API keys (SPEC 1,
+ * 5.1, 6.2);
  * export and import them (records and secret hashes), e.g. to re-seed a
  * Redis that lost its data from the snapshot a gateway keeps.
  *
@@ -16,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/keypatch.h"
 #include "auth/keysnap.h"
 #include "auth/keystore.h"
 #include "cli/cli.h"
@@ -28,9 +30,12 @@
 static const char keys_usage[] =
     "usage: sluice keys create -c FILE --tier T [--name N] [--owner O] [--scopes a,b]\n"
     "                          [--expires 30d] [--limit 100/h ...] [--env live|test]\n"
-    "                          [--json]\n"
+    "                          [--quota-daily N] [--quota-monthly N] [--json]\n"
     "       sluice keys list -c FILE [--json]\n"
     "       sluice keys show ID -c FILE [--json]\n"
+    "       sluice keys update ID -c FILE [--tier T] [--quota-daily N|none]\n"
+    "                          [--quota-monthly N|none] [--name N] [--owner O]\n"
+    "                          [--scopes a,b] [--limit 100/h ...|none] [--json]\n"
     "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
     "       sluice keys revoke ID -c FILE [--json]\n"
     "       sluice keys export -c FILE [--out F] [--from auto|store|snapshot]\n"
@@ -49,7 +54,9 @@ static const char keys_create_usage[] =
     "  --scopes a,b        scopes the key grants (comma-separated)\n"
     "  --expires 30d       lifetime (ms, s, m, h, d); default: never expires\n"
     "  --limit 100/h       a limit replacing the tier's (repeatable; SPEC 3.1 syntax)\n"
-    "  --quota-monthly N, --quota-daily N: not supported yet (refused)\n"
+    "  --quota-monthly N, --quota-daily N\n"
+    "                      the key's own quotas (requests per month, per day),\n"
+    "                      replacing its tier's; default: the tier's\n"
     "  --env live|test     the secret's environment tag (sk_<env>_...); default live\n"
     "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
 
@@ -59,6 +66,21 @@ static const char keys_list_usage[] = "usage: sluice keys list -c FILE [--json]\
 
 static const char keys_show_usage[] = "usage: sluice keys show ID -c FILE [--json]\n"
                                       "  Prints key ID.\n";
+
+static const char keys_update_usage[] =
+    "usage: sluice keys update ID -c FILE [options]\n"
+    "  Changes key ID. Running gateways apply the change from their next look at\n"
+    "  the store (every 200 ms): the next requests get the new tier, limits and\n"
+    "  quotas. Fields not given stay as they are. A revoked key cannot change.\n"
+    "  --tier T            a tier of FILE (not 'anonymous')\n"
+    "  --quota-daily N     the key's own daily quota (1 to 2^53 requests), or\n"
+    "                      'none': the tier's quota applies again\n"
+    "  --quota-monthly N   the same, per month\n"
+    "  --name N, --owner O free text (up to 128 bytes each; '' clears)\n"
+    "  --scopes a,b        the scopes, replacing the key's ('' clears)\n"
+    "  --limit 100/h       replaces the key's limits (repeatable); '--limit none'\n"
+    "                      drops them: the tier's limits apply again\n"
+    "  --json              print the key as 'keys show --json' does\n";
 
 static const char keys_rotate_usage[] =
     "usage: sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
@@ -108,7 +130,8 @@ struct keys_args {
 
 enum keys_opt_kind { KEYS_OPT_STRING, KEYS_OPT_LIMIT };
 
-/* Options of create and rotate: one row each, the field it fills. */
+/* Options of the subcommands: one row per option and subcommand, the field
+ * it fills. */
 struct keys_opt {
     const char *name;
     size_t off;
@@ -130,6 +153,13 @@ static const struct keys_opt keys_opts[] = {
     KEYS_OPT("--quota-daily", quota_daily, "create"),
     KEYS_OPT("--env", env, "create"),
     {"--limit", 0, KEYS_OPT_LIMIT, "create"},
+    KEYS_OPT("--tier", tier, "update"),
+    KEYS_OPT("--name", name, "update"),
+    KEYS_OPT("--owner", owner, "update"),
+    KEYS_OPT("--scopes", scopes, "update"),
+    KEYS_OPT("--quota-monthly", quota_monthly, "update"),
+    KEYS_OPT("--quota-daily", quota_daily, "update"),
+    {"--limit", 0, KEYS_OPT_LIMIT, "update"},
     KEYS_OPT("--grace", grace, "rotate"),
     KEYS_OPT("--out", out, "export"),
     KEYS_OPT("--from", from, "export"),
@@ -246,6 +276,51 @@ static int keys_scopes(const char *in, char out[KS_SCOPES_MAX])
     return n ? 0 : -1;
 }
 
+/* A quota option's value <s>: a whole number 1..KS_QUOTA_MAX, or "none"
+ * (-1) when <none_ok>. */
+static int keys_quota(const char *s, bool none_ok, int64_t *out)
+{
+    if (none_ok && strcmp(s, "none") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < 1 || !ks_quota_ok(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The --limit values of <a> as the store keeps them ("100/h, 10/s") into
+ * <out>; 0, or an exit code after saying why (<verb> names the command). */
+static int keys_limits(const struct keys_args *a, const char *verb, char out[KS_LIMITS_MAX])
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < a->n_limits; i++) {
+        struct limit l;
+        const char *why;
+        if (lim_parse(a->limits[i], &l, &why) < 0)
+            return cli_fail(2, verb, NULL, "bad --limit '%s': %s", a->limits[i], why);
+        if (strchr(l.text, ','))
+            return cli_fail(2, verb, NULL, "bad --limit '%s': one limit per --limit", a->limits[i]);
+        size_t len = strlen(l.text);
+        if (n + (n ? 2 : 0) + len >= KS_LIMITS_MAX)
+            return cli_fail(2, verb, NULL, "the --limit values are too long together");
+        if (n) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(out + n, l.text, len + 1);
+        n += len;
+    }
+    return 0;
+}
+
 /* ---- subcommands --------------------------------------------------------- */
 
 static int64_t keys_now_ms(void)
@@ -259,10 +334,9 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
     const char *v = "keys create";
     if (!a->tier)
         return cli_fail(2, v, cmd->usage, "--tier is required");
-    if (strcmp(a->tier, "anonymous") == 0)
-        return cli_fail(2, v, NULL, "tier 'anonymous' is for clients without a key");
-    if (!cfg_find_tier(c, a->tier))
-        return cli_fail(2, v, NULL, "no tier '%s' in %s", a->tier, a->config);
+    char why[KEYPATCH_WHY_MAX];
+    if (!keypatch_tier_ok(c, a->tier, why, sizeof(why)))
+        return cli_fail(2, v, NULL, "%s", why);
     if (a->name && strlen(a->name) >= KS_NAME_MAX)
         return cli_fail(2, v, NULL, "--name is longer than %d bytes", KS_NAME_MAX - 1);
     if (a->owner && strlen(a->owner) >= KS_NAME_MAX)
@@ -275,25 +349,10 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
         return cli_fail(2, v, NULL, "bad --scopes '%s' (comma-separated names, %d bytes at most)",
                         a->scopes, KS_SCOPES_MAX - 1);
 
-    char limits[KS_LIMITS_MAX] = "";
-    size_t n = 0;
-    for (int i = 0; i < a->n_limits; i++) {
-        struct limit l;
-        const char *why;
-        if (lim_parse(a->limits[i], &l, &why) < 0)
-            return cli_fail(2, v, NULL, "bad --limit '%s': %s", a->limits[i], why);
-        if (strchr(l.text, ','))
-            return cli_fail(2, v, NULL, "bad --limit '%s': one limit per --limit", a->limits[i]);
-        size_t len = strlen(l.text);
-        if (n + (n ? 2 : 0) + len >= sizeof(limits))
-            return cli_fail(2, v, NULL, "the --limit values are too long together");
-        if (n) {
-            memcpy(limits + n, ", ", 2);
-            n += 2;
-        }
-        memcpy(limits + n, l.text, len + 1);
-        n += len;
-    }
+    char limits[KS_LIMITS_MAX];
+    int rc = keys_limits(a, v, limits);
+    if (rc)
+        return rc;
 
     struct ks_new req = {
         .env = a->env,
@@ -305,12 +364,11 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
         .quota_monthly = -1,
         .quota_daily = -1,
     };
-    /* Refused like the config's unsupported sections: a key created with
-     * a quota that is not enforced would give false confidence. */
-    if (a->quota_monthly || a->quota_daily)
-        return cli_fail(2, v, NULL,
-                        "--quota-monthly and --quota-daily are not supported by this "
-                        "version of sluice yet (quotas are not enforced)");
+    if (a->quota_monthly && keys_quota(a->quota_monthly, false, &req.quota_monthly) < 0)
+        return cli_fail(2, v, NULL, "bad --quota-monthly '%s' (requests, 1 to 2^53)",
+                        a->quota_monthly);
+    if (a->quota_daily && keys_quota(a->quota_daily, false, &req.quota_daily) < 0)
+        return cli_fail(2, v, NULL, "bad --quota-daily '%s' (requests, 1 to 2^53)", a->quota_daily);
     int64_t now = keys_now_ms();
     if (a->expires) {
         int64_t ms;
@@ -391,6 +449,80 @@ static int keys_show(const struct keys_cmd *cmd, struct keys_args *a, const stru
         return cli_fail(1, "keys show", NULL, "no key '%s'", a->id);
     if (r != KS_OK) {
         cli_fail(1, "keys show", NULL, "%s", err);
+        free(err);
+        return 1;
+    }
+    if (a->json)
+        keys_print_json(ks_key_json(&k));
+    else
+        keys_print_key(&k);
+    return 0;
+}
+
+static int keys_update(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
+                       struct ks_db *db)
+{
+    const char *v = "keys update";
+    struct ks_update u = {
+        .tier = a->tier,
+        .name = a->name,
+        .owner = a->owner,
+    };
+    char why[KEYPATCH_WHY_MAX];
+    if (a->tier && !keypatch_tier_ok(c, a->tier, why, sizeof(why)))
+        return cli_fail(2, v, NULL, "%s", why);
+    if (a->name && strlen(a->name) >= KS_NAME_MAX)
+        return cli_fail(2, v, NULL, "--name is longer than %d bytes", KS_NAME_MAX - 1);
+    if (a->owner && strlen(a->owner) >= KS_NAME_MAX)
+        return cli_fail(2, v, NULL, "--owner is longer than %d bytes", KS_NAME_MAX - 1);
+    char scopes[KS_SCOPES_MAX] = "";
+    if (a->scopes && a->scopes[0] && keys_scopes(a->scopes, scopes) < 0)
+        return cli_fail(2, v, NULL,
+                        "bad --scopes '%s' (comma-separated names, %d bytes at most; '' clears)",
+                        a->scopes, KS_SCOPES_MAX - 1);
+    if (a->scopes)
+        u.scopes = scopes;
+    char limits[KS_LIMITS_MAX] = "";
+    bool no_limits = a->n_limits == 1 && strcmp(a->limits[0], "none") == 0;
+    if (a->n_limits && !no_limits) {
+        int rc = keys_limits(a, v, limits);
+        if (rc)
+            return rc;
+    }
+    if (a->n_limits)
+        u.limits = limits;
+    if (a->quota_monthly) {
+        if (keys_quota(a->quota_monthly, true, &u.quota_monthly) < 0)
+            return cli_fail(2, v, NULL,
+                            "bad --quota-monthly '%s' (requests, 1 to 2^53, or none for the "
+                            "tier's)",
+                            a->quota_monthly);
+        u.set_quota_monthly = true;
+    }
+    if (a->quota_daily) {
+        if (keys_quota(a->quota_daily, true, &u.quota_daily) < 0)
+            return cli_fail(2, v, NULL,
+                            "bad --quota-daily '%s' (requests, 1 to 2^53, or none for the "
+                            "tier's)",
+                            a->quota_daily);
+        u.set_quota_daily = true;
+    }
+    if (ks_update_empty(&u))
+        return cli_fail(2, v, cmd->usage, "nothing to change: give at least one option");
+    if (!db)
+        return -1;
+
+    struct ks_key k;
+    char *err = NULL;
+    enum ks_result r = ks_update(db, a->id, &u, &k, &err);
+    if (r == KS_NOT_FOUND) {
+        /* Unknown, or revoked: say which. */
+        if (ks_get(db, a->id, &k, NULL) == KS_OK)
+            return cli_fail(1, v, NULL, "key '%s' is revoked: a revoked key cannot change", a->id);
+        return cli_fail(1, v, NULL, "no key '%s'", a->id);
+    }
+    if (r != KS_OK) {
+        cli_fail(1, v, NULL, "%s", err ? err : "cannot update the key");
         free(err);
         return 1;
     }
@@ -635,6 +767,7 @@ static const struct keys_cmd keys_cmds[] = {
     {"create", keys_create_usage, false, keys_create},
     {"list", keys_list_usage, false, keys_list},
     {"show", keys_show_usage, true, keys_show},
+    {"update", keys_update_usage, true, keys_update},
     {"rotate", keys_rotate_usage, true, keys_rotate},
     {"revoke", keys_revoke_usage, true, keys_revoke},
     {"export", keys_export_usage, false, keys_export},

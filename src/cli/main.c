@@ -9,6 +9,9 @@ static const char usage[] =
     "                                       purge the cache of the running gateway\n"
     "       sluice keys (create|list|show ID|rotate ID|revoke ID) -c FILE [options]\n"
     "                                       manage API keys (sluice keys --help)\n"
+    "       sluice usage -c FILE [--key ID] [--identity ID] [--route R] [--from T] [--to T]\n"
+    "                    [--granularity hour|day|month] [--csv]\n"
+    "                                       usage report (sluice usage --help)\n"
     "       sluice version                  print the version\n"
     "       sluice <verb> --help            help for one verb\n"
     "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
@@ -65,6 +68,8 @@ int main(int argc, char **argv)
         return cli_purge(argc - 1, argv + 1);
     if (strcmp(verb, "keys") == 0)
         return cli_keys(argc - 1, argv + 1);
+    if (strcmp(verb, "usage") == 0)
+        return cli_usage(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown verb '%s'\n%s", verb, usage);
     return 2;
 }

@@ -82,8 +82,6 @@ static const struct cfg_key cfg_tier_keys[] = {
     /* Exempt wins over limits, which are still checked: a tier made exempt
      * for an incident keeps its limits, valid, for when it is not. */
     CFG_BOOL("exempt", struct cfg_tier, exempt, "false"),
-    CFG_UNSUPPORTED("quota"),
-    CFG_UNSUPPORTED("price_per_1k"),
     CFG_END,
 };
 static const struct cfg_section cfg_tier_section = {cfg_tier_keys, NULL};
@@ -418,7 +416,6 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_CUSTOM("routes", cfg_set_routes),
     /* Later product sections (SPEC 2), each a promise of protection: an
      * error until the module that reads it exists. */
-    CFG_UNSUPPORTED("quota_alerts"),
     CFG_UNSUPPORTED("abuse"),
     CFG_UNSUPPORTED("access"),
     CFG_UNSUPPORTED("audit"),

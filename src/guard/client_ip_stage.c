@@ -13,6 +13,7 @@ static enum stage_result cip_stage(struct exchange *x)
     x->identity.tier = "anonymous";
     const struct cfg_tier *t = cfg_find_tier(x->cfg, "anonymous");
     x->identity.exempt = t && t->exempt;
+    x->identity.quota_daily = x->identity.quota_monthly = -1;
     return STAGE_NEXT;
 }
 

@@ -9,14 +9,17 @@
 #include "limit/mem_store.h"
 #include "modules.h"
 #include "obs/metrics.h"
+#include "quota/quota.h"
 #include "store/redis.h"
 
-/* Where the decisions of a gateway are made. <decide> returns what the
+/* Where the decisions of a gateway are made. <decide> decides the limits
+ * <ops> and the quota <q> (NULL: none) all or nothing, and returns what the
  * limit stage returns: STAGE_NEXT (allowed), STAGE_DONE (answered 429 or
  * 503) or STAGE_WAIT (it resumes the exchange when the store answers). */
 struct lim_backend {
     const char *name;
-    enum stage_result (*decide)(struct exchange *x, struct lim_op *ops, int n, uint32_t cost);
+    enum stage_result (*decide)(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                                struct quota_req *q);
 };
 extern const struct lim_backend lim_mem_backend;   /* this node's memory */
 extern const struct lim_backend lim_redis_backend; /* shared by the fleet (SPEC 3.6) */
@@ -56,9 +59,10 @@ static inline struct lim_worker *lim_worker_of(const struct worker *w)
 
 /* What the client is told once the ops have their decisions (policy.c). */
 enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
-                             bool allowed, int64_t now_us);
+                             bool allowed, int64_t now_us, struct quota_req *q);
 /* Decide in this node's memory store (mem_backend.c); the Redis backend's
  * on_failure: local comes here too. */
-enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n, uint32_t cost);
+enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                                   struct quota_req *q);
 
 #endif

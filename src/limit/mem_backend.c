@@ -37,13 +37,32 @@ static void lim_hold_slots(struct exchange *x, struct lim_store *st, const struc
         exchange_on_end(x, lim_on_end, h);
 }
 
-/* Decide on this node's memory store. */
-enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n, uint32_t cost)
+/* The limits of a request, decided under its quota's lock. */
+struct lim_local_call {
+    struct lim_store *st;
+    struct lim_op *ops;
+    int n;
+    int64_t now_us;
+    uint32_t cost;
+};
+
+static bool lim_apply_local(void *arg)
+{
+    struct lim_local_call *c = arg;
+    return c->n == 0 || lim_store_apply(c->st, c->ops, c->n, c->now_us, c->cost);
+}
+
+/* Decide on this node's memory stores: the quota's lock is taken first and
+ * held while the limits decide, so the two are one all-or-nothing step. */
+enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                                   struct quota_req *q)
 {
     struct lim_store *st = lim_gw_of(x->worker->gw)->store;
     int64_t now_us = clock_wall_us();
-    bool allowed = lim_store_apply(st, ops, n, now_us, cost);
-    enum stage_result r = lim_finish(x, ops, n, cost, allowed, now_us);
+    struct lim_local_call call = {st, ops, n, now_us, cost};
+    bool allowed = q ? quota_store_decide(quota_store_of(x->worker->gw), q, lim_apply_local, &call)
+                     : lim_apply_local(&call);
+    enum stage_result r = lim_finish(x, ops, n, cost, allowed, now_us, q);
     if (r == STAGE_NEXT)
         lim_hold_slots(x, st, ops, n, cost);
     return r;

@@ -142,7 +142,8 @@ static void lim_ietf_name(const struct exchange *x, const struct lim_op *ops, in
         snprintf(out, len, "%s", l->name);
 }
 
-static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n)
+static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n,
+                             const struct quota_req *q)
 {
     struct buf policy = {0}, state = {0};
     for (int i = 0; i < n; i++) {
@@ -157,6 +158,13 @@ static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n
         buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", i ? ", " : "", name,
                     (unsigned long long)d->remaining, (long long)lim_ceil_s(t));
     }
+    if (q)
+        quota_ietf_items(q, &policy, &state);
+    if (policy.len == 0) {
+        buf_release(&policy);
+        buf_release(&state);
+        return;
+    }
     buf_append(&policy, "", 1);
     buf_append(&state, "", 1);
     exchange_add_header(x, "RateLimit-Policy", policy.data);
@@ -166,17 +174,17 @@ static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n
 }
 
 static void lim_headers(struct exchange *x, const struct lim_op *ops, int n,
-                        const struct lim_op *shown, int64_t now_us)
+                        const struct lim_op *shown, int64_t now_us, const struct quota_req *q)
 {
     const struct lim_conf *cl = lim_conf(x->cfg);
-    if (cl->header_xratelimit) {
+    if (cl->header_xratelimit && shown) {
         lim_add_u64_header(x, "X-RateLimit-Limit", shown->decision.limit);
         lim_add_u64_header(x, "X-RateLimit-Remaining", shown->decision.remaining);
         lim_add_u64_header(x, "X-RateLimit-Reset",
                            (uint64_t)lim_ceil_s(now_us + shown->decision.reset_us));
     }
     if (cl->header_ietf)
-        lim_ietf_headers(x, ops, n);
+        lim_ietf_headers(x, ops, n, q);
 }
 
 /* "hour", "5 minutes": the window of <l> in words. */
@@ -265,52 +273,65 @@ static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t n
     struct buf b = {0};
     lim_reject_body(x, shown, retry_s, now_us, &b);
     x->ctx[MOD_limit] = (void *)&lim_rejected;
+    x->refused_by = SL_REFUSED_LIMIT;
     exchange_respond(x, 429, "application/json", b.data, b.len);
     buf_release(&b);
 }
 
 /* What the client is told once the ops have their decisions. */
 enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
-                             bool allowed, int64_t now_us)
+                             bool allowed, int64_t now_us, struct quota_req *q)
 {
+    /* Refused by the quota: the limits were not asked (nothing to show). */
+    if (q && q->decided && !q->decision.allowed)
+        return quota_answer(x, q);
+    if (n == 0) {
+        lim_headers(x, ops, 0, NULL, now_us, q);
+        return q ? quota_answer(x, q) : STAGE_NEXT;
+    }
     if (!allowed)
         lim_uncount(ops, n, cost);
     const struct lim_op *shown = lim_most_restrictive(ops, n, allowed);
-    lim_headers(x, ops, n, shown, now_us);
+    lim_headers(x, ops, n, shown, now_us, allowed ? q : NULL);
     lim_count_decision(x, allowed);
     if (!allowed) {
         lim_reject(x, shown, now_us);
         return STAGE_DONE;
     }
-    return STAGE_NEXT;
+    return q ? quota_answer(x, q) : STAGE_NEXT;
 }
 
 /* The decision proper, once everything it needs is known. */
-static enum stage_result lim_decide(struct exchange *x)
+static enum stage_result lim_decide(struct exchange *x, bool limits, struct quota_req *q)
 {
     struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
-    int n = lim_collect(x, ops);
-    if (n == 0)
+    int n = limits ? lim_collect(x, ops) : 0;
+    if (n == 0 && !q)
         return STAGE_NEXT;
     uint32_t cost = x->route->cost ? x->route->cost : 1;
-    return lim_gw_of(x->worker->gw)->backend->decide(x, ops, n, cost);
+    return lim_gw_of(x->worker->gw)->backend->decide(x, ops, n, cost, q);
 }
 
 /* The limit stage: applies the tier's and the route's limits for the
- * exchange's identity in one all-or-nothing decision; adds the rate-limit
- * headers to the response; answers 429 when a limit is exceeded. */
+ * exchange's identity, and its quota (SPEC 6), in one all-or-nothing
+ * decision; adds the rate-limit and quota headers to the response;
+ * answers 429 when a limit or the quota is exceeded. A route with
+ * `limits: off` counts no quota either. */
 static enum stage_result lim_stage(struct exchange *x)
 {
-    const struct config *cfg = x->cfg;
-    if (!lim_conf(cfg)->enabled || lim_route_conf(x->route)->limits_off || x->identity.exempt)
+    if (lim_route_conf(x->route)->limits_off || x->identity.exempt)
         return STAGE_NEXT;
-    return lim_decide(x);
+    bool limits = lim_conf(x->cfg)->enabled;
+    struct quota_req *q = quota_request(x);
+    if (!limits && !q)
+        return STAGE_NEXT;
+    return lim_decide(x, limits, q);
 }
 
 /* After the response: a 429 of the limits is a violation of its identity. */
 static void lim_finish_exchange(struct exchange *x)
 {
-    if (x->ctx[MOD_limit] != &lim_rejected)
+    if (x->ctx[MOD_limit] != &lim_rejected && x->refused_by != SL_REFUSED_QUOTA)
         return;
     viol_record(lim_gw_of(x->worker->gw)->violations, x->identity.id, x->route->path,
                 clock_wall_us());

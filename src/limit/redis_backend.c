@@ -9,7 +9,8 @@
 
 /* Redis could not decide (down, late, or an answer of the wrong shape):
  * store.redis.on_failure says what happens instead. */
-static enum stage_result lim_fallback(struct exchange *x, struct lim_op *ops, int n, uint32_t cost)
+static enum stage_result lim_fallback(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
+                                      struct quota_req *q)
 {
     struct fleet *f = fleet_of(x->worker->gw);
     uint64_t *counts = lim_worker_of(x->worker)->fallback;
@@ -37,7 +38,9 @@ static enum stage_result lim_fallback(struct exchange *x, struct lim_op *ops, in
         shares[i].burst = b ? b : 1;
         ops[i].limit = &shares[i];
     }
-    return lim_decide_local(x, ops, n, cost);
+    if (q)
+        quota_share(q, size);
+    return lim_decide_local(x, ops, n, cost, q);
 }
 
 /* A decision asked of Redis; shared by the exchange (which may end first,
@@ -48,7 +51,8 @@ struct lim_remote {
     struct lim_op *ops; /* in the exchange's arena */
     int n;
     uint32_t cost;
-    const char *lease; /* in the arena; "" without concurrency limits */
+    struct quota_req *q; /* in the arena; NULL: none */
+    const char *lease;   /* in the arena; "" without concurrency limits */
     bool submitting, answered_early;
     enum stage_result early;
 };
@@ -119,14 +123,14 @@ static void lim_remote_reply(void *arg, enum rds_status st, const redisReply *re
     if (x) {
         bool ok = false, allowed = false;
         if (st == RDS_OK)
-            allowed = lim_lua_parse(reply, r->ops, r->n, &ok);
+            allowed = lim_lua_parse(reply, r->ops, r->n, r->q, &ok);
         enum stage_result res;
         if (ok) {
-            res = lim_finish(x, r->ops, r->n, r->cost, allowed, clock_wall_us());
+            res = lim_finish(x, r->ops, r->n, r->cost, allowed, clock_wall_us(), r->q);
             if (res == STAGE_NEXT)
                 lim_hold_leases(x, r->ops, r->n, r->cost, r->lease);
         } else {
-            res = lim_fallback(x, r->ops, r->n, r->cost);
+            res = lim_fallback(x, r->ops, r->n, r->cost, r->q);
         }
         if (r->submitting) {
             r->answered_early = true;
@@ -139,13 +143,13 @@ static void lim_remote_reply(void *arg, enum rds_status st, const redisReply *re
 }
 
 static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *ops, int n,
-                                           uint32_t cost)
+                                           uint32_t cost, struct quota_req *q)
 {
     struct worker *w = x->worker;
     struct fleet *f = fleet_of(w->gw);
     struct rds *redis = fleet_redis(w);
     if (!redis || !rds_is_up(redis))
-        return lim_fallback(x, ops, n, cost);
+        return lim_fallback(x, ops, n, cost, q);
     /* On the stack, not in the arena (~20 KB a request): rds_eval copies
      * the arguments. */
     struct lim_lua_call call;
@@ -160,15 +164,16 @@ static enum stage_result lim_decide_remote(struct exchange *x, struct lim_op *op
             break;
         }
     }
-    if (lim_lua_build(&call, fleet_prefix(f), ops, n, cost, -1, lease,
+    if (lim_lua_build(&call, fleet_prefix(f), ops, n, cost, q, -1, lease,
                       x->cfg->store.redis.lease_ms * 1000, keys, sizeof(keys)) < 0)
-        return lim_fallback(x, ops, n, cost);
+        return lim_fallback(x, ops, n, cost, q);
     struct lim_remote *r = sl_calloc(1, sizeof(*r));
     r->x = x;
     r->refs = 2;
     r->ops = ops;
     r->n = n;
     r->cost = cost;
+    r->q = q;
     r->lease = lease;
     exchange_on_end(x, lim_remote_gone, r);
     r->submitting = true;

@@ -13,6 +13,7 @@
  * consistent. */
 
 #include "limit/redis_script.h"
+#include "quota/quota.h"
 
 #include <inttypes.h>
 
@@ -94,9 +95,20 @@ static void lim_lua_reset(struct lim_lua_call *call)
     call->used = 0;
 }
 
+/* The quota's key: a pseudo op "q|<identity>", so it gets the identity's
+ * hash tag (the same Cluster slot as the request's counters). */
+static int lim_lua_quota_key(struct lim_lua_call *call, const char *prefix,
+                             const struct quota_req *q, char *keybuf, size_t keycap, size_t *used)
+{
+    char key[2 + QUOTA_IDENTITY_MAX];
+    int len = snprintf(key, sizeof(key), "q|%s", q->identity);
+    struct lim_op op = {.key = key, .key_len = (size_t)len};
+    return lim_lua_key(call, prefix, &op, keybuf, keycap, used);
+}
+
 int lim_lua_build(struct lim_lua_call *call, const char *prefix, const struct lim_op *ops, int n,
-                  uint32_t cost, int64_t now_us, const char *lease, int64_t lease_ttl_us,
-                  char *keybuf, size_t keycap)
+                  uint32_t cost, const struct quota_req *q, int64_t now_us, const char *lease,
+                  int64_t lease_ttl_us, char *keybuf, size_t keycap)
 {
     size_t used = 0;
     lim_lua_reset(call);
@@ -105,7 +117,9 @@ int lim_lua_build(struct lim_lua_call *call, const char *prefix, const struct li
     for (int i = 0; i < n; i++)
         if (lim_lua_key(call, prefix, &ops[i], keybuf, keycap, &used) < 0)
             return -1;
-    call->nkeys = n;
+    if (q && lim_lua_quota_key(call, prefix, q, keybuf, keycap, &used) < 0)
+        return -1;
+    call->nkeys = n + (q ? 1 : 0);
 
     if (now_us < 0)
         lim_lua_arg(call, "", 0); /* the script reads Redis TIME */
@@ -120,6 +134,15 @@ int lim_lua_build(struct lim_lua_call *call, const char *prefix, const struct li
         lim_lua_u64(call, l->count);
         lim_lua_i64(call, l->window_us);
         lim_lua_u64(call, l->burst);
+    }
+    if (q) {
+        /* the count lives a day past its month: a gateway a little behind
+         * still finds it */
+        lim_lua_i64(call, q->limits.daily);
+        lim_lua_i64(call, q->limits.monthly);
+        lim_lua_i64(call, q->day.start);
+        lim_lua_i64(call, q->month.start);
+        lim_lua_i64(call, (q->month.end > q->day.end ? q->month.end : q->day.end) + 86400);
     }
     return 0;
 }
@@ -156,11 +179,28 @@ static bool lim_lua_flag(const redisReply *r, bool *out)
     return true;
 }
 
-bool lim_lua_parse(const redisReply *reply, struct lim_op *ops, int n, bool *ok)
+/* The quota's part of a reply: its verdict (1 admitted, 0 refused, -1 not
+ * asked) and the counts. */
+static bool lim_lua_quota(redisReply *const *e, int *status, struct quota_usage *u)
+{
+    if (e[0]->integer < -1 || e[0]->integer > 1)
+        return false;
+    /* what the script can hold exactly (doubles): anything bigger is not
+     * its reply, and would overflow the arithmetic after it */
+    for (int i = 1; i < 5; i++)
+        if (e[i]->integer < 0 || e[i]->integer > (INT64_C(1) << 53))
+            return false;
+    *status = (int)e[0]->integer;
+    *u = (struct quota_usage){e[1]->integer, e[2]->integer, e[3]->integer, e[4]->integer};
+    return true;
+}
+
+bool lim_lua_parse(const redisReply *reply, struct lim_op *ops, int n, struct quota_req *q,
+                   bool *ok)
 {
     *ok = false;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || n < 0 || n > SL_MAX_LIMIT_OPS ||
-        reply->elements != 2 + 5 * (size_t)n)
+        reply->elements != 2 + 5 * (size_t)n + (q ? 5 : 0))
         return false;
     for (size_t i = 0; i < reply->elements; i++)
         if (!reply->element[i] || reply->element[i]->type != REDIS_REPLY_INTEGER)
@@ -188,10 +228,19 @@ bool lim_lua_parse(const redisReply *reply, struct lim_op *ops, int n, bool *ok)
             return false;
         all = all && d[i].allowed;
     }
-    if (allowed != all)
+    int q_status = 1;
+    struct quota_usage q_usage = {0};
+    if (q && !lim_lua_quota(&reply->element[2 + 5 * (size_t)n], &q_status, &q_usage))
+        return false;
+    /* the quota refuses whatever the limits say; it is left uncharged
+     * (-1) only when it would allow and a limit refused */
+    if ((q && q_status == -1 && all) || (q && q_status == 1 && !all) ||
+        allowed != (all && q_status == 1))
         return false;
     for (int i = 0; i < n; i++)
         ops[i].decision = d[i];
+    if (q)
+        quota_from_remote(q, q_status, &q_usage);
     *ok = true;
     return allowed;
 }

@@ -284,10 +284,14 @@ void conn_close(struct conn *c)
 
 void conn_close_when_idle(struct conn *c)
 {
-    if (c->state == CS_IDLE && c->out.len == 0 && c->tcp.write_queue_size == 0)
+    if (c->state == CS_IDLE && c->out.len == 0 && c->tcp.write_queue_size == 0) {
         conn_close(c);
-    else
-        c->close_after = true;
+        return;
+    }
+    c->close_after = true;
+    /* A stream would hold the drain until its timeout: end it properly. */
+    if (c->x && c->x->stream && c->x->response_started)
+        exchange_send_end(c->x);
 }
 
 /* How long a closing connection keeps discarding what the client still
@@ -1110,10 +1114,11 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         /* A half-close (EOF) still gets what is already on its way, as with
          * nginx; a client waiting for an upstream that has not answered yet
-         * is taken as gone (499), and so is any reset. */
+         * is taken as gone (499), and so is any reset, and a stream's
+         * client (its response has no end to wait for). */
         struct exchange *x = c->x;
         bool answering = x ? x->request_done && x->response_started : c->out.len > 0;
-        if (nread == UV_EOF && answering) {
+        if (nread == UV_EOF && answering && !(x && x->stream)) {
             uv_read_stop(s);
             c->reading = false;
             c->close_after = true;

@@ -45,10 +45,16 @@ struct identity {
     /* Set by the authentication stage; strings and limits live in the arena. */
     const char *key_id; /* the API key behind the request (directly or by a token we issued) */
     const char *label;  /* who, in the access log: a key's visible prefix, a JWT's sub */
+    const char *owner;  /* the key's owner; NULL: none */
     const char *scopes; /* space-separated; NULL: none */
     const struct limit *limits; /* per-key limits replacing the tier's; n_limits 0: none */
     int n_limits;
+    /* A key's own quotas replacing its tier's (SPEC 6.1); -1: the tier's. */
+    int64_t quota_daily, quota_monthly;
 };
+
+/* What refused a request, for usage and audit (SPEC 6.4: 429s by cause). */
+enum sl_refusal { SL_REFUSED_NONE, SL_REFUSED_LIMIT, SL_REFUSED_QUOTA, SL_REFUSED_BAN };
 
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
@@ -110,6 +116,9 @@ struct exchange {
     int n_stages, stage;
     bool admin;    /* on the admin listener: not counted as API traffic */
     bool detached; /* no client (a background refresh): freed when its response ends */
+    /* The response never ends by itself (an event stream): the client's
+     * half-close ends it at once, and a draining gateway ends it. */
+    bool stream;
 
     /* Request, as parsed. Strings live in the arena. */
     int method; /* llhttp_method_t */
@@ -162,6 +171,8 @@ struct exchange {
     bool response_started;
     bool response_done;
     uint64_t bytes_out;
+    /* Why the gateway refused the request with 429 or 403 (usage, audit). */
+    enum sl_refusal refused_by;
 };
 
 typedef void (*exchange_hook_fn)(struct exchange *x, void *arg);

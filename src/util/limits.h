@@ -46,6 +46,20 @@
 #define SL_MAX_VIOLATORS 100000 /* identities tracked for 429 counts; oldest evicted */
 #define SL_MAX_LIMIT_OPS 32     /* counters one request may touch: tier + route lists */
 
+/* The admin API's event stream (admin/events.h) */
+#define SL_EVENTS_QUEUE_MAX 4096        /* events waiting for one worker's loop; more are dropped */
+#define SL_EVENTS_MAX_BYTES (64u << 10) /* one event's JSON: alerts and key changes are small */
+#define SL_EVENTS_MAX_CLIENTS 64        /* open streams per worker: dashboards, not a fan-out */
+/* Unsent bytes of one stream: past this the client is not reading, and is
+ * cut off rather than buffered for without end. */
+#define SL_EVENTS_CLIENT_MAX_PENDING (1u << 20)
+#define SL_EVENTS_PING_MS 15000 /* a comment line this often keeps proxies from timing out */
+
+/* Quota alerts raised and not yet taken by the alert thread (quota/delivery.h):
+ * one per identity, quota, threshold and period, so a full queue means the
+ * thread is stuck, and more would only grow memory. */
+#define SL_MAX_ALERTS_QUEUED 4096
+
 /* Metrics */
 #define SL_METRIC_SERIES 4096 /* (route, status) series per worker; more fold into "other" */
 

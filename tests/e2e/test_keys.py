@@ -208,13 +208,18 @@ class ApiKeys(KeysTestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("key_0000000000000000", p.stderr)
         self.assertEqual(self.cli(gw, "frobnicate", check=False).returncode, 2)
-        # quotas are not enforced yet: a key with one is refused, not stored
-        p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", "100", check=False)
-        self.assertEqual(p.returncode, 2, p.stderr)
-        self.assertIn("not supported", p.stderr)
-        self.assertEqual(self.cli(gw, "create", "--tier", "pro", "--quota-daily", "5",
-                                  check=False).returncode, 2)
+        # a key's own quotas: whole numbers from 1 to 2^53, stored with the key
+        for bad in ("0", "-5", "none", "1e3", "9007199254740993"):
+            p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", bad, check=False)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
         self.assertEqual(self.cli(gw, "list", "--json").stdout.count('"id"'), 0)
+        p = self.cli(gw, "create", "--tier", "pro", "--quota-monthly", "100", "--quota-daily",
+                     "5", "--json")
+        self.assertEqual(json.loads(p.stdout)["key"]["quota"], {"monthly": 100, "daily": 5})
+        kid = json.loads(p.stdout)["key"]["id"]
+        shown = json.loads(self.cli(gw, "show", kid, "--json").stdout)
+        self.assertEqual(shown["quota"], {"monthly": 100, "daily": 5})
+        self.cli(gw, "revoke", kid)
         # the human output of create names the secret once
         p = self.cli(gw, "create", "--tier", "pro", "--name", "human")
         self.assertRegex(p.stdout, r"sk_live_[0-9A-Za-z]{43}")
@@ -228,19 +233,16 @@ class AdminKeys(KeysTestCase):
         gw = self.start_gateway(keys_config(self.up))
         body = {"tier": "premium", "name": "partner", "owner": "acme", "scopes": ["orders:read"],
                 "limits": ["50/min"], "quota_monthly": 100000}
-        # quotas are not enforced yet: refused rather than stored and ignored
-        r = gw.admin_request("POST", "/keys", body=json.dumps(body).encode())
-        self.assertJsonError(r, 400)
-        self.assertIn("not supported", r.json()["message"])
-        self.assertEqual(gw.admin_request("GET", "/keys").json()["keys"], [])
-        del body["quota_monthly"]
+        # a key's own quota is stored with it (null, or absent: the tier's)
         r = gw.admin_request("POST", "/keys", body=json.dumps(body).encode())
         self.assertStatus(r, 201)
         created = r.json()
         key, secret = created["key"], created["secret"]
         self.assertEqual((key["tier"], key["name"], key["owner"]), ("premium", "partner", "acme"))
         self.assertEqual(key["scopes"], ["orders:read"])
-        self.assertEqual(key["quota"], {"monthly": None, "daily": None})
+        self.assertEqual(key["quota"], {"monthly": 100000, "daily": None})
+        self.assertEqual(gw.admin_request("GET", "/keys/" + key["id"]).json()["quota"],
+                         {"monthly": 100000, "daily": None})
         self.assertTrue(secret.startswith(key["prefix"].rstrip(".…")), (secret, key["prefix"]))
         self.assertEqual(self.get(gw, headers={"X-API-Key": secret}).header("X-RateLimit-Limit"),
                          "50")
@@ -265,7 +267,10 @@ class AdminKeys(KeysTestCase):
     def test_bad_requests(self):
         gw = self.start_gateway(keys_config(self.up))
         for body in (b"", b"[]", b"{}", b'{"tier": "gold"}', b'{"tier": "pro", "limits": ["x"]}',
-                     b'{"tier": "pro", "colour": "red"}', b'{"tier": "pro", "expires": "soon"}'):
+                     b'{"tier": "pro", "colour": "red"}', b'{"tier": "pro", "expires": "soon"}',
+                     b'{"tier": "pro", "quota_monthly": 0}', b'{"tier": "pro", "quota_daily": -1}',
+                     b'{"tier": "pro", "quota_daily": 2.5}', b'{"tier": "pro", "quota_daily": "9"}',
+                     b'{"tier": "pro", "quota_monthly": 9007199254740993}'):
             self.assertJsonError(gw.admin_request("POST", "/keys", body=body), 400)
         self.assertJsonError(gw.admin_request("GET", "/keys", token="wrong"), 401)
         self.assertEqual(gw.admin_request("GET", "/keys").json()["count"], 0)

@@ -20,6 +20,7 @@
 
 #include "fuzz.h"
 #include "limit/redis_script.h"
+#include "quota/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -58,7 +59,7 @@ static void parse_reply(const redisReply *reply)
     for (size_t t = 0; t < sizeof(tries) / sizeof(tries[0]); t++) {
         int n = tries[t] > SL_MAX_LIMIT_OPS ? SL_MAX_LIMIT_OPS : tries[t];
         bool ok = true;
-        bool allowed = lim_lua_parse(reply, ops, n, &ok);
+        bool allowed = lim_lua_parse(reply, ops, n, NULL, &ok);
         if (allowed && !ok)
             FUZZ_ABORT(); /* allowed only from a well-formed reply */
         for (int i = 0; ok && i < n; i++) {
@@ -69,6 +70,26 @@ static void parse_reply(const redisReply *reply)
                 FUZZ_ABORT();
         }
     }
+    /* with a quota: its five fields after the limits' */
+    int qfit = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 7
+                   ? (int)((reply->elements - 7) / 5 % (SL_MAX_LIMIT_OPS + 1))
+                   : 0;
+    static const int thresholds[] = {80, 95, 100};
+    struct quota_req q;
+    memset(&q, 0, sizeof(q));
+    q.limits.daily = 1000;
+    q.limits.monthly = 20000;
+    q.day = (struct quota_period){86400 * 10, 86400 * 11};
+    q.month = (struct quota_period){86400, 86400 * 31};
+    q.cost = 3;
+    q.thresholds = thresholds;
+    q.n_thresholds = 3;
+    bool ok = true;
+    bool allowed = lim_lua_parse(reply, ops, qfit, &q, &ok);
+    if (allowed && (!ok || !q.decided))
+        FUZZ_ABORT(); /* admitted only with the quota charged, from a good reply */
+    if (ok && q.decided && q.decision.allowed != allowed && allowed)
+        FUZZ_ABORT();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -748,7 +748,7 @@ static void test_err_routes(void **state)
 static void test_err_not_supported(void **state)
 {
     /* Every later section, even when empty. */
-    static const char *const top[] = {"quota_alerts", "abuse", "access", "audit"};
+    static const char *const top[] = {"abuse", "access", "audit"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
@@ -1413,10 +1413,9 @@ static void test_err_rate_limits(void **state)
                              "  free:\n"
                              "    limits: [\"1000/h\"]\n"
                              "    quota: {monthly: 100000}\n"
-                             "    price_per_1k: 0\n",
-                    "t.yaml:6: 'tiers.free.quota' is not supported by this version of sluice yet\n"
-                    "t.yaml:7: 'tiers.free.price_per_1k' is not supported by this version of "
-                    "sluice yet");
+                             "    price_per_1k: -1\n",
+                    "t.yaml:7: tiers.free.price_per_1k: '-1' is not a price (a number from 0 to "
+                    "1000 with at most 6 decimals, such as 0.5)");
 }
 
 static void test_err_rate_limit_shapes(void **state)

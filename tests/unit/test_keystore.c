@@ -1,7 +1,7 @@
 /* Unit tests of src/store/db.c and src/auth/keystore{,_sqlite}.c, on a real SQLite
  * file in a fresh temporary directory: opening and migrating (idempotent,
  * user_version), ks_open, create/get/list, the secret never reaching the disk,
- * rotation with and without grace, revocation, expiry, refresh tokens
+ * rotation with and without grace, revocation, updates, expiry, refresh tokens
  * (issue, spend, reuse revoking the family), touch and the JSON shape.
  * Times are injected: T0 is an arbitrary wall-clock instant. */
 
@@ -426,6 +426,102 @@ static void test_revoke(void **state)
     assert_null(err);
 }
 
+/* ks_update: only the fields named change, at once; a revoked or unknown
+ * key is not found; another connection (a gateway's writer, while the CLI
+ * updates) sees the store change; bad values are refused before a write. */
+static void test_update(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_open_opts o = {.backend = KS_SQLITE, .data_dir = f->data};
+    struct ks_db gw; /* the gateway's connection */
+    char *err = NULL;
+    assert_int_equal(ks_open(&gw, &o, &err), 0);
+    struct ks_new req = new_req("free");
+    req.scopes = "read";
+    req.limits = "10/min";
+    req.quota_monthly = 1000;
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX];
+    create(&f->ks, &req, T0, &k, secret);
+    ks_touch(&f->ks, k.id, T0 + 3);
+    ks_changed(&gw);
+    assert_false(ks_changed(&gw));
+
+    struct ks_update u = {.tier = "pro", .set_quota_daily = true, .quota_daily = 50};
+    assert_false(ks_update_empty(&u));
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_OK);
+    assert_null(err);
+    assert_true(ks_changed(&gw)); /* the writer's next tick rebuilds its keyring */
+    assert_string_equal(got.tier, "pro");
+    assert_int_equal(got.quota_daily, 50);
+    /* The rest as it was, last use included. */
+    assert_int_equal(got.quota_monthly, 1000);
+    assert_string_equal(got.name, "ci");
+    assert_string_equal(got.owner, "ops");
+    assert_string_equal(got.scopes, "read");
+    assert_string_equal(got.limits, "10/min");
+    assert_string_equal(got.prefix, k.prefix);
+    assert_int_equal(got.created_ms, T0);
+    assert_int_equal(got.last_used_ms, T0 + 3);
+    struct ks_key again;
+    assert_int_equal(ks_get(&gw, k.id, &again, &err), KS_OK);
+    assert_memory_equal(&again, &got, sizeof(got));
+    /* The keyring's source: the new tier, the same secret. */
+    struct seen seen = {0};
+    assert_int_equal(ks_each_active(&gw, T0 + 4, collect, &seen, &err), KS_OK);
+    assert_int_equal(seen.keys, 1);
+    assert_true(seen_has(&seen, secret));
+
+    /* Clearing: "" and -1 (none: the tier's). */
+    u = (struct ks_update){
+        .name = "", .scopes = "", .limits = "", .set_quota_monthly = true, .quota_monthly = -1};
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_OK);
+    assert_string_equal(got.name, "");
+    assert_string_equal(got.scopes, "");
+    assert_string_equal(got.limits, "");
+    assert_int_equal(got.quota_monthly, -1);
+    assert_int_equal(got.quota_daily, 50);
+    assert_string_equal(got.tier, "pro");
+
+    /* Refused before any write: no tier, a quota out of range, a long name. */
+    struct ks_update bad[] = {
+        {.tier = ""},
+        {.set_quota_daily = true, .quota_daily = 0},
+        {.set_quota_monthly = true, .quota_monthly = KS_QUOTA_MAX + 1},
+        {.set_quota_monthly = true, .quota_monthly = -2},
+    };
+    ks_changed(&gw);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ks_update(&f->ks, k.id, &bad[i], &again, &err), KS_ERROR);
+        assert_non_null(err);
+        free(err);
+        err = NULL;
+    }
+    char big[KS_NAME_MAX + 1];
+    memset(big, 'n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    u = (struct ks_update){.owner = big};
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &again, &err), KS_ERROR);
+    free(err);
+    err = NULL;
+    assert_false(ks_changed(&gw));
+    u = (struct ks_update){.set_quota_daily = true, .quota_daily = KS_QUOTA_MAX};
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_OK);
+    assert_true(got.quota_daily == KS_QUOTA_MAX);
+
+    /* Unknown and revoked keys are not found, and stay as they are. */
+    u = (struct ks_update){.tier = "free"};
+    assert_int_equal(ks_update(&f->ks, "key_0000000000000000", &u, &again, &err), KS_NOT_FOUND);
+    assert_int_equal(ks_revoke(&f->ks, k.id, T0 + 5, &got, &err), KS_OK);
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &again, &err), KS_NOT_FOUND);
+    assert_null(err);
+    assert_int_equal(ks_get(&f->ks, k.id, &again, &err), KS_OK);
+    assert_string_equal(again.tier, "pro");
+    assert_int_equal(again.state, KS_REVOKED);
+    assert_true(ks_update_empty(&(struct ks_update){0}));
+    ks_close(&gw);
+}
+
 static void test_expiry(void **state)
 {
     struct fixture *f = *state;
@@ -577,6 +673,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secret_not_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch, setup, teardown),

@@ -1,7 +1,7 @@
 /* Unit tests of src/auth/keystore_redis.c against a real redis-server (one
  * for the group, on a free loopback port, killed in the group teardown and
  * with the test process; FLUSHALL before each test): the semantics of the
- * SQLite tests (create/get/list, rotation with grace, revocation, expiry,
+ * SQLite tests (create/get/list, rotation with grace, revocation, updates, expiry,
  * refresh tokens with reuse revoking the family, touch), the secret never
  * reaching Redis, every key under the documented names, TTLs on refresh
  * tokens, the version and the events of every key change, ks_open on Redis
@@ -738,6 +738,111 @@ static void test_version_events(void **state)
     assert_int_equal(ksr_version(f->rc, P), -1);
 }
 
+/* ksr_update: only the fields named are written (a last-use time written
+ * meanwhile stays), in one script that bumps the version and publishes
+ * "updated"; an unknown or revoked key, or a refused value, changes nothing
+ * and says nothing. */
+static void test_update(void **state)
+{
+    struct fixture *f = *state;
+    redisContext *sub = connect_to(f->port);
+    assert_non_null(sub);
+    redisReply *r = cmd(sub, "SUBSCRIBE %s", P "events");
+    freeReplyObject(r);
+
+    struct ks_new req = new_req("free");
+    req.scopes = "read";
+    req.limits = "10/min";
+    req.quota_monthly = 1000;
+    struct ks_key k, got, again;
+    char s[APIKEY_SECRET_MAX];
+    char *err = NULL;
+    create(f->rc, &req, T0, &k, s);
+    expect_event(sub, k.id, "created");
+    ksr_touch(f->rc, P, k.id, T0 + 3);
+    int64_t v = ksr_version(f->rc, P);
+
+    struct ks_update u = {.tier = "pro", .set_quota_daily = true, .quota_daily = 50};
+    assert_int_equal(ksr_update(f->rc, P, k.id, &u, &got, &err), KS_OK);
+    assert_null(err);
+    assert_int_equal(ksr_version(f->rc, P), v + 1);
+    expect_event(sub, k.id, "updated");
+    assert_string_equal(got.tier, "pro");
+    assert_int_equal(got.quota_daily, 50);
+    assert_int_equal(got.quota_monthly, 1000);
+    assert_string_equal(got.name, "ci");
+    assert_string_equal(got.scopes, "read");
+    assert_string_equal(got.limits, "10/min");
+    assert_string_equal(got.prefix, k.prefix);
+    assert_int_equal(got.created_ms, T0);
+    assert_int_equal(got.last_used_ms, T0 + 3);
+    assert_int_equal(ksr_get(f->rc, P, k.id, &again, &err), KS_OK);
+    assert_memory_equal(&again, &got, sizeof(got));
+    struct seen seen = active_at(f->rc, T0 + 4);
+    assert_int_equal(seen.keys, 1);
+    assert_true(seen_has(&seen, s));
+
+    /* Clearing: "" and -1 (none: the tier's); stored as create stores them. */
+    u = (struct ks_update){
+        .owner = "", .limits = "", .set_quota_monthly = true, .quota_monthly = -1};
+    assert_int_equal(ksr_update(f->rc, P, k.id, &u, &got, &err), KS_OK);
+    expect_event(sub, k.id, "updated");
+    assert_string_equal(got.owner, "");
+    assert_string_equal(got.limits, "");
+    assert_int_equal(got.quota_monthly, -1);
+    assert_int_equal(got.quota_daily, 50);
+    char kk[64];
+    snprintf(kk, sizeof(kk), P "key:%s", k.id);
+    r = cmd(f->rc, "HGET %s quota_monthly", kk);
+    assert_string_equal(r->str, "-1");
+    freeReplyObject(r);
+    u = (struct ks_update){.set_quota_daily = true, .quota_daily = KS_QUOTA_MAX};
+    assert_int_equal(ksr_update(f->rc, P, k.id, &u, &got, &err), KS_OK);
+    expect_event(sub, k.id, "updated");
+    assert_true(got.quota_daily == KS_QUOTA_MAX);
+
+    /* Nothing happens for a refused value, an unknown or a revoked key. */
+    v = ksr_version(f->rc, P);
+    struct ks_update bad[] = {
+        {.tier = ""},
+        {.set_quota_daily = true, .quota_daily = 0},
+        {.set_quota_monthly = true, .quota_monthly = KS_QUOTA_MAX + 1},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ksr_update(f->rc, P, k.id, &bad[i], &again, &err), KS_ERROR);
+        assert_non_null(err);
+        free(err);
+        err = NULL;
+    }
+    u = (struct ks_update){.tier = "free"};
+    assert_int_equal(ksr_update(f->rc, P, "key_nope", &u, &again, &err), KS_NOT_FOUND);
+    assert_int_equal(ksr_version(f->rc, P), v);
+    assert_int_equal(ksr_revoke(f->rc, P, k.id, T0 + 5, &got, &err), KS_OK);
+    expect_event(sub, k.id, "revoked");
+    assert_int_equal(ksr_update(f->rc, P, k.id, &u, &again, &err), KS_NOT_FOUND);
+    assert_null(err);
+    assert_int_equal(ksr_version(f->rc, P), v + 1);
+    assert_int_equal(ksr_get(f->rc, P, k.id, &again, &err), KS_OK);
+    assert_string_equal(again.tier, "pro");
+    /* The next event is the next change's: the refusals sent none. */
+    struct ks_key k2;
+    create(f->rc, &req, T0 + 6, &k2, s);
+    expect_event(sub, k2.id, "created");
+    redisFree(sub);
+
+    /* Through ks_open's ops, as the CLI and the gateway call it. */
+    struct ks_open_opts o = {
+        .backend = KS_REDIS, .redis = {.host = "127.0.0.1", .port = f->port}, .redis_prefix = P};
+    struct ks_db db;
+    assert_int_equal(ks_open(&db, &o, &err), 0);
+    ks_changed(&db);
+    u = (struct ks_update){.name = "renamed"};
+    assert_int_equal(ks_update(&db, k2.id, &u, &got, &err), KS_OK);
+    assert_string_equal(got.name, "renamed");
+    assert_true(ks_changed(&db));
+    ks_close(&db);
+}
+
 /* ---- ks_open ------------------------------------------------------------ */
 
 /* ks_open on KS_REDIS opts: the store the ksr_* calls see under the same
@@ -927,6 +1032,7 @@ int main(void)
         cmocka_unit_test_setup(test_refresh, setup),
         cmocka_unit_test_setup(test_touch, setup),
         cmocka_unit_test_setup(test_version_events, setup),
+        cmocka_unit_test_setup(test_update, setup),
         cmocka_unit_test_setup(test_open_opts, setup),
         cmocka_unit_test_setup(test_put_epoch, setup),
         cmocka_unit_test_setup(test_errors, setup),

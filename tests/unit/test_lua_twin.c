@@ -40,6 +40,7 @@
 #include <hiredis/hiredis.h>
 
 #include "limit/redis_script.h"
+#include "quota/store.h"
 
 #define SEC INT64_C(1000000)
 #define MINUTE (60 * SEC)
@@ -205,9 +206,9 @@ static bool lua_apply(struct lim_op *ops, int n, uint32_t cost, int64_t now, con
 {
     static struct lim_lua_call call;
     char keybuf[KEYBUF];
-    assert_int_equal(
-        lim_lua_build(&call, PREFIX, ops, n, cost, now, lease, lease_ttl, keybuf, sizeof(keybuf)),
-        0);
+    assert_int_equal(lim_lua_build(&call, PREFIX, ops, n, cost, NULL, now, lease, lease_ttl, keybuf,
+                                   sizeof(keybuf)),
+                     0);
     assert_int_equal(call.nkeys, n);
     assert_int_equal(call.nargs, n + 4 + 4 * n);
     redisReply *r = evalsha(tw.sha_apply, &call);
@@ -217,7 +218,7 @@ static bool lua_apply(struct lim_op *ops, int n, uint32_t cost, int64_t now, con
         freeReplyObject(redisCommand(tw.rc, "PEXPIRE %b %lld", call.args[i], call.lens[i],
                                      (long long)(DAY / 1000)));
     bool ok;
-    bool allowed = lim_lua_parse(r, ops, n, &ok);
+    bool allowed = lim_lua_parse(r, ops, n, NULL, &ok);
     assert_true(ok);
     if (now_out)
         *now_out = r->element[1]->integer;
@@ -598,6 +599,101 @@ static long long pttl(const char *key)
     return v;
 }
 
+/* ---- quotas: quota_store_decide (with lim_store_apply under its lock) and
+ * the script's quota part decide alike ------------------------------------ */
+
+struct twin_limits {
+    struct lim_store *st;
+    struct lim_op *ops;
+    int n;
+    int64_t now;
+    uint32_t cost;
+};
+
+static bool twin_apply_limits(void *arg)
+{
+    struct twin_limits *t = arg;
+    return lim_store_apply(t->st, t->ops, t->n, t->now, t->cost);
+}
+
+static void test_twin_quota(void **state)
+{
+    static const int thresholds[] = {50, 80, 100};
+    uint64_t seed = tw.seed;
+    struct lim_store *mem = lim_store_new(4096, 0);
+    struct quota_store *qs = quota_store_new(1000);
+    struct quota_zone *utc = quota_zone_load("UTC", NULL);
+    struct limit l = parsed("3/10min", LIM_FIXED_WINDOW);
+    const char *ids[] = {"key:a", "key:b", "ip:203.0.113.9"};
+    /* from two days before a month's end, across the day and month
+     * boundaries; the month resets on the 1st */
+    int64_t now = INT64_C(1706616000) * SEC; /* 2024-01-30 12:00 UTC */
+    int crossings = 0, refused_quota = 0, refused_limit = 0;
+    for (int step = 0; step < STEPS; step++) {
+        now += (int64_t)rnd(&seed, 120) * SEC;
+        const char *id = ids[rnd(&seed, 3)];
+        uint32_t cost = 1 + (uint32_t)rnd(&seed, 3);
+        struct quota_req qm = {0}, qr;
+        snprintf(qm.identity, sizeof(qm.identity), "%s", id);
+        qm.limits = (struct quota_limits){.daily = 60, .monthly = 150};
+        qm.day = quota_period_at(utc, QUOTA_DAILY, 1, now / SEC);
+        qm.month = quota_period_at(utc, QUOTA_MONTHLY, 1, now / SEC);
+        qm.cost = cost;
+        qm.thresholds = thresholds;
+        qm.n_thresholds = 3;
+        qr = qm;
+        char key[64];
+        snprintf(key, sizeof(key), "t:pro:%s|%s", l.text, id);
+        struct lim_op om = one_op(&l, key), or = one_op(&l, key);
+        struct twin_limits call = {mem, &om, 1, now, cost};
+        bool a_mem = quota_store_decide(qs, &qm, twin_apply_limits, &call);
+
+        static struct lim_lua_call lc;
+        char keybuf[KEYBUF];
+        assert_int_equal(
+            lim_lua_build(&lc, PREFIX, & or, 1, cost, &qr, now, "", 0, keybuf, sizeof(keybuf)), 0);
+        assert_int_equal(lc.nkeys, 2);
+        redisReply *r = evalsha(tw.sha_apply, &lc);
+        if (r->type == REDIS_REPLY_ERROR)
+            fail_msg("apply.lua: %s", r->str);
+        bool ok;
+        bool a_lua = lim_lua_parse(r, & or, 1, &qr, &ok);
+        freeReplyObject(r);
+        assert_true(ok);
+        if (a_mem != a_lua || qm.decided != qr.decided)
+            fail_msg("step %d (%s, cost %u): memory %d/%d, lua %d/%d", step, id, cost, a_mem,
+                     qm.decided, a_lua, qr.decided);
+        if (qm.decided) {
+            const struct quota_decision *dm = &qm.decision, *dr = &qr.decision;
+            if (dm->allowed != dr->allowed || dm->which != dr->which || dm->used != dr->used)
+                fail_msg("step %d %s cost %u: memory allowed %d which %d used %lld (%lld/%lld), "
+                         "lua %d %d %lld (%lld/%lld)",
+                         step, id, cost, dm->allowed, dm->which, (long long)dm->used,
+                         (long long)qm.usage.day_used, (long long)qm.usage.month_used, dr->allowed,
+                         dr->which, (long long)dr->used, (long long)qr.usage.day_used,
+                         (long long)qr.usage.month_used);
+            assert_int_equal(dm->used, dr->used);
+            assert_int_equal(dm->remaining, dr->remaining);
+            assert_int_equal(dm->reset, dr->reset);
+            assert_int_equal(dm->crossed_daily, dr->crossed_daily);
+            assert_int_equal(dm->crossed_monthly, dr->crossed_monthly);
+            crossings += __builtin_popcount(dm->crossed_daily | dm->crossed_monthly);
+            refused_quota += !dm->allowed;
+        } else {
+            refused_limit++;
+        }
+        tw.compared++;
+    }
+    /* the sequence exercised every outcome, and crossed into February */
+    assert_true(now / SEC > 1706745600);
+    assert_true(crossings > 10);
+    assert_true(refused_quota > 10);
+    assert_true(refused_limit > 0);
+    quota_zone_free(utc);
+    quota_store_free(qs);
+    lim_store_free(mem);
+}
+
 /* A gateway that dies holding slots loses them when the lease runs out. */
 static void test_lease_expires(void **state)
 {
@@ -709,8 +805,8 @@ static void test_build_keys(void **state)
     struct lim_op ops[3] = {one_op(&a, "t:pro:100/h|key:key_abc"),
                             one_op(&b, "r:^/api/{v}/%x:pro:concurrency 3|ip:10.0.0.1"),
                             one_op(&a, "nobar")};
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 3, 2, 1234, "lease-1", 5 * SEC, keybuf,
-                                   sizeof(keybuf)),
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 3, 2, NULL, 1234, "lease-1", 5 * SEC,
+                                   keybuf, sizeof(keybuf)),
                      0);
     assert_int_equal(call.nkeys, 3);
     assert_int_equal(call.nargs, 3 + 4 + 12);
@@ -733,14 +829,15 @@ static void test_build_keys(void **state)
     ARG_IS(11, "4"); /* LIM_CONCURRENCY */
     ARG_IS(12, "3");
 
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, -1, NULL, 0, keybuf, 256), 0);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, -1, NULL, 0, keybuf, 256), 0);
     ARG_IS(1, ""); /* Redis TIME */
     ARG_IS(3, "");
     /* Too small a key buffer, by one byte and by more. */
     size_t need = strlen("sluice:t:pro:100/h:{key:key_abc}");
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, 0, "", 0, keybuf, need), 0);
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, 0, "", 0, keybuf, need - 1), -1);
-    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 2, 1, 0, "", 0, keybuf, 10), -1);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, 0, "", 0, keybuf, need), 0);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 1, 1, NULL, 0, "", 0, keybuf, need - 1),
+                     -1);
+    assert_int_equal(lim_lua_build(&call, "sluice:", ops, 2, 1, NULL, 0, "", 0, keybuf, 10), -1);
 
     /* Release: the concurrency ops only. */
     assert_int_equal(lim_lua_build_release(&call, "p:", ops, 3, 7, "L", keybuf, sizeof(keybuf)), 0);
@@ -776,17 +873,17 @@ static void test_parse_rejects(void **state)
         r = cmd("EVAL %s 0", bodies[i]);
         ops[0].decision.limit = 77;
         ok = true;
-        assert_false(lim_lua_parse(r, ops, 2, &ok));
+        assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
         assert_false(ok);
         assert_int_equal(ops[0].decision.limit, 77); /* untouched */
         freeReplyObject(r);
     }
-    assert_false(lim_lua_parse(NULL, ops, 2, &ok));
+    assert_false(lim_lua_parse(NULL, ops, 2, NULL, &ok));
     assert_false(ok);
 
     /* A good one. */
     r = cmd("EVAL %s 0", "return {0, 5, 1, 10, 9, 7, 0, 0, 10, 0, 0, 5}");
-    assert_false(lim_lua_parse(r, ops, 2, &ok));
+    assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
     assert_true(ok);
     assert_true(ops[0].decision.allowed);
     assert_int_equal(ops[0].decision.remaining, 9);
@@ -798,7 +895,8 @@ static void test_parse_rejects(void **state)
     /* Bad arguments are an error reply, not a decision. */
     static struct lim_lua_call call;
     char keybuf[256];
-    assert_int_equal(lim_lua_build(&call, PREFIX, ops, 2, 1, T0, "", 0, keybuf, sizeof(keybuf)), 0);
+    assert_int_equal(
+        lim_lua_build(&call, PREFIX, ops, 2, 1, NULL, T0, "", 0, keybuf, sizeof(keybuf)), 0);
     call.nargs--;
     r = evalsha(tw.sha_apply, &call);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
@@ -811,7 +909,7 @@ static void test_parse_rejects(void **state)
     r = evalsha(tw.sha_apply, &call);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
     assert_memory_equal(r->str, "NOSCRIPT", 8);
-    assert_false(lim_lua_parse(r, ops, 2, &ok));
+    assert_false(lim_lua_parse(r, ops, 2, NULL, &ok));
     assert_false(ok);
     freeReplyObject(r);
     char sha[41];
@@ -831,6 +929,7 @@ int main(void)
         cmocka_unit_test_setup(test_twin_token_bucket, flush),
         cmocka_unit_test_setup(test_twin_concurrency, flush),
         cmocka_unit_test_setup(test_twin_multi_limit, flush),
+        cmocka_unit_test_setup(test_twin_quota, flush),
         cmocka_unit_test_setup(test_lease_expires, flush),
         cmocka_unit_test_setup(test_every_key_has_ttl, flush),
         cmocka_unit_test_setup(test_redis_time, flush),

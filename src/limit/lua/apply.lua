@@ -13,8 +13,20 @@
 -- ARGV[5 + 4(i-1) ...]  limit i: algorithm (enum lim_algorithm), count,
 --          window_us, burst
 --
+-- With a quota (SPEC 6.2; quota/decide.c is its C twin), its key comes
+-- after the limits' keys ("<prefix>q:{<identity>}", a hash {ds, du, ms,
+-- mu}: the start and count of the day and of the month), and five more
+-- arguments after the limits': daily, monthly (0: none), the day's and the
+-- month's start (unix seconds, from the gateway's calendar), and when the
+-- key expires (unix seconds; a TTL from the script's clock). A quota that
+-- would be exceeded refuses the request whatever the limits say (as
+-- quota_store_decide, which asks the quota first); otherwise it is charged
+-- only when every limit allowed.
+--
 -- Returns {allowed, now_us, then per limit: allowed, limit, remaining,
--- reset_us, retry_after_us}: the fields of struct lim_decision.
+-- reset_us, retry_after_us}: the fields of struct lim_decision; with a
+-- quota, then {verdict (1 admitted, 0 refused by it, -1 not charged: a
+-- limit refused), ds, du, ms, mu} after the request (zeros for -1).
 --
 -- State: per counter, its struct lim_state {t, n, p} as a 24-byte string,
 -- three little-endian doubles (struct.pack('<ddd')), written with
@@ -64,7 +76,11 @@ local KEYS, ARGV = KEYS, ARGV
 -- ---- arguments ----------------------------------------------------------
 
 local nk = #KEYS
-if #ARGV ~= 4 + 4 * nk then
+local qk = false -- the quota's key
+if nk > 0 and #ARGV == 4 * nk + 5 then
+    nk = nk - 1
+    qk = KEYS[nk + 1]
+elseif #ARGV ~= 4 + 4 * nk then
     return redis.error_reply('sluice: expected ' .. (4 + 4 * nk) .. ' arguments for ' .. nk ..
                              ' keys, got ' .. #ARGV)
 end
@@ -115,7 +131,7 @@ end
 -- write), and for a slot t, n, p and the held leases (false: not a sorted
 -- set).
 
-if nk == 0 then
+if nk == 0 and not qk then
     return {1, now}
 end
 local reply, G
@@ -353,9 +369,55 @@ for i = 1, nk do
     end
 end
 
--- ---- write back, all of them --------------------------------------------
-
 local format = string.format
+
+-- ---- the quota, when every limit allowed ----------------------------------
+
+if qk then
+    local b = 4 + 4 * nk
+    local qd, qm, qds, qms, qexp = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]),
+        tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+    if qd == nil or qm == nil or qds == nil or qms == nil or qexp == nil or qd % 1 ~= 0 or
+        qm % 1 ~= 0 or qds % 1 ~= 0 or qms % 1 ~= 0 or qexp % 1 ~= 0 then
+        error('sluice: bad quota arguments')
+    end
+    local r = 2 + 5 * nk
+    local s = call('HMGET', qk, 'ds', 'du', 'ms', 'mu')
+    local ds, du = tonumber(s[1]) or 0, tonumber(s[2]) or 0
+    local ms, mu = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+    -- a newer period resets; never back to an older one (a gateway whose
+    -- clock is behind counts into the newer)
+    if ds < qds then
+        ds, du = qds, 0
+    end
+    if ms < qms then
+        ms, mu = qms, 0
+    end
+    local verdict = -1
+    if (qd > 0 and du + cost > qd) or (qm > 0 and mu + cost > qm) then
+        -- refused by the quota whatever the limits said (as quota_store_decide)
+        reply[1] = 0
+        verdict = 0
+    elseif reply[1] == 1 then
+        du, mu = du + cost, mu + cost
+        call('HSET', qk, 'ds', format('%d', ds), 'du', format('%d', du), 'ms',
+             format('%d', ms), 'mu', format('%d', mu))
+        -- relative to the script's clock, as every other TTL here
+        local ttl = qexp - (now - now % 1000000) / 1000000
+        if ttl < 1 then
+            ttl = 1
+        end
+        call('EXPIRE', qk, format('%d', ttl))
+        verdict = 1
+    end
+    if verdict == -1 then
+        ds, du, ms, mu = 0, 0, 0, 0
+    end
+    reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] =
+        verdict, ds, du, ms, mu
+end
+
+-- ---- write back, all of them --------------------------------------------
 
 -- TTLs: the milliseconds from now to the key's expiry (algo.c's
 -- lim_expiry), rounded up, plus the slack.
