@@ -353,14 +353,17 @@ static ssize_t wh_read(void *ctx, char *out, size_t cap)
 
 /* The status of the response head at <b>/<len>: 100..599, 0 while the
  * status line is incomplete, -1 when it is not HTTP/1.x. An interim 1xx
- * head is skipped once complete (*<skip>: its length; 0 otherwise). */
+ * head is skipped once complete (*<skip>: its length; 0 otherwise). The
+ * status line is "HTTP/1.<digit> <3 digits>" and then a space before the
+ * reason, or the end of the line (RFC 9112 4: "HTTP/1.1 2000" is no 200). */
 static int wh_status(const char *b, size_t len, size_t *skip)
 {
     *skip = 0;
     const char *nl = memchr(b, '\n', len);
     if (!nl)
         return len >= 7 && memcmp(b, "HTTP/1.", 7) != 0 ? -1 : 0;
-    if ((size_t)(nl - b) < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
+    if ((size_t)(nl - b) < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[7] < '0' || b[7] > '9' ||
+        b[8] != ' ' || (b[12] != ' ' && b[12] != '\r' && b[12] != '\n'))
         return -1;
     int status = 0;
     for (int i = 9; i < 12; i++) {

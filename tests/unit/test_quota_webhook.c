@@ -144,6 +144,7 @@ static void test_read_status(void **state)
     assert_int_equal(read_status("HTTP/1.0 503 Busy\r\n", why, 256), 503);
     assert_int_equal(read_status("HTTP/1.1 204\n", why, 256), 204); /* no reason, a bare LF */
     assert_int_equal(read_status("HTTP/1.1 599 x\r\n", why, 256), 599);
+    assert_int_equal(read_status("HTTP/1.1 201\r\n", why, 256), 201);
     /* The status line is enough: the rest is never waited for. */
     assert_int_equal(read_status("HTTP/1.1 202 Accepted\r\nX-Partial: ", why, 256), 202);
     /* Interim answers are skipped, however many. */
@@ -163,6 +164,11 @@ static void test_read_status(void **state)
         "HTTP/1.1  200 OK\r\n",
         "\r\nHTTP/1.1 200 OK\r\n",
         "HTTP/1.1 100 Continue\r\n\r\nnope\n",
+        /* a status code is three digits; the version's minor one digit */
+        "HTTP/1.1 2000 OK\r\n",
+        "HTTP/1.1 2001\r\n",
+        "HTTP/1.1 200OK\r\n",
+        "HTTP/1.x 200 OK\r\n",
     };
     for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
         assert_int_equal(read_status(garbage[i], why, sizeof(why)), QUOTA_POST_FAILED);
