@@ -375,10 +375,15 @@ static int wh_status(const char *b, size_t len, size_t *skip)
         return -1;
     if (status >= 200)
         return status;
-    const char *end = memmem(b, len, "\r\n\r\n", 4);
-    if (!end)
-        return 0;
-    *skip = (size_t)(end + 4 - b);
+    /* An interim head ends at its first empty line, CRLF or a bare LF as
+     * its status line may end (RFC 9112 2.2): looking for CRLF CRLF alone,
+     * "100 Continue\n\n" ran on into the final head and skipped it too. */
+    size_t rest = (size_t)(b + len - nl);
+    const char *lf = memmem(nl, rest, "\n\n", 2), *crlf = memmem(nl, rest, "\n\r\n", 3);
+    if (lf && (!crlf || lf < crlf))
+        *skip = (size_t)(lf + 2 - b);
+    else if (crlf)
+        *skip = (size_t)(crlf + 3 - b);
     return 0;
 }
 

@@ -153,6 +153,11 @@ static void test_read_status(void **state)
                                  "HTTP/1.1 201 Created\r\n\r\n",
                                  why, 256),
                      201);
+    /* An interim head may end in bare LFs too: the final head is not skipped with it. */
+    assert_int_equal(read_status("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\r\n\r\n", why, 256),
+                     200);
+    assert_int_equal(
+        read_status("HTTP/1.1 103 Early\nLink: </a>\n\r\nHTTP/1.1 500 x\r\n\r\n", why, 256), 500);
 
     static const char *const garbage[] = {
         "hello, this is not HTTP\r\n",
