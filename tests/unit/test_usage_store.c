@@ -385,6 +385,8 @@ static void test_report_parameters(void **state)
     assert_400(s, "n=1001", true, "n: '1001' is not a whole number from 1 to 1000");
     assert_400(s, "n=-1", true, "from 1 to 1000");
     assert_400(s, "n=+5", true, "from 1 to 1000");
+    assert_400(s, "n=%095", true, "from 1 to 1000"); /* "\t5" */
+    assert_400(s, "n=%0A5", true, "from 1 to 1000");
     assert_400(s, "format=csv", true, "format: 'csv' is not json");
     assert_400(s, "from=2040-01-01", true, "(use format, by, period, n, at)");
     /* The last day there is: its end is written whole. */
