@@ -20,10 +20,6 @@
 #include "util/buf.h"
 #include "util/clock.h"
 
-/* The response is read up to its status line (past interim 1xx heads);
- * a head longer than this is not a webhook receiver's answer. */
-#define QUOTA_WEBHOOK_HEAD_MAX 8192
-
 /* ---- the URL ---------------------------------------------------------------------- */
 
 static bool quota_url_host_char(char ch)
@@ -145,14 +141,17 @@ struct wh_io {
     size_t why_cap;
 };
 
-__attribute__((format(printf, 2, 3))) static int wh_fail(struct wh_io *io, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int wh_why(char *why, size_t why_cap, const char *fmt,
+                                                        ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(io->why, io->why_cap, fmt, ap);
+    vsnprintf(why, why_cap, fmt, ap);
     va_end(ap);
     return QUOTA_POST_FAILED;
 }
+
+#define wh_fail(io, ...) wh_why((io)->why, (io)->why_cap, __VA_ARGS__)
 
 static int64_t wh_now_ms(void)
 {
@@ -322,9 +321,10 @@ static int wh_write_all(struct wh_io *io, const char *data, size_t len)
 }
 
 /* Up to <cap> bytes into <out>: how many (0 at the end of the stream), or a
- * QUOTA_POST_* outcome. */
-static ssize_t wh_read(struct wh_io *io, char *out, size_t cap)
+ * QUOTA_POST_* outcome (a quota_webhook_read_fn over a struct wh_io). */
+static ssize_t wh_read(void *ctx, char *out, size_t cap)
 {
+    struct wh_io *io = ctx;
     for (;;) {
         if (io->ssl) {
             ERR_clear_error();
@@ -353,14 +353,17 @@ static ssize_t wh_read(struct wh_io *io, char *out, size_t cap)
 
 /* The status of the response head at <b>/<len>: 100..599, 0 while the
  * status line is incomplete, -1 when it is not HTTP/1.x. An interim 1xx
- * head is skipped once complete (*<skip>: its length; 0 otherwise). */
+ * head is skipped once complete (*<skip>: its length; 0 otherwise). The
+ * status line is "HTTP/1.<digit> <3 digits>" and then a space before the
+ * reason, or the end of the line (RFC 9112 4: "HTTP/1.1 2000" is no 200). */
 static int wh_status(const char *b, size_t len, size_t *skip)
 {
     *skip = 0;
     const char *nl = memchr(b, '\n', len);
     if (!nl)
         return len >= 7 && memcmp(b, "HTTP/1.", 7) != 0 ? -1 : 0;
-    if ((size_t)(nl - b) < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
+    if ((size_t)(nl - b) < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[7] < '0' || b[7] > '9' ||
+        b[8] != ' ' || (b[12] != ' ' && b[12] != '\r' && b[12] != '\n'))
         return -1;
     int status = 0;
     for (int i = 9; i < 12; i++) {
@@ -372,11 +375,44 @@ static int wh_status(const char *b, size_t len, size_t *skip)
         return -1;
     if (status >= 200)
         return status;
-    const char *end = memmem(b, len, "\r\n\r\n", 4);
-    if (!end)
-        return 0;
-    *skip = (size_t)(end + 4 - b);
+    /* An interim head ends at its first empty line, CRLF or a bare LF as
+     * its status line may end (RFC 9112 2.2): looking for CRLF CRLF alone,
+     * "100 Continue\n\n" ran on into the final head and skipped it too. */
+    size_t rest = (size_t)(b + len - nl);
+    const char *lf = memmem(nl, rest, "\n\n", 2), *crlf = memmem(nl, rest, "\n\r\n", 3);
+    if (lf && (!crlf || lf < crlf))
+        *skip = (size_t)(lf + 2 - b);
+    else if (crlf)
+        *skip = (size_t)(crlf + 3 - b);
     return 0;
+}
+
+int quota_webhook_read_status(quota_webhook_read_fn read_fn, void *ctx, char *why, size_t why_cap)
+{
+    char head[QUOTA_WEBHOOK_HEAD_MAX];
+    size_t have = 0;
+    for (;;) {
+        size_t skip;
+        int status = wh_status(head, have, &skip);
+        if (status < 0)
+            return wh_why(why, why_cap, "the answer is not HTTP/1.x");
+        if (status > 0)
+            return status;
+        if (skip) {
+            memmove(head, head + skip, have - skip);
+            have -= skip;
+            continue;
+        }
+        if (have == sizeof(head))
+            return wh_why(why, why_cap, "the answer's head is longer than %d bytes",
+                          QUOTA_WEBHOOK_HEAD_MAX);
+        ssize_t n = read_fn(ctx, head + have, sizeof(head) - have);
+        if (n == 0)
+            return wh_why(why, why_cap, "the connection was closed before an answer");
+        if (n < 0)
+            return (int)n;
+        have += (size_t)n;
+    }
 }
 
 static int wh_exchange(struct wh_io *io, const struct quota_url *u, const char *signature,
@@ -401,29 +437,7 @@ static int wh_exchange(struct wh_io *io, const struct quota_url *u, const char *
     buf_release(&req);
     if (rc != 0)
         return rc;
-    char head[QUOTA_WEBHOOK_HEAD_MAX];
-    size_t have = 0;
-    for (;;) {
-        size_t skip;
-        int status = wh_status(head, have, &skip);
-        if (status < 0)
-            return wh_fail(io, "the answer is not HTTP/1.x");
-        if (status > 0)
-            return status;
-        if (skip) {
-            memmove(head, head + skip, have - skip);
-            have -= skip;
-            continue;
-        }
-        if (have == sizeof(head))
-            return wh_fail(io, "the answer's head is longer than %d bytes", QUOTA_WEBHOOK_HEAD_MAX);
-        ssize_t n = wh_read(io, head + have, sizeof(head) - have);
-        if (n == 0)
-            return wh_fail(io, "the connection was closed before an answer");
-        if (n < 0)
-            return (int)n;
-        have += (size_t)n;
-    }
+    return quota_webhook_read_status(wh_read, io, io->why, io->why_cap);
 }
 
 int quota_webhook_post(const struct quota_url *u, const char *signature, const char *body,

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* A DNS name is at most 253 characters (RFC 1035); an IPv6 literal is
  * shorter. */
@@ -51,5 +52,23 @@ enum {
  * never read). */
 int quota_webhook_post(const struct quota_url *u, const char *signature, const char *body,
                        size_t len, int timeout_ms, int cancel_fd, char *why, size_t why_cap);
+
+/* The response is read up to its status line (past interim 1xx heads);
+ * a head longer than this is not a webhook receiver's answer. */
+#define QUOTA_WEBHOOK_HEAD_MAX 8192
+
+/* Where quota_webhook_read_status gets the response: up to <cap> bytes
+ * into <out>; returns how many (0 at the end of the stream), or a
+ * QUOTA_POST_* outcome (then with its reason in the <why> the reader was
+ * given). */
+typedef ssize_t (*quota_webhook_read_fn)(void *ctx, char *out, size_t cap);
+
+/* How quota_webhook_post reads the answer, without a socket (for the tests
+ * and the fuzz harness): the status of the first head that is not an
+ * interim 1xx (200..599), or QUOTA_POST_FAILED with a reason in <why>
+ * (<why_cap> bytes), or the outcome <read_fn> returned. The receiver is
+ * untrusted: at most QUOTA_WEBHOOK_HEAD_MAX bytes are held, and a head
+ * longer than that fails. */
+int quota_webhook_read_status(quota_webhook_read_fn read_fn, void *ctx, char *why, size_t why_cap);
 
 #endif

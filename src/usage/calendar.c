@@ -155,10 +155,11 @@ void usage_time_format(int64_t t, char out[USAGE_TIME_MAX])
     int64_t days = civil_floor_div(t, USAGE_DAY_S), secs = t - days * USAGE_DAY_S, y;
     int m, d;
     civil_from_days(days, &y, &m, &d);
-    /* Room for any int the compiler cannot rule out; times past 9999 are
-     * never parsed, so the copy is never cut. */
+    /* Room for any int the compiler cannot rule out; no time parsed is
+     * past the first instant of 10000 (the end of to=9999-12-31), so the
+     * copy is never cut. */
     char s[80];
     snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02dZ", (int)y, m, d, (int)(secs / 3600),
              (int)(secs / 60 % 60), (int)(secs % 60));
-    snprintf(out, USAGE_TIME_MAX, "%.20s", s);
+    snprintf(out, USAGE_TIME_MAX, "%.21s", s);
 }

@@ -33,8 +33,9 @@ int64_t usage_period_next(enum usage_gran g, int64_t start);
  * Years 1970 to 9999. 0 and *<out>, or -1. */
 int usage_time_parse(const char *s, bool end, int64_t *out);
 
-/* "2024-05-01T13:00:00Z" (20 characters and a NUL). */
-#define USAGE_TIME_MAX 21
+/* "2024-05-01T13:00:00Z" (20 characters and a NUL); 21 for the end of
+ * 9999-12-31, "10000-01-01T00:00:00Z", which to=9999-12-31 reads as. */
+#define USAGE_TIME_MAX 22
 void usage_time_format(int64_t t, char out[USAGE_TIME_MAX]);
 
 #endif

@@ -157,12 +157,11 @@ int usage_report_set(struct usage_report *r, const char *name, const char *value
         }
         *why = usage_why("period: '%.64s' is not day or month", value);
         return -1;
-    default: { /* USAGE_P_N */
+    default: { /* USAGE_P_N: digits only (strtol would take a sign or leading white space) */
         char *end;
         errno = 0;
         long v = strtol(value, &end, 10);
-        if (errno || *end || end == value || value[0] == '+' || value[0] == ' ' || v < 1 ||
-            v > USAGE_TOP_MAX) {
+        if (errno || *end || strspn(value, "0123456789") != len || v < 1 || v > USAGE_TOP_MAX) {
             *why = usage_why("n: '%.64s' is not a whole number from 1 to %d", value, USAGE_TOP_MAX);
             return -1;
         }

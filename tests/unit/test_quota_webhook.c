@@ -93,6 +93,156 @@ static void test_url_parse(void **state)
     expect_bad_url(long_path, "too long");
 }
 
+/* ---- reading the answer, without a socket ------------------------------------------ */
+
+/* A stream for quota_webhook_read_status: <len> bytes of <text> repeated
+ * (up to <total> bytes), handed out <piece> at a time (0: as much as asked). */
+struct stream {
+    const char *text;
+    size_t len, total, at, piece, max_cap;
+    int reads;
+};
+
+static ssize_t stream_read(void *ctx, char *out, size_t cap)
+{
+    struct stream *s = ctx;
+    s->reads++;
+    if (cap > s->max_cap)
+        s->max_cap = cap;
+    size_t n = s->total - s->at;
+    if (n > cap)
+        n = cap;
+    if (s->piece && n > s->piece)
+        n = s->piece;
+    for (size_t i = 0; i < n; i++)
+        out[i] = s->text[(s->at + i) % s->len];
+    s->at += n;
+    return (ssize_t)n;
+}
+
+/* The outcome of reading <text> <piece> bytes at a time (every piece size
+ * from 1 to 7 and all at once give the same); the reason in <why>. */
+static int read_status(const char *text, char *why, size_t cap)
+{
+    int first = 0;
+    for (size_t piece = 0; piece < 8; piece++) {
+        struct stream s = {text, strlen(text), strlen(text), 0, piece, 0, 0};
+        why[0] = '\0';
+        int status = quota_webhook_read_status(stream_read, &s, why, cap);
+        if (piece == 0)
+            first = status;
+        else if (status != first)
+            fail_msg("'%s': %d in pieces of %zu, %d at once", text, status, piece, first);
+    }
+    return first;
+}
+
+static void test_read_status(void **state)
+{
+    char why[256];
+    assert_int_equal(read_status("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", why, 256), 200);
+    assert_int_equal(read_status("HTTP/1.0 503 Busy\r\n", why, 256), 503);
+    assert_int_equal(read_status("HTTP/1.1 204\n", why, 256), 204); /* no reason, a bare LF */
+    assert_int_equal(read_status("HTTP/1.1 599 x\r\n", why, 256), 599);
+    assert_int_equal(read_status("HTTP/1.1 201\r\n", why, 256), 201);
+    /* The status line is enough: the rest is never waited for. */
+    assert_int_equal(read_status("HTTP/1.1 202 Accepted\r\nX-Partial: ", why, 256), 202);
+    /* Interim answers are skipped, however many. */
+    assert_int_equal(read_status("HTTP/1.1 100 Continue\r\n\r\n"
+                                 "HTTP/1.1 102 Processing\r\nX-A: 1\r\n\r\n"
+                                 "HTTP/1.1 201 Created\r\n\r\n",
+                                 why, 256),
+                     201);
+    /* An interim head may end in bare LFs too: the final head is not skipped with it. */
+    assert_int_equal(read_status("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\r\n\r\n", why, 256),
+                     200);
+    assert_int_equal(
+        read_status("HTTP/1.1 103 Early\nLink: </a>\n\r\nHTTP/1.1 500 x\r\n\r\n", why, 256), 500);
+
+    static const char *const garbage[] = {
+        "hello, this is not HTTP\r\n",
+        "HTTP/2 200\r\n",
+        "HTTP/1.1 20\r\n",
+        "HTTP/1.1 2x0 OK\r\n",
+        "HTTP/1.1 099 x\r\n",
+        "HTTP/1.1 600 x\r\n",
+        "HTTP/1.1  200 OK\r\n",
+        "\r\nHTTP/1.1 200 OK\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\nnope\n",
+        /* a status code is three digits; the version's minor one digit */
+        "HTTP/1.1 2000 OK\r\n",
+        "HTTP/1.1 2001\r\n",
+        "HTTP/1.1 200OK\r\n",
+        "HTTP/1.x 200 OK\r\n",
+    };
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        assert_int_equal(read_status(garbage[i], why, sizeof(why)), QUOTA_POST_FAILED);
+        if (!strstr(why, "not HTTP/1.x"))
+            fail_msg("'%s': %s", garbage[i], why);
+    }
+    /* Not HTTP is known from the first 7 bytes, without waiting for a line. */
+    assert_int_equal(read_status("HTTX/1.", why, sizeof(why)), QUOTA_POST_FAILED);
+    assert_non_null(strstr(why, "not HTTP/1.x"));
+
+    static const char *const cut[] = {"", "HTTP/1.1 200", "HTTP/1.1 100 Continue\r\n\r\n",
+                                      "HTTP/1.1 100 Continue\r\nX: 1\r\n"};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+        assert_int_equal(read_status(cut[i], why, sizeof(why)), QUOTA_POST_FAILED);
+        assert_string_equal(why, "the connection was closed before an answer");
+    }
+}
+
+/* A head of megabytes is refused after QUOTA_WEBHOOK_HEAD_MAX bytes, not
+ * read to its end; so is an endless status line. */
+static void test_read_status_bounded(void **state)
+{
+    static const char *const endless[] = {
+        "HTTP/1.1 100 Continue\r\nX-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+        "HTTP/1.1 200 OK but the line never ends ",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t piece = 0; piece < 1000; piece += 333) {
+            struct stream s = {endless[i], strlen(endless[i]), 4u << 20, 0, piece, 0, 0};
+            char why[256];
+            assert_int_equal(quota_webhook_read_status(stream_read, &s, why, sizeof(why)),
+                             QUOTA_POST_FAILED);
+            assert_string_equal(why, "the answer's head is longer than 8192 bytes");
+            assert_int_equal(s.at, QUOTA_WEBHOOK_HEAD_MAX);
+            assert_true(s.max_cap <= QUOTA_WEBHOOK_HEAD_MAX);
+        }
+    }
+    /* A stream of complete interim heads is read on, each one forgotten. */
+    const char *one = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct stream s = {one, strlen(one), strlen(one) * 10000, 0, 0, 0, 0};
+    char why[256];
+    assert_int_equal(quota_webhook_read_status(stream_read, &s, why, sizeof(why)),
+                     QUOTA_POST_FAILED);
+    assert_string_equal(why, "the connection was closed before an answer");
+    assert_int_equal(s.at, s.total);
+}
+
+/* What the reader says (a timeout, a cancellation) is the outcome, its
+ * reason kept. */
+static ssize_t failing_read(void *ctx, char *out, size_t cap)
+{
+    int *calls = ctx;
+    if ((*calls)++ == 0) {
+        memcpy(out, "HTTP/1.1 1", 10);
+        return 10;
+    }
+    return QUOTA_POST_CANCELLED;
+}
+
+static void test_read_status_reader_fails(void **state)
+{
+    int calls = 0;
+    char why[64] = "";
+    assert_int_equal(quota_webhook_read_status(failing_read, &calls, why, sizeof(why)),
+                     QUOTA_POST_CANCELLED);
+    assert_int_equal(calls, 2);
+    assert_string_equal(why, "");
+}
+
 /* ---- plain HTTP ----------------------------------------------------------------------- */
 
 static const char BODY[] = "{\"type\": \"quota.threshold\", \"threshold\": 80}";
@@ -315,6 +465,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_read_status),
+        cmocka_unit_test(test_read_status_bounded),
+        cmocka_unit_test(test_read_status_reader_fails),
         cmocka_unit_test(test_post_sends_the_request),
         cmocka_unit_test(test_post_statuses),
         cmocka_unit_test(test_post_connect_refused),

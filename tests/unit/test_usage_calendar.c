@@ -125,6 +125,11 @@ static void test_format(void **state)
     assert_string_equal(out, "2024-12-31T23:59:59Z");
     usage_time_format(INT64_C(253402300799), out);
     assert_string_equal(out, "9999-12-31T23:59:59Z");
+    /* The end of the last day a time may name: written whole, not cut to
+     * "10000-01-01T00:00:00" (a report's "to" for to=9999-12-31). */
+    assert_int_equal(parse("9999-12-31", true), INT64_C(253402300800));
+    usage_time_format(INT64_C(253402300800), out);
+    assert_string_equal(out, "10000-01-01T00:00:00Z");
     /* What is written parses back to itself. */
     for (int64_t t = 0; t < INT64_C(4000000000); t += 7777777) {
         usage_time_format(t, out);

@@ -385,8 +385,17 @@ static void test_report_parameters(void **state)
     assert_400(s, "n=1001", true, "n: '1001' is not a whole number from 1 to 1000");
     assert_400(s, "n=-1", true, "from 1 to 1000");
     assert_400(s, "n=+5", true, "from 1 to 1000");
+    assert_400(s, "n=%095", true, "from 1 to 1000"); /* "\t5" */
+    assert_400(s, "n=%0A5", true, "from 1 to 1000");
     assert_400(s, "format=csv", true, "format: 'csv' is not json");
     assert_400(s, "from=2040-01-01", true, "(use format, by, period, n, at)");
+    /* The last day there is: its end is written whole. */
+    int status;
+    char *body = report(s, "granularity=month&from=9999-12-01&to=9999-12-31", H0, false, &status);
+    assert_int_equal(status, 200);
+    if (!strstr(body, "\"from\": \"9999-12-01T00:00:00Z\", \"to\": \"10000-01-01T00:00:00Z\""))
+        fail_msg("%s", body);
+    free(body);
     usage_store_close(s);
     test_rm_rf(dir);
 }
