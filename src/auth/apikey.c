@@ -207,23 +207,12 @@ void apikey_hex(const uint8_t hash[APIKEY_HASH_LEN], char out[APIKEY_HEX_MAX])
     out[2 * APIKEY_HASH_LEN] = '\0';
 }
 
-static int apikey_unhex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool apikey_unhex(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
 {
     if (len != 2 * APIKEY_HASH_LEN)
         return false;
     for (size_t i = 0; i < APIKEY_HASH_LEN; i++) {
-        int hi = apikey_unhex_digit(s[2 * i]), lo = apikey_unhex_digit(s[2 * i + 1]);
+        int hi = str_hex_digit(s[2 * i]), lo = str_hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);

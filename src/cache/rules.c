@@ -306,22 +306,14 @@ struct cache_slice {
     size_t len, key_len, idx;
 };
 
-static int cache_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The byte of name <s>/<len> at *<i>, advancing *<i>, as the most lenient
  * framework reads it: "%XX" decoded, '+' a space, ASCII letters in lower
  * case (ASP.NET's query names ignore case). */
 static int cache_name_byte(const char *s, size_t len, size_t *i)
 {
     unsigned char c = (unsigned char)s[(*i)++];
-    if (c == '%' && len - *i >= 2 && cache_hex(s[*i]) >= 0 && cache_hex(s[*i + 1]) >= 0) {
-        c = (unsigned char)(cache_hex(s[*i]) * 16 + cache_hex(s[*i + 1]));
+    if (c == '%' && len - *i >= 2 && str_hex_digit(s[*i]) >= 0 && str_hex_digit(s[*i + 1]) >= 0) {
+        c = (unsigned char)(str_hex_digit(s[*i]) * 16 + str_hex_digit(s[*i + 1]));
         *i += 2;
     } else if (c == '+') {
         c = ' ';

@@ -10,6 +10,7 @@
 #include "usage/csv.h"
 #include "util/json.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* ---- parameters ------------------------------------------------------------------- */
 
@@ -171,17 +172,6 @@ int usage_report_set(struct usage_report *r, const char *name, const char *value
     }
 }
 
-static int usage_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* <s>/<len> percent-decoded ('+' is a space, as forms send it) into a
  * malloc'd string; NULL when an escape is broken or decodes to NUL. */
 static char *usage_unescape(const char *s, size_t len)
@@ -192,8 +182,8 @@ static char *usage_unescape(const char *s, size_t len)
         if (s[i] == '+') {
             out[o++] = ' ';
         } else if (s[i] == '%') {
-            int hi = i + 2 < len ? usage_hex(s[i + 1]) : -1;
-            int lo = i + 2 < len ? usage_hex(s[i + 2]) : -1;
+            int hi = i + 2 < len ? str_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < len ? str_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);
                 return NULL;

@@ -24,6 +24,17 @@ size_t str_copy(char *dst, size_t cap, const char *src);
 /* The decimal digits of <v> into <out> (>= 21 bytes), NUL-terminated;
  * returns their count. */
 size_t str_u64(char *out, uint64_t v);
+/* The value of hex digit <c> (either case), or -1. */
+static inline int str_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 /* Constant-time equality, for secrets. */
 bool str_ct_eq(const char *a, size_t alen, const char *b, size_t blen);
 
