@@ -18,6 +18,7 @@ the temporary directories), SLUICE_E2E_VERBOSE=1 (print gateway stderr always).
 """
 
 import atexit
+import collections
 import ctypes
 import errno
 import http.client
@@ -71,11 +72,22 @@ def raise_nofile(want=65536):
 raise_nofile()
 
 
+_HANDED_OUT = collections.deque(maxlen=256)
+
+
 def free_port():
-    """A loopback TCP port that was free a moment ago (bind 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that was free a moment ago (bind 0, read, close),
+    and not one of the last ports handed out: the kernel may give a port
+    just closed again, so two calls in a row (a gateway's listen and admin
+    ports) could return the same one."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
+    raise RuntimeError("no fresh loopback port in 64 tries")
 
 
 def wait_for(pred, timeout=TIMEOUT, interval=0.02):
