@@ -140,10 +140,19 @@ struct cfg_redis {
 
 /* The `store` section (SPEC 2). */
 enum cfg_backend { CFG_BACKEND_MEMORY, CFG_BACKEND_REDIS };
+/* A 32-byte key (AES-256, HMAC-SHA256) read by cfg_set_secret32. */
+struct cfg_secret32 {
+    bool set;
+    unsigned char bytes[32];
+};
+
 struct cfg_store {
     enum cfg_backend backend;
     char *data_dir; /* SQLite files; default ./var */
     struct cfg_redis redis;
+    /* Encrypts stored secrets (signing secrets) and keys the audit chain
+     * unless audit.key is given. */
+    struct cfg_secret32 encryption_key;
 };
 
 struct config {

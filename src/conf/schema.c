@@ -325,6 +325,8 @@ static const struct cfg_key cfg_store_keys[] = {
             CFG_NONEMPTY | CFG_RESTART),
     /* Always read, so the defaults are there for backend: redis. */
     CFG_SECTION("redis", struct cfg_store, redis, &cfg_redis_section, 0),
+    CFG_ROW("encryption_key", cfg_set_secret32, struct cfg_store, encryption_key, 0, 0, NULL,
+            CFG_RESTART),
     CFG_END,
 };
 static const struct cfg_section cfg_store_section = {cfg_store_keys, NULL};

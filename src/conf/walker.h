@@ -197,6 +197,9 @@ void cfg_set_methods(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *n
 /* A key this version does not support yet: always an error, never ignored. */
 void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node,
                          void *base);
+/* A 32-byte secret given as 64 hex digits or base64 (standard or URL-safe,
+ * padding optional) into a struct cfg_secret32; empty leaves it unset. */
+void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base);
 /* A path relative to the config file's directory. */
 void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base);
 

@@ -877,6 +877,40 @@ static void test_redis_config(void **state)
                     "characters");
 }
 
+static void test_encryption_key(void **state)
+{
+    (void)state;
+    struct config *c = load_ok(UPSTREAM "store: {encryption_key: \"\"}\n");
+    assert_false(c->store.encryption_key.set);
+    cfg_unref(c);
+
+    c = load_ok(UPSTREAM "store:\n  encryption_key: "
+                         "000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F\n");
+    assert_true(c->store.encryption_key.set);
+    assert_int_equal(c->store.encryption_key.bytes[0], 0);
+    assert_int_equal(c->store.encryption_key.bytes[31], 0x1f);
+    cfg_unref(c);
+
+    /* `openssl rand -base64 32`: the standard alphabet, padded. */
+    c = load_ok(UPSTREAM
+                "store: {encryption_key: \"+/////////////////////////////////////////8=\"}\n");
+    assert_true(c->store.encryption_key.set);
+    assert_int_equal(c->store.encryption_key.bytes[0], 0xfb);
+    assert_int_equal(c->store.encryption_key.bytes[31], 0xff);
+    cfg_unref(c);
+
+    assert_load_err(UPSTREAM "store: {encryption_key: c2hvcnQ=}\n",
+                    "t.yaml:3: store.encryption_key: must be 32 bytes as 64 hex digits or base64 "
+                    "(got 8 characters), e.g. from `openssl rand -base64 32`");
+    /* 63 hex digits: neither spelling, and the value is not echoed. */
+    char *err =
+        load_err(UPSTREAM "store: {encryption_key: "
+                          "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1}\n");
+    assert_non_null(strstr(err, "(got 63 characters)"));
+    assert_null(strstr(err, "0001020304"));
+    free(err);
+}
+
 static void test_err_identity(void **state)
 {
     assert_load_err(UPSTREAM "identity:\n"
@@ -1796,6 +1830,7 @@ int main(void)
         cmocka_unit_test(test_identity_config),
         cmocka_unit_test(test_err_identity),
         cmocka_unit_test(test_redis_config),
+        cmocka_unit_test(test_encryption_key),
         cmocka_unit_test(test_cache_config),
         cmocka_unit_test(test_cache_defaults),
         cmocka_unit_test(test_err_cache),
