@@ -13,6 +13,7 @@
     X(core)      /* pipeline/stages.c: /_sluice/health, routing */         \
     X(fleet)     /* fleet/: Redis connections, heartbeat, events */        \
     X(client_ip) /* guard/client_ip.c: the client address and identity */  \
+    X(access)    /* access/: access lists (SPEC 7.1), /access */            \
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \

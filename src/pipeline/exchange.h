@@ -54,7 +54,13 @@ struct identity {
 };
 
 /* What refused a request, for usage and audit (SPEC 6.4: 429s by cause). */
-enum sl_refusal { SL_REFUSED_NONE, SL_REFUSED_LIMIT, SL_REFUSED_QUOTA, SL_REFUSED_BAN };
+enum sl_refusal {
+    SL_REFUSED_NONE,
+    SL_REFUSED_LIMIT,
+    SL_REFUSED_QUOTA,
+    SL_REFUSED_BAN,
+    SL_REFUSED_ACCESS, /* an access list (SPEC 7.1): 403 */
+};
 
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);

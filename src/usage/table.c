@@ -246,6 +246,8 @@ bool usage_record(struct usage_table *t, const struct usage_event *ev)
     case SL_REFUSED_BAN:
         v[USAGE_F_REFUSED_BAN]++;
         break;
+    case SL_REFUSED_ACCESS: /* refused, but not by a limit: no units */
+        break;
     default:
         /* Refused requests consume nothing: units are what was served (as
          * quotas count them, SPEC 6.1). */

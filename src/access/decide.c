@@ -1,0 +1,32 @@
+/* The access decision (access/decide.h). */
+#include "access/decide.h"
+
+static bool acl_in(const struct acl_trie *t, bool addr_ok, int family, const uint8_t addr[16],
+                   int64_t now_ms)
+{
+    return addr_ok && acl_trie_match(t, family, addr, now_ms);
+}
+
+int acl_decide(const struct acl_conf *top, const struct acl_conf *route, const struct acl_snap *rt,
+               bool addr_ok, int family, const uint8_t addr[16], int64_t now_ms)
+{
+    const struct acl_trie *top_deny = top ? top->deny_trie : NULL;
+    const struct acl_trie *route_deny = route ? route->deny_trie : NULL;
+    if (acl_in(top_deny, addr_ok, family, addr, now_ms) ||
+        acl_in(route_deny, addr_ok, family, addr, now_ms))
+        return ACL_SRC_CONFIG;
+    if (rt && acl_in(rt->deny, addr_ok, family, addr, now_ms))
+        return ACL_SRC_RUNTIME;
+
+    if (route && route->allow_trie)
+        return acl_in(route->allow_trie, addr_ok, family, addr, now_ms) ? ACL_SRC_N
+                                                                        : ACL_SRC_CONFIG;
+    const struct acl_trie *top_allow = top ? top->allow_trie : NULL;
+    const struct acl_trie *rt_allow = rt && rt->allow_until_ms > now_ms ? rt->allow : NULL;
+    if (!top_allow && !rt_allow)
+        return ACL_SRC_N;
+    if (acl_in(top_allow, addr_ok, family, addr, now_ms) ||
+        acl_in(rt_allow, addr_ok, family, addr, now_ms))
+        return ACL_SRC_N;
+    return top_allow ? ACL_SRC_CONFIG : ACL_SRC_RUNTIME;
+}

@@ -1,0 +1,211 @@
+/* The access module (SPEC 7.1): access lists from the config and from the
+ * admin API, checked right after the client address is known and before
+ * any other stage spends work; a refusal is 403 "address not allowed".
+ * docs/protection.md. */
+#include <inttypes.h>
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access/access.h"
+#include "access/conf.h"
+#include "access/decide.h"
+#include "access/runtime.h"
+#include "modules.h"
+#include "obs/metrics.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+/* A worker's view: its snapshot of the run-time lists and its counters. */
+struct acl_worker {
+    struct acl_snap *snap;
+    uint64_t gen;
+    uint64_t denied[ACL_SRC_N]; /* by enum acl_source */
+};
+
+static struct acl_runtime *acl_rt_of(const struct gateway *gw)
+{
+    return gw->ctx[MOD_access];
+}
+
+static struct acl_worker *acl_worker_of(const struct worker *w)
+{
+    return w->ctx[MOD_access];
+}
+
+static int64_t acl_wall_ms(void)
+{
+    return clock_wall_us() / 1000;
+}
+
+void acl_refuse(struct exchange *x, int source)
+{
+    metrics_counter_add(&acl_worker_of(x->worker)->denied[source], 1);
+    x->refused_by = SL_REFUSED_ACCESS;
+    exchange_respond_error(x, 403, "address not allowed");
+}
+
+bool acl_addr_in(const char *ip, const struct acl_trie *t)
+{
+    int family;
+    uint8_t addr[16];
+    return acl_parse_addr(ip, &family, addr) && acl_trie_match(t, family, addr, acl_wall_ms());
+}
+
+static enum stage_result acl_stage(struct exchange *x)
+{
+    struct acl_worker *aw = acl_worker_of(x->worker);
+    acl_rt_sync(acl_rt_of(x->worker->gw), &aw->snap, &aw->gen);
+    const struct acl_conf *top = acl_conf(x->cfg), *route = acl_route_conf(x->route);
+    const struct acl_snap *rt = aw->snap;
+    /* No list anywhere (the common case): nothing to parse. */
+    if (!(top && (top->allow_trie || top->deny_trie)) &&
+        !(route && (route->allow_trie || route->deny_trie)) && !rt->allow && !rt->deny)
+        return STAGE_NEXT;
+    int family;
+    uint8_t addr[16];
+    bool ok = acl_parse_addr(x->client_ip, &family, addr);
+    int src = acl_decide(top, route, rt, ok, family, addr, acl_wall_ms());
+    if (src == ACL_SRC_N)
+        return STAGE_NEXT;
+    acl_refuse(x, src);
+    return STAGE_DONE;
+}
+
+/* ---- admin API: /access ------------------------------------------------ */
+
+static void acl_admin_json(struct exchange *x, int status, json_t *doc)
+{
+    char *body = json_dumps(doc, JSON_INDENT(2));
+    json_decref(doc);
+    if (!body) {
+        exchange_respond_error(x, 500, "out of memory");
+        return;
+    }
+    size_t len = strlen(body);
+    char *nl = sl_realloc(body, len + 2);
+    nl[len] = '\n';
+    nl[len + 1] = '\0';
+    exchange_respond(x, status, "application/json", nl, len + 1);
+    free(nl);
+}
+
+static void acl_admin_list(struct exchange *x, const struct sl_admin_call *call)
+{
+    (void)call;
+    json_t *doc =
+        json_pack("{s:o}", "entries", acl_rt_list(acl_rt_of(x->worker->gw), acl_wall_ms()));
+    acl_admin_json(x, 200, doc);
+}
+
+/* Each handler ends in one place that knows what happened (actor: the
+ * admin token; action; target; result): where an audit line goes. */
+static void acl_admin_add(struct exchange *x, const struct sl_admin_call *call)
+{
+    struct acl_entry e;
+    const char *bad = acl_entry_parse(call->body, call->body_len, acl_wall_ms(), &e);
+    if (bad) {
+        exchange_respond_error(x, 400, bad);
+        return;
+    }
+    char why[256];
+    if (acl_rt_add(acl_rt_of(x->worker->gw), &e, why, sizeof why) < 0) {
+        exchange_respond_error(x, 503, why);
+        return;
+    }
+    acl_admin_json(x, 201, acl_entry_json(&e));
+}
+
+/* <s> as an entry id (1..2^53); false when it is not one. */
+static bool acl_parse_id(const char *s, int64_t *id)
+{
+    char *end;
+    if (!s || *s < '1' || *s > '9' || strlen(s) > 16)
+        return false;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return false;
+    *id = v;
+    return true;
+}
+
+static void acl_admin_delete(struct exchange *x, const struct sl_admin_call *call)
+{
+    int64_t id;
+    char why[256];
+    int rc = acl_parse_id(call->id, &id)
+                 ? acl_rt_delete(acl_rt_of(x->worker->gw), id, why, sizeof why)
+                 : 0;
+    if (rc < 0)
+        exchange_respond_error(x, 503, why);
+    else if (rc == 0)
+        exchange_respond_error(x, 404, "no such access-list entry");
+    else
+        exchange_respond(x, 204, NULL, NULL, 0);
+}
+
+static const struct sl_admin_route acl_admin_routes[] = {
+    {HTTP_GET, "/access", acl_admin_list, 0},
+    {HTTP_POST, "/access", acl_admin_add, ACL_BODY_MAX},
+    {HTTP_DELETE, "/access/{id}", acl_admin_delete, 0},
+    {0, NULL, NULL, 0},
+};
+
+/* ---- process, workers, metrics ------------------------------------------ */
+
+static int acl_init_process(struct gateway *gw, char **err)
+{
+    struct acl_runtime *rt = acl_rt_open(gw->cfg, err);
+    if (!rt)
+        return -1;
+    gw->ctx[MOD_access] = rt;
+    return 0;
+}
+
+static void acl_dispose_process(struct gateway *gw)
+{
+    acl_rt_close(acl_rt_of(gw));
+    gw->ctx[MOD_access] = NULL;
+}
+
+static void acl_init_worker(struct worker *w)
+{
+    w->ctx[MOD_access] = sl_calloc(1, sizeof(struct acl_worker));
+}
+
+static void acl_dispose_worker(struct worker *w)
+{
+    struct acl_worker *aw = acl_worker_of(w);
+    acl_snap_unref(aw->snap);
+    free(aw);
+}
+
+static const uint64_t *acl_denied_of(struct worker *w)
+{
+    return acl_worker_of(w)->denied;
+}
+
+static void acl_metrics(struct gateway *gw, struct buf *out)
+{
+    static const char *const sources[ACL_SRC_N] = {"config", "runtime", "key"};
+    metrics_render_fixed(gw, out, "sluice_access_denied_total",
+                         "Requests refused by an access list, by where the list came from.",
+                         "source", sources, ACL_SRC_N, acl_denied_of);
+}
+
+static const struct sl_stage acl_stages[] = {
+    {SL_PHASE_ACCESS, false, acl_stage},
+};
+
+const struct sl_module access_module = {
+    .name = "access",
+    .conf = &acl_cfg_module,
+    .init_process = acl_init_process,
+    .dispose_process = acl_dispose_process,
+    .init_worker = acl_init_worker,
+    .dispose_worker = acl_dispose_worker,
+    .stages = acl_stages,
+    .n_stages = 1,
+    .admin_routes = acl_admin_routes,
+    .metrics = acl_metrics,
+};

@@ -1,0 +1,264 @@
+/* The run-time access lists (access/runtime.h). */
+#include "access/runtime.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "access/store.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+struct acl_runtime {
+    pthread_mutex_t lock; /* the store, the entries and <cur> */
+    pthread_cond_t wake;
+    struct acl_store *store;
+    struct acl_entry *entries;
+    int n;
+    struct acl_snap *cur;
+    uint64_t gen; /* atomic: bumped with every publish */
+    uint64_t seen_ver;
+    int64_t reloaded_ms;
+    bool stop;
+    pthread_t thread;
+};
+
+static int64_t acl_now_ms(void)
+{
+    return clock_wall_us() / 1000;
+}
+
+void acl_snap_unref(struct acl_snap *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    acl_trie_free(s->allow);
+    acl_trie_free(s->deny);
+    free(s);
+}
+
+/* The entries' networks into <*t>, created on the first one; false when out
+ * of memory. */
+static bool acl_snap_add(struct acl_trie **t, const struct acl_entry *e)
+{
+    if (!*t && !(*t = acl_trie_new()))
+        return false;
+    return acl_trie_add(*t, &e->net, e->expires_ms ? e->expires_ms : ACL_FOREVER) == 0;
+}
+
+/* A new snapshot of rt->entries made current (lock held). Out of memory
+ * keeps the old one. */
+static void acl_rt_publish(struct acl_runtime *rt)
+{
+    struct acl_snap *s = sl_calloc(1, sizeof *s);
+    s->refs = 1;
+    for (int i = 0; i < rt->n; i++) {
+        struct acl_entry *e = &rt->entries[i];
+        int64_t until = e->expires_ms ? e->expires_ms : ACL_FOREVER;
+        if (e->list == ACL_ALLOW && until > s->allow_until_ms)
+            s->allow_until_ms = until;
+        if (!acl_snap_add(e->list == ACL_ALLOW ? &s->allow : &s->deny, e)) {
+            s->refs = 1;
+            acl_snap_unref(s);
+            return;
+        }
+    }
+    struct acl_snap *old = rt->cur;
+    rt->cur = s;
+    __atomic_add_fetch(&rt->gen, 1, __ATOMIC_RELEASE);
+    acl_snap_unref(old);
+}
+
+/* Replaces the entries with the store's (lock held); false when it cannot
+ * be read (the old entries stay). */
+static bool acl_rt_reload(struct acl_runtime *rt, char *why, size_t cap)
+{
+    struct acl_entry *v;
+    int n;
+    if (acl_store_load(rt->store, &v, &n, why, cap) < 0)
+        return false;
+    free(rt->entries);
+    rt->entries = v;
+    rt->n = n;
+    rt->reloaded_ms = acl_now_ms();
+    acl_rt_publish(rt);
+    return true;
+}
+
+void acl_rt_sync(struct acl_runtime *rt, struct acl_snap **snap, uint64_t *gen)
+{
+    uint64_t g = __atomic_load_n(&rt->gen, __ATOMIC_ACQUIRE);
+    if (g == *gen && *snap)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    struct acl_snap *s = rt->cur;
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    *gen = __atomic_load_n(&rt->gen, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&rt->lock);
+    acl_snap_unref(*snap);
+    *snap = s;
+}
+
+int acl_rt_add(struct acl_runtime *rt, struct acl_entry *e, char *why, size_t cap)
+{
+    pthread_mutex_lock(&rt->lock);
+    int rc = acl_store_add(rt->store, e, why, cap);
+    if (rc == 0) {
+        rt->entries = sl_realloc(rt->entries, (size_t)(rt->n + 1) * sizeof *rt->entries);
+        rt->entries[rt->n++] = *e;
+        acl_rt_publish(rt);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+/* Drops entry <id> from rt->entries (lock held); false when absent. */
+static bool acl_rt_forget(struct acl_runtime *rt, int64_t id)
+{
+    for (int i = 0; i < rt->n; i++) {
+        if (rt->entries[i].id == id) {
+            rt->entries[i] = rt->entries[--rt->n];
+            return true;
+        }
+    }
+    return false;
+}
+
+int acl_rt_delete(struct acl_runtime *rt, int64_t id, char *why, size_t cap)
+{
+    pthread_mutex_lock(&rt->lock);
+    int rc = acl_store_delete(rt->store, id, why, cap);
+    /* Another gateway may have removed it from Redis already: what this
+     * one holds goes too. */
+    if (rc >= 0 && acl_rt_forget(rt, id)) {
+        acl_rt_publish(rt);
+        rc = 1;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+static int acl_entry_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct acl_entry *)a)->id, y = ((const struct acl_entry *)b)->id;
+    return (x > y) - (x < y);
+}
+
+json_t *acl_rt_list(struct acl_runtime *rt, int64_t now_ms)
+{
+    pthread_mutex_lock(&rt->lock);
+    qsort(rt->entries, (size_t)rt->n, sizeof *rt->entries, acl_entry_cmp);
+    json_t *a = json_array();
+    for (int i = 0; i < rt->n; i++)
+        if (!acl_entry_expired(&rt->entries[i], now_ms))
+            json_array_append_new(a, acl_entry_json(&rt->entries[i]));
+    pthread_mutex_unlock(&rt->lock);
+    return a;
+}
+
+/* Removes the expired entries from the store (lock held). */
+static void acl_rt_sweep(struct acl_runtime *rt, int64_t now_ms)
+{
+    char why[256];
+    bool changed = false;
+    for (int i = 0; i < rt->n;) {
+        struct acl_entry *e = &rt->entries[i];
+        if (!acl_entry_expired(e, now_ms)) {
+            i++;
+            continue;
+        }
+        if (acl_store_delete(rt->store, e->id, why, sizeof why) < 0)
+            return; /* the store is away: next time */
+        acl_rt_forget(rt, e->id);
+        changed = true;
+    }
+    if (changed)
+        acl_rt_publish(rt);
+}
+
+/* One round of the thread (lock held): reload after a change elsewhere or
+ * when due, then sweep. */
+static void acl_rt_poll(struct acl_runtime *rt)
+{
+    char why[256];
+    uint64_t ver;
+    int64_t now = acl_now_ms();
+    if (acl_store_version(rt->store, &ver) < 0)
+        return;
+    if (ver != rt->seen_ver || now - rt->reloaded_ms >= ACL_RELOAD_MS) {
+        if (!acl_rt_reload(rt, why, sizeof why))
+            return;
+        rt->seen_ver = ver;
+    }
+    acl_rt_sweep(rt, now);
+}
+
+static void *acl_rt_main(void *arg)
+{
+    struct acl_runtime *rt = arg;
+    pthread_mutex_lock(&rt->lock);
+    while (!rt->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += ACL_POLL_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        if (pthread_cond_timedwait(&rt->wake, &rt->lock, &ts) == ETIMEDOUT && !rt->stop)
+            acl_rt_poll(rt);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return NULL;
+}
+
+struct acl_runtime *acl_rt_open(const struct config *c, char **err)
+{
+    struct acl_store *store = acl_store_open(c, err);
+    if (!store)
+        return NULL;
+    struct acl_runtime *rt = sl_calloc(1, sizeof *rt);
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_cond_init(&rt->wake, NULL);
+    rt->store = store;
+    /* The version first: a change made while the entries load is then
+     * seen by the next poll. */
+    acl_store_version(rt->store, &rt->seen_ver);
+    char why[256];
+    if (!acl_rt_reload(rt, why, sizeof why)) {
+        if (c->store.backend != CFG_BACKEND_REDIS) {
+            if (asprintf(err, "%s", why) < 0)
+                *err = NULL;
+            acl_rt_close(rt);
+            return NULL;
+        }
+        acl_rt_publish(rt); /* empty until Redis is back */
+    }
+    if (pthread_create(&rt->thread, NULL, acl_rt_main, rt) != 0) {
+        if (asprintf(err, "access: cannot start a thread") < 0)
+            *err = NULL;
+        acl_rt_close(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+void acl_rt_close(struct acl_runtime *rt)
+{
+    if (!rt)
+        return;
+    if (rt->thread) {
+        pthread_mutex_lock(&rt->lock);
+        rt->stop = true;
+        pthread_cond_signal(&rt->wake);
+        pthread_mutex_unlock(&rt->lock);
+        pthread_join(rt->thread, NULL);
+    }
+    acl_snap_unref(rt->cur);
+    acl_store_close(rt->store);
+    free(rt->entries);
+    pthread_mutex_destroy(&rt->lock);
+    pthread_cond_destroy(&rt->wake);
+    free(rt);
+}
