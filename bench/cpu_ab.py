@@ -5,7 +5,9 @@
 
 SCENARIO is proxy, limit, cache or redis (the routes of bench/run.sh's
 scenarios of those names), bare (limit with usage metering off) or quota
-(limit with a quota wrk never exhausts, and usage metering on).
+(limit with a quota wrk never exhausts, and usage metering on), or proxy_acl
+(proxy with a 10,000-network deny list that does not hold the client: the
+cost of the access-list lookup, SPEC 7.1).
 --scenario-b gives B another scenario than A: with the same binary twice,
 the CPU a feature costs (bare vs quota). Starts an nginx upstream, one gateway per binary
 (workers: 1, pinned to core 0; with redis, one redis-server per gateway),
@@ -21,6 +23,7 @@ Python standard library, wrk, taskset, nginx, redis-server."""
 
 import argparse
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -41,6 +44,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def acl_deny_list(n):
+    """<n> networks, seeded: /32s and /24s of IPv4 outside 127/8, /64s and /128s of
+    IPv6, as a real deny list of scrapers is."""
+    rnd = random.Random(7)
+    out = []
+    for i in range(n):
+        if i % 4 == 3:
+            words = [0x2001, 0xdb8] + [rnd.randrange(65536) for _ in range(6)]
+            bits = rnd.choice((64, 128))
+            out.append("%s/%d" % (":".join("%x" % w for w in words), bits))
+        else:
+            a = rnd.choice([x for x in range(1, 224) if x != 127])
+            bits = rnd.choice((24, 32))
+            out.append("%d.%d.%d.%d/%d" % (a, rnd.randrange(256), rnd.randrange(256),
+                                           0 if bits == 24 else rnd.randrange(256), bits))
+    return out
+
+
 def config(scenario, port, upstream_port, tmp, redis_port=None):
     y = ("server:\n  listen: [\"127.0.0.1:%d\"]\n  workers: 1\n  access_log: false\n"
          "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
@@ -54,6 +75,8 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
               "price_per_1k: 0.5}\n")
     if scenario == "cache":
         y += "    cache: {ttl: 600s}\ncache:\n  max_memory: 256m\n"
+    if scenario == "proxy_acl":
+        y += "access:\n  deny: [%s]\n" % ", ".join(acl_deny_list(10000))
     if scenario == "redis":
         y += ("store:\n  backend: redis\n  redis: {url: \"redis://127.0.0.1:%d/0\", "
               "timeout: 50ms}\n" % redis_port)
@@ -64,7 +87,7 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota"]
+    scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl"]
     ap.add_argument("scenario", choices=scenarios)
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")

@@ -16,10 +16,11 @@
 #include "access/runtime.h"
 
 /* Who refused: the label of sluice_access_denied_total. */
-enum acl_source { ACL_SRC_CONFIG, ACL_SRC_RUNTIME, ACL_SRC_KEY, ACL_SRC_N };
+enum acl_source { ACL_SRC_CONFIG, ACL_SRC_RUNTIME, ACL_SRC_N };
 
 /* ACL_SRC_N when <family>/<addr> is admitted at <now_ms>, else the source
- * that refused it. <top>, <route>, <rt> may be NULL. <addr_ok> false (the
+ * that refused it (<now_ms> may be 0 when <rt> holds nothing: the config's
+ * networks never expire). <top>, <route>, <rt> may be NULL. <addr_ok> false (the
  * client address is not an IP address) is refused by any allow list. */
 int acl_decide(const struct acl_conf *top, const struct acl_conf *route, const struct acl_snap *rt,
                bool addr_ok, int family, const uint8_t addr[16], int64_t now_ms);

@@ -45,13 +45,6 @@ void acl_refuse(struct exchange *x, int source)
     exchange_respond_error(x, 403, "address not allowed");
 }
 
-bool acl_addr_in(const char *ip, const struct acl_trie *t)
-{
-    int family;
-    uint8_t addr[16];
-    return acl_parse_addr(ip, &family, addr) && acl_trie_match(t, family, addr, acl_wall_ms());
-}
-
 static enum stage_result acl_stage(struct exchange *x)
 {
     struct acl_worker *aw = acl_worker_of(x->worker);
@@ -65,7 +58,10 @@ static enum stage_result acl_stage(struct exchange *x)
     int family;
     uint8_t addr[16];
     bool ok = acl_parse_addr(x->client_ip, &family, addr);
-    int src = acl_decide(top, route, rt, ok, family, addr, acl_wall_ms());
+    /* The config's networks never expire: the clock is read only when
+     * run-time entries (which may) exist. */
+    int64_t now = rt->allow || rt->deny ? acl_wall_ms() : 0;
+    int src = acl_decide(top, route, rt, ok, family, addr, now);
     if (src == ACL_SRC_N)
         return STAGE_NEXT;
     acl_refuse(x, src);
@@ -187,7 +183,7 @@ static const uint64_t *acl_denied_of(struct worker *w)
 
 static void acl_metrics(struct gateway *gw, struct buf *out)
 {
-    static const char *const sources[ACL_SRC_N] = {"config", "runtime", "key"};
+    static const char *const sources[ACL_SRC_N] = {"config", "runtime"};
     metrics_render_fixed(gw, out, "sluice_access_denied_total",
                          "Requests refused by an access list, by where the list came from.",
                          "source", sources, ACL_SRC_N, acl_denied_of);

@@ -4,7 +4,8 @@ import json
 import re
 import time
 
-from harness import E2ETestCase, Gateway, make_config, wait_for
+from harness import (E2ETestCase, Gateway, RawConn, build_request, free_port, make_config,
+                     wait_for)
 
 FORBIDDEN = {"error": "Forbidden", "message": "address not allowed"}
 
@@ -65,6 +66,18 @@ class ConfigLists(AccessCase):
         self.assertForbidden(fetch(gw))
         # Without trusted proxies, X-Forwarded-For is not believed.
         self.assertForbidden(fetch(gw, ip="198.51.100.1"))
+
+    def test_deny_v6_peer_on_a_v6_listener(self):
+        v6port = free_port()
+        cfg = acl_config(self.up, {"deny": ["::1/128"]}, trusted=False)
+        gw = Gateway(cfg)
+        cfg["server"]["listen"] = ["127.0.0.1:%d" % gw.port, "[::1]:%d" % v6port]
+        gw.write_config(cfg)
+        self.addCleanup(self._finish_gateway, gw)
+        gw.start()
+        with RawConn(v6port, host="::1") as c:
+            self.assertForbidden(c.request(build_request("GET", "/echo")))
+        self.assertStatus(fetch(gw), 200)  # the same gateway over IPv4
 
     def test_allow_admits_only_members_and_deny_wins(self):
         gw = self.start_gateway(acl_config(self.up, {"allow": ["10.0.0.0/8", "2001:db8::/32"],
