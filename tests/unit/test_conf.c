@@ -748,7 +748,7 @@ static void test_err_routes(void **state)
 static void test_err_not_supported(void **state)
 {
     /* Every later section, even when empty. */
-    static const char *const top[] = {"abuse", "access", "audit"};
+    static const char *const top[] = {"abuse", "audit"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         char yaml[256], want[256];
         snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
@@ -758,6 +758,26 @@ static void test_err_not_supported(void **state)
     }
     assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    graphql: off\n",
                     "t.yaml:5: 'routes[0].graphql' is not supported by this version of sluice yet");
+}
+
+/* access (SPEC 7.1): bad networks are reported at their item. */
+static void test_err_access(void **state)
+{
+    (void)state;
+    assert_load_err("access:\n  deny: [10.0.0.0/8, 10.0.0.0/33]\n" UPSTREAM,
+                    "t.yaml:2: access.deny[1]: bad CIDR '10.0.0.0/33' (use 10.0.0.0/8, "
+                    "2001:db8::/32 or one address)");
+    assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    access:\n      allow:\n"
+                             "        - 2001:db8::/32\n        - 2001:db8::/129\n",
+                    "t.yaml:8: routes[0].access.allow[1]: bad CIDR '2001:db8::/129' (use "
+                    "10.0.0.0/8, 2001:db8::/32 or one address)");
+    assert_load_err("access: {deny: 7.7.7.7/8x}\n" UPSTREAM,
+                    "t.yaml:1: access.deny: bad CIDR '7.7.7.7/8x' (use 10.0.0.0/8, "
+                    "2001:db8::/32 or one address)");
+    assert_load_err("access: {block: [10.0.0.0/8]}\n" UPSTREAM,
+                    "t.yaml:1: unknown key 'access.block'");
+    struct config *c = load_ok("access: {deny: 10.0.0.0/8, allow: []}\n" UPSTREAM);
+    cfg_unref(c);
 }
 
 /* ---- store and identity ----------------------------------------------- */
@@ -1827,6 +1847,7 @@ int main(void)
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
         cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_err_access),
         cmocka_unit_test(test_identity_config),
         cmocka_unit_test(test_err_identity),
         cmocka_unit_test(test_redis_config),
