@@ -13,8 +13,11 @@
 #include "util/mem.h"
 
 struct acl_runtime {
-    pthread_mutex_t lock; /* the store, the entries and <cur> */
+    pthread_mutex_t lock; /* the store and the entries */
     pthread_cond_t wake;
+    /* <cur> alone: a worker taking a new snapshot never waits for the
+     * store's I/O, which runs under <lock>. */
+    pthread_mutex_t snap_lock;
     struct acl_store *store;
     struct acl_entry *entries;
     int n;
@@ -66,9 +69,11 @@ static void acl_rt_publish(struct acl_runtime *rt)
             return;
         }
     }
+    pthread_mutex_lock(&rt->snap_lock);
     struct acl_snap *old = rt->cur;
     rt->cur = s;
     __atomic_add_fetch(&rt->gen, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&rt->snap_lock);
     acl_snap_unref(old);
 }
 
@@ -93,11 +98,11 @@ void acl_rt_sync(struct acl_runtime *rt, struct acl_snap **snap, uint64_t *gen)
     uint64_t g = __atomic_load_n(&rt->gen, __ATOMIC_ACQUIRE);
     if (g == *gen && *snap)
         return;
-    pthread_mutex_lock(&rt->lock);
+    pthread_mutex_lock(&rt->snap_lock);
     struct acl_snap *s = rt->cur;
     __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
     *gen = __atomic_load_n(&rt->gen, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&rt->lock);
+    pthread_mutex_unlock(&rt->snap_lock);
     acl_snap_unref(*snap);
     *snap = s;
 }
@@ -220,6 +225,7 @@ struct acl_runtime *acl_rt_open(const struct config *c, char **err)
         return NULL;
     struct acl_runtime *rt = sl_calloc(1, sizeof *rt);
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->snap_lock, NULL);
     pthread_cond_init(&rt->wake, NULL);
     rt->store = store;
     /* The version first: a change made while the entries load is then
@@ -259,6 +265,7 @@ void acl_rt_close(struct acl_runtime *rt)
     acl_store_close(rt->store);
     free(rt->entries);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->snap_lock);
     pthread_cond_destroy(&rt->wake);
     free(rt);
 }
