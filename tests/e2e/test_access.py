@@ -106,6 +106,13 @@ class ConfigLists(AccessCase):
         # A global deny applies on every route.
         self.assertForbidden(fetch(gw, "/echo/private/a", ip="198.51.100.1"))
 
+    def test_reload_applies_a_new_list(self):
+        gw = self.start_gateway(acl_config(self.up))
+        self.assertStatus(fetch(gw, ip="192.0.2.1"), 200)
+        gw.reload(acl_config(self.up, {"deny": ["192.0.2.0/24"]}))
+        self.assertTrue(wait_for(lambda: fetch(gw, ip="192.0.2.1").status == 403, timeout=5))
+        self.assertForbidden(fetch(gw, ip="192.0.2.1"))
+
     def test_bad_cidr_is_a_config_error(self):
         gw = Gateway(acl_config(self.up))
         self.addCleanup(gw.cleanup)
@@ -165,6 +172,8 @@ class RuntimeLists(AccessCase):
             self.assertIn(word, obj["message"], body)
         r = gw.admin_request("POST", "/access", body=b"{not json")
         self.assertJsonError(r, 400)
+        big = json.dumps({"list": "deny", "cidr": "10.0.0.0/8", "note": "x" * 5000}).encode()
+        self.assertJsonError(gw.admin_request("POST", "/access", body=big), 413)
         self.assertEqual(self.entries(gw), [])
 
     def test_survives_restart_memory_backend(self):
