@@ -1,6 +1,9 @@
 /* The access decision (access/decide.h). */
 #include "access/decide.h"
 
+#include <string.h>
+#include <sys/socket.h>
+
 static bool acl_in(const struct acl_trie *t, bool addr_ok, int family, const uint8_t addr[16],
                    int64_t now_ms)
 {
@@ -29,4 +32,37 @@ int acl_decide(const struct acl_conf *top, const struct acl_conf *route, const s
         acl_in(rt_allow, addr_ok, family, addr, now_ms))
         return ACL_SRC_N;
     return top_allow ? ACL_SRC_CONFIG : ACL_SRC_RUNTIME;
+}
+
+/* Is <family>/<addr> inside <net>? A network written as IPv4-mapped IPv6
+ * (::ffff:10.0.0.0/104) is the IPv4 network it maps, as in the trie. */
+static bool acl_net_has(const struct cfg_cidr *net, int family, const uint8_t addr[16])
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const uint8_t *na = net->addr;
+    unsigned bits = net->bits;
+    int nf = net->family;
+    if (nf == AF_INET6 && bits >= 96 && memcmp(na, mapped, 12) == 0) {
+        na += 12;
+        bits -= 96;
+        nf = AF_INET;
+    }
+    if (nf != family)
+        return false;
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(na, addr, whole) != 0)
+        return false;
+    uint8_t mask = (uint8_t)(0xff00u >> rest);
+    return rest == 0 || ((na[whole] ^ addr[whole]) & mask) == 0;
+}
+
+bool acl_key_admits(const struct cfg_cidr *nets, int n, bool addr_ok, int family,
+                    const uint8_t addr[16])
+{
+    if (n == 0)
+        return true;
+    for (int i = 0; addr_ok && i < n; i++)
+        if (acl_net_has(&nets[i], family, addr))
+            return true;
+    return false;
 }

@@ -68,6 +68,23 @@ static enum stage_result acl_stage(struct exchange *x)
     return STAGE_DONE;
 }
 
+/* After authentication (SPEC 7.1: per key allow_ips): a key used from
+ * outside its networks is refused as any other address, before the limits
+ * and quotas count the request. */
+static enum stage_result acl_key_stage(struct exchange *x)
+{
+    const struct identity *id = &x->identity;
+    if (id->n_allow_ips == 0)
+        return STAGE_NEXT;
+    int family;
+    uint8_t addr[16];
+    bool ok = acl_parse_addr(x->client_ip, &family, addr);
+    if (acl_key_admits(id->allow_ips, id->n_allow_ips, ok, family, addr))
+        return STAGE_NEXT;
+    acl_refuse(x, ACL_SRC_KEY);
+    return STAGE_DONE;
+}
+
 /* ---- admin API: /access ------------------------------------------------ */
 
 static void acl_admin_json(struct exchange *x, int status, json_t *doc)
@@ -183,7 +200,7 @@ static const uint64_t *acl_denied_of(struct worker *w)
 
 static void acl_metrics(struct gateway *gw, struct buf *out)
 {
-    static const char *const sources[ACL_SRC_N] = {"config", "runtime"};
+    static const char *const sources[ACL_SRC_N] = {"config", "runtime", "key"};
     metrics_render_fixed(gw, out, "sluice_access_denied_total",
                          "Requests refused by an access list, by where the list came from.",
                          "source", sources, ACL_SRC_N, acl_denied_of);
@@ -191,6 +208,7 @@ static void acl_metrics(struct gateway *gw, struct buf *out)
 
 static const struct sl_stage acl_stages[] = {
     {SL_PHASE_ACCESS, false, acl_stage},
+    {SL_PHASE_AUTHZ, false, acl_key_stage},
 };
 
 const struct sl_module access_module = {
@@ -201,7 +219,7 @@ const struct sl_module access_module = {
     .init_worker = acl_init_worker,
     .dispose_worker = acl_dispose_worker,
     .stages = acl_stages,
-    .n_stages = 1,
+    .n_stages = 2,
     .admin_routes = acl_admin_routes,
     .metrics = acl_metrics,
 };

@@ -186,9 +186,9 @@ static char *admin_join(const json_t *v, const char *sep, const char **why)
  * per-key limits parse, scopes are names. NULL when good. */
 static const char *admin_check_create(struct exchange *x, json_t *doc, struct auth_op *op)
 {
-    static const char *const known[] = {"tier",          "name",        "owner",
-                                        "scopes",        "limits",      "expires",
-                                        "quota_monthly", "quota_daily", "env"};
+    static const char *const known[] = {"tier",   "name",     "owner",         "scopes",
+                                        "limits", "expires",  "quota_monthly", "quota_daily",
+                                        "env",    "allow_ips"};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -198,7 +198,7 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             ok = ok || strcmp(k, known[i]) == 0;
         if (!ok)
             return "unknown field (use tier, name, owner, scopes, limits, expires, quota_monthly, "
-                   "quota_daily, env)";
+                   "quota_daily, env, allow_ips)";
     }
     const char *tier = json_string_value(json_object_get(doc, "tier"));
     if (!tier)
@@ -249,6 +249,14 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             return "a limit does not parse, or there are more than 16 (write them as in the "
                    "config: \"100/h\")";
         op->req.limits = op->strs[5];
+    }
+    json_t *ips = json_object_get(doc, "allow_ips");
+    if (ips) {
+        char ips_why[160];
+        if (ks_allow_ips_from_json(ips, op->allow_ips, ips_why, sizeof ips_why) < 0)
+            return "allow_ips is a list of at most 16 networks such as [\"10.0.0.0/8\", "
+                   "\"2001:db8::/32\"]";
+        op->req.allow_ips = op->allow_ips;
     }
     json_t *ex = json_object_get(doc, "expires");
     op->req.quota_monthly = op->req.quota_daily = -1;

@@ -99,8 +99,9 @@ struct auth_op {
     auth_done_fn done;
     /* inputs */
     struct ks_new req;
-    char *strs[6];         /* owned copies behind req's strings, freed with the op */
-    struct keypatch patch; /* an update's fields (owns its strings, freed with the op) */
+    char *strs[6];                    /* owned copies behind req's strings, freed with the op */
+    char allow_ips[KS_ALLOW_IPS_MAX]; /* behind req.allow_ips */
+    struct keypatch patch;            /* an update's fields (owns its strings, freed with the op) */
     char id[APIKEY_ID_MAX];
     int64_t grace_ms, ttl_ms;
     char token[KS_REFRESH_MAX];

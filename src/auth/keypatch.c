@@ -30,7 +30,7 @@ bool keypatch_tier_ok(const struct config *c, const char *tier, char *why, size_
 }
 
 static const char keypatch_fields[] =
-    "tier, name, owner, scopes, limits, quota_daily, quota_monthly";
+    "tier, name, owner, scopes, limits, quota_daily, quota_monthly, allow_ips";
 
 /* The strings of <v>, a list of strings or one string, joined by <sep>
  * into a new string; NULL (with *<why>) for anything else. */
@@ -156,6 +156,12 @@ const char *keypatch_parse(const struct config *c, const json_t *doc, struct key
             if (keypatch_quota(v, k, daily ? &p->u.quota_daily : &p->u.quota_monthly, why, cap))
                 return why;
             *(daily ? &p->u.set_quota_daily : &p->u.set_quota_monthly) = true;
+            continue;
+        }
+        if (strcmp(k, "allow_ips") == 0) {
+            if (ks_allow_ips_from_json(v, p->allow_ips, why, cap) < 0)
+                return why;
+            p->u.allow_ips = p->allow_ips;
             continue;
         }
         size_t i = 0;

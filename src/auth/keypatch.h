@@ -26,13 +26,14 @@ struct keypatch {
     struct ks_update u;
     char *strs[5]; /* behind u's name, owner, tier, scopes, limits */
     char why[KEYPATCH_WHY_MAX];
+    char allow_ips[KS_ALLOW_IPS_MAX]; /* behind u.allow_ips */
 };
 
 /* Reads <doc> (any JSON value) as a PATCH body against config <c> into
  * <p> (zeroed here): an object with at least one of tier, name, owner,
- * scopes, limits, quota_daily, quota_monthly. null clears a field (a quota:
+ * scopes, limits, quota_daily, quota_monthly, allow_ips. null clears a field (a quota:
  * the tier's applies again; tier cannot be cleared). scopes and limits are a
- * list of strings or one comma-separated string. NULL when good, else the
+ * list of strings or one comma-separated string (allow_ips too: CIDRs). NULL when good, else the
  * reason for a 400 (in <p>, or static). */
 const char *keypatch_parse(const struct config *c, const json_t *doc, struct keypatch *p);
 /* Frees the strings <p> owns (it may be parsed again after). */

@@ -5,6 +5,7 @@
 #include "auth/keyring.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 #include "auth/keysnap.h"
 #include "util/mem.h"
@@ -88,6 +89,20 @@ static void keyring_parse_limits(struct keyring_key *k, const char *text,
             k->limits[i].algorithm = default_algo;
 }
 
+/* A key's allow_ips as the store keeps them; a text that does not parse
+ * (the stores check it on the way in) admits no address rather than all:
+ * the key was meant to be restricted. */
+static void keyring_parse_allow_ips(struct keyring_key *k, const char *text)
+{
+    char why[160];
+    k->n_allow_ips = ks_allow_ips_parse(text, k->allow_ips, why, sizeof why);
+    if (k->n_allow_ips < 0) {
+        memset(&k->allow_ips[0], 0, sizeof k->allow_ips[0]);
+        k->allow_ips[0].family = AF_UNSPEC;
+        k->n_allow_ips = 1;
+    }
+}
+
 static void keyring_add(const struct ks_key *rec, const struct ks_secret *secrets, int n, void *arg)
 {
     struct keyring_build *b = arg;
@@ -104,6 +119,7 @@ static void keyring_add(const struct ks_key *rec, const struct ks_secret *secret
     str_copy(k->prefix, sizeof(k->prefix), rec->prefix);
     str_copy(k->owner, sizeof(k->owner), rec->owner);
     keyring_parse_limits(k, rec->limits, b->default_algo);
+    keyring_parse_allow_ips(k, rec->allow_ips);
     k->quota_daily = rec->quota_daily;
     k->quota_monthly = rec->quota_monthly;
     k->expires_ms = rec->expires_ms;

@@ -153,6 +153,7 @@ static json_t *keysnap_key_json(const struct keysnap_entry *e)
         "created_ms", (json_int_t)k->created_ms, "last_used_ms", (json_int_t)k->last_used_ms,
         "revoked_ms", (json_int_t)k->revoked_ms, "rotated_until_ms",
         (json_int_t)k->rotated_until_ms, "state", k->state == KS_REVOKED ? "revoked" : "active");
+    json_object_set_new(key, "allow_ips", json_string(k->allow_ips));
     return json_pack("{s:o, s:o}", "key", key, "secrets", secrets);
 }
 
@@ -270,6 +271,10 @@ static const char *keysnap_parse_key(const json_t *doc, struct keysnap_entry *e)
         !keysnap_int(o, "revoked_ms", &k->revoked_ms) ||
         !keysnap_int(o, "rotated_until_ms", &k->rotated_until_ms))
         return "a number field of the key is missing";
+    /* Absent from snapshots written before keys had allow_ips. */
+    if (json_object_get(o, "allow_ips") &&
+        !keysnap_str(o, "allow_ips", k->allow_ips, sizeof(k->allow_ips)))
+        return "allow_ips is not a string or too long";
     if (strcmp(state, "active") == 0)
         k->state = KS_ACTIVE;
     else if (strcmp(state, "revoked") == 0)

@@ -33,6 +33,17 @@ void ks_set_err(char **err, const char *fmt, ...)
 
 /* ---- new keys ----------------------------------------------------------- */
 
+/* Is <s> (NULL: not given) a key's allow_ips as the store keeps them? */
+static bool ks_allow_ips_ok(const char *s, char **err)
+{
+    struct cfg_cidr nets[KS_ALLOW_IPS_N];
+    char why[160];
+    if (!s || (strlen(s) < KS_ALLOW_IPS_MAX && ks_allow_ips_parse(s, nets, why, sizeof why) >= 0))
+        return true;
+    ks_set_err(err, "%s", strlen(s) < KS_ALLOW_IPS_MAX ? why : "allow_ips: too long");
+    return false;
+}
+
 /* Checks a field of a new key against its column's bound. */
 static bool ks_fits(const char *s, size_t cap, const char *what, char **err)
 {
@@ -58,7 +69,8 @@ bool ks_check_new(const struct ks_new *req, const char **env, char **err)
            ks_fits(req->owner, KS_NAME_MAX, "owner", err) &&
            ks_fits(req->tier, KS_TIER_MAX, "tier", err) &&
            ks_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) &&
-           ks_fits(req->limits, KS_LIMITS_MAX, "limits", err);
+           ks_fits(req->limits, KS_LIMITS_MAX, "limits", err) &&
+           ks_allow_ips_ok(req->allow_ips, err);
 }
 
 /* ---- updates ------------------------------------------------------------ */
@@ -71,7 +83,7 @@ bool ks_quota_ok(int64_t v)
 bool ks_update_empty(const struct ks_update *u)
 {
     return !u->name && !u->owner && !u->tier && !u->scopes && !u->limits && !u->set_quota_monthly &&
-           !u->set_quota_daily;
+           !u->set_quota_daily && !u->allow_ips;
 }
 
 bool ks_check_update(const struct ks_update *u, char **err)
@@ -89,7 +101,7 @@ bool ks_check_update(const struct ks_update *u, char **err)
            ks_fits(u->owner, KS_NAME_MAX, "owner", err) &&
            ks_fits(u->tier, KS_TIER_MAX, "tier", err) &&
            ks_fits(u->scopes, KS_SCOPES_MAX, "scopes", err) &&
-           ks_fits(u->limits, KS_LIMITS_MAX, "limits", err);
+           ks_fits(u->limits, KS_LIMITS_MAX, "limits", err) && ks_allow_ips_ok(u->allow_ips, err);
 }
 
 void ks_apply_update(struct ks_key *k, const struct ks_update *u)
@@ -108,6 +120,8 @@ void ks_apply_update(struct ks_key *k, const struct ks_update *u)
         k->quota_monthly = u->quota_monthly;
     if (u->set_quota_daily)
         k->quota_daily = u->quota_daily;
+    if (u->allow_ips)
+        str_copy(k->allow_ips, sizeof(k->allow_ips), u->allow_ips);
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -174,6 +188,7 @@ json_t *ks_key_json(const struct ks_key *k)
     json_object_set_new(o, "state", json_string(k->state == KS_REVOKED ? "revoked" : "active"));
     json_object_set_new(o, "rotated_until", ks_time_json(k->rotated_until_ms));
     json_object_set_new(o, "revoked_at", ks_time_json(k->revoked_ms));
+    json_object_set_new(o, "allow_ips", ks_split_json(k->allow_ips, ","));
     return o;
 }
 
@@ -298,7 +313,8 @@ bool ks_same_key(const struct ks_key *a, const struct ks_key *b)
            strcmp(a->prefix, b->prefix) == 0 && a->quota_monthly == b->quota_monthly &&
            a->quota_daily == b->quota_daily && a->expires_ms == b->expires_ms &&
            a->created_ms == b->created_ms && a->revoked_ms == b->revoked_ms &&
-           a->rotated_until_ms == b->rotated_until_ms && a->state == b->state;
+           a->rotated_until_ms == b->rotated_until_ms && a->state == b->state &&
+           strcmp(a->allow_ips, b->allow_ips) == 0;
 }
 
 bool ks_same_secrets(const struct ks_secret *a, int na, const struct ks_secret *b, int nb)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "auth/apikey.h"
+#include "auth/keyips.h"
 #include "store/redis.h"
 #include "util/limits.h"
 
@@ -38,6 +39,7 @@ struct ks_key {
     int64_t revoked_ms;       /* 0: not revoked */
     int64_t rotated_until_ms; /* an older secret stays valid until then; 0: none */
     enum ks_state state;
+    char allow_ips[KS_ALLOW_IPS_MAX]; /* auth/keyips.h; "": from anywhere (SPEC 7.1) */
 };
 
 /* What `keys create` and POST /keys ask for; validated by the caller
@@ -47,6 +49,7 @@ struct ks_new {
     const char *name, *owner, *tier, *scopes, *limits;
     int64_t quota_monthly, quota_daily; /* -1: none */
     int64_t expires_ms;                 /* 0: never */
+    const char *allow_ips;              /* checked by ks_allow_ips_join; NULL or "": anywhere */
 };
 
 /* The largest quota a key may have: 2^53, the largest integer a JSON
@@ -64,6 +67,7 @@ struct ks_update {
     const char *name, *owner, *tier, *scopes, *limits;
     bool set_quota_monthly, set_quota_daily;
     int64_t quota_monthly, quota_daily; /* -1: none, the tier's applies */
+    const char *allow_ips;              /* "": from anywhere again */
 };
 /* Does <u> change nothing at all? */
 bool ks_update_empty(const struct ks_update *u);

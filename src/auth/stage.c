@@ -76,6 +76,12 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
         id->limits = l;
         id->n_limits = k->n_limits;
     }
+    if (k->n_allow_ips) {
+        struct cfg_cidr *v = arena_alloc(x->arena, sizeof(*v) * (size_t)k->n_allow_ips);
+        memcpy(v, k->allow_ips, sizeof(*v) * (size_t)k->n_allow_ips);
+        id->allow_ips = v;
+        id->n_allow_ips = k->n_allow_ips;
+    }
 }
 
 static struct keyring *auth_keyring(struct worker *w)

@@ -58,6 +58,8 @@ static const char keys_create_usage[] =
     "                      the key's own quotas (requests per month, per day),\n"
     "                      replacing its tier's; default: the tier's\n"
     "  --env live|test     the secret's environment tag (sk_<env>_...); default live\n"
+    "  --allow-ips CIDR,.. the networks the key may be used from (at most 16;\n"
+    "                      e.g. 10.0.0.0/8,2001:db8::/32); default: anywhere\n"
     "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
 
 static const char keys_list_usage[] = "usage: sluice keys list -c FILE [--json]\n"
@@ -80,6 +82,8 @@ static const char keys_update_usage[] =
     "  --scopes a,b        the scopes, replacing the key's ('' clears)\n"
     "  --limit 100/h       replaces the key's limits (repeatable); '--limit none'\n"
     "                      drops them: the tier's limits apply again\n"
+    "  --allow-ips CIDR,.. the networks the key may be used from, replacing the\n"
+    "                      key's; '--allow-ips none': from anywhere again\n"
     "  --json              print the key as 'keys show --json' does\n";
 
 static const char keys_rotate_usage[] =
@@ -123,6 +127,7 @@ struct keys_args {
     const char *tier, *name, *owner, *scopes, *expires, *quota_monthly, *quota_daily, *env;
     const char *grace;
     const char *out, *from;
+    const char *allow_ips;
     bool force;
     const char *limits[SL_MAX_LIMITS_PER_LIST];
     int n_limits;
@@ -160,6 +165,8 @@ static const struct keys_opt keys_opts[] = {
     KEYS_OPT("--quota-monthly", quota_monthly, "update"),
     KEYS_OPT("--quota-daily", quota_daily, "update"),
     {"--limit", 0, KEYS_OPT_LIMIT, "update"},
+    KEYS_OPT("--allow-ips", allow_ips, "create"),
+    KEYS_OPT("--allow-ips", allow_ips, "update"),
     KEYS_OPT("--grace", grace, "rotate"),
     KEYS_OPT("--out", out, "export"),
     KEYS_OPT("--from", from, "export"),
@@ -212,6 +219,7 @@ static void keys_print_key(const struct ks_key *k)
     printf("prefix:        %s\n", k->prefix);
     printf("scopes:        %s\n", k->scopes[0] ? k->scopes : "-");
     printf("limits:        %s\n", k->limits[0] ? k->limits : "(the tier's)");
+    printf("allow ips:     %s\n", k->allow_ips[0] ? k->allow_ips : "(anywhere)");
     if (k->quota_monthly < 0 && k->quota_daily < 0) {
         str_copy(quota, sizeof(quota), "-");
     } else {
@@ -295,6 +303,33 @@ static int keys_quota(const char *s, bool none_ok, int64_t *out)
     return 0;
 }
 
+/* The --allow-ips value <arg> ("10.0.0.0/8,2001:db8::/32"; "none": no
+ * restriction) as the store keeps it into <out>; 0, or an exit code after
+ * saying why (<verb> names the command). */
+static int keys_allow_ips(const char *arg, const char *verb, char out[KS_ALLOW_IPS_MAX])
+{
+    out[0] = '\0';
+    if (strcmp(arg, "none") == 0)
+        return 0;
+    char copy[KS_ALLOW_IPS_MAX * 2], why[160];
+    const char *items[KS_ALLOW_IPS_N + 1];
+    int n = 0;
+    if (strlen(arg) >= sizeof(copy))
+        return cli_fail(2, verb, NULL, "--allow-ips is too long (at most %d networks)",
+                        KS_ALLOW_IPS_N);
+    str_copy(copy, sizeof(copy), arg);
+    for (char *p = copy; p && n <= KS_ALLOW_IPS_N;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        items[n++] = p;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (ks_allow_ips_join(items, n, out, why, sizeof(why)) < 0)
+        return cli_fail(2, verb, NULL, "bad --allow-ips '%s': %s", arg, why);
+    return 0;
+}
+
 /* The --limit values of <a> as the store keeps them ("100/h, 10/s") into
  * <out>; 0, or an exit code after saying why (<verb> names the command). */
 static int keys_limits(const struct keys_args *a, const char *verb, char out[KS_LIMITS_MAX])
@@ -353,6 +388,10 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
     int rc = keys_limits(a, v, limits);
     if (rc)
         return rc;
+    char allow_ips[KS_ALLOW_IPS_MAX] = "";
+    rc = a->allow_ips ? keys_allow_ips(a->allow_ips, v, allow_ips) : 0;
+    if (rc)
+        return rc;
 
     struct ks_new req = {
         .env = a->env,
@@ -361,6 +400,7 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
         .tier = a->tier,
         .scopes = scopes,
         .limits = limits,
+        .allow_ips = allow_ips,
         .quota_monthly = -1,
         .quota_daily = -1,
     };
@@ -491,6 +531,13 @@ static int keys_update(const struct keys_cmd *cmd, struct keys_args *a, const st
     }
     if (a->n_limits)
         u.limits = limits;
+    char allow_ips[KS_ALLOW_IPS_MAX];
+    if (a->allow_ips) {
+        int rc = keys_allow_ips(a->allow_ips, v, allow_ips);
+        if (rc)
+            return rc;
+        u.allow_ips = allow_ips;
+    }
     if (a->quota_monthly) {
         if (keys_quota(a->quota_monthly, true, &u.quota_monthly) < 0)
             return cli_fail(2, v, NULL,

@@ -51,6 +51,10 @@ struct identity {
     int n_limits;
     /* A key's own quotas replacing its tier's (SPEC 6.1); -1: the tier's. */
     int64_t quota_daily, quota_monthly;
+    /* The networks the key may be used from (SPEC 7.1: allow_ips), checked
+     * by the access module after authentication; n_allow_ips 0: any. */
+    const struct cfg_cidr *allow_ips;
+    int n_allow_ips;
 };
 
 /* What refused a request, for usage and audit (SPEC 6.4: 429s by cause). */

@@ -286,6 +286,47 @@ static void test_entry_parse(void **state)
     assert_non_null(parse("", &e));
 }
 
+/* A key's allow_ips (SPEC 7.1): checked network by network, with the same
+ * reading of IPv4-mapped networks as the trie. */
+static bool key_admits(const char *const *cidrs, const char *ip)
+{
+    struct cfg_cidr nets[8];
+    int n = 0;
+    for (; *cidrs; cidrs++)
+        assert_int_equal(cfg_parse_cidr(*cidrs, &nets[n++]), 0);
+    int family;
+    uint8_t addr[16];
+    bool ok = acl_parse_addr(ip, &family, addr);
+    return acl_key_admits(nets, n, ok, family, addr);
+}
+
+static void test_key_admits(void **state)
+{
+    (void)state;
+    const char *const list[] = {
+        "10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "198.51.100.0/23", "::ffff:203.0.113.0/120",
+        NULL};
+    assert_true(key_admits(list, "10.255.0.1"));
+    assert_false(key_admits(list, "11.0.0.1"));
+    assert_true(key_admits(list, "192.0.2.7"));
+    assert_false(key_admits(list, "192.0.2.8"));
+    assert_true(key_admits(list, "2001:db8:ffff::1"));
+    assert_false(key_admits(list, "2001:db9::1"));
+    /* /23: the second byte of the boundary counts. */
+    assert_true(key_admits(list, "198.51.101.255"));
+    assert_false(key_admits(list, "198.51.102.0"));
+    /* A mapped network holds IPv4 clients; a mapped client is IPv4. */
+    assert_true(key_admits(list, "203.0.113.9"));
+    assert_true(key_admits(list, "::ffff:10.1.2.3"));
+    assert_false(key_admits(list, "::ffff:11.1.2.3"));
+    /* No list: anywhere. A client address that is not an IP: refused. */
+    assert_true(key_admits((const char *const[]){NULL}, "203.0.113.1"));
+    assert_false(acl_key_admits((struct cfg_cidr[]){{.family = AF_INET, .bits = 0}}, 1, false,
+                                AF_INET, (uint8_t[16]){0}));
+    assert_true(key_admits((const char *const[]){"0.0.0.0/0", NULL}, "203.0.113.1"));
+    assert_false(key_admits((const char *const[]){"0.0.0.0/0", NULL}, "2001:db8::1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_entry_parse),
+        cmocka_unit_test(test_key_admits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

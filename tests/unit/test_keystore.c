@@ -635,6 +635,7 @@ static void test_json(void **state)
         .last_used_ms = 0,
         .rotated_until_ms = T0 + HOUR,
         .state = KS_ACTIVE,
+        .allow_ips = "10.0.0.0/8,2001:db8::/32",
     };
     json_t *j = ks_key_json(&k);
     char *s = json_dumps(j, JSON_COMPACT);
@@ -644,7 +645,8 @@ static void test_json(void **state)
            "\"prefix\":\"sk_live_ab12\",\"quota\":{\"monthly\":5000,\"daily\":null},"
            "\"expires_at\":null,\"created_at\":\"2023-11-14T22:13:20Z\","
            "\"last_used_at\":null,\"state\":\"active\","
-           "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null}");
+           "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null,"
+           "\"allow_ips\":[\"10.0.0.0/8\",\"2001:db8::/32\"]}");
     free(s);
     json_decref(j);
 
@@ -664,6 +666,69 @@ static void test_json(void **state)
     json_decref(j);
 }
 
+/* A key's allow_ips (SPEC 7.1): stored at creation, seen by the gateway's
+ * read (ks_each_active), replaced and cleared by an update, checked on the
+ * way in, and part of what makes two records the same key. */
+static void test_allow_ips(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("free");
+    req.allow_ips = "10.0.0.0/8,2001:db8::/32";
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX];
+    create(&f->ks, &req, T0, &k, secret);
+    assert_string_equal(k.allow_ips, "10.0.0.0/8,2001:db8::/32");
+    char *err = NULL;
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.allow_ips, "10.0.0.0/8,2001:db8::/32");
+    assert_true(ks_same_key(&k, &got));
+    got.allow_ips[0] = '\0';
+    assert_false(ks_same_key(&k, &got));
+
+    struct ks_update u = {.allow_ips = "192.0.2.7"};
+    assert_false(ks_update_empty(&u));
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_OK);
+    assert_string_equal(got.allow_ips, "192.0.2.7");
+    assert_string_equal(got.tier, "free"); /* the rest as it was */
+    u.allow_ips = "";
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_OK);
+    assert_string_equal(got.allow_ips, "");
+
+    /* Not a list of CIDRs: refused by the store itself. */
+    u.allow_ips = "10.0.0.0/33";
+    assert_int_equal(ks_update(&f->ks, k.id, &u, &got, &err), KS_ERROR);
+    assert_non_null(strstr(err, "10.0.0.0/33"));
+    free(err);
+    err = NULL;
+    req.allow_ips = "nope";
+    assert_int_equal(ks_create(&f->ks, &req, T0, &got, secret, &err), KS_ERROR);
+    free(err);
+}
+
+/* A file made before keys had allow_ips (schema version 1) gains the
+ * column, and its keys keep working with none. */
+static void test_migrate_allow_ips(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX], *err = NULL;
+    struct ks_new req = new_req("free");
+    create(&f->ks, &req, T0, &k, secret);
+    /* Back to version 1 by hand: without the column. */
+    assert_int_equal(sqlite3_exec(f->db,
+                                  "ALTER TABLE keys DROP COLUMN allow_ips;"
+                                  "PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    db_close(f->db);
+    f->db = db_open(f->data, &err);
+    assert_non_null(f->db);
+    f->ks.sql = f->db;
+    assert_int_equal(user_version(f->db), db_schema_version());
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.allow_ips, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +743,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
         cmocka_unit_test(test_json),
+        cmocka_unit_test_setup_teardown(test_allow_ips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_allow_ips, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
