@@ -2,10 +2,11 @@
 /access, persisted (SQLite, Redis), fleet-wide within a second."""
 import json
 import re
+import subprocess
 import time
 
 from harness import (E2ETestCase, Gateway, RawConn, build_request, free_port, make_config,
-                     wait_for)
+                     sluice_bin, wait_for)
 
 FORBIDDEN = {"error": "Forbidden", "message": "address not allowed"}
 
@@ -218,3 +219,101 @@ class FleetLists(AccessCase):
         a.start()
         self.assertEqual([e["cidr"] for e in self.entries(a)], ["2001:db8:1::/48"])
         self.assertForbidden(fetch(a, ip="2001:db8:1::1"))
+
+
+class KeyLists(AccessCase):
+    """Per key allow_ips (SPEC 7.1: keys create --allow-ips CIDR,...)."""
+
+    def key_config(self, store=None):
+        cfg = acl_config(self.up, store=store)
+        cfg["tiers"] = {"anonymous": {"limits": ["1000/h"]}, "pro": {"limits": ["1000/h"]}}
+        return cfg
+
+    def cli(self, gw, *args, code=0):
+        p = subprocess.run([sluice_bin(), "keys"] + list(args) + ["-c", gw.config_path],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, code, "keys %s: %s" % (" ".join(args), p.stderr))
+        return p
+
+    def with_key(self, gw, secret, ip=None):
+        headers = {"X-API-Key": secret}
+        if ip:
+            headers["X-Forwarded-For"] = ip
+        return gw.request("GET", "/echo", headers=headers)
+
+    def test_cli_create_and_update(self):
+        gw = self.start_gateway(self.key_config())
+        out = json.loads(self.cli(gw, "create", "--tier", "pro", "--json", "--allow-ips",
+                                  "10.0.0.0/8, 2001:db8::/32").stdout)
+        kid, secret = out["key"]["id"], out["secret"]
+        self.assertEqual(out["key"]["allow_ips"], ["10.0.0.0/8", "2001:db8::/32"])
+        self.assertStatus(self.with_key(gw, secret, "10.1.2.3"), 200)
+        self.assertStatus(self.with_key(gw, secret, "2001:db8::7"), 200)
+        self.assertForbidden(self.with_key(gw, secret, "192.0.2.1"))
+        self.assertForbidden(self.with_key(gw, secret))  # 127.0.0.1, the direct peer
+        self.assertEqual(denied_metric(gw, "key"), 2)
+        # The same address without the key: no list applies to it.
+        self.assertStatus(fetch(gw, ip="192.0.2.1"), 200)
+
+        self.cli(gw, "update", kid, "--allow-ips", "192.0.2.0/24")
+        self.assertTrue(wait_for(lambda: self.with_key(gw, secret, "192.0.2.1").status == 200,
+                                 timeout=2))
+        self.assertForbidden(self.with_key(gw, secret, "10.1.2.3"))
+        shown = json.loads(self.cli(gw, "show", kid, "--json").stdout)
+        self.assertEqual(shown["allow_ips"], ["192.0.2.0/24"])
+        self.cli(gw, "update", kid, "--allow-ips", "none")
+        self.assertTrue(wait_for(lambda: self.with_key(gw, secret, "10.1.2.3").status == 200,
+                                 timeout=2))
+
+        p = self.cli(gw, "create", "--tier", "pro", "--allow-ips", "10.0.0.0/33", code=2)
+        self.assertIn("10.0.0.0/33", p.stderr)
+        p = self.cli(gw, "update", kid, "--allow-ips", "banana", code=2)
+        self.assertIn("banana", p.stderr)
+
+    def admin_json(self, gw, method, path, body):
+        return gw.admin_request(method, path, body=json.dumps(body).encode(),
+                                headers={"Content-Type": "application/json"})
+
+    def check_admin_api(self, gw):
+        r = self.admin_json(gw, "POST", "/keys", {"tier": "pro", "allow_ips": ["203.0.113.0/24"]})
+        self.assertStatus(r, 201)
+        kid, secret = r.json()["key"]["id"], r.json()["secret"]
+        self.assertEqual(r.json()["key"]["allow_ips"], ["203.0.113.0/24"])
+        self.assertTrue(wait_for(lambda: self.with_key(gw, secret, "203.0.113.5").status == 200,
+                                 timeout=2))
+        self.assertForbidden(self.with_key(gw, secret, "203.0.114.5"))
+        r = self.admin_json(gw, "PATCH", "/keys/" + kid, {"allow_ips": ["::ffff:203.0.114.0/120"]})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json()["allow_ips"], ["::ffff:203.0.114.0/120"])
+        self.assertTrue(wait_for(lambda: self.with_key(gw, secret, "203.0.114.5").status == 200,
+                                 timeout=2))
+        listed = gw.admin_request("GET", "/keys").json()["keys"]
+        self.assertEqual([k["allow_ips"] for k in listed], [["::ffff:203.0.114.0/120"]])
+        self.assertStatus(self.admin_json(gw, "PATCH", "/keys/" + kid, {"allow_ips": None}), 200)
+        self.assertTrue(wait_for(lambda: self.with_key(gw, secret, "198.51.100.1").status == 200,
+                                 timeout=2))
+        for body in ({"tier": "pro", "allow_ips": ["10.0.0.0/40"]},
+                     {"tier": "pro", "allow_ips": "nope"},
+                     {"tier": "pro", "allow_ips": [7]},
+                     {"tier": "pro", "allow_ips": ["10.%d.0.0/16" % i for i in range(17)]}):
+            obj = self.assertJsonError(self.admin_json(gw, "POST", "/keys", body), 400)
+            self.assertIn("allow_ips", obj["message"])
+        obj = self.assertJsonError(
+            self.admin_json(gw, "PATCH", "/keys/" + kid, {"allow_ips": ["10.0.0.0/40"]}), 400)
+        self.assertIn("10.0.0.0/40", obj["message"])
+        return kid, secret
+
+    def test_admin_api_sqlite(self):
+        gw = self.start_gateway(self.key_config())
+        self.check_admin_api(gw)
+
+    def test_admin_api_redis_and_restart(self):
+        redis = self.start_redis()
+        gw = self.start_gateway(self.key_config({"backend": "redis",
+                                                 "redis": {"url": redis.url}}))
+        kid, secret = self.check_admin_api(gw)
+        self.admin_json(gw, "PATCH", "/keys/" + kid, {"allow_ips": ["2001:db8::/32"]})
+        gw.stop()
+        gw.start()
+        self.assertForbidden(self.with_key(gw, secret, "198.51.100.1"))
+        self.assertStatus(self.with_key(gw, secret, "2001:db8::1"), 200)
