@@ -103,30 +103,99 @@ static void acl_admin_json(struct exchange *x, int status, json_t *doc)
     free(nl);
 }
 
+/* An admin call on its way through the runtime's thread (runtime.h): the
+ * store's I/O never runs on a worker's loop. The exchange may end first
+ * (the client went away); the op lives until both are done with it. */
+struct acl_op {
+    struct exchange *x; /* NULL once the exchange ended */
+    int refs;           /* the exchange's and the thread's; both on the loop */
+    struct acl_runtime *rt;
+    struct acl_entry entry; /* POST: in, with its id once stored */
+    int64_t id;             /* DELETE */
+    int rc;
+    json_t *list; /* GET */
+    char why[256];
+};
+
+static void acl_op_unref(struct acl_op *op)
+{
+    if (--op->refs > 0)
+        return;
+    json_decref(op->list);
+    free(op);
+}
+
+static void acl_op_ended(struct exchange *x, void *arg)
+{
+    (void)x;
+    struct acl_op *op = arg;
+    op->x = NULL;
+    acl_op_unref(op);
+}
+
+static void acl_op_submit(struct exchange *x, struct acl_op *op, dbw_run_fn run, dbw_done_fn done)
+{
+    op->x = x;
+    op->refs = 2;
+    op->rt = acl_rt_of(x->worker->gw);
+    exchange_on_end(x, acl_op_ended, op);
+    acl_rt_submit(op->rt, &x->worker->loop, run, done, op);
+}
+
+static void acl_list_run(struct ks_db *unused, void *arg)
+{
+    (void)unused;
+    struct acl_op *op = arg;
+    op->list = acl_rt_list(op->rt, acl_wall_ms());
+}
+
+static void acl_list_done(void *arg)
+{
+    struct acl_op *op = arg;
+    if (op->x) {
+        acl_admin_json(op->x, 200, json_pack("{s:O}", "entries", op->list));
+    }
+    acl_op_unref(op);
+}
+
 static void acl_admin_list(struct exchange *x, const struct sl_admin_call *call)
 {
     (void)call;
-    json_t *doc =
-        json_pack("{s:o}", "entries", acl_rt_list(acl_rt_of(x->worker->gw), acl_wall_ms()));
-    acl_admin_json(x, 200, doc);
+    acl_op_submit(x, sl_calloc(1, sizeof(struct acl_op)), acl_list_run, acl_list_done);
 }
 
-/* Each handler ends in one place that knows what happened (actor: the
- * admin token; action; target; result): where an audit line goes. */
+static void acl_add_run(struct ks_db *unused, void *arg)
+{
+    (void)unused;
+    struct acl_op *op = arg;
+    op->rc = acl_rt_add(op->rt, &op->entry, op->why, sizeof op->why);
+}
+
+/* Each of the add and delete handlers ends in one place that knows what
+ * happened (actor: the admin token; action; target; result): where an
+ * audit line goes. */
+static void acl_add_done(void *arg)
+{
+    struct acl_op *op = arg;
+    if (op->x) {
+        if (op->rc < 0)
+            exchange_respond_error(op->x, 503, op->why);
+        else
+            acl_admin_json(op->x, 201, acl_entry_json(&op->entry));
+    }
+    acl_op_unref(op);
+}
+
 static void acl_admin_add(struct exchange *x, const struct sl_admin_call *call)
 {
-    struct acl_entry e;
-    const char *bad = acl_entry_parse(call->body, call->body_len, acl_wall_ms(), &e);
+    struct acl_op *op = sl_calloc(1, sizeof *op);
+    const char *bad = acl_entry_parse(call->body, call->body_len, acl_wall_ms(), &op->entry);
     if (bad) {
+        free(op);
         exchange_respond_error(x, 400, bad);
         return;
     }
-    char why[256];
-    if (acl_rt_add(acl_rt_of(x->worker->gw), &e, why, sizeof why) < 0) {
-        exchange_respond_error(x, 503, why);
-        return;
-    }
-    acl_admin_json(x, 201, acl_entry_json(&e));
+    acl_op_submit(x, op, acl_add_run, acl_add_done);
 }
 
 /* <s> as an entry id (1..2^53); false when it is not one. */
@@ -142,19 +211,37 @@ static bool acl_parse_id(const char *s, int64_t *id)
     return true;
 }
 
+static void acl_delete_run(struct ks_db *unused, void *arg)
+{
+    (void)unused;
+    struct acl_op *op = arg;
+    op->rc = acl_rt_delete(op->rt, op->id, op->why, sizeof op->why);
+}
+
+static void acl_delete_done(void *arg)
+{
+    struct acl_op *op = arg;
+    if (op->x) {
+        if (op->rc < 0)
+            exchange_respond_error(op->x, 503, op->why);
+        else if (op->rc == 0)
+            exchange_respond_error(op->x, 404, "no such access-list entry");
+        else
+            exchange_respond(op->x, 204, NULL, NULL, 0);
+    }
+    acl_op_unref(op);
+}
+
 static void acl_admin_delete(struct exchange *x, const struct sl_admin_call *call)
 {
     int64_t id;
-    char why[256];
-    int rc = acl_parse_id(call->id, &id)
-                 ? acl_rt_delete(acl_rt_of(x->worker->gw), id, why, sizeof why)
-                 : 0;
-    if (rc < 0)
-        exchange_respond_error(x, 503, why);
-    else if (rc == 0)
+    if (!acl_parse_id(call->id, &id)) {
         exchange_respond_error(x, 404, "no such access-list entry");
-    else
-        exchange_respond(x, 204, NULL, NULL, 0);
+        return;
+    }
+    struct acl_op *op = sl_calloc(1, sizeof *op);
+    op->id = id;
+    acl_op_submit(x, op, acl_delete_run, acl_delete_done);
 }
 
 static const struct sl_admin_route acl_admin_routes[] = {

@@ -1,32 +1,28 @@
 /* The run-time access lists (access/runtime.h). */
 #include "access/runtime.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "access/store.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
 struct acl_runtime {
-    pthread_mutex_t lock; /* the store and the entries */
-    pthread_cond_t wake;
-    /* <cur> alone: a worker taking a new snapshot never waits for the
-     * store's I/O, which runs under <lock>. */
-    pthread_mutex_t snap_lock;
+    /* The thread's own: only code running on <thread> touches them. */
     struct acl_store *store;
     struct acl_entry *entries;
     int n;
-    struct acl_snap *cur;
-    uint64_t gen; /* atomic: bumped with every publish */
     uint64_t seen_ver;
     int64_t reloaded_ms;
-    bool stop;
-    pthread_t thread;
+    struct dbw *thread;
+    /* What workers read: <cur> under <snap_lock>, held only to swap or
+     * take a reference, never across I/O. */
+    pthread_mutex_t snap_lock;
+    struct acl_snap *cur;
+    uint64_t gen; /* atomic: bumped with every publish */
 };
 
 static int64_t acl_now_ms(void)
@@ -52,7 +48,7 @@ static bool acl_snap_add(struct acl_trie **t, const struct acl_entry *e)
     return acl_trie_add(*t, &e->net, e->expires_ms ? e->expires_ms : ACL_FOREVER) == 0;
 }
 
-/* A new snapshot of rt->entries made current (lock held). Out of memory
+/* A new snapshot of rt->entries made current. Out of memory
  * keeps the old one. */
 static void acl_rt_publish(struct acl_runtime *rt)
 {
@@ -77,7 +73,7 @@ static void acl_rt_publish(struct acl_runtime *rt)
     acl_snap_unref(old);
 }
 
-/* Replaces the entries with the store's (lock held); false when it cannot
+/* Replaces the entries with the store's; false when it cannot
  * be read (the old entries stay). */
 static bool acl_rt_reload(struct acl_runtime *rt, char *why, size_t cap)
 {
@@ -107,20 +103,24 @@ void acl_rt_sync(struct acl_runtime *rt, struct acl_snap **snap, uint64_t *gen)
     *snap = s;
 }
 
+void acl_rt_submit(struct acl_runtime *rt, uv_loop_t *loop, dbw_run_fn run, dbw_done_fn done,
+                   void *arg)
+{
+    dbw_submit(rt->thread, loop, run, done, arg);
+}
+
 int acl_rt_add(struct acl_runtime *rt, struct acl_entry *e, char *why, size_t cap)
 {
-    pthread_mutex_lock(&rt->lock);
     int rc = acl_store_add(rt->store, e, why, cap);
     if (rc == 0) {
         rt->entries = sl_realloc(rt->entries, (size_t)(rt->n + 1) * sizeof *rt->entries);
         rt->entries[rt->n++] = *e;
         acl_rt_publish(rt);
     }
-    pthread_mutex_unlock(&rt->lock);
     return rc;
 }
 
-/* Drops entry <id> from rt->entries (lock held); false when absent. */
+/* Drops entry <id> from rt->entries; false when absent. */
 static bool acl_rt_forget(struct acl_runtime *rt, int64_t id)
 {
     for (int i = 0; i < rt->n; i++) {
@@ -134,7 +134,6 @@ static bool acl_rt_forget(struct acl_runtime *rt, int64_t id)
 
 int acl_rt_delete(struct acl_runtime *rt, int64_t id, char *why, size_t cap)
 {
-    pthread_mutex_lock(&rt->lock);
     int rc = acl_store_delete(rt->store, id, why, cap);
     /* Another gateway may have removed it from Redis already: what this
      * one holds goes too. */
@@ -142,7 +141,6 @@ int acl_rt_delete(struct acl_runtime *rt, int64_t id, char *why, size_t cap)
         acl_rt_publish(rt);
         rc = 1;
     }
-    pthread_mutex_unlock(&rt->lock);
     return rc;
 }
 
@@ -154,17 +152,15 @@ static int acl_entry_cmp(const void *a, const void *b)
 
 json_t *acl_rt_list(struct acl_runtime *rt, int64_t now_ms)
 {
-    pthread_mutex_lock(&rt->lock);
     qsort(rt->entries, (size_t)rt->n, sizeof *rt->entries, acl_entry_cmp);
     json_t *a = json_array();
     for (int i = 0; i < rt->n; i++)
         if (!acl_entry_expired(&rt->entries[i], now_ms))
             json_array_append_new(a, acl_entry_json(&rt->entries[i]));
-    pthread_mutex_unlock(&rt->lock);
     return a;
 }
 
-/* Removes the expired entries from the store (lock held). */
+/* Removes the expired entries from the store. */
 static void acl_rt_sweep(struct acl_runtime *rt, int64_t now_ms)
 {
     char why[256];
@@ -184,10 +180,12 @@ static void acl_rt_sweep(struct acl_runtime *rt, int64_t now_ms)
         acl_rt_publish(rt);
 }
 
-/* One round of the thread (lock held): reload after a change elsewhere or
- * when due, then sweep. */
-static void acl_rt_poll(struct acl_runtime *rt)
+/* The thread's tick, every ACL_POLL_MS and after each admin call: reload
+ * after a change elsewhere or when due, then sweep. */
+static void acl_rt_tick(struct ks_db *unused, void *arg)
 {
+    (void)unused;
+    struct acl_runtime *rt = arg;
     char why[256];
     uint64_t ver;
     int64_t now = acl_now_ms();
@@ -201,32 +199,13 @@ static void acl_rt_poll(struct acl_runtime *rt)
     acl_rt_sweep(rt, now);
 }
 
-static void *acl_rt_main(void *arg)
-{
-    struct acl_runtime *rt = arg;
-    pthread_mutex_lock(&rt->lock);
-    while (!rt->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += ACL_POLL_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        if (pthread_cond_timedwait(&rt->wake, &rt->lock, &ts) == ETIMEDOUT && !rt->stop)
-            acl_rt_poll(rt);
-    }
-    pthread_mutex_unlock(&rt->lock);
-    return NULL;
-}
-
 struct acl_runtime *acl_rt_open(const struct config *c, char **err)
 {
     struct acl_store *store = acl_store_open(c, err);
     if (!store)
         return NULL;
     struct acl_runtime *rt = sl_calloc(1, sizeof *rt);
-    pthread_mutex_init(&rt->lock, NULL);
     pthread_mutex_init(&rt->snap_lock, NULL);
-    pthread_cond_init(&rt->wake, NULL);
     rt->store = store;
     /* The version first: a change made while the entries load is then
      * seen by the next poll. */
@@ -241,12 +220,7 @@ struct acl_runtime *acl_rt_open(const struct config *c, char **err)
         }
         acl_rt_publish(rt); /* empty until Redis is back */
     }
-    if (pthread_create(&rt->thread, NULL, acl_rt_main, rt) != 0) {
-        if (asprintf(err, "access: cannot start a thread") < 0)
-            *err = NULL;
-        acl_rt_close(rt);
-        return NULL;
-    }
+    rt->thread = dbw_start(NULL, ACL_POLL_MS, acl_rt_tick, rt);
     return rt;
 }
 
@@ -254,18 +228,10 @@ void acl_rt_close(struct acl_runtime *rt)
 {
     if (!rt)
         return;
-    if (rt->thread) {
-        pthread_mutex_lock(&rt->lock);
-        rt->stop = true;
-        pthread_cond_signal(&rt->wake);
-        pthread_mutex_unlock(&rt->lock);
-        pthread_join(rt->thread, NULL);
-    }
+    dbw_stop(rt->thread);
     acl_snap_unref(rt->cur);
     acl_store_close(rt->store);
     free(rt->entries);
-    pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->snap_lock);
-    pthread_cond_destroy(&rt->wake);
     free(rt);
 }
