@@ -10,7 +10,11 @@
  *     expiry is after its creation (or never);
  *   - the entry's network, added to a trie, matches its own address and
  *     nothing of the other family; its JSON form builds;
- *   - the whole input as a CIDR string: when it parses, the same. */
+ *   - the whole input as a CIDR string: when it parses, the same;
+ *   - the whole input as a key's allow_ips, the stored text (ks_allow_ips_parse)
+ *     and a JSON value of POST/PATCH /keys (ks_allow_ips_from_json): at
+ *     most KS_ALLOW_IPS_N networks, each as above, and what from_json
+ *     stores parses back to as many networks. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 
 #include "access/entry.h"
 #include "access/trie.h"
+#include "auth/keyips.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,6 +57,29 @@ static void check_net(const struct cfg_cidr *net)
     acl_trie_free(t);
 }
 
+static void check_allow_ips(const char *text, const uint8_t *data, size_t size)
+{
+    struct cfg_cidr nets[KS_ALLOW_IPS_N];
+    char why[160], out[KS_ALLOW_IPS_MAX];
+    int n = ks_allow_ips_parse(text, nets, why, sizeof why);
+    if (n > KS_ALLOW_IPS_N)
+        FUZZ_ABORT();
+    for (int i = 0; i < n; i++)
+        check_net(&nets[i]);
+    json_t *v = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL);
+    if (v && ks_allow_ips_from_json(v, out, why, sizeof why) == 0) {
+        if (strnlen(out, sizeof out) == sizeof out)
+            FUZZ_ABORT();
+        int again = ks_allow_ips_parse(out, nets, why, sizeof why);
+        size_t items = out[0] ? 1 : 0;
+        for (const char *p = out; *p; p++)
+            items += *p == ',';
+        if (again < 0 || (size_t)again != items)
+            FUZZ_ABORT();
+    }
+    json_decref(v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct acl_entry e;
@@ -77,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cfg_cidr net;
     if (cfg_parse_cidr(s, &net) == 0)
         check_net(&net);
+    check_allow_ips(s, data, size);
     free(s);
     return 0;
 }
