@@ -56,7 +56,10 @@ static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
         admin_json(x, status, key);
         return;
     }
-    admin_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
+    json_t *doc = json_pack("{s:o, s:s}", "key", key, "secret", op->secret);
+    if (op->signing[0])
+        json_object_set_new(doc, "signing_secret", json_string(op->signing));
+    admin_json(x, status, doc);
 }
 
 /* A key changed through this gateway: {"type": <type>, "key": {...}} on
@@ -182,13 +185,33 @@ static char *admin_join(const json_t *v, const char *sep, const char **why)
     return b.data;
 }
 
+/* "signing": true asks for a signing secret (SPEC 7.2), sealed for the
+ * key's id, which is drawn here for that. NULL when good. */
+static const char *admin_check_signing(struct exchange *x, const json_t *v, struct auth_op *op)
+{
+    if (!v || json_is_false(v))
+        return NULL;
+    if (!json_is_true(v))
+        return "signing is true or false";
+    const struct cfg_secret32 *key = &x->cfg->store.encryption_key;
+    if (!key->set)
+        return "signing needs store.encryption_key in the gateway's config (the signing secret is "
+               "stored encrypted under it)";
+    if (apikey_new_id(op->signing_id) < 0 ||
+        ks_signing_new(key->bytes, op->signing_id, op->signing, op->sealed) < 0)
+        return "the random number generator failed";
+    op->req.id = op->signing_id;
+    op->req.signing = op->sealed;
+    return NULL;
+}
+
 /* Checks a create request against the running config: the tier exists,
  * per-key limits parse, scopes are names. NULL when good. */
 static const char *admin_check_create(struct exchange *x, json_t *doc, struct auth_op *op)
 {
-    static const char *const known[] = {"tier",          "name",        "owner",
-                                        "scopes",        "limits",      "expires",
-                                        "quota_monthly", "quota_daily", "env"};
+    static const char *const known[] = {"tier",   "name",    "owner",         "scopes",
+                                        "limits", "expires", "quota_monthly", "quota_daily",
+                                        "env",    "signing"};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -198,7 +221,7 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
             ok = ok || strcmp(k, known[i]) == 0;
         if (!ok)
             return "unknown field (use tier, name, owner, scopes, limits, expires, quota_monthly, "
-                   "quota_daily, env)";
+                   "quota_daily, env, signing)";
     }
     const char *tier = json_string_value(json_object_get(doc, "tier"));
     if (!tier)
@@ -271,7 +294,7 @@ static const char *admin_check_create(struct exchange *x, json_t *doc, struct au
                    "or null for the tier's";
         *qdst[i] = (int64_t)json_integer_value(q);
     }
-    return NULL;
+    return admin_check_signing(x, json_object_get(doc, "signing"), op);
 }
 
 static void admin_keys_create(struct exchange *x, const struct sl_admin_call *call)

@@ -22,11 +22,12 @@ struct keyring_key {
     char tier[KS_TIER_MAX];
     char scopes[KS_SCOPES_MAX];
     char prefix[APIKEY_PREFIX_MAX];
-    char owner[KS_NAME_MAX]; /* for quota alerts and usage reports */
+    char owner[KS_NAME_MAX];                     /* for quota alerts and usage reports */
     struct limit limits[SL_MAX_LIMITS_PER_LIST]; /* per-key overrides; n_limits 0: the tier's */
     int n_limits;
     int64_t quota_daily, quota_monthly; /* per-key quotas; -1: the tier's */
-    int64_t expires_ms; /* 0: never */
+    int64_t expires_ms;                 /* 0: never */
+    char signing[KS_SIGNING_MAX];       /* sealed signing secret (util/seal.h); "": none */
     /* The one mutable field: written (relaxed, at most once a second) by
      * workers, read by the writer thread's batched flush. */
     int64_t last_used_ms;

@@ -436,6 +436,7 @@ static bool ksr_read_key(const redisReply *r, struct ks_key *k, int64_t *seq)
             {"scopes", k->scopes, sizeof(k->scopes)},
             {"limits", k->limits, sizeof(k->limits)},
             {"prefix", k->prefix, sizeof(k->prefix)},
+            {"signing", k->signing, sizeof(k->signing)},
         };
         struct {
             const char *name;
@@ -600,7 +601,7 @@ enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_
     if (!ks_check_new(req, &env, err))
         return KS_ERROR;
     char id[APIKEY_ID_MAX];
-    if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {
+    if (ks_new_id(req, id) < 0 || apikey_generate(env, secret) < 0) {
         OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
         secret[0] = '\0';
         ks_set_err(err, "the random number generator failed");
@@ -631,6 +632,7 @@ enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_
         {"limits", req->limits ? req->limits : ""},
         {"prefix", vprefix},
         {"state", "active"},
+        {"signing", req->signing ? req->signing : ""},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         ksr_str(&c, strs[i][0]);
@@ -743,7 +745,7 @@ enum ks_result ksr_update(redisContext *rc, const char *prefix, const char *id,
     ksr_add_event(&c, prefix, id, "updated");
     const char *strs[][2] = {
         {"name", u->name},     {"owner", u->owner},   {"tier", u->tier},
-        {"scopes", u->scopes}, {"limits", u->limits},
+        {"scopes", u->scopes}, {"limits", u->limits}, {"signing", u->signing},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         if (!strs[i][1])
@@ -934,10 +936,11 @@ enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char
 static void ksr_add_fields(struct ksr_cmd *c, const struct ks_key *k)
 {
     const char *strs[][2] = {
-        {"id", k->id},         {"name", k->name},
-        {"owner", k->owner},   {"tier", k->tier},
-        {"scopes", k->scopes}, {"limits", k->limits},
-        {"prefix", k->prefix}, {"state", k->state == KS_REVOKED ? "revoked" : "active"},
+        {"id", k->id},           {"name", k->name},
+        {"owner", k->owner},     {"tier", k->tier},
+        {"scopes", k->scopes},   {"limits", k->limits},
+        {"prefix", k->prefix},   {"state", k->state == KS_REVOKED ? "revoked" : "active"},
+        {"signing", k->signing},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         ksr_str(c, strs[i][0]);

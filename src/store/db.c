@@ -67,8 +67,13 @@ static const char db_v1[] =
     "CREATE INDEX refresh_tokens_by_key ON refresh_tokens (key_id);"
     "CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_ms);";
 
+/* Version 2 (issue 13, SPEC 7.2): a key's signing secret, sealed under
+ * store.encryption_key (util/seal.h); '' for a key that cannot sign. */
+static const char db_v2[] = "ALTER TABLE keys ADD COLUMN signing TEXT NOT NULL DEFAULT '';";
+
 static const char *const db_migrations[] = {
     db_v1,
+    db_v2,
 };
 
 #define DB_VERSION ((int)(sizeof(db_migrations) / sizeof(db_migrations[0])))

@@ -644,7 +644,8 @@ static void test_json(void **state)
            "\"prefix\":\"sk_live_ab12\",\"quota\":{\"monthly\":5000,\"daily\":null},"
            "\"expires_at\":null,\"created_at\":\"2023-11-14T22:13:20Z\","
            "\"last_used_at\":null,\"state\":\"active\","
-           "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null}");
+           "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null,"
+           "\"signing\":false}");
     free(s);
     json_decref(j);
 
