@@ -14,6 +14,7 @@
     X(fleet)     /* fleet/: Redis connections, heartbeat, events */        \
     X(client_ip) /* guard/client_ip.c: the client address and identity */  \
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
+    X(signing)   /* signing/: request signing (SPEC 7.2) */                \
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \
     X(quota)     /* quota/: quotas (SPEC 6); config only so far */         \
