@@ -42,8 +42,9 @@ enum sig_count {
     SIG_C_N
 };
 static const char *const sig_count_names[SIG_C_N] = {
-    "ok",   "missing",       "malformed", "unknown_key",       "no_secret",        "skew",
-    "bad_signature", "replay", "replay_cache_full", "store_unavailable", "undecryptable"};
+    "ok",           "missing",       "malformed", "unknown_key",       "no_secret",
+    "skew",         "bad_signature", "replay",    "replay_cache_full", "store_unavailable",
+    "undecryptable"};
 
 /* worker->ctx[MOD_signing]: this worker's counters (it alone writes them). */
 struct sig_worker {
@@ -123,8 +124,8 @@ static int64_t sig_window_us(const struct exchange *x)
 
 static enum stage_result sig_replay_memory(struct exchange *x, struct sig_x *s)
 {
-    switch (sig_replay_check(sig_replay_of(x->worker->gw), s->h.key_id, s->h.key_id_len,
-                             s->h.nonce, s->h.nonce_len, clock_mono_us(), sig_window_us(x))) {
+    switch (sig_replay_check(sig_replay_of(x->worker->gw), s->h.key_id, s->h.key_id_len, s->h.nonce,
+                             s->h.nonce_len, clock_mono_us(), sig_window_us(x))) {
     case SIG_REPLAY_NEW:
         return sig_accept(x, s);
     case SIG_REPLAY_SEEN:
@@ -261,7 +262,8 @@ static enum stage_result sig_stage(struct exchange *x)
         return STAGE_NEXT;
     struct sig_x *s = arena_calloc(x->arena, sizeof(*s));
     size_t kl, tl, nl, sl;
-    const char *k = sig_header(x, "x-sluice-key", &kl), *t = sig_header(x, "x-sluice-timestamp", &tl),
+    const char *k = sig_header(x, "x-sluice-key", &kl),
+               *t = sig_header(x, "x-sluice-timestamp", &tl),
                *n = sig_header(x, "x-sluice-nonce", &nl),
                *sg = sig_header(x, "x-sluice-signature", &sl);
     const char *why;
@@ -338,8 +340,8 @@ static const uint64_t *sig_counts_of(struct worker *w)
 static void sig_metrics(struct gateway *gw, struct buf *out)
 {
     metrics_render_fixed(gw, out, "sluice_signing_requests_total",
-                         "Requests on signing routes, by what became of their signature.",
-                         "result", sig_count_names, SIG_C_N, sig_counts_of);
+                         "Requests on signing routes, by what became of their signature.", "result",
+                         sig_count_names, SIG_C_N, sig_counts_of);
 }
 
 static const struct sl_stage sig_stages[] = {
