@@ -172,9 +172,23 @@ static int audit_open_locked(struct audit_file *f, int *fd, struct stat *st, cha
     return 0;
 }
 
-/* Seals <items> after <c> (an audit.open line first when <opens>) into <out>. */
-static void audit_seal_all(const struct audit_file *f, const struct audit_item *items, size_t n,
-                           int64_t now_us, bool opens, struct audit_chain *c, struct buf *out)
+/* The most a sealed line of head length <len> can take. */
+static size_t audit_sealed_max(size_t len)
+{
+    return len + AUDIT_MAC_SUFFIX_LEN + 32; /* ,"seq":<20 digits>} and the newline */
+}
+
+/* Would <more> bytes after <size> pass <f>'s max_size? */
+static bool audit_too_big(const struct audit_file *f, const struct stat *st, size_t more)
+{
+    return S_ISREG(st->st_mode) && f->max_size > 0 && st->st_size + (off_t)more > f->max_size;
+}
+
+/* Seals into <out>, after <c>, an audit.open line when <opens>, then as
+ * many of <items> as fit under max_size (at least one); returns how many. */
+static size_t audit_seal_some(const struct audit_file *f, const struct stat *st,
+                              const struct audit_item *items, size_t n, int64_t now_us, bool opens,
+                              struct audit_chain *c, struct buf *out)
 {
     if (opens) {
         struct buf head = {0};
@@ -182,57 +196,78 @@ static void audit_seal_all(const struct audit_file *f, const struct audit_item *
         audit_line_seal(out, head.data, head.len, c, f->key);
         buf_release(&head);
     }
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    while (i < n && (i == 0 || !audit_too_big(f, st, out->len + audit_sealed_max(items[i].len)))) {
         audit_line_seal(out, items[i].head, items[i].len, c, f->key);
+        i++;
+    }
+    return i;
+}
+
+/* One locked append of some of <items>: 0 with *<done> lines written, 1
+ * to try again (rotated), -1 with *<err>. */
+static int audit_append_some(struct audit_file *f, const struct audit_item *items, size_t n,
+                             int64_t now_us, size_t *done, char **err)
+{
+    int fd;
+    struct stat st;
+    int rc = audit_open_locked(f, &fd, &st, err);
+    if (rc != 0)
+        return rc;
+    struct audit_chain c;
+    bool opens;
+    audit_chain_at(f, fd, &st, &c, &opens);
+    if (!opens)
+        fstat(fd, &st); /* a cut partial line changed the size */
+    if (st.st_size > 0 && audit_too_big(f, &st, audit_sealed_max(items[0].len))) {
+        audit_rotate(f);
+        close(fd); /* the lock goes with it; the next try opens the new file */
+        return 1;
+    }
+    struct buf out = {0};
+    *done = audit_seal_some(f, &st, items, n, now_us, opens, &c, &out);
+    if (audit_write_all(fd, out.data, out.len) < 0) {
+        *err = audit_errf("cannot write", f->path);
+        if (S_ISREG(st.st_mode) && ftruncate(fd, st.st_size) < 0) {
+            /* Half a line stays; the next append cuts it (audit_fd_tail). */
+        }
+        f->known = false;
+        buf_release(&out);
+        close(fd);
+        return -1;
+    }
+    fdatasync(fd); /* best effort: /dev/full and pipes cannot */
+    f->known = true;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->size = st.st_size + (off_t)out.len;
+    f->chain = c;
+    buf_release(&out);
+    close(fd);
+    return 0;
 }
 
 int audit_file_append(struct audit_file *f, const struct audit_item *items, size_t n,
-                      int64_t now_us, char **err)
+                      int64_t now_us, size_t *written, char **err)
 {
-    for (int tries = 0; tries < AUDIT_OPEN_TRIES; tries++) {
-        int fd;
-        struct stat st;
-        int rc = audit_open_locked(f, &fd, &st, err);
+    size_t total = 0;
+    int retries = 0;
+    int rc = 0;
+    while (total < n) {
+        size_t done = 0;
+        rc = audit_append_some(f, items + total, n - total, now_us, &done, err);
         if (rc < 0)
-            return -1;
-        if (rc > 0)
-            continue;
-        struct audit_chain c;
-        bool opens;
-        audit_chain_at(f, fd, &st, &c, &opens);
-        if (!opens)
-            fstat(fd, &st); /* a cut partial line changed the size */
-        size_t estimate = 0;
-        for (size_t i = 0; i < n; i++)
-            estimate += items[i].len + AUDIT_MAC_SUFFIX_LEN + 32;
-        if (S_ISREG(st.st_mode) && f->max_size > 0 && st.st_size > 0 &&
-            st.st_size + (off_t)estimate > f->max_size) {
-            audit_rotate(f);
-            close(fd); /* the lock goes with it; the next try opens the new file */
-            continue;
+            break;
+        if (rc > 0 && ++retries > AUDIT_OPEN_TRIES) {
+            *err = audit_strdupf("audit: %s kept being rotated under this writer", f->path);
+            rc = -1;
+            break;
         }
-        struct buf out = {0};
-        audit_seal_all(f, items, n, now_us, opens, &c, &out);
-        if (audit_write_all(fd, out.data, out.len) < 0) {
-            *err = audit_errf("cannot write", f->path);
-            if (S_ISREG(st.st_mode) && ftruncate(fd, st.st_size) < 0) {
-                /* Half a line stays; the next append cuts it (audit_fd_tail). */
-            }
-            f->known = false;
-            buf_release(&out);
-            close(fd);
-            return -1;
-        }
-        fdatasync(fd); /* best effort: /dev/null and pipes cannot */
-        f->known = true;
-        f->dev = st.st_dev;
-        f->ino = st.st_ino;
-        f->size = st.st_size + (off_t)out.len;
-        f->chain = c;
-        buf_release(&out);
-        close(fd);
-        return 0;
+        if (done > 0)
+            retries = 0; /* a rotation between two parts of a batch is no race */
+        total += done;
     }
-    *err = audit_strdupf("audit: %s kept being rotated under this writer", f->path);
-    return -1;
+    if (written)
+        *written = total;
+    return rc < 0 ? -1 : 0;
 }

@@ -28,9 +28,12 @@ struct audit_file {
 };
 
 /* Appends the lines <items> (<n> heads, still owned by the caller) at
- * <now_us>. 0, or -1 with *<err> malloc'd: none of them was written. */
+ * <now_us>, rotating between two lines where the file would pass
+ * max_size (a file holds at least one line). Sets *<written> (may be NULL)
+ * to how many lines were written: the first ones. 0, or -1 with *<err>
+ * malloc'd when some were not. */
 int audit_file_append(struct audit_file *f, const struct audit_item *items, size_t n,
-                      int64_t now_us, char **err);
+                      int64_t now_us, size_t *written, char **err);
 
 /* Where the chain of the file at <path> stands after its last line; -1
  * when it has none that parses. */

@@ -136,7 +136,7 @@ int audit_cli(const struct config *cfg, const struct audit_event *ev, char **err
     struct audit_file f = {
         .path = ac->path, .max_size = ac->max_size, .keep = ac->keep, .key = ac->key.bytes};
     struct audit_item item = {b.data, b.len};
-    int rc = audit_file_append(&f, &item, 1, clock_wall_us(), err);
+    int rc = audit_file_append(&f, &item, 1, clock_wall_us(), NULL, err);
     buf_release(&b);
     return rc;
 }
@@ -148,14 +148,16 @@ static void audit_write_batch(struct audit_gw *g, struct audit_item *items, size
     g->file.max_size = __atomic_load_n(&g->max_size, __ATOMIC_RELAXED);
     g->file.keep = __atomic_load_n(&g->keep, __ATOMIC_RELAXED);
     char *err = NULL;
-    if (audit_file_append(&g->file, items, n, clock_wall_us(), &err) < 0) {
-        __atomic_add_fetch(&g->m_write_dropped, n, __ATOMIC_RELAXED);
+    size_t written = 0;
+    int rc = audit_file_append(&g->file, items, n, clock_wall_us(), &written, &err);
+    __atomic_add_fetch(&g->m_lines, written, __ATOMIC_RELAXED);
+    if (rc < 0) {
+        __atomic_add_fetch(&g->m_write_dropped, n - written, __ATOMIC_RELAXED);
         if (!g->failing)
             fprintf(stderr, "sluice: %s; dropping audit lines until a write succeeds\n", err);
         g->failing = true;
         free(err);
     } else {
-        __atomic_add_fetch(&g->m_lines, n, __ATOMIC_RELAXED);
         if (g->failing)
             fprintf(stderr, "sluice: audit: writing %s again\n", g->path);
         g->failing = false;

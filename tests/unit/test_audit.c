@@ -135,7 +135,7 @@ static void append_lines(struct audit_file *f, int n, const char *prefix)
         head_of(&head, target);
         struct audit_item item = {head.data, head.len};
         char *err = NULL;
-        assert_int_equal(audit_file_append(f, &item, 1, T0, &err), 0);
+        assert_int_equal(audit_file_append(f, &item, 1, T0, NULL, &err), 0);
         buf_release(&head);
     }
 }
@@ -355,6 +355,46 @@ static void test_rotation(void **state)
     tdir_remove(&t);
 }
 
+/* One batch bigger than max_size (the audit thread's, under load) is
+ * split between files at line boundaries, not written past the bound. */
+static void test_rotation_within_a_batch(void **state)
+{
+    struct tdir t;
+    tdir_make(&t);
+    struct audit_file f = {.path = t.path, .max_size = 1024, .keep = 9, .key = test_key};
+    struct audit_item items[20];
+    struct buf heads[20];
+    for (int i = 0; i < 20; i++) {
+        heads[i] = (struct buf){0};
+        head_of(&heads[i], "key_batch");
+        items[i] = (struct audit_item){heads[i].data, heads[i].len};
+    }
+    size_t written = 0;
+    char *err = NULL;
+    assert_int_equal(audit_file_append(&f, items, 20, T0, &written, &err), 0);
+    assert_int_equal(written, 20);
+    const char *paths[10];
+    char names[10][160];
+    int n = 0;
+    for (int i = 9; i >= 1; i--) {
+        snprintf(names[n], sizeof(names[n]), "%s.%d", t.path, i);
+        struct stat st;
+        if (stat(names[n], &st) == 0) {
+            assert_true(st.st_size <= 1024);
+            paths[n] = names[n];
+            n++;
+        }
+    }
+    assert_true(n >= 4); /* ~230 bytes a line, 20 lines, plus an audit.open line a file */
+    paths[n++] = t.path;
+    struct buf m = {0};
+    assert_int_equal(audit_verify(paths, n, test_key, &m), AUDIT_INTACT);
+    buf_release(&m);
+    for (int i = 0; i < 20; i++)
+        buf_release(&heads[i]);
+    tdir_remove(&t);
+}
+
 static void test_write_error_leaves_no_half_line(void **state)
 {
     struct audit_file f = {.path = "/dev/full", .keep = 1, .key = test_key};
@@ -362,7 +402,7 @@ static void test_write_error_leaves_no_half_line(void **state)
     head_of(&head, "key_1");
     struct audit_item item = {head.data, head.len};
     char *err = NULL;
-    assert_int_equal(audit_file_append(&f, &item, 1, T0, &err), -1);
+    assert_int_equal(audit_file_append(&f, &item, 1, T0, NULL, &err), -1);
     assert_non_null(strstr(err, "No space left on device"));
     free(err);
     buf_release(&head);
@@ -456,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_verify_truncated),
         cmocka_unit_test(test_two_writers),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_rotation_within_a_batch),
         cmocka_unit_test(test_write_error_leaves_no_half_line),
         cmocka_unit_test(test_queue_full_drops),
         cmocka_unit_test(test_config),
