@@ -22,11 +22,15 @@
 #include "util/buf.h"
 
 #define AUDIT_MAC_HEX 64
-/* A line longer than this is not one of ours: fields are short (ids,
- * paths cut at AUDIT_FIELD_MAX), so the bound is only reached by garbage. */
-#define AUDIT_LINE_MAX 8192
-/* Any one string field is cut at this many bytes (a request path). */
+/* Any one string field is cut at this many bytes before escaping (a
+ * request path); escaped, a byte takes at most 6 (\u00XX). */
 #define AUDIT_FIELD_MAX 1024
+/* Extra members of one line past this are left out (audit_admin says so
+ * in the line): callers pass a few short fields. */
+#define AUDIT_EXTRA_MAX 16384
+/* A line longer than this is not one of ours: six fields of
+ * AUDIT_FIELD_MAX escaped, the extras, seq and mac stay well below. */
+#define AUDIT_LINE_MAX 65536
 /* ,"mac":" + 64 hex + "} */
 #define AUDIT_MAC_SUFFIX_LEN (8 + AUDIT_MAC_HEX + 2)
 #define AUDIT_OPEN_ACTION "audit.open"

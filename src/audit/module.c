@@ -66,7 +66,9 @@ static struct audit_gw *audit_gw_of(const struct gateway *gw)
 static void audit_event_head(struct buf *b, const struct audit_event *ev)
 {
     audit_line_head(b, clock_wall_us(), ev->actor, ev->action, ev->target, ev->result, ev->client);
-    if (ev->extra)
+    if (ev->extra && strlen(ev->extra) > AUDIT_EXTRA_MAX)
+        buf_append_str(b, ",\"extra_left_out\":true");
+    else if (ev->extra)
         buf_append_str(b, ev->extra);
 }
 
@@ -107,6 +109,17 @@ void audit_admin_call(struct exchange *x, const char *action, const char *target
 
 /* ---- the command line ------------------------------------------------------------- */
 
+/* The directory of <path> exists (one level is made, as store.data_dir's). */
+static void audit_make_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return;
+    char *dir = sl_strndup(path, (size_t)(slash - path));
+    mkdir(dir, 0700);
+    free(dir);
+}
+
 /* "cli:<user>" of the effective user (its number when it has no name). */
 static void audit_cli_actor(char out[128])
 {
@@ -133,6 +146,7 @@ int audit_cli(const struct config *cfg, const struct audit_event *ev, char **err
         e.client = "local";
     struct buf b = {0};
     audit_event_head(&b, &e);
+    audit_make_dir(ac->path);
     struct audit_file f = {
         .path = ac->path, .max_size = ac->max_size, .keep = ac->keep, .key = ac->key.bytes};
     struct audit_item item = {b.data, b.len};
@@ -236,17 +250,6 @@ static void audit_finish(struct exchange *x)
 }
 
 /* ---- the module -------------------------------------------------------------------- */
-
-/* The directory of <path> exists (one level is made, as store.data_dir's). */
-static void audit_make_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash || slash == path)
-        return;
-    char *dir = sl_strndup(path, (size_t)(slash - path));
-    mkdir(dir, 0700);
-    free(dir);
-}
 
 static void audit_settings(struct audit_gw *g, const struct audit_conf *ac)
 {

@@ -104,6 +104,25 @@ static void test_fields_escaped_and_parsed(void **state)
     buf_release(&out);
 }
 
+/* The worst a client can send as a path (every byte escaped to \u00XX)
+ * still makes a line verify reads back. */
+static void test_longest_fields_still_parse(void **state)
+{
+    char field[AUDIT_FIELD_MAX * 2 + 1];
+    memset(field, 0x01, sizeof(field) - 1);
+    field[sizeof(field) - 1] = '\0';
+    struct buf head = {0}, out = {0};
+    audit_line_head(&head, T0, field, field, field, field, field);
+    struct audit_chain c;
+    audit_chain_init(&c);
+    audit_line_seal(&out, head.data, head.len, &c, test_key);
+    assert_true(out.len > 6 * AUDIT_FIELD_MAX * 5);
+    struct audit_line l;
+    assert_null(audit_line_parse(out.data, out.len - 1, &l));
+    buf_release(&head);
+    buf_release(&out);
+}
+
 /* ---- files ------------------------------------------------------------------------- */
 
 struct tdir {
@@ -489,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_known_vector),
         cmocka_unit_test(test_fields_escaped_and_parsed),
+        cmocka_unit_test(test_longest_fields_still_parse),
         cmocka_unit_test(test_verify_intact),
         cmocka_unit_test(test_verify_edit),
         cmocka_unit_test(test_verify_delete),
