@@ -35,22 +35,25 @@ def read_lines(path):
         return []
 
 
-def python_verify(key, paths):
-    """The docs' ten lines (docs/protection.md): the chain as a reader checks it."""
+def docs_verify(key: bytes, paths):           # oldest first: audit.log.2, audit.log.1, audit.log
     prev, n = None, 0
     for path in paths:
-        with open(path, "rb") as f:
-            for line in f.read().split(b"\n")[:-1]:
-                n += 1
-                body, tail = line[:-74], line[-74:]
-                fields = json.loads(body + b"}")
-                if prev is None:
-                    prev = fields["prev"].encode()  # the first file opens with audit.open
-                mac = hmac.new(key, prev + body + b"}", hashlib.sha256).hexdigest().encode()
-                if tail != b',"mac":"' + mac + b'"}':
-                    return "line %d does not check" % n
-                prev = mac
-    return "ok: %d lines" % n
+        for line in open(path, "rb").read().split(b"\n")[:-1]:
+            n += 1
+            body, tail = line[:-74], line[-74:]   # 74 = len(',"mac":"') + 64 + len('"}')
+            prev = prev or json.loads(body + b"}")["prev"].encode()
+            mac = hmac.new(key, prev + body + b"}", hashlib.sha256).hexdigest().encode()
+            assert tail == b',"mac":"' + mac + b'"}', "line %d" % n
+            prev = mac
+
+
+def python_verify(key, paths):
+    """The ten lines of docs/protection.md, copied as they are there."""
+    try:
+        docs_verify(key, paths)
+    except AssertionError as e:
+        return str(e)
+    return "ok: %d lines" % sum(open(p, "rb").read().count(b"\n") for p in paths)
 
 
 class AuditTestCase(E2ETestCase):
