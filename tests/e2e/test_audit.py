@@ -142,6 +142,9 @@ class AuditAdminTest(AuditTestCase):
         for s in (secret, secret2, ADMIN_TOKEN, "wrong-token", KEY_HEX):
             self.assertNotIn(s.encode(), raw)
         self.assertVerifies(gw, count=len(lines))
+        metrics = self.admin(gw, "GET", "/metrics").body.decode()
+        self.assertRegex(metrics, r"\nsluice_audit_lines_total [1-9]\d*\n")
+        self.assertIn('\nsluice_audit_dropped_total{reason="queue_full"} 0\n', metrics)
         self.assertEqual(python_verify(bytes.fromhex(KEY_HEX), [self.log(gw)]),
                          "ok: %d lines" % len(lines))
         # --key instead of the config; a wrong key fails at the first line
@@ -333,4 +336,6 @@ class AuditRequestsTest(AuditTestCase):
 
         self.assertTrue(wait_for(lambda: dropped() >= 50), dropped())
         self.assertStatus(gw.request("GET", "/echo/after"), 200)
+        self.assertIn("\nsluice_audit_lines_total 0\n", gw.admin_request("GET", "/metrics")
+                      .body.decode())
         self.assertIn("No space left on device", gw.stderr_text())
