@@ -4,10 +4,12 @@
 #include <llhttp.h>
 
 #include "admin/events.h"
+#include "audit/audit.h"
 #include "auth/auth.h"
 #include "auth/keypatch.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -76,8 +78,30 @@ static void admin_key_event(struct exchange *x, const struct auth_op *op, const 
     json_decref(ev);
 }
 
+/* The audit line of a key operation (audit/audit.h): the key it acted on
+ * and how the store answered; the key's tier on create, never its secret. */
+static void admin_key_audit(struct exchange *x, const struct auth_op *op, const char *action)
+{
+    int status = op->rc == KS_OK            ? 200
+                 : op->rc == KS_NOT_FOUND   ? 404
+                 : op->rc == KS_UNAVAILABLE ? 503
+                                            : 500;
+    struct buf extra = {0};
+    if (op->rc == KS_OK && strcmp(action, "key.create") == 0) {
+        buf_append_str(&extra, ",\"tier\":\"");
+        json_str_append(&extra, op->key.tier);
+        buf_append_str(&extra, "\"");
+    } else if (strcmp(action, "key.rotate") == 0) {
+        buf_appendf(&extra, ",\"grace_ms\":%lld", (long long)op->grace_ms);
+    }
+    buf_append(&extra, "", 1);
+    audit_admin_call(x, action, op->rc == KS_OK ? op->key.id : op->id, status, extra.data);
+    buf_release(&extra);
+}
+
 static void admin_created_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_audit(x, op, "key.create");
     admin_key_event(x, op, "key.created");
     admin_key_answer(x, op, 201);
 }
@@ -87,14 +111,22 @@ static void admin_key_done(struct exchange *x, struct auth_op *op)
     admin_key_answer(x, op, 200);
 }
 
+static void admin_updated_done(struct exchange *x, struct auth_op *op)
+{
+    admin_key_audit(x, op, "key.update");
+    admin_key_answer(x, op, 200);
+}
+
 static void admin_revoked_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_audit(x, op, "key.revoke");
     admin_key_event(x, op, "key.revoked");
     admin_key_answer(x, op, 200);
 }
 
 static void admin_rotated_done(struct exchange *x, struct auth_op *op)
 {
+    admin_key_audit(x, op, "key.rotate");
     admin_key_event(x, op, "key.rotated");
     admin_key_answer(x, op, 200);
 }
@@ -379,7 +411,7 @@ static void admin_keys_update(struct exchange *x, const struct sl_admin_call *ca
 {
     json_error_t jerr;
     json_t *doc = call->body_len ? json_loadb(call->body, call->body_len, 0, &jerr) : NULL;
-    struct auth_op *op = auth_op_new(x, admin_update_run, admin_key_done);
+    struct auth_op *op = auth_op_new(x, admin_update_run, admin_updated_done);
     const char *why = keypatch_parse(x->cfg, doc, &op->patch);
     json_decref(doc);
     if (why) {

@@ -17,13 +17,16 @@
 
 #include <openssl/crypto.h>
 
+#include "audit/audit.h"
 #include "auth/keypatch.h"
 #include "auth/keysnap.h"
 #include "auth/keystore.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "limit/limit.h"
+#include "util/buf.h"
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/limits.h"
 #include "util/str.h"
 
@@ -362,6 +365,20 @@ static int64_t keys_now_ms(void)
     return clock_wall_us() / 1000;
 }
 
+/* The audit line of a key change made here (audit/audit.h): actor
+ * cli:<user>. The change is made already, so a log that cannot be written
+ * is a warning, not a failure. */
+static void keys_audit(const struct config *c, const char *verb, const char *action,
+                       const char *target, const char *result, const char *extra)
+{
+    struct audit_event ev = {.action = action, .target = target, .result = result, .extra = extra};
+    char *err = NULL;
+    if (audit_cli(c, &ev, &err) < 0) {
+        fprintf(stderr, "sluice %s: warning: %s (the audit log misses this change)\n", verb, err);
+        free(err);
+    }
+}
+
 static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
                        struct ks_db *db)
 {
@@ -430,10 +447,17 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
     char secret[APIKEY_SECRET_MAX], *err = NULL;
     if (ks_create(db, &req, now, &k, secret, &err) != KS_OK) {
         OPENSSL_cleanse(signing, sizeof(signing));
+        keys_audit(c, v, "key.create", "", err ? err : "cannot create the key", NULL);
         cli_fail(1, v, NULL, "%s", err ? err : "cannot create the key");
         free(err);
         return 1;
     }
+    struct buf extra = {0};
+    buf_append_str(&extra, ",\"tier\":\"");
+    json_str_append(&extra, k.tier);
+    buf_append(&extra, "\"", 2);
+    keys_audit(c, v, "key.create", k.id, "ok", extra.data);
+    buf_release(&extra);
     keys_print_secret(a, &k, secret, a->signing ? signing : NULL);
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(signing, sizeof(signing));
@@ -576,6 +600,12 @@ static int keys_update(const struct keys_cmd *cmd, struct keys_args *a, const st
     enum ks_result r = ks_update(db, a->id, &u, &k, &err);
     if (r != KS_OK)
         OPENSSL_cleanse(signing, sizeof(signing));
+    keys_audit(c, v, "key.update", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               NULL);
     if (r == KS_NOT_FOUND) {
         /* Unknown, or revoked: say which. */
         if (ks_get(db, a->id, &k, NULL) == KS_OK)
@@ -610,6 +640,14 @@ static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const st
     struct ks_key k;
     char secret[APIKEY_SECRET_MAX], *err = NULL;
     enum ks_result r = ks_rotate(db, a->id, grace, keys_now_ms(), &k, secret, &err);
+    char extra[48];
+    snprintf(extra, sizeof(extra), ",\"grace_ms\":%lld", (long long)grace);
+    keys_audit(c, "keys rotate", "key.rotate", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               extra);
     if (r == KS_NOT_FOUND)
         return cli_fail(1, "keys rotate", NULL, "no active key '%s'", a->id);
     if (r != KS_OK) {
@@ -630,6 +668,12 @@ static int keys_revoke(const struct keys_cmd *cmd, struct keys_args *a, const st
     struct ks_key k;
     char *err = NULL;
     enum ks_result r = ks_revoke(db, a->id, keys_now_ms(), &k, &err);
+    keys_audit(c, "keys revoke", "key.revoke", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               NULL);
     if (r == KS_NOT_FOUND)
         return cli_fail(1, "keys revoke", NULL, "no key '%s'", a->id);
     if (r != KS_OK) {
