@@ -15,6 +15,7 @@
     X(client_ip) /* guard/client_ip.c: the client address and identity */  \
     X(access)    /* access/: access lists (SPEC 7.1), /access */            \
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
+    X(signing)   /* signing/: request signing (SPEC 7.2) */                \
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \
     X(quota)     /* quota/: quotas (SPEC 6); config only so far */         \
@@ -22,6 +23,7 @@
     X(cache)     /* cache/: the response cache, /cache/purge */            \
     X(proxy)     /* proxy/: upstream pools and forwarding */               \
     X(usage)     /* usage/: usage metering and reports (SPEC 6.4) */       \
+    X(audit)     /* audit/: the chained audit log (SPEC 7.5) */            \
     X(admin)     /* admin/: the admin API's token, routes, /metrics */
 /* clang-format on */
 

@@ -7,6 +7,7 @@
 #include <llhttp.h>
 
 #include "admin/events.h"
+#include "audit/audit.h"
 #include "modules.h"
 #include "net/worker.h"
 #include "obs/metrics.h"
@@ -24,6 +25,8 @@ static enum stage_result admin_stage_auth(struct exchange *x)
     if (h && h->value_len > 7 && str_ieq(h->value, 7, "bearer ") &&
         str_ct_eq(h->value + 7, h->value_len - 7, token, strlen(token)))
         return STAGE_NEXT;
+    /* Who knocked, never what they sent as a token. */
+    audit_admin_call(x, "admin.auth", x->path, 401, NULL);
     exchange_add_header(x, "WWW-Authenticate", "Bearer realm=\"sluice-admin\"");
     exchange_respond_error(x, 401, "a valid admin token is required (Authorization: Bearer ...)");
     return STAGE_DONE;
@@ -159,9 +162,11 @@ static void admin_reload(struct exchange *x, const struct sl_admin_call *call)
     char *err = NULL;
     if (gw_reload(x->worker->gw, &err) == 0) {
         static const char ok[] = "{\"reloaded\": true}\n";
+        audit_admin_call(x, "reload", x->worker->gw->config_path, 200, NULL);
         exchange_respond(x, 200, "application/json", ok, sizeof(ok) - 1);
         return;
     }
+    audit_admin_call(x, "reload", x->worker->gw->config_path, 400, NULL);
     exchange_respond_error(x, 400, err);
     free(err);
 }

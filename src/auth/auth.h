@@ -114,6 +114,11 @@ struct auth_op {
     char secret[APIKEY_SECRET_MAX];
     char refresh[KS_REFRESH_MAX];
     char *err;
+    /* POST /keys {"signing": true}: the id the signing secret is sealed for
+     * (op->req.id), the secret shown once (hex), and its sealed form. */
+    char signing_id[APIKEY_ID_MAX];
+    char signing[KS_SIGNING_HEX_MAX];
+    char sealed[KS_SIGNING_MAX];
 };
 /* A zeroed operation for <x> (owned by the op machinery). */
 struct auth_op *auth_op_new(struct exchange *x, auth_run_fn run, auth_done_fn done);
@@ -137,6 +142,14 @@ enum stage_result auth_stage_authn(struct exchange *x);
 enum stage_result auth_stage_authz(struct exchange *x);
 /* POST /auth/token and /auth/refresh (SPEC 5.2), after the limit stage. */
 enum stage_result auth_stage_tokens(struct exchange *x);
+
+/* For stages that identify a caller by a key of their own (request
+ * signing): worker <w>'s current keyring (kept by the worker, no
+ * reference taken), and the identity of key <k> set on <x> as the API key
+ * stage sets it (<kind> ID_API_KEY). */
+struct keyring *auth_keyring(struct worker *w);
+void auth_set_key_identity(struct exchange *x, const struct keyring_key *k,
+                           enum identity_kind kind);
 
 /* The /keys admin routes (auth/admin_keys.c). */
 extern const struct sl_admin_route auth_admin_routes[];

@@ -123,6 +123,7 @@ static void keyring_add(const struct ks_key *rec, const struct ks_secret *secret
     k->quota_daily = rec->quota_daily;
     k->quota_monthly = rec->quota_monthly;
     k->expires_ms = rec->expires_ms;
+    str_copy(k->signing, sizeof(k->signing), rec->signing);
     k->last_used_ms = k->flushed_ms = rec->last_used_ms;
     if (b->prev) {
         const struct keyring_key *old = keyring_find_id(b->prev, rec->id, b->now_ms);

@@ -27,6 +27,7 @@ struct keyring_key {
     int n_limits;
     int64_t quota_daily, quota_monthly; /* per-key quotas; -1: the tier's */
     int64_t expires_ms;                 /* 0: never */
+    char signing[KS_SIGNING_MAX];       /* sealed signing secret (util/seal.h); "": none */
     /* The networks the key may be used from (SPEC 7.1); n_allow_ips 0: any. */
     struct cfg_cidr allow_ips[KS_ALLOW_IPS_N];
     int n_allow_ips;

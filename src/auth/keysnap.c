@@ -153,6 +153,10 @@ static json_t *keysnap_key_json(const struct keysnap_entry *e)
         "created_ms", (json_int_t)k->created_ms, "last_used_ms", (json_int_t)k->last_used_ms,
         "revoked_ms", (json_int_t)k->revoked_ms, "rotated_until_ms",
         (json_int_t)k->rotated_until_ms, "state", k->state == KS_REVOKED ? "revoked" : "active");
+    /* Sealed (util/seal.h), so the file holds no usable secret; absent for
+     * a key that cannot sign, as in snapshots written before signing. */
+    if (k->signing[0])
+        json_object_set_new(key, "signing", json_string(k->signing));
     json_object_set_new(key, "allow_ips", json_string(k->allow_ips));
     return json_pack("{s:o, s:o}", "key", key, "secrets", secrets);
 }
@@ -281,6 +285,8 @@ static const char *keysnap_parse_key(const json_t *doc, struct keysnap_entry *e)
         k->state = KS_REVOKED;
     else
         return "state is neither active nor revoked";
+    if (json_object_get(o, "signing") && !keysnap_str(o, "signing", k->signing, sizeof(k->signing)))
+        return "signing is not a sealed secret";
     size_t n = json_array_size(secrets);
     if (n > KEYSNAP_SECRETS_MAX)
         return "too many secrets";

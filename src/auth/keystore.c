@@ -10,8 +10,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "auth/keystore_backend.h"
 #include "util/mem.h"
+#include "util/seal.h"
 #include "util/str.h"
 
 /* ---- errors ------------------------------------------------------------- */
@@ -54,6 +58,48 @@ static bool ks_fits(const char *s, size_t cap, const char *what, char **err)
     return true;
 }
 
+/* A preset id (a signing key's, see ks_new) has the shape apikey_new_id
+ * gives: "key_" and 16 hex digits. NULL: one will be drawn. */
+static bool ks_id_ok(const char *id, char **err)
+{
+    if (!id)
+        return true;
+    bool ok = strlen(id) == 4 + 16 && memcmp(id, "key_", 4) == 0;
+    for (size_t i = 4; ok && id[i]; i++)
+        ok = str_hex_digit(id[i]) >= 0;
+    if (!ok)
+        ks_set_err(err, "bad key id");
+    return ok;
+}
+
+int ks_new_id(const struct ks_new *req, char id[APIKEY_ID_MAX])
+{
+    if (!req->id)
+        return apikey_new_id(id);
+    str_copy(id, APIKEY_ID_MAX, req->id);
+    return 0;
+}
+
+int ks_signing_new(const uint8_t enc_key[32], const char *id, char hex[KS_SIGNING_HEX_MAX],
+                   char sealed[KS_SIGNING_MAX])
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t raw[32];
+    int rc =
+        RAND_bytes(raw, sizeof(raw)) == 1 ? seal_text(enc_key, id, raw, sizeof(raw), sealed) : -1;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        hex[2 * i] = digits[raw[i] >> 4];
+        hex[2 * i + 1] = digits[raw[i] & 15];
+    }
+    hex[64] = '\0';
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (rc < 0) {
+        OPENSSL_cleanse(hex, KS_SIGNING_HEX_MAX);
+        hex[0] = sealed[0] = '\0';
+    }
+    return rc;
+}
+
 bool ks_check_new(const struct ks_new *req, const char **env, char **err)
 {
     *env = req->env ? req->env : "live";
@@ -70,6 +116,7 @@ bool ks_check_new(const struct ks_new *req, const char **env, char **err)
            ks_fits(req->tier, KS_TIER_MAX, "tier", err) &&
            ks_fits(req->scopes, KS_SCOPES_MAX, "scopes", err) &&
            ks_fits(req->limits, KS_LIMITS_MAX, "limits", err) &&
+           ks_fits(req->signing, KS_SIGNING_MAX, "signing", err) && ks_id_ok(req->id, err) &&
            ks_allow_ips_ok(req->allow_ips, err);
 }
 
@@ -83,7 +130,7 @@ bool ks_quota_ok(int64_t v)
 bool ks_update_empty(const struct ks_update *u)
 {
     return !u->name && !u->owner && !u->tier && !u->scopes && !u->limits && !u->set_quota_monthly &&
-           !u->set_quota_daily && !u->allow_ips;
+           !u->set_quota_daily && !u->signing && !u->allow_ips;
 }
 
 bool ks_check_update(const struct ks_update *u, char **err)
@@ -101,7 +148,9 @@ bool ks_check_update(const struct ks_update *u, char **err)
            ks_fits(u->owner, KS_NAME_MAX, "owner", err) &&
            ks_fits(u->tier, KS_TIER_MAX, "tier", err) &&
            ks_fits(u->scopes, KS_SCOPES_MAX, "scopes", err) &&
-           ks_fits(u->limits, KS_LIMITS_MAX, "limits", err) && ks_allow_ips_ok(u->allow_ips, err);
+           ks_fits(u->limits, KS_LIMITS_MAX, "limits", err) &&
+           ks_fits(u->signing, KS_SIGNING_MAX, "signing", err) &&
+           ks_allow_ips_ok(u->allow_ips, err);
 }
 
 void ks_apply_update(struct ks_key *k, const struct ks_update *u)
@@ -120,6 +169,8 @@ void ks_apply_update(struct ks_key *k, const struct ks_update *u)
         k->quota_monthly = u->quota_monthly;
     if (u->set_quota_daily)
         k->quota_daily = u->quota_daily;
+    if (u->signing)
+        str_copy(k->signing, sizeof(k->signing), u->signing);
     if (u->allow_ips)
         str_copy(k->allow_ips, sizeof(k->allow_ips), u->allow_ips);
 }
@@ -188,6 +239,7 @@ json_t *ks_key_json(const struct ks_key *k)
     json_object_set_new(o, "state", json_string(k->state == KS_REVOKED ? "revoked" : "active"));
     json_object_set_new(o, "rotated_until", ks_time_json(k->rotated_until_ms));
     json_object_set_new(o, "revoked_at", ks_time_json(k->revoked_ms));
+    json_object_set_new(o, "signing", json_boolean(k->signing[0] != '\0'));
     json_object_set_new(o, "allow_ips", ks_split_json(k->allow_ips, ","));
     return o;
 }
@@ -314,7 +366,7 @@ bool ks_same_key(const struct ks_key *a, const struct ks_key *b)
            a->quota_daily == b->quota_daily && a->expires_ms == b->expires_ms &&
            a->created_ms == b->created_ms && a->revoked_ms == b->revoked_ms &&
            a->rotated_until_ms == b->rotated_until_ms && a->state == b->state &&
-           strcmp(a->allow_ips, b->allow_ips) == 0;
+           strcmp(a->signing, b->signing) == 0 && strcmp(a->allow_ips, b->allow_ips) == 0;
 }
 
 bool ks_same_secrets(const struct ks_secret *a, int na, const struct ks_secret *b, int nb)

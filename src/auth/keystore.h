@@ -18,8 +18,10 @@
 
 #define KS_NAME_MAX 129
 #define KS_TIER_MAX 65
-#define KS_SCOPES_MAX 512 /* space-separated */
-#define KS_LIMITS_MAX 800 /* limit strings joined with ", " */
+#define KS_SCOPES_MAX 512     /* space-separated */
+#define KS_LIMITS_MAX 800     /* limit strings joined with ", " */
+#define KS_SIGNING_MAX 128    /* a sealed signing secret (util/seal.h: 123 characters) */
+#define KS_SIGNING_HEX_MAX 65 /* a signing secret as shown once: 64 hex digits */
 
 enum ks_state { KS_ACTIVE, KS_REVOKED };
 
@@ -39,6 +41,9 @@ struct ks_key {
     int64_t revoked_ms;       /* 0: not revoked */
     int64_t rotated_until_ms; /* an older secret stays valid until then; 0: none */
     enum ks_state state;
+    /* The signing secret (SPEC 7.2), sealed under store.encryption_key with
+     * the id bound (util/seal.h); "": the key cannot sign. Never shown. */
+    char signing[KS_SIGNING_MAX];
     char allow_ips[KS_ALLOW_IPS_MAX]; /* auth/keyips.h; "": from anywhere (SPEC 7.1) */
 };
 
@@ -49,8 +54,17 @@ struct ks_new {
     const char *name, *owner, *tier, *scopes, *limits;
     int64_t quota_monthly, quota_daily; /* -1: none */
     int64_t expires_ms;                 /* 0: never */
-    const char *allow_ips;              /* checked by ks_allow_ips_join; NULL or "": anywhere */
+    /* A signing key: the id its secret was sealed for (ks_signing_new) and
+     * the sealed secret. NULL: a new random id, no signing secret. */
+    const char *id, *signing;
+    const char *allow_ips; /* checked by ks_allow_ips_join; NULL or "": anywhere */
 };
+
+/* A new signing secret for key <id>: 32 random bytes, into <hex> as the
+ * 64 hex digits shown once, and sealed under <enc_key> for <id> into
+ * <sealed>. 0, or -1 (the random generator failed). */
+int ks_signing_new(const uint8_t enc_key[32], const char *id, char hex[KS_SIGNING_HEX_MAX],
+                   char sealed[KS_SIGNING_MAX]);
 
 /* The largest quota a key may have: 2^53, the largest integer a JSON
  * number (a double to most parsers) holds exactly. */
@@ -67,7 +81,8 @@ struct ks_update {
     const char *name, *owner, *tier, *scopes, *limits;
     bool set_quota_monthly, set_quota_daily;
     int64_t quota_monthly, quota_daily; /* -1: none, the tier's applies */
-    const char *allow_ips;              /* "": from anywhere again */
+    const char *signing;   /* a new sealed signing secret (ks_signing_new); "": none any more */
+    const char *allow_ips; /* "": from anywhere again */
 };
 /* Does <u> change nothing at all? */
 bool ks_update_empty(const struct ks_update *u);

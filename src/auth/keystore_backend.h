@@ -53,6 +53,9 @@ void ks_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 
 /* The checks of a create request, the same on every backend (its
  * environment into *<env>). */
 bool ks_check_new(const struct ks_new *req, const char **env, char **err);
+/* The id of a new key: <req>'s preset one (a signing key's), or a new
+ * random one. 0, or -1 (the random generator failed). */
+int ks_new_id(const struct ks_new *req, char id[APIKEY_ID_MAX]);
 /* The checks of an update, the same on every backend. */
 bool ks_check_update(const struct ks_update *u, char **err);
 /* Applies <u> to the record <k> (checked by ks_check_update). */

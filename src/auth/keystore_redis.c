@@ -436,6 +436,7 @@ static bool ksr_read_key(const redisReply *r, struct ks_key *k, int64_t *seq)
             {"scopes", k->scopes, sizeof(k->scopes)},
             {"limits", k->limits, sizeof(k->limits)},
             {"prefix", k->prefix, sizeof(k->prefix)},
+            {"signing", k->signing, sizeof(k->signing)},
             {"allow_ips", k->allow_ips, sizeof(k->allow_ips)},
         };
         struct {
@@ -601,7 +602,7 @@ enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_
     if (!ks_check_new(req, &env, err))
         return KS_ERROR;
     char id[APIKEY_ID_MAX];
-    if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {
+    if (ks_new_id(req, id) < 0 || apikey_generate(env, secret) < 0) {
         OPENSSL_cleanse(secret, APIKEY_SECRET_MAX);
         secret[0] = '\0';
         ks_set_err(err, "the random number generator failed");
@@ -632,6 +633,7 @@ enum ks_result ksr_create(redisContext *rc, const char *prefix, const struct ks_
         {"limits", req->limits ? req->limits : ""},
         {"prefix", vprefix},
         {"state", "active"},
+        {"signing", req->signing ? req->signing : ""},
         {"allow_ips", req->allow_ips ? req->allow_ips : ""},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
@@ -744,8 +746,9 @@ enum ks_result ksr_update(redisContext *rc, const char *prefix, const char *id,
     ksr_fmt(&c, "%skeys:version", prefix);
     ksr_add_event(&c, prefix, id, "updated");
     const char *strs[][2] = {
-        {"name", u->name},     {"owner", u->owner},   {"tier", u->tier},
-        {"scopes", u->scopes}, {"limits", u->limits}, {"allow_ips", u->allow_ips},
+        {"name", u->name},           {"owner", u->owner},   {"tier", u->tier},
+        {"scopes", u->scopes},       {"limits", u->limits}, {"signing", u->signing},
+        {"allow_ips", u->allow_ips},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         if (!strs[i][1])
@@ -936,15 +939,11 @@ enum ks_spend ksr_refresh_spend(redisContext *rc, const char *prefix, const char
 static void ksr_add_fields(struct ksr_cmd *c, const struct ks_key *k)
 {
     const char *strs[][2] = {
-        {"id", k->id},
-        {"name", k->name},
-        {"owner", k->owner},
-        {"tier", k->tier},
-        {"scopes", k->scopes},
-        {"limits", k->limits},
-        {"prefix", k->prefix},
-        {"state", k->state == KS_REVOKED ? "revoked" : "active"},
-        {"allow_ips", k->allow_ips},
+        {"id", k->id},           {"name", k->name},
+        {"owner", k->owner},     {"tier", k->tier},
+        {"scopes", k->scopes},   {"limits", k->limits},
+        {"prefix", k->prefix},   {"state", k->state == KS_REVOKED ? "revoked" : "active"},
+        {"signing", k->signing}, {"allow_ips", k->allow_ips},
     };
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         ksr_str(c, strs[i][0]);

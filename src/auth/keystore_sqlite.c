@@ -20,8 +20,8 @@
 
 #define KSS_KEY_COLS                                                                               \
     "id, name, owner, tier, scopes, limits, prefix, quota_monthly, quota_daily, expires_ms, "      \
-    "created_ms, last_used_ms, revoked_ms, rotated_until_ms, state, allow_ips"
-#define KSS_KEY_NCOLS 16
+    "created_ms, last_used_ms, revoked_ms, rotated_until_ms, state, signing, allow_ips"
+#define KSS_KEY_NCOLS 17
 #define KSS_REFRESH_LEAD "rt"
 #define KSS_FAMILY_MAX 33 /* 16 bytes of the first token's hash in hex */
 
@@ -110,7 +110,8 @@ static void kss_read_key(sqlite3_stmt *st, struct ks_key *k)
     k->rotated_until_ms = sqlite3_column_int64(st, 13);
     const unsigned char *state = sqlite3_column_text(st, 14);
     k->state = state && strcmp((const char *)state, "revoked") == 0 ? KS_REVOKED : KS_ACTIVE;
-    kss_col_text(st, 15, k->allow_ips, sizeof(k->allow_ips));
+    kss_col_text(st, 15, k->signing, sizeof(k->signing));
+    kss_col_text(st, 16, k->allow_ips, sizeof(k->allow_ips));
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -183,7 +184,7 @@ static enum ks_result kss_create(struct ks_db *ks, const struct ks_new *req, int
     if (!ks_check_new(req, &env, err))
         return KS_ERROR;
     char id[APIKEY_ID_MAX];
-    if (apikey_new_id(id) < 0 || apikey_generate(env, secret) < 0) {
+    if (ks_new_id(req, id) < 0 || apikey_generate(env, secret) < 0) {
         secret[0] = '\0';
         ks_set_err(err, "the random number generator failed");
         return KS_ERROR;
@@ -193,16 +194,17 @@ static enum ks_result kss_create(struct ks_db *ks, const struct ks_new *req, int
 
     if (db_begin(db) < 0)
         goto fail;
-    if (kss_exec(kss_prepare(db,
-                             "INSERT INTO keys (id, name, owner, tier, scopes, limits, prefix, "
-                             "quota_monthly, quota_daily, expires_ms, created_ms, allow_ips) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             "tttttttqqiit", id, req->name ? req->name : "",
-                             req->owner ? req->owner : "", req->tier,
-                             req->scopes ? req->scopes : "", req->limits ? req->limits : "", prefix,
-                             req->quota_monthly, req->quota_daily,
-                             req->expires_ms > 0 ? req->expires_ms : (int64_t)0, now_ms,
-                             req->allow_ips ? req->allow_ips : "")) < 0 ||
+    if (kss_exec(kss_prepare(
+            db,
+            "INSERT INTO keys (id, name, owner, tier, scopes, limits, prefix, "
+            "quota_monthly, quota_daily, expires_ms, created_ms, signing, "
+            "allow_ips) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "tttttttqqiitt", id, req->name ? req->name : "", req->owner ? req->owner : "",
+            req->tier, req->scopes ? req->scopes : "", req->limits ? req->limits : "", prefix,
+            req->quota_monthly, req->quota_daily,
+            req->expires_ms > 0 ? req->expires_ms : (int64_t)0, now_ms,
+            req->signing ? req->signing : "", req->allow_ips ? req->allow_ips : "")) < 0 ||
         kss_insert_secret(db, id, secret, now_ms) < 0)
         goto fail;
     enum ks_result r = kss_get(ks, id, out, err);
@@ -330,10 +332,10 @@ static enum ks_result kss_update(struct ks_db *ks, const char *id, const struct 
     ks_apply_update(&k, u);
     if (kss_exec(kss_prepare(db,
                              "UPDATE keys SET name = ?, owner = ?, tier = ?, scopes = ?, "
-                             "limits = ?, quota_monthly = ?, quota_daily = ?, allow_ips = ? "
-                             "WHERE id = ?",
-                             "tttttqqtt", k.name, k.owner, k.tier, k.scopes, k.limits,
-                             k.quota_monthly, k.quota_daily, k.allow_ips, id)) < 0 ||
+                             "limits = ?, quota_monthly = ?, quota_daily = ?, signing = ?, "
+                             "allow_ips = ? WHERE id = ?",
+                             "tttttqqttt", k.name, k.owner, k.tier, k.scopes, k.limits,
+                             k.quota_monthly, k.quota_daily, k.signing, k.allow_ips, id)) < 0 ||
         kss_get(ks, id, out, err) != KS_OK || db_commit(db) < 0) {
         kss_err(db, err, "updating a key");
         db_rollback(db);
@@ -359,7 +361,7 @@ static enum ks_result kss_each_active(struct ks_db *ks, int64_t now_ms, ks_each_
         db,
         "SELECT k.id, k.name, k.owner, k.tier, k.scopes, k.limits, k.prefix, k.quota_monthly, "
         "k.quota_daily, k.expires_ms, k.created_ms, k.last_used_ms, k.revoked_ms, "
-        "k.rotated_until_ms, k.state, k.allow_ips, s.hash, s.valid_until_ms "
+        "k.rotated_until_ms, k.state, k.signing, k.allow_ips, s.hash, s.valid_until_ms "
         "FROM keys k JOIN key_secrets s ON s.key_id = k.id "
         "WHERE k.state = 'active' AND (k.expires_ms = 0 OR k.expires_ms > ?1) "
         "AND (s.valid_until_ms = 0 OR s.valid_until_ms > ?1) ORDER BY k.id",
@@ -458,11 +460,12 @@ static enum ks_result kss_put(struct ks_db *ks, const struct ks_key *k,
     }
     if (kss_exec(kss_prepare(db,
                              "INSERT INTO keys (" KSS_KEY_COLS ") "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             "tttttttqqiiiiitt", k->id, k->name, k->owner, k->tier, k->scopes,
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             "tttttttqqiiiiittt", k->id, k->name, k->owner, k->tier, k->scopes,
                              k->limits, k->prefix, k->quota_monthly, k->quota_daily, k->expires_ms,
                              k->created_ms, k->last_used_ms, k->revoked_ms, k->rotated_until_ms,
-                             k->state == KS_REVOKED ? "revoked" : "active", k->allow_ips)) < 0)
+                             k->state == KS_REVOKED ? "revoked" : "active", k->signing,
+                             k->allow_ips)) < 0)
         goto fail;
     for (int i = 0; i < n; i++)
         if (kss_exec(kss_prepare(db,

@@ -4,6 +4,7 @@
 #include "auth/conf.h"
 #include "limit/conf.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <string.h>
@@ -326,6 +327,7 @@ static void auth_op_unref(struct auth_op *op)
     for (size_t i = 0; i < sizeof(op->strs) / sizeof(op->strs[0]); i++)
         free(op->strs[i]);
     keypatch_release(&op->patch);
+    OPENSSL_cleanse(op->signing, sizeof(op->signing));
     free(op->list);
     free(op->err);
     free(op);

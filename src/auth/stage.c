@@ -53,8 +53,7 @@ static const char *auth_copy(struct exchange *x, const char *s)
 /* The identity of key <k>: its tier (exempt when the tier is), scopes and
  * per-key limits, copied into the exchange (the keyring may be replaced
  * while the exchange runs). */
-static void auth_set_key_identity(struct exchange *x, const struct keyring_key *k,
-                                  enum identity_kind kind)
+void auth_set_key_identity(struct exchange *x, const struct keyring_key *k, enum identity_kind kind)
 {
     struct identity *id = &x->identity;
     auth_count(x, kind == ID_JWT ? AUTH_RESULT_JWT : AUTH_RESULT_API_KEY);
@@ -84,7 +83,7 @@ static void auth_set_key_identity(struct exchange *x, const struct keyring_key *
     }
 }
 
-static struct keyring *auth_keyring(struct worker *w)
+struct keyring *auth_keyring(struct worker *w)
 {
     struct auth_worker *aw = auth_worker_of(w);
     keyring_sync(&auth_ctx_of(w->gw)->keys, &aw->keyring, &aw->keyring_gen);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <llhttp.h>
 
+#include "audit/audit.h"
 #include "cache/cache.h"
 #include "cache/rules.h"
 #include "fleet/fleet.h"
@@ -266,6 +267,12 @@ void cache_admin_purge(struct exchange *x, const struct sl_admin_call *call)
         exchange_respond_error(x, 400, why);
         return;
     }
+    /* Audited when accepted: the purge itself cannot fail. */
+    char *target = sl_malloc(strlen(arg) + 16);
+    snprintf(target, strlen(arg) + 16, "%s%s%s", cache_purge_kind_name(kind), arg[0] ? ":" : "",
+             arg);
+    audit_admin_call(x, "cache.purge", target, 200, NULL);
+    free(target);
     struct cache_purge_job *j = cache_purge_job_new(x->worker, kind, arg);
     json_decref(doc);
     /* With Redis, every other gateway purges too (SPEC 4.4). */

@@ -29,6 +29,11 @@ int cli_keys(int argc, char **argv);
  * an unknown key; 2 on a usage or config error. */
 int cli_usage(int argc, char **argv);
 
+/* sluice audit verify FILE... (-c FILE | --key HEX): checks the chain of
+ * audit files, oldest first (SPEC 7.5). 0 and "ok: N lines"; 1 naming the
+ * first bad line; 2 on a usage or config error or an unreadable file. */
+int cli_audit(int argc, char **argv);
+
 /* Print "sluice <verb>: <message>" on stderr, then <usage> when not NULL;
  * returns <code>, so a verb can write: return cli_fail(2, ...). */
 int cli_fail(int code, const char *verb, const char *usage, const char *fmt, ...)

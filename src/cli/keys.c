@@ -17,25 +17,29 @@
 
 #include <openssl/crypto.h>
 
+#include "audit/audit.h"
 #include "auth/keypatch.h"
 #include "auth/keysnap.h"
 #include "auth/keystore.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "limit/limit.h"
+#include "util/buf.h"
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/limits.h"
 #include "util/str.h"
 
 static const char keys_usage[] =
     "usage: sluice keys create -c FILE --tier T [--name N] [--owner O] [--scopes a,b]\n"
     "                          [--expires 30d] [--limit 100/h ...] [--env live|test]\n"
-    "                          [--quota-daily N] [--quota-monthly N] [--json]\n"
+    "                          [--quota-daily N] [--quota-monthly N] [--signing] [--json]\n"
     "       sluice keys list -c FILE [--json]\n"
     "       sluice keys show ID -c FILE [--json]\n"
     "       sluice keys update ID -c FILE [--tier T] [--quota-daily N|none]\n"
     "                          [--quota-monthly N|none] [--name N] [--owner O]\n"
-    "                          [--scopes a,b] [--limit 100/h ...|none] [--json]\n"
+    "                          [--scopes a,b] [--limit 100/h ...|none]\n"
+    "                          [--signing|--no-signing] [--json]\n"
     "       sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
     "       sluice keys revoke ID -c FILE [--json]\n"
     "       sluice keys export -c FILE [--out F] [--from auto|store|snapshot]\n"
@@ -58,9 +62,12 @@ static const char keys_create_usage[] =
     "                      the key's own quotas (requests per month, per day),\n"
     "                      replacing its tier's; default: the tier's\n"
     "  --env live|test     the secret's environment tag (sk_<env>_...); default live\n"
+    "  --signing           also a signing secret for request signing (SPEC 7.2), shown\n"
+    "                      once as 64 hex digits; needs store.encryption_key in FILE\n"
     "  --allow-ips CIDR,.. the networks the key may be used from (at most 16;\n"
     "                      e.g. 10.0.0.0/8,2001:db8::/32); default: anywhere\n"
-    "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"}\n";
+    "  --json              print {\"key\": {...}, \"secret\": \"sk_...\"} (and\n"
+    "                      \"signing_secret\" with --signing)\n";
 
 static const char keys_list_usage[] = "usage: sluice keys list -c FILE [--json]\n"
                                       "  Lists every key, newest first (secrets are never "
@@ -82,9 +89,12 @@ static const char keys_update_usage[] =
     "  --scopes a,b        the scopes, replacing the key's ('' clears)\n"
     "  --limit 100/h       replaces the key's limits (repeatable); '--limit none'\n"
     "                      drops them: the tier's limits apply again\n"
+    "  --signing           a new signing secret, shown once (the old one stops now)\n"
+    "  --no-signing        the key cannot sign any more\n"
     "  --allow-ips CIDR,.. the networks the key may be used from, replacing the\n"
     "                      key's; '--allow-ips none': from anywhere again\n"
-    "  --json              print the key as 'keys show --json' does\n";
+    "  --json              print the key as 'keys show --json' does (and\n"
+    "                      {\"key\": {...}, \"signing_secret\": \"...\"} with --signing)\n";
 
 static const char keys_rotate_usage[] =
     "usage: sluice keys rotate ID -c FILE [--grace 1h] [--json]\n"
@@ -129,6 +139,7 @@ struct keys_args {
     const char *out, *from;
     const char *allow_ips;
     bool force;
+    int signing; /* --signing 1, --no-signing -1 */
     const char *limits[SL_MAX_LIMITS_PER_LIST];
     int n_limits;
 };
@@ -219,6 +230,7 @@ static void keys_print_key(const struct ks_key *k)
     printf("prefix:        %s\n", k->prefix);
     printf("scopes:        %s\n", k->scopes[0] ? k->scopes : "-");
     printf("limits:        %s\n", k->limits[0] ? k->limits : "(the tier's)");
+    printf("signing:       %s\n", k->signing[0] ? "yes" : "no");
     printf("allow ips:     %s\n", k->allow_ips[0] ? k->allow_ips : "(anywhere)");
     if (k->quota_monthly < 0 && k->quota_daily < 0) {
         str_copy(quota, sizeof(quota), "-");
@@ -240,20 +252,45 @@ static void keys_print_key(const struct ks_key *k)
         printf("revoked:       %s\n", keys_time(k->revoked_ms, t1, "-"));
 }
 
-/* create and rotate: the key and its new secret, shown this once. */
-static void keys_print_secret(const struct keys_args *a, const struct ks_key *k, const char *secret)
+/* create and rotate: the key and its new secret, shown this once; with
+ * <signing> (may be NULL), its new signing secret too. */
+static void keys_print_secret(const struct keys_args *a, const struct ks_key *k, const char *secret,
+                              const char *signing)
 {
     if (a->json) {
         json_t *j = json_object();
         json_object_set_new(j, "key", ks_key_json(k));
-        json_object_set_new(j, "secret", json_string(secret));
+        if (secret)
+            json_object_set_new(j, "secret", json_string(secret));
+        if (signing)
+            json_object_set_new(j, "signing_secret", json_string(signing));
         keys_print_json(j);
     } else {
         keys_print_key(k);
-        printf("secret:        %s\n", secret);
-        puts("This secret is shown only once: store it now (sluice keeps only its hash).");
+        if (secret)
+            printf("secret:        %s\n", secret);
+        if (signing)
+            printf("signing secret: %s\n", signing);
+        puts(signing ? "These secrets are shown only once: store them now (sluice keeps the "
+                       "signing secret encrypted and only a hash of the other)."
+                     : "This secret is shown only once: store it now (sluice keeps only its "
+                       "hash).");
     }
     fflush(stdout);
+}
+
+/* --signing: a new signing secret for key <id>, sealed under the config's
+ * store.encryption_key; 0, or an exit code after saying why. */
+static int keys_signing(const struct config *c, const char *verb, const char *id,
+                        char hex[KS_SIGNING_HEX_MAX], char sealed[KS_SIGNING_MAX])
+{
+    if (!c->store.encryption_key.set)
+        return cli_fail(2, verb, NULL,
+                        "--signing needs store.encryption_key in the config (the signing secret "
+                        "is stored encrypted under it)");
+    if (ks_signing_new(c->store.encryption_key.bytes, id, hex, sealed) < 0)
+        return cli_fail(1, verb, NULL, "the random number generator failed");
+    return 0;
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -363,6 +400,20 @@ static int64_t keys_now_ms(void)
     return clock_wall_us() / 1000;
 }
 
+/* The audit line of a key change made here (audit/audit.h): actor
+ * cli:<user>. The change is made already, so a log that cannot be written
+ * is a warning, not a failure. */
+static void keys_audit(const struct config *c, const char *verb, const char *action,
+                       const char *target, const char *result, const char *extra)
+{
+    struct audit_event ev = {.action = action, .target = target, .result = result, .extra = extra};
+    char *err = NULL;
+    if (audit_cli(c, &ev, &err) < 0) {
+        fprintf(stderr, "sluice %s: warning: %s (the audit log misses this change)\n", verb, err);
+        free(err);
+    }
+}
+
 static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const struct config *c,
                        struct ks_db *db)
 {
@@ -417,18 +468,39 @@ static int keys_create(const struct keys_cmd *cmd, struct keys_args *a, const st
                             a->expires);
         req.expires_ms = now + ms;
     }
+    if (a->signing && !c->store.encryption_key.set)
+        return keys_signing(c, v, NULL, NULL, NULL);
     if (!db)
         return -1; /* validation only: the caller opens the store next */
 
+    /* The signing secret is sealed for the key's id: the id is drawn here. */
+    char id[APIKEY_ID_MAX], signing[KS_SIGNING_HEX_MAX] = "", sealed[KS_SIGNING_MAX];
+    if (a->signing) {
+        if (apikey_new_id(id) < 0)
+            return cli_fail(1, v, NULL, "the random number generator failed");
+        if ((rc = keys_signing(c, v, id, signing, sealed)) != 0)
+            return rc;
+        req.id = id;
+        req.signing = sealed;
+    }
     struct ks_key k;
     char secret[APIKEY_SECRET_MAX], *err = NULL;
     if (ks_create(db, &req, now, &k, secret, &err) != KS_OK) {
+        OPENSSL_cleanse(signing, sizeof(signing));
+        keys_audit(c, v, "key.create", "", err ? err : "cannot create the key", NULL);
         cli_fail(1, v, NULL, "%s", err ? err : "cannot create the key");
         free(err);
         return 1;
     }
-    keys_print_secret(a, &k, secret);
+    struct buf extra = {0};
+    buf_append_str(&extra, ",\"tier\":\"");
+    json_str_append(&extra, k.tier);
+    buf_append(&extra, "\"", 2);
+    keys_audit(c, v, "key.create", k.id, "ok", extra.data);
+    buf_release(&extra);
+    keys_print_secret(a, &k, secret, a->signing ? signing : NULL);
     OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(signing, sizeof(signing));
     return 0;
 }
 
@@ -554,14 +626,33 @@ static int keys_update(const struct keys_cmd *cmd, struct keys_args *a, const st
                             a->quota_daily);
         u.set_quota_daily = true;
     }
-    if (ks_update_empty(&u))
+    if (a->signing < 0)
+        u.signing = "";
+    if (a->signing > 0 && !c->store.encryption_key.set)
+        return keys_signing(c, v, NULL, NULL, NULL);
+    if (ks_update_empty(&u) && !a->signing)
         return cli_fail(2, v, cmd->usage, "nothing to change: give at least one option");
     if (!db)
         return -1;
 
+    char signing[KS_SIGNING_HEX_MAX] = "", sealed[KS_SIGNING_MAX];
+    int rc;
+    if (a->signing > 0) {
+        if ((rc = keys_signing(c, v, a->id, signing, sealed)) != 0)
+            return rc;
+        u.signing = sealed;
+    }
     struct ks_key k;
     char *err = NULL;
     enum ks_result r = ks_update(db, a->id, &u, &k, &err);
+    if (r != KS_OK)
+        OPENSSL_cleanse(signing, sizeof(signing));
+    keys_audit(c, v, "key.update", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               NULL);
     if (r == KS_NOT_FOUND) {
         /* Unknown, or revoked: say which. */
         if (ks_get(db, a->id, &k, NULL) == KS_OK)
@@ -573,10 +664,14 @@ static int keys_update(const struct keys_cmd *cmd, struct keys_args *a, const st
         free(err);
         return 1;
     }
-    if (a->json)
+    if (a->signing > 0) {
+        keys_print_secret(a, &k, NULL, signing);
+        OPENSSL_cleanse(signing, sizeof(signing));
+    } else if (a->json) {
         keys_print_json(ks_key_json(&k));
-    else
+    } else {
         keys_print_key(&k);
+    }
     return 0;
 }
 
@@ -592,6 +687,14 @@ static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const st
     struct ks_key k;
     char secret[APIKEY_SECRET_MAX], *err = NULL;
     enum ks_result r = ks_rotate(db, a->id, grace, keys_now_ms(), &k, secret, &err);
+    char extra[48];
+    snprintf(extra, sizeof(extra), ",\"grace_ms\":%lld", (long long)grace);
+    keys_audit(c, "keys rotate", "key.rotate", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               extra);
     if (r == KS_NOT_FOUND)
         return cli_fail(1, "keys rotate", NULL, "no active key '%s'", a->id);
     if (r != KS_OK) {
@@ -599,7 +702,7 @@ static int keys_rotate(const struct keys_cmd *cmd, struct keys_args *a, const st
         free(err);
         return 1;
     }
-    keys_print_secret(a, &k, secret);
+    keys_print_secret(a, &k, secret, NULL);
     OPENSSL_cleanse(secret, sizeof(secret));
     return 0;
 }
@@ -612,6 +715,12 @@ static int keys_revoke(const struct keys_cmd *cmd, struct keys_args *a, const st
     struct ks_key k;
     char *err = NULL;
     enum ks_result r = ks_revoke(db, a->id, keys_now_ms(), &k, &err);
+    keys_audit(c, "keys revoke", "key.revoke", a->id,
+               r == KS_OK          ? "ok"
+               : r == KS_NOT_FOUND ? "no such key"
+               : err               ? err
+                                   : "failed",
+               NULL);
     if (r == KS_NOT_FOUND)
         return cli_fail(1, "keys revoke", NULL, "no key '%s'", a->id);
     if (r != KS_OK) {
@@ -842,6 +951,12 @@ static int keys_parse(const struct keys_cmd *cmd, int argc, char **argv, struct 
         }
         if (strcmp(arg, "--force") == 0 && strcmp(cmd->name, "import") == 0) {
             a->force = true;
+            continue;
+        }
+        bool sign = strcmp(arg, "--signing") == 0, unsign = strcmp(arg, "--no-signing") == 0;
+        if ((sign && strcmp(cmd->name, "create") == 0) ||
+            ((sign || unsign) && strcmp(cmd->name, "update") == 0)) {
+            a->signing = sign ? 1 : -1;
             continue;
         }
         if (arg[0] != '-') {

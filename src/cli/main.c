@@ -12,6 +12,8 @@ static const char usage[] =
     "       sluice usage -c FILE [--key ID] [--identity ID] [--route R] [--from T] [--to T]\n"
     "                    [--granularity hour|day|month] [--csv]\n"
     "                                       usage report (sluice usage --help)\n"
+    "       sluice audit verify FILE... (-c FILE | --key HEX)\n"
+    "                                       check an audit log's chain (sluice audit --help)\n"
     "       sluice version                  print the version\n"
     "       sluice <verb> --help            help for one verb\n"
     "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
         return cli_keys(argc - 1, argv + 1);
     if (strcmp(verb, "usage") == 0)
         return cli_usage(argc - 1, argv + 1);
+    if (strcmp(verb, "audit") == 0)
+        return cli_audit(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown verb '%s'\n%s", verb, usage);
     return 2;
 }

@@ -419,7 +419,6 @@ static const struct cfg_key cfg_top_keys[] = {
     /* Later product sections (SPEC 2), each a promise of protection: an
      * error until the module that reads it exists. */
     CFG_UNSUPPORTED("abuse"),
-    CFG_UNSUPPORTED("audit"),
     CFG_END,
 };
 static const struct cfg_section cfg_top_section = {cfg_top_keys, cfg_check_top};

@@ -21,6 +21,8 @@ struct px_body {
     uint64_t sent;  /* px_body_next's position */
     bool failed;
     void (*done)(struct exchange *x);
+    px_body_tap_fn tap; /* NULL: none */
+    void *tap_arg;
 };
 
 /* Buffered bodies, by exchange: found through the exchange's end hooks'
@@ -118,6 +120,8 @@ static void px_body_sink(struct exchange *x, const char *data, size_t len, bool 
             return;
         }
         b->size += len;
+        if (b->tap)
+            b->tap(b->tap_arg, data, len);
     }
     if (!end)
         return;
@@ -133,9 +137,21 @@ struct px_body *px_body_of(const struct exchange *x)
 
 void px_body_read(struct exchange *x, void (*done)(struct exchange *x))
 {
+    px_body_read_tapped(x, done, NULL, NULL);
+}
+
+void px_body_read_tapped(struct exchange *x, void (*done)(struct exchange *x), px_body_tap_fn tap,
+                         void *arg)
+{
     struct px_body *b = px_body_new();
     b->done = done;
-    /* The proxy's per-exchange state starts with this pointer. */
+    b->tap = tap;
+    b->tap_arg = arg;
+    /* The proxy's per-exchange state starts with this pointer; before the
+     * proxy's stage ran (a stage reads the body first), a slot for just the
+     * pointer, which the proxy's stage takes over. */
+    if (!x->ctx[MOD_proxy])
+        x->ctx[MOD_proxy] = arena_calloc(x->arena, sizeof(struct px_body *));
     *(struct px_body **)x->ctx[MOD_proxy] = b;
     exchange_on_end(x, px_body_free, b);
     exchange_set_body_sink(x, px_body_sink);

@@ -24,6 +24,14 @@ bool px_body_wanted(const struct exchange *x);
  * to its size and x->chunked false; on failure (the temp file), answer 500
  * and call nothing. The body lives as long as <x>. */
 void px_body_read(struct exchange *x, void (*done)(struct exchange *x));
+/* The same for a stage before the proxy that must see the whole body
+ * before the upstream sees a byte of it (request signing): <tap>(<arg>,
+ * ...) sees each part as it arrives (e.g. to hash it); the proxy then sends
+ * the body from this buffer, without reading it again. <done> runs on the
+ * loop, possibly before this returns. */
+typedef void (*px_body_tap_fn)(void *arg, const char *data, size_t len);
+void px_body_read_tapped(struct exchange *x, void (*done)(struct exchange *x), px_body_tap_fn tap,
+                         void *arg);
 
 /* <x>'s buffered body, NULL when it was not buffered. */
 struct px_body *px_body_of(const struct exchange *x);

@@ -1331,7 +1331,10 @@ static void px_arm_queue_timer(struct worker *w)
 
 enum stage_result px_stage(struct exchange *x)
 {
+    /* A stage before may have read the body whole already (px_body_read_tapped). */
+    struct px_body *early = px_body_of(x);
     struct px_x *px = arena_calloc(x->arena, sizeof(*px));
+    px->body = early;
     px->retries = x->cfg->upstreams[x->route->upstream].retries;
     x->ctx[MOD_proxy] = px;
     exchange_on_end(x, px_on_exchange_end, NULL);
@@ -1339,7 +1342,9 @@ enum stage_result px_stage(struct exchange *x)
     /* The body waits in the exchange until a connection is ready, so a
      * failed connect can move to the next server with nothing lost. */
     exchange_send_continue(x);
-    if (px_body_wanted(x))
+    if (early)
+        px_dispatch(x);
+    else if (px_body_wanted(x))
         px_body_read(x, px_dispatch); /* the upstream is asked once the body is whole */
     else
         px_dispatch(x);

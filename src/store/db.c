@@ -67,15 +67,18 @@ static const char db_v1[] =
     "CREATE INDEX refresh_tokens_by_key ON refresh_tokens (key_id);"
     "CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_ms);";
 
-/* The next version (issue 13, SPEC 7.1): a key's allow_ips, the networks
- * it may be used from, "10.0.0.0/8,2001:db8::/32" (auth/keyips.h); '' for
- * anywhere. A step of its own, appended whatever number it gets. */
-static const char db_key_allow_ips[] =
-    "ALTER TABLE keys ADD COLUMN allow_ips TEXT NOT NULL DEFAULT '';";
+/* Version 2 (issue 13, SPEC 7.2): a key's signing secret, sealed under
+ * store.encryption_key (util/seal.h); '' for a key that cannot sign. */
+static const char db_v2[] = "ALTER TABLE keys ADD COLUMN signing TEXT NOT NULL DEFAULT '';";
+
+/* Version 3 (issue 13, SPEC 7.1): a key's allow_ips, the networks it may be
+ * used from, "10.0.0.0/8,2001:db8::/32" (auth/keyips.h); '' for anywhere. */
+static const char db_v3[] = "ALTER TABLE keys ADD COLUMN allow_ips TEXT NOT NULL DEFAULT '';";
 
 static const char *const db_migrations[] = {
     db_v1,
-    db_key_allow_ips,
+    db_v2,
+    db_v3,
 };
 
 #define DB_VERSION ((int)(sizeof(db_migrations) / sizeof(db_migrations[0])))

@@ -63,4 +63,17 @@
 /* Metrics */
 #define SL_METRIC_SERIES 4096 /* (route, status) series per worker; more fold into "other" */
 
+/* Request signing's in-memory replay cache (signing/replay.c). A nonce
+ * costs 16 bytes of table at most (8 at half load); the cache holds at most
+ * SIG_REPLAY_MAX nonces per generation (32 MiB in all at the worst), one
+ * key at most a quarter of them, so one runaway client cannot make every
+ * other key's requests fail. Past either bound: 503, never a forgotten
+ * nonce. */
+#define SIG_REPLAY_MAX (1u << 20)
+#define SIG_REPLAY_PER_KEY (SIG_REPLAY_MAX / 4)
+#define SIG_REPLAY_KEYS 65536 /* distinct signing keys seen per generation */
+/* An X-Sluice-* header value: the longest well-formed one (a 128-character
+ * nonce) and blanks around it fit; a longer one is refused (431) unparsed. */
+#define SIG_HEADER_MAX 256
+
 #endif

@@ -23,6 +23,7 @@
 
 #include "auth/keystore.h"
 #include "store/db.h"
+#include "util/seal.h"
 
 #define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
 #define HOUR 3600000LL
@@ -157,6 +158,62 @@ static void test_open_migrate(void **state)
 
 /* ks_open on KS_SQLITE opts: a connection of its own on the data dir,
  * seeing (ks_changed) and sharing what the fixture's connection commits. */
+
+/* A file of schema version 1 (before signing secrets) gains the column on
+ * open, its keys intact and unable to sign; a signing key's sealed secret
+ * then round-trips through create (preset id), get and update. */
+static void test_migrate_signing(void **state)
+{
+    struct fixture *f = *state;
+    struct ks_new req = new_req("free");
+    struct ks_key k, got;
+    char secret[APIKEY_SECRET_MAX], *err = NULL;
+    create(&f->ks, &req, T0, &k, secret);
+    assert_int_equal(sqlite3_exec(f->db,
+                                  "ALTER TABLE keys DROP COLUMN signing;"
+                                  "ALTER TABLE keys DROP COLUMN allow_ips; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    db_close(f->db);
+    f->db = db_open(f->data, &err);
+    f->ks.sql = f->db;
+    assert_non_null(f->db);
+    assert_int_equal(user_version(f->db), db_schema_version());
+    assert_int_equal(ks_get(&f->ks, k.id, &got, &err), KS_OK);
+    assert_string_equal(got.signing, "");
+
+    uint8_t enc[32] = {1, 2, 3}, plain[32];
+    char id[APIKEY_ID_MAX], hex[KS_SIGNING_HEX_MAX], sealed[KS_SIGNING_MAX];
+    assert_int_equal(apikey_new_id(id), 0);
+    assert_int_equal(ks_signing_new(enc, id, hex, sealed), 0);
+    assert_int_equal(strlen(hex), 64);
+    req.id = id;
+    req.signing = sealed;
+    create(&f->ks, &req, T0, &k, secret);
+    assert_string_equal(k.id, id);
+    assert_string_equal(k.signing, sealed);
+    size_t n = 0;
+    assert_int_equal(seal_open(enc, id, k.signing, plain, sizeof(plain), &n), 0);
+    assert_int_equal(n, 32);
+    char again[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(again + 2 * i, 3, "%02x", plain[i]);
+    assert_string_equal(again, hex);
+    /* The same id again is refused by the store, not overwritten. */
+    assert_int_not_equal(ks_create(&f->ks, &req, T0, &got, secret, &err), KS_OK);
+    free(err);
+    err = NULL;
+    /* A malformed preset id is refused. */
+    req.id = "key_nothex!";
+    assert_int_equal(ks_create(&f->ks, &req, T0, &got, secret, &err), KS_ERROR);
+    free(err);
+    err = NULL;
+
+    struct ks_update u = {.signing = ""};
+    assert_false(ks_update_empty(&u));
+    assert_int_equal(ks_update(&f->ks, id, &u, &got, &err), KS_OK);
+    assert_string_equal(got.signing, "");
+}
 static void test_open_opts(void **state)
 {
     struct fixture *f = *state;
@@ -646,7 +703,7 @@ static void test_json(void **state)
            "\"expires_at\":null,\"created_at\":\"2023-11-14T22:13:20Z\","
            "\"last_used_at\":null,\"state\":\"active\","
            "\"rotated_until\":\"2023-11-14T23:13:20Z\",\"revoked_at\":null,"
-           "\"allow_ips\":[\"10.0.0.0/8\",\"2001:db8::/32\"]}");
+           "\"signing\":false,\"allow_ips\":[\"10.0.0.0/8\",\"2001:db8::/32\"]}");
     free(s);
     json_decref(j);
 
@@ -705,7 +762,7 @@ static void test_allow_ips(void **state)
     free(err);
 }
 
-/* A file made before keys had allow_ips (schema version 1) gains the
+/* A file made before keys had allow_ips (schema version 2) gains the
  * column, and its keys keep working with none. */
 static void test_migrate_allow_ips(void **state)
 {
@@ -717,7 +774,7 @@ static void test_migrate_allow_ips(void **state)
     /* Back to version 1 by hand: without the column. */
     assert_int_equal(sqlite3_exec(f->db,
                                   "ALTER TABLE keys DROP COLUMN allow_ips;"
-                                  "PRAGMA user_version = 1",
+                                  "PRAGMA user_version = 2",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     db_close(f->db);
@@ -733,6 +790,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_signing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_opts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_get_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_not_on_disk, setup, teardown),
