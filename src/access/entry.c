@@ -41,6 +41,14 @@ static const char *acl_parse_fields(json_t *doc, int64_t now_ms, struct acl_entr
     if (!json_is_object(doc))
         return "the body must be a JSON object such as {\"list\": \"deny\", \"cidr\": "
                "\"203.0.113.0/24\"}";
+    const char *k;
+    json_t *v;
+    json_object_foreach(doc, k, v)
+    {
+        if (strcmp(k, "list") != 0 && strcmp(k, "cidr") != 0 && strcmp(k, "ttl") != 0 &&
+            strcmp(k, "note") != 0)
+            return "unknown field (an entry has list, cidr, ttl and note)";
+    }
     json_t *list = json_object_get(doc, "list"), *cidr = json_object_get(doc, "cidr");
     json_t *ttl = json_object_get(doc, "ttl"), *note = json_object_get(doc, "note");
     if (!json_is_string(list) || !acl_list_parse(json_string_value(list), &e->list))

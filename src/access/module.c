@@ -178,7 +178,9 @@ static void acl_add_done(void *arg)
 {
     struct acl_op *op = arg;
     if (op->x) {
-        if (op->rc < 0)
+        if (op->rc == ACL_RT_FULL)
+            exchange_respond_error(op->x, 409, op->why);
+        else if (op->rc < 0)
             exchange_respond_error(op->x, 503, op->why);
         else
             acl_admin_json(op->x, 201, acl_entry_json(&op->entry));

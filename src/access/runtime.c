@@ -111,6 +111,13 @@ void acl_rt_submit(struct acl_runtime *rt, uv_loop_t *loop, dbw_run_fn run, dbw_
 
 int acl_rt_add(struct acl_runtime *rt, struct acl_entry *e, char *why, size_t cap)
 {
+    if (rt->n >= ACL_RT_MAX) {
+        snprintf(why, cap,
+                 "there are %d run-time entries already, the most there may be: remove "
+                 "some first (DELETE /access/{id}), or move long lists to the config file",
+                 ACL_RT_MAX);
+        return ACL_RT_FULL;
+    }
     int rc = acl_store_add(rt->store, e, why, cap);
     if (rc == 0) {
         rt->entries = sl_realloc(rt->entries, (size_t)(rt->n + 1) * sizeof *rt->entries);

@@ -56,7 +56,14 @@ void acl_rt_sync(struct acl_runtime *rt, struct acl_snap **snap, uint64_t *gen);
 void acl_rt_submit(struct acl_runtime *rt, uv_loop_t *loop, dbw_run_fn run, dbw_done_fn done,
                    void *arg);
 
-/* Stores <e> (its id set) and applies it; 0 or -1 with <why>. */
+/* The most run-time entries: a bound on what the admin API can make the
+ * gateways hold (each costs ~20 trie nodes and a row), far above a real
+ * deny list kept by hand or by a script. */
+#define ACL_RT_MAX 100000
+#define ACL_RT_FULL (-2)
+
+/* Stores <e> (its id set) and applies it; 0, -1 with <why> (the store
+ * failed), or ACL_RT_FULL with <why> when ACL_RT_MAX entries exist. */
 int acl_rt_add(struct acl_runtime *rt, struct acl_entry *e, char *why, size_t cap);
 /* Removes entry <id>: 1, 0 when there is none, -1 with <why>. */
 int acl_rt_delete(struct acl_runtime *rt, int64_t id, char *why, size_t cap);

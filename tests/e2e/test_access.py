@@ -167,6 +167,7 @@ class RuntimeLists(AccessCase):
                            ({"list": "deny", "cidr": "10.0.0.0/8", "ttl": "soon"}, "ttl"),
                            ({"list": "deny", "cidr": "10.0.0.0/8", "ttl": "0s"}, "ttl"),
                            ({"list": "deny", "cidr": "10.0.0.0/8", "note": "x" * 300}, "note"),
+                           ({"list": "deny", "cidr": "10.0.0.0/8", "tll": "1h"}, "unknown field"),
                            ([1, 2], "object")]:
             r = self.post(gw, body)
             obj = self.assertJsonError(r, 400)

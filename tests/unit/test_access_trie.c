@@ -284,6 +284,9 @@ static void test_entry_parse(void **state)
     assert_non_null(parse("{\"list\": \"deny\", \"list\": \"allow\", \"cidr\": \"1.2.3.4\"}", &e));
     assert_non_null(parse("[]", &e));
     assert_non_null(parse("", &e));
+    /* A misspelt field is an error, not an entry without it. */
+    assert_string_equal(parse("{\"list\": \"deny\", \"cidr\": \"1.2.3.4\", \"tll\": \"1h\"}", &e),
+                        "unknown field (an entry has list, cidr, ttl and note)");
 }
 
 /* A key's allow_ips (SPEC 7.1): checked network by network, with the same
