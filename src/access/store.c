@@ -226,44 +226,45 @@ static int acl_redis_load(struct acl_store *s, struct acl_entry **out, int *n, c
     return 0;
 }
 
-static int acl_redis_bump(struct acl_store *s, char *why, size_t cap)
-{
-    redisReply *r = acl_redis_call(s, why, cap, "INCR %s", s->ver);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return 0;
-}
+/* A change and the version bump that tells the fleet about it, in one
+ * script: a gateway never sees the one without the other, whatever breaks
+ * in between. KEYS: the hash, the sequence, the version. */
+static const char acl_lua_add[] = "local id = redis.call('INCR', KEYS[2])\n"
+                                  "redis.call('HSET', KEYS[1], id, ARGV[1])\n"
+                                  "redis.call('INCR', KEYS[3])\n"
+                                  "return id\n";
+/* ARGV: the id. 1 removed, 0 none. */
+static const char acl_lua_delete[] = "local n = redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                     "if n > 0 then redis.call('INCR', KEYS[3]) end\n"
+                                     "return n\n";
 
 static int acl_redis_add(struct acl_store *s, struct acl_entry *e, char *why, size_t cap)
 {
-    redisReply *r = acl_redis_call(s, why, cap, "INCR %s", s->seq);
-    if (!r)
-        return -1;
-    e->id = r->integer;
-    freeReplyObject(r);
-    char id[24], val[ACL_CIDR_TEXT + ACL_NOTE_MAX + 64];
-    snprintf(id, sizeof id, "%" PRId64, e->id);
+    char val[ACL_CIDR_TEXT + ACL_NOTE_MAX + 64];
     int len = snprintf(val, sizeof val, "%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s",
                        acl_list_name(e->list), e->created_ms, e->expires_ms, e->cidr, e->note);
-    r = acl_redis_call(s, why, cap, "HSET %s %s %b", s->key, id, val, (size_t)len);
+    redisReply *r = acl_redis_call(s, why, cap, "EVAL %s 3 %s %s %s %b", acl_lua_add, s->key,
+                                   s->seq, s->ver, val, (size_t)len);
     if (!r)
         return -1;
+    bool ok = r->type == REDIS_REPLY_INTEGER;
+    e->id = ok ? r->integer : 0;
     freeReplyObject(r);
-    return acl_redis_bump(s, why, cap);
+    if (!ok)
+        snprintf(why, cap, "redis: unexpected reply to an access-list write");
+    return ok ? 0 : -1;
 }
 
 static int acl_redis_delete(struct acl_store *s, int64_t id, char *why, size_t cap)
 {
     char f[24];
     snprintf(f, sizeof f, "%" PRId64, id);
-    redisReply *r = acl_redis_call(s, why, cap, "HDEL %s %s", s->key, f);
+    redisReply *r = acl_redis_call(s, why, cap, "EVAL %s 3 %s %s %s %s", acl_lua_delete, s->key,
+                                   s->seq, s->ver, f);
     if (!r)
         return -1;
     bool gone = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
     freeReplyObject(r);
-    if (gone && acl_redis_bump(s, why, cap) < 0)
-        return -1;
     return gone;
 }
 
