@@ -318,3 +318,25 @@ class KeyLists(AccessCase):
         gw.start()
         self.assertForbidden(self.with_key(gw, secret, "198.51.100.1"))
         self.assertStatus(self.with_key(gw, secret, "2001:db8::1"), 200)
+
+    def test_access_tokens_of_a_key_keep_its_networks(self):
+        cfg = self.key_config()
+        cfg["identity"] = {"jwt": {"algorithms": ["HS256"],
+                                   "secret": "e2e-secret-0123456789-abcdefghijklmnop",
+                                   "access_ttl": "5m"}}
+        gw = self.start_gateway(cfg)
+        out = json.loads(self.cli(gw, "create", "--tier", "pro", "--json", "--allow-ips",
+                                  "10.0.0.0/8").stdout)
+        h = {"X-API-Key": out["secret"], "X-Forwarded-For": "10.0.0.1",
+             "Content-Type": "application/json"}
+        # The exchange itself is refused from outside the key's networks...
+        self.assertForbidden(gw.request("POST", "/auth/token", body=b"",
+                                        headers=dict(h, **{"X-Forwarded-For": "192.0.2.1"})))
+        r = gw.request("POST", "/auth/token", body=b"", headers=h)
+        self.assertStatus(r, 200)
+        bearer = {"Authorization": "Bearer " + r.json()["access_token"]}
+        # ...and so is the token it gave, used from elsewhere.
+        self.assertStatus(gw.request("GET", "/echo", headers=dict(bearer, **{
+            "X-Forwarded-For": "10.9.9.9"})), 200)
+        self.assertForbidden(gw.request("GET", "/echo", headers=dict(bearer, **{
+            "X-Forwarded-For": "192.0.2.1"})))
