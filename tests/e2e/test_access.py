@@ -67,6 +67,9 @@ class ConfigLists(AccessCase):
         self.assertForbidden(fetch(gw))
         # Without trusted proxies, X-Forwarded-For is not believed.
         self.assertForbidden(fetch(gw, ip="198.51.100.1"))
+        # The health check and the admin listener are outside the lists.
+        self.assertStatus(gw.request("GET", "/_sluice/health"), 200)
+        self.assertStatus(gw.admin_request("GET", "/health"), 200)
 
     def test_deny_v6_peer_on_a_v6_listener(self):
         v6port = free_port()
