@@ -120,6 +120,53 @@ static void test_expiry(void **state)
     acl_trie_free(t);
 }
 
+/* A long IPv4 list gets a table of its first 16 bits (trie.c): networks
+ * added before and after it exists, shorter and longer than /16, keep
+ * their own expiry. */
+static void test_dir_expiry(void **state)
+{
+    (void)state;
+    struct acl_trie *t = acl_trie_new();
+    struct cfg_cidr c;
+    assert_int_equal(cfg_parse_cidr("10.0.0.0/8", &c), 0);
+    assert_int_equal(acl_trie_add(t, &c, NOW + 1000), 0);
+    assert_int_equal(cfg_parse_cidr("10.1.0.0/16", &c), 0);
+    assert_int_equal(acl_trie_add(t, &c, NOW + 5000), 0);
+    for (int i = 0; i < 5000; i++) { /* past ACL_DIR_MIN: the table is built */
+        c = (struct cfg_cidr){.family = AF_INET, .bits = 32};
+        c.addr[0] = 192;
+        c.addr[1] = 168;
+        c.addr[2] = (uint8_t)(i / 256);
+        c.addr[3] = (uint8_t)i;
+        assert_int_equal(acl_trie_add(t, &c, ACL_FOREVER), 0);
+    }
+    assert_int_equal(cfg_parse_cidr("10.2.0.0/15", &c), 0);
+    assert_int_equal(acl_trie_add(t, &c, NOW + 3000), 0);
+    assert_int_equal(cfg_parse_cidr("10.9.3.0/24", &c), 0);
+    assert_int_equal(acl_trie_add(t, &c, NOW + 2000), 0);
+    assert_int_equal(cfg_parse_cidr("::ffff:172.16.0.0/108", &c), 0); /* 172.16.0.0/12 */
+    assert_int_equal(acl_trie_add(t, &c, NOW + 2000), 0);
+    struct {
+        const char *ip;
+        int64_t until; /* matches before this, not from it; 0: never */
+    } cases[] = {
+        {"10.200.0.1", NOW + 1000}, {"10.1.2.3", NOW + 5000},   {"10.3.255.1", NOW + 3000},
+        {"10.9.3.7", NOW + 2000},   {"10.9.4.7", NOW + 1000},   {"192.168.19.135", ACL_FOREVER},
+        {"192.168.20.1", 0},        {"172.31.1.1", NOW + 2000}, {"11.0.0.1", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int family;
+        uint8_t a[16];
+        assert_true(acl_parse_addr(cases[i].ip, &family, a));
+        assert_int_equal(acl_trie_match(t, family, a, NOW - 1), cases[i].until > NOW - 1);
+        if (cases[i].until != ACL_FOREVER && cases[i].until > 0) {
+            assert_true(acl_trie_match(t, family, a, cases[i].until - 1));
+            assert_false(acl_trie_match(t, family, a, cases[i].until));
+        }
+    }
+    acl_trie_free(t);
+}
+
 /* The reference: a scan of every network. */
 static bool brute(const struct cfg_cidr *v, int n, int family, const uint8_t addr[16])
 {
@@ -333,17 +380,12 @@ static void test_key_admits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_v4),
-        cmocka_unit_test(test_v6),
-        cmocka_unit_test(test_zero_prefix),
-        cmocka_unit_test(test_overlapping),
-        cmocka_unit_test(test_v4_mapped),
-        cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_100k_against_scan),
-        cmocka_unit_test(test_parse_addr),
-        cmocka_unit_test(test_decide),
-        cmocka_unit_test(test_entry_parse),
-        cmocka_unit_test(test_key_admits),
+        cmocka_unit_test(test_v4),          cmocka_unit_test(test_v6),
+        cmocka_unit_test(test_zero_prefix), cmocka_unit_test(test_overlapping),
+        cmocka_unit_test(test_v4_mapped),   cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_dir_expiry),  cmocka_unit_test(test_100k_against_scan),
+        cmocka_unit_test(test_parse_addr),  cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_entry_parse), cmocka_unit_test(test_key_admits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
