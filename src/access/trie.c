@@ -16,13 +16,14 @@ struct acl_node {
     int64_t until_ms;
 };
 
-/* A long IPv4 list also gets a direct table of its first 16 bits: one
- * look-up there replaces the 16 top levels of the walk, which for a list of
- * many thousand networks are 16 cache misses. Slot v holds the latest
- * expiry of the networks of /0../15 that hold v's addresses, and the node
- * at depth 16 on v's path (0: none). Short lists do without: 1 MB each. */
+/* A long list also gets, per family, a direct table of the first 16 bits:
+ * one look-up there replaces the 16 top levels of the walk, which for a
+ * list of many thousand networks are 16 cache misses. Slot v holds the
+ * latest expiry of the networks of /0../15 that hold v's addresses, and the
+ * node at depth 16 on v's path (0: none). Short lists do without: 1 MB
+ * each. */
 #define ACL_DIR_BITS 16
-#define ACL_DIR_MIN 4096 /* IPv4 networks from which a trie has the table */
+#define ACL_DIR_MIN 4096 /* networks of a family from which it has the table */
 struct acl_dir_slot {
     int64_t until_ms;
     uint32_t node;
@@ -32,8 +33,9 @@ struct acl_trie {
     struct acl_node *nodes;
     uint32_t n, cap;
     size_t count;
-    size_t count_v4;
-    struct acl_dir_slot *dir; /* NULL: fewer than ACL_DIR_MIN IPv4 networks */
+    /* By root: [0] IPv4, [1] IPv6. */
+    size_t count_of[2];
+    struct acl_dir_slot *dir[2]; /* NULL: fewer than ACL_DIR_MIN networks */
 };
 
 static const uint8_t acl_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -58,7 +60,8 @@ void acl_trie_free(struct acl_trie *t)
     if (!t)
         return;
     free(t->nodes);
-    free(t->dir);
+    free(t->dir[0]);
+    free(t->dir[1]);
     free(t);
 }
 
@@ -88,11 +91,12 @@ static int acl_bit(const uint8_t *addr, unsigned i)
     return (addr[i / 8] >> (7 - i % 8)) & 1;
 }
 
-/* The node at depth 16 on the path of <v> (its first 16 bits) from the
- * IPv4 root, and the latest expiry of the nodes above it, into <d>. */
-static void acl_dir_fill(const struct acl_trie *t, uint32_t v, struct acl_dir_slot *d)
+/* The node at depth 16 on the path of <v> (its first 16 bits) from root
+ * <root>, and the latest expiry of the nodes above it, into <d>. */
+static void acl_dir_fill(const struct acl_trie *t, uint32_t root, uint32_t v,
+                         struct acl_dir_slot *d)
 {
-    uint32_t at = 0;
+    uint32_t at = root;
     d->until_ms = 0;
     d->node = 0;
     for (unsigned i = 0; i < ACL_DIR_BITS; i++) {
@@ -105,30 +109,33 @@ static void acl_dir_fill(const struct acl_trie *t, uint32_t v, struct acl_dir_sl
     d->node = at;
 }
 
-/* Builds the table from the IPv4 trie; without memory the trie goes on
+/* Builds the table of root <root>; without memory the trie goes on
  * without it (it only saves time). */
-static void acl_dir_build(struct acl_trie *t)
+static void acl_dir_build(struct acl_trie *t, uint32_t root)
 {
-    t->dir = malloc(((size_t)1 << ACL_DIR_BITS) * sizeof *t->dir);
-    for (uint32_t v = 0; t->dir && v < (1u << ACL_DIR_BITS); v++)
-        acl_dir_fill(t, v, &t->dir[v]);
+    struct acl_dir_slot *dir = malloc(((size_t)1 << ACL_DIR_BITS) * sizeof *dir);
+    for (uint32_t v = 0; dir && v < (1u << ACL_DIR_BITS); v++)
+        acl_dir_fill(t, root, v, &dir[v]);
+    t->dir[root] = dir;
 }
 
-/* The table after IPv4 network <addr>/<bits> (until <until_ms>) was added
- * to the trie. */
-static void acl_dir_update(struct acl_trie *t, const uint8_t *addr, unsigned bits, int64_t until_ms)
+/* The table of root <root> after network <addr>/<bits> (until <until_ms>)
+ * was added under it. */
+static void acl_dir_update(struct acl_trie *t, uint32_t root, const uint8_t *addr, unsigned bits,
+                           int64_t until_ms)
 {
+    struct acl_dir_slot *dir = t->dir[root];
     uint32_t v = (uint32_t)addr[0] << 8 | addr[1];
     if (bits >= ACL_DIR_BITS) {
-        if (!t->dir[v].node)
-            acl_dir_fill(t, v, &t->dir[v]);
+        if (!dir[v].node)
+            acl_dir_fill(t, root, v, &dir[v]);
         return;
     }
     uint32_t span = 1u << (ACL_DIR_BITS - bits);
     v &= ~(span - 1);
     for (uint32_t i = 0; i < span; i++)
-        if (until_ms > t->dir[v + i].until_ms)
-            t->dir[v + i].until_ms = until_ms;
+        if (until_ms > dir[v + i].until_ms)
+            dir[v + i].until_ms = until_ms;
 }
 
 int acl_trie_add(struct acl_trie *t, const struct cfg_cidr *net, int64_t until_ms)
@@ -141,7 +148,7 @@ int acl_trie_add(struct acl_trie *t, const struct cfg_cidr *net, int64_t until_m
         bits -= 96;
         at = 0;
     }
-    bool root_v4 = at == 0;
+    uint32_t root = at;
     /* The walk goes on below a network that ends higher up: that one may
      * expire before this one. */
     for (unsigned i = 0; i < bits; i++) {
@@ -157,13 +164,11 @@ int acl_trie_add(struct acl_trie *t, const struct cfg_cidr *net, int64_t until_m
     if (until_ms > t->nodes[at].until_ms)
         t->nodes[at].until_ms = until_ms;
     t->count++;
-    if (root_v4) {
-        t->count_v4++;
-        if (t->dir)
-            acl_dir_update(t, addr, bits, until_ms);
-        else if (t->count_v4 >= ACL_DIR_MIN)
-            acl_dir_build(t);
-    }
+    t->count_of[root]++;
+    if (t->dir[root])
+        acl_dir_update(t, root, addr, bits, until_ms);
+    else if (t->count_of[root] >= ACL_DIR_MIN)
+        acl_dir_build(t, root);
     return 0;
 }
 
@@ -173,8 +178,8 @@ bool acl_trie_match(const struct acl_trie *t, int family, const uint8_t addr[16]
         return false;
     unsigned bits = family == AF_INET ? 32 : 128, i = 0;
     uint32_t at = family == AF_INET ? 0 : 1;
-    if (family == AF_INET && t->dir) {
-        const struct acl_dir_slot *d = &t->dir[(uint32_t)addr[0] << 8 | addr[1]];
+    if (t->dir[at]) {
+        const struct acl_dir_slot *d = &t->dir[at][(uint32_t)addr[0] << 8 | addr[1]];
         if (d->until_ms > now_ms)
             return true;
         at = d->node;
