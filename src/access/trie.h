@@ -4,10 +4,9 @@
  * address inside any of these CIDRs" in at most 32 or 128 steps, whatever
  * the number of networks, never a scan (a long list also has a table of its
  * first 16 bits that skips the top of the walk; trie.c). Built once, then
- * read-only: a
- * built trie can be shared between threads without a lock. IPv4-mapped
- * IPv6 (::ffff:a.b.c.d, and networks of that form from /96 on) counts as
- * IPv4, as the client address does (guard/client_ip.c). Pure. */
+ * read-only: a built trie can be shared between threads without a lock.
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d, and networks of that form from /96 on)
+ * counts as IPv4, as the client address does (guard/client_ip.c). Pure. */
 
 #include <stdbool.h>
 #include <stddef.h>
