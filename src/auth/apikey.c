@@ -209,13 +209,5 @@ void apikey_hex(const uint8_t hash[APIKEY_HASH_LEN], char out[APIKEY_HEX_MAX])
 
 bool apikey_unhex(const char *s, size_t len, uint8_t out[APIKEY_HASH_LEN])
 {
-    if (len != 2 * APIKEY_HASH_LEN)
-        return false;
-    for (size_t i = 0; i < APIKEY_HASH_LEN; i++) {
-        int hi = str_hex_digit(s[2 * i]), lo = str_hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return str_unhex(s, len, out, APIKEY_HASH_LEN) == 0;
 }

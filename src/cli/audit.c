@@ -13,19 +13,6 @@ static const char audit_usage[] =
     "  Prints \"ok: N lines\" and exits 0, or names the first bad line (FILE:LINE: why) and\n"
     "  exits 1; exits 2 on a usage or config error or a file that cannot be read.\n";
 
-static int audit_parse_hex_key(const char *s, unsigned char out[32])
-{
-    if (strlen(s) != 64)
-        return -1;
-    for (int i = 0; i < 32; i++) {
-        int hi = str_hex_digit(s[2 * i]), lo = str_hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 /* The key from <config_path>: audit.key, else store.encryption_key. */
 static int audit_key_from_config(const char *config_path, unsigned char key[32])
 {
@@ -70,7 +57,7 @@ static int audit_verify_cmd(int argc, char **argv)
         rc = cli_fail(2, "audit", audit_usage, "verify needs at least one FILE");
     else if (!config == !hex)
         rc = cli_fail(2, "audit", audit_usage, "give the key: -c CONFIG or --key HEX");
-    else if (hex && audit_parse_hex_key(hex, key) < 0)
+    else if (hex && str_unhex(hex, strlen(hex), key, 32) < 0)
         rc = cli_fail(2, "audit", NULL, "--key takes 64 hex digits");
     else if (config)
         rc = audit_key_from_config(config, key);

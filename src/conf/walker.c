@@ -716,23 +716,6 @@ void cfg_set_names_with(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t
     cfg_each(cx, k, node, base, item);
 }
 
-/* A relative path in the config is relative to the config file's directory,
- * not to the working directory: the gateway and `sluice keys -c FILE`, run
- * from anywhere, then find the same data_dir. */
-/* 64 hex digits into <out>; -1 when <s> is not exactly that. */
-static int cfg_hex32(const char *s, size_t n, unsigned char out[32])
-{
-    if (n != 64)
-        return -1;
-    for (size_t i = 0; i < 32; i++) {
-        int hi = str_hex_digit(s[2 * i]), lo = str_hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 /* Base64 of exactly 32 bytes into <out>; both alphabets, since
  * `openssl rand -base64 32` writes the standard one. */
 static int cfg_base64_32(const char *s, size_t n, unsigned char out[32])
@@ -757,7 +740,7 @@ void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *
     if (!s || s[0] == '\0')
         return; /* unset, e.g. ${SLUICE_ENCRYPTION_KEY:-} */
     size_t n = strlen(s);
-    if (cfg_hex32(s, n, dst->bytes) < 0 && cfg_base64_32(s, n, dst->bytes) < 0) {
+    if (str_unhex(s, n, dst->bytes, 32) < 0 && cfg_base64_32(s, n, dst->bytes) < 0) {
         /* The value is a secret: never quoted back. */
         cfg_kerror(cx, cfg_line(node),
                    "must be 32 bytes as 64 hex digits or base64 (got %zu characters), "
@@ -768,6 +751,9 @@ void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *
     dst->set = true;
 }
 
+/* A relative path in the config is relative to the config file's directory,
+ * not to the working directory: the gateway and `sluice keys -c FILE`, run
+ * from anywhere, then find the same data_dir. */
 void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char **dst = (char **)((char *)base + k->off);

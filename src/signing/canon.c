@@ -40,13 +40,7 @@ static bool sig_parse_mac(const char *s, size_t len, uint8_t mac[SIG_MAC_LEN])
 {
     if (len != 3 + 2 * SIG_MAC_LEN || memcmp(s, "v1=", 3) != 0)
         return false;
-    for (size_t i = 0; i < SIG_MAC_LEN; i++) {
-        int hi = str_hex_digit(s[3 + 2 * i]), lo = str_hex_digit(s[4 + 2 * i]);
-        if (hi < 0 || lo < 0)
-            return false;
-        mac[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return str_unhex(s + 3, len - 3, mac, SIG_MAC_LEN) == 0;
 }
 
 static bool sig_parse_ts(const char *s, size_t len, int64_t *out)

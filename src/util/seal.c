@@ -21,18 +21,6 @@ static void seal_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* <n> bytes from the hex digits at <s> (exactly 2n of them); 0 or -1. */
-static int seal_unhex(const char *s, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int hi = str_hex_digit(s[2 * i]), lo = hi < 0 ? -1 : str_hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 /* One AES-256-GCM pass over <in>/<len> into <out> with <nonce> and <label>
  * as additional data: encrypting writes <tag>, decrypting checks it. */
 static int seal_gcm(bool encrypt, const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce,
@@ -81,7 +69,8 @@ int seal_open(const uint8_t key[SEAL_KEY_LEN], const char *label, const char *te
         return -1;
     size_t n = (tl - 3) / 2;
     uint8_t box[SEAL_NONCE_LEN + SEAL_PLAIN_MAX + SEAL_TAG_LEN];
-    if (n < SEAL_NONCE_LEN + SEAL_TAG_LEN || n > sizeof(box) || seal_unhex(text + 3, box, n) < 0)
+    if (n < SEAL_NONCE_LEN + SEAL_TAG_LEN || n > sizeof(box) ||
+        str_unhex(text + 3, 2 * n, box, n) < 0)
         return -1;
     size_t plen = n - SEAL_NONCE_LEN - SEAL_TAG_LEN;
     if (plen > cap)

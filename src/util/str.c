@@ -73,3 +73,16 @@ size_t str_u64(char *out, uint64_t v)
     out[n] = '\0';
     return n;
 }
+
+int str_unhex(const char *s, size_t len, uint8_t *out, size_t n)
+{
+    if (len != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = str_hex_digit(s[2 * i]), lo = str_hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}

@@ -24,6 +24,9 @@ size_t str_copy(char *dst, size_t cap, const char *src);
 /* The decimal digits of <v> into <out> (>= 21 bytes), NUL-terminated;
  * returns their count. */
 size_t str_u64(char *out, uint64_t v);
+/* <n> bytes from the hex digits (either case) at <s>/<len>, which must be
+ * exactly 2n of them, into <out>; 0, or -1 (then <out> may hold part). */
+int str_unhex(const char *s, size_t len, uint8_t *out, size_t n);
 /* The value of hex digit <c> (either case), or -1. */
 static inline int str_hex_digit(char c)
 {
