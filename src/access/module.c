@@ -11,9 +11,12 @@
 #include "access/conf.h"
 #include "access/decide.h"
 #include "access/runtime.h"
+#include "audit/audit.h"
 #include "modules.h"
 #include "obs/metrics.h"
+#include "util/buf.h"
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/mem.h"
 
 /* A worker's view: its snapshot of the run-time lists and its counters. */
@@ -108,6 +111,7 @@ static void acl_admin_json(struct exchange *x, int status, json_t *doc)
  * (the client went away); the op lives until both are done with it. */
 struct acl_op {
     struct exchange *x; /* NULL once the exchange ended */
+    struct gateway *gw; /* for the audit line when the exchange ended first */
     int refs;           /* the exchange's and the thread's; both on the loop */
     struct acl_runtime *rt;
     struct acl_entry entry; /* POST: in, with its id once stored */
@@ -136,6 +140,7 @@ static void acl_op_ended(struct exchange *x, void *arg)
 static void acl_op_submit(struct exchange *x, struct acl_op *op, dbw_run_fn run, dbw_done_fn done)
 {
     op->x = x;
+    op->gw = x->worker->gw;
     op->refs = 2;
     op->rt = acl_rt_of(x->worker->gw);
     exchange_on_end(x, acl_op_ended, op);
@@ -171,17 +176,46 @@ static void acl_add_run(struct ks_db *unused, void *arg)
     op->rc = acl_rt_add(op->rt, &op->entry, op->why, sizeof op->why);
 }
 
+/* The audit line of a change that answered <status>. The change happened
+ * even when its caller went away first, so it is written then too. */
+static void acl_audit(struct acl_op *op, const char *action, const char *target, int status,
+                      const char *extra)
+{
+    if (op->x) {
+        audit_admin_call(op->x, action, target, status, extra);
+        return;
+    }
+    char result[16];
+    snprintf(result, sizeof result, "%d", status);
+    struct audit_event ev = {"admin-api",    action, target, status < 400 ? "ok" : result,
+                             "disconnected", extra};
+    audit_admin(op->gw, &ev);
+}
+
+static void acl_audit_add(struct acl_op *op, int status)
+{
+    const struct acl_entry *e = &op->entry;
+    char target[ACL_CIDR_TEXT + 16];
+    snprintf(target, sizeof target, "%s:%s", e->list == ACL_ALLOW ? "allow" : "deny", e->cidr);
+    struct buf extra = {0};
+    buf_appendf(&extra, ",\"id\":%" PRId64 ",\"expires_ms\":%" PRId64 ",\"note\":\"", e->id,
+                e->expires_ms);
+    json_str_append(&extra, e->note);
+    buf_append(&extra, "\"", 1);
+    acl_audit(op, "access.add", target, status, extra.data);
+    buf_release(&extra);
+}
+
 /* Each of the add and delete handlers ends in one place that knows what
- * happened (actor: the admin token; action; target; result): where an
- * audit line goes. */
+ * happened: where its audit line is written. */
 static void acl_add_done(void *arg)
 {
     struct acl_op *op = arg;
+    int status = op->rc == ACL_RT_FULL ? 409 : op->rc < 0 ? 503 : 201;
+    acl_audit_add(op, status);
     if (op->x) {
-        if (op->rc == ACL_RT_FULL)
-            exchange_respond_error(op->x, 409, op->why);
-        else if (op->rc < 0)
-            exchange_respond_error(op->x, 503, op->why);
+        if (status != 201)
+            exchange_respond_error(op->x, status, op->why);
         else
             acl_admin_json(op->x, 201, acl_entry_json(&op->entry));
     }
@@ -223,10 +257,14 @@ static void acl_delete_run(struct ks_db *unused, void *arg)
 static void acl_delete_done(void *arg)
 {
     struct acl_op *op = arg;
+    int status = op->rc < 0 ? 503 : op->rc == 0 ? 404 : 204;
+    char target[24];
+    snprintf(target, sizeof target, "%" PRId64, op->id);
+    acl_audit(op, "access.delete", target, status, NULL);
     if (op->x) {
-        if (op->rc < 0)
+        if (status == 503)
             exchange_respond_error(op->x, 503, op->why);
-        else if (op->rc == 0)
+        else if (status == 404)
             exchange_respond_error(op->x, 404, "no such access-list entry");
         else
             exchange_respond(op->x, 204, NULL, NULL, 0);

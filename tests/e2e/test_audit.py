@@ -154,6 +154,24 @@ class AuditAdminTest(AuditTestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("audit.log:1: edited", p.stderr)
 
+    def test_access_changes_give_lines(self):
+        gw = self.start_gateway(audit_config(self.up))
+        r = self.admin(gw, "POST", "/access", {"list": "deny", "cidr": "203.0.113.0/24",
+                                               "ttl": "1h", "note": "scraper \"x\""})
+        self.assertStatus(r, 201)
+        eid = r.json()["id"]
+        self.assertStatus(self.admin(gw, "DELETE", "/access/%d" % eid), 204)
+        self.assertStatus(self.admin(gw, "DELETE", "/access/%d" % eid), 404)
+        lines = self.lines(gw, pred=lambda ls: sum(l["action"] == "access.delete"
+                                                   for l in ls) >= 2)
+        common = {"actor": "admin-api", "client": "127.0.0.1"}
+        add = self.find(lines, "access.add", target="deny:203.0.113.0/24", result="ok",
+                        id=eid, note='scraper "x"', **common)
+        self.assertGreater(add["expires_ms"], 0)
+        self.find(lines, "access.delete", target=str(eid), result="ok", **common)
+        self.find(lines, "access.delete", target=str(eid), result="404 Not Found", **common)
+        self.assertVerifies(gw, count=len(lines))
+
     def test_cli_key_actions_give_lines(self):
         gw = self.start_gateway(audit_config(self.up))
         out = json.loads(self.cli(gw, "keys", "create", "--tier", "pro", "--json").stdout)
