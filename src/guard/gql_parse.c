@@ -1056,6 +1056,10 @@ static const struct gqlp_operation *pick_operation(const struct gqlp_doc *doc, c
                         "This anonymous operation must be the only defined operation");
                 return NULL;
             }
+    if (doc->n_ops == 0) {
+        fail_at(err, 0, 0, "The document has no operation, only fragments");
+        return NULL;
+    }
     if (!name || !name[0]) {
         if (doc->n_ops == 1)
             return &doc->ops[0];
@@ -1076,6 +1080,11 @@ static const struct gqlp_operation *pick_operation(const struct gqlp_doc *doc, c
     if (!found)
         fail_at(err, 0, 0, "Unknown operation named \"%.64s\"", name);
     return found;
+}
+
+const char *gqlp_operation_name(const struct gqlp_doc *doc, size_t i)
+{
+    return i < doc->n_ops ? doc->ops[i].name : NULL;
 }
 
 int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const json_t *variables,

@@ -97,6 +97,10 @@ struct gqlp_doc {
 int gqlp_parse(struct gqlp_doc *doc, const char *src, size_t len, const struct gqlp_limits *lim,
                struct arena *a, struct gqlp_error *err);
 
+/* The name of <doc>'s operation <i> (document order; "" when anonymous,
+ * NULL past the last), e.g. to analyse each operation of a document. */
+const char *gqlp_operation_name(const struct gqlp_doc *doc, size_t i);
+
 struct gqlp_op_info {
     enum gqlp_op_type type;
     const char *type_name;                       /* "query", "mutation" or "subscription" */

@@ -62,14 +62,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (doc.n_tokens > lim->max_tokens || size > lim->max_bytes)
             FUZZ_ABORT();
         struct gqlp_op_info info;
-        /* No name, and the name the seeds use; variables $n and $first. */
-        static const char *const names[] = {NULL, "Q"};
+        /* Each of the first operations by name, then none named; every
+         * other run with variables ($n, and a $first too large on purpose). */
         json_t *vars = json_pack("{s:i, s:i}", "n", 7, "first", 1000000);
-        for (size_t i = 0; i < 4; i++) {
-            if (gqlp_analyze(&doc, names[i % 2], i / 2 ? vars : NULL, &info, &err) == 0)
+        for (size_t i = 0; i < doc.n_ops + 1 && i < 8; i++) {
+            const char *name = gqlp_operation_name(&doc, i);
+            if ((i < doc.n_ops) != (name != NULL))
+                FUZZ_ABORT();
+            if (gqlp_analyze(&doc, name, i % 2 ? vars : NULL, &info, &err) == 0) {
                 check_info(&info);
-            else
+                if (name && name[0] && strcmp(info.name, name) != 0)
+                    FUZZ_ABORT();
+            } else {
                 check_error(&err);
+            }
         }
         json_decref(vars);
     }

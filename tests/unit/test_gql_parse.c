@@ -311,8 +311,19 @@ static void test_operation_name(void **state)
     assert_non_null(strstr(err.message, "anonymous operation must be the only"));
     assert_int_equal(analyze("query A { a } query A { b }", "A", NULL, &info, &err), -1);
     assert_non_null(strstr(err.message, "only one operation named"));
+    /* The operations' names, in document order. */
+    struct arena *a = arena_new(4096);
+    struct gqlp_doc doc;
+    const char *three = "query A { a } fragment F on T { x } mutation B { b } subscription { c }";
+    assert_int_equal(gqlp_parse(&doc, three, strlen(three), NULL, a, &err), 0);
+    assert_string_equal(gqlp_operation_name(&doc, 0), "A");
+    assert_string_equal(gqlp_operation_name(&doc, 1), "B");
+    assert_string_equal(gqlp_operation_name(&doc, 2), "");
+    assert_null(gqlp_operation_name(&doc, 3));
+    arena_free(a);
     /* Fragments alone are no operation. */
     assert_int_equal(analyze("fragment F on T { a }", NULL, NULL, &info, &err), -1);
+    assert_string_equal(err.message, "The document has no operation, only fragments");
 }
 
 /* Fragment k spreads k+1 twice, 30 levels: 2^30 leaves if expanded. */
