@@ -77,6 +77,12 @@ static int fail_at(struct gqlp_error *err, unsigned line, unsigned column, const
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    /* The message quotes the document and the caller's operation name, cut
+     * at a byte count: printable ASCII only, so it can go into a JSON error
+     * or a log line as it is. */
+    for (char *c = text; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            *c = '?';
     err->line = line;
     err->column = column;
     if (line)
@@ -410,6 +416,9 @@ static int unexpected(struct parser *ps, const char *what)
     char found[64];
     if (t->kind == T_EOF)
         snprintf(found, sizeof(found), "<EOF>");
+    else if (t->kind == T_STRING || t->kind == T_BLOCK_STRING) /* quoted already */
+        snprintf(found, sizeof(found), "%s %.*s", tok_name(t->kind),
+                 (int)(t->len > 24 ? 24 : t->len), t->start);
     else if (t->kind >= T_NAME)
         snprintf(found, sizeof(found), "%s \"%.*s\"", tok_name(t->kind),
                  (int)(t->len > 24 ? 24 : t->len), t->start);

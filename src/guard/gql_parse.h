@@ -72,7 +72,8 @@ struct gqlp_limits {
 extern const struct gqlp_limits gqlp_default_limits;
 
 struct gqlp_error {
-    /* e.g. "Syntax Error: Expected Name, found \"}\" at 3:5" */
+    /* e.g. "Syntax Error: Expected Name, found \"}\" at 3:5"; printable
+     * ASCII only (other bytes of quoted text become '?') */
     char message[192];
     unsigned line, column; /* 1-based; 0 when not about one place */
 };

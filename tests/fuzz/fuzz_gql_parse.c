@@ -24,6 +24,9 @@ static void check_error(const struct gqlp_error *err)
 {
     if (!memchr(err->message, '\0', sizeof(err->message)) || err->message[0] == '\0')
         FUZZ_ABORT();
+    for (const char *c = err->message; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            FUZZ_ABORT();
 }
 
 static void check_info(const struct gqlp_op_info *info)

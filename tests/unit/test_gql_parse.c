@@ -145,6 +145,10 @@ static void test_lexical(void **state)
     fails("{ a(s: \"\\u12", "Invalid Unicode escape");
     fails("{ a(s: \"\x01\") }", "Invalid character within String");
     fails("{ a ?", "Unexpected character \"?\"");
+    /* Quoted text in a message is printable ASCII: control bytes and UTF-8
+     * (maybe cut mid-character) become '?'. */
+    fails("{ a(x: 1) \"caf\xC3\xA9\ttab\" }", "Expected Name, found String \"caf???tab\" at 1:11");
+    fails("{ a \"\"\"block\nstring\"\"\" }", "found BlockString \"\"\"block?string\"\"\" at 1:5");
     fails("{ a .. }", "Unexpected \".\"");
     fails("{ a\n  b\n    }}", "Expected a definition, found \"}\" at 3:6");
 }
