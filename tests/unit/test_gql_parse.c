@@ -234,6 +234,56 @@ static void test_limits(void **state)
     fails(many, "Too many tokens: the limit is 15000");
 }
 
+/* The default bounds, at and one past them. */
+static void test_limits_exact(void **state)
+{
+    /* 500 nested selection sets parse, and the analysis (which follows
+     * them) gives depth 500; 501 do not parse. */
+    static char deep[8192];
+    size_t n = 0;
+    for (int i = 0; i < 500; i++)
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "{f");
+    for (int i = 0; i < 500; i++)
+        deep[n++] = '}';
+    deep[n] = '\0';
+    assert_int_equal(numbers(deep, NULL, NULL).depth, 500);
+    memmove(deep + 2, deep, n + 1);
+    memcpy(deep, "{f", 2);
+    memcpy(deep + n + 2, "}", 2);
+    fails(deep, "Too deep: nesting exceeds 500 at 1:1001");
+    /* 15,000 tokens parse: "{" + 14,998 x "a" + "}". */
+    static char many[40000];
+    n = 0;
+    many[n++] = '{';
+    for (int i = 0; i < 14998; i++) {
+        many[n++] = ' ';
+        many[n++] = 'a';
+    }
+    memcpy(many + n, " }", 3);
+    struct arena *a = arena_new(4096);
+    struct gqlp_doc doc;
+    struct gqlp_error err;
+    assert_int_equal(gqlp_parse(&doc, many, strlen(many), NULL, a, &err), 0);
+    assert_int_equal(doc.n_tokens, 15000);
+    arena_free(a);
+    /* Fragments nest fields past the parser's depth without recursion: a
+     * chain of 1,000 fragments, each one field deeper, is depth 1,001. */
+    static char chain[1000 * 48];
+    n = (size_t)snprintf(chain, sizeof(chain), "{ ...F0 }");
+    for (int k = 0; k < 999; k++)
+        n += (size_t)snprintf(chain + n, sizeof(chain) - n, " fragment F%d on T { f { ...F%d } }",
+                              k, k + 1);
+    snprintf(chain + n, sizeof(chain) - n, " fragment F999 on T { f { leaf } }");
+    a = arena_new(4096);
+    struct gqlp_limits lim = {.max_bytes = sizeof(chain), .max_tokens = 100000, .max_depth = 500};
+    struct gqlp_op_info info;
+    assert_int_equal(gqlp_parse(&doc, chain, strlen(chain), &lim, a, &err), 0);
+    assert_int_equal(gqlp_analyze(&doc, NULL, NULL, &info, &err), 0);
+    assert_int_equal(info.depth, 1001);
+    assert_int_equal(info.cost, 1000);
+    arena_free(a);
+}
+
 static void test_depth_alias_roots(void **state)
 {
     expect_numbers("{ a }", NULL, 1, 0, 1, 0);
@@ -436,12 +486,19 @@ static void test_real_world(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_operations),     cmocka_unit_test(test_fields_and_values),
-        cmocka_unit_test(test_fragments),      cmocka_unit_test(test_lexical),
-        cmocka_unit_test(test_syntax_errors),  cmocka_unit_test(test_type_system_rejected),
-        cmocka_unit_test(test_limits),         cmocka_unit_test(test_depth_alias_roots),
-        cmocka_unit_test(test_cost),           cmocka_unit_test(test_operation_name),
-        cmocka_unit_test(test_billion_laughs), cmocka_unit_test(test_real_world),
+        cmocka_unit_test(test_operations),
+        cmocka_unit_test(test_fields_and_values),
+        cmocka_unit_test(test_fragments),
+        cmocka_unit_test(test_lexical),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_type_system_rejected),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_limits_exact),
+        cmocka_unit_test(test_depth_alias_roots),
+        cmocka_unit_test(test_cost),
+        cmocka_unit_test(test_operation_name),
+        cmocka_unit_test(test_billion_laughs),
+        cmocka_unit_test(test_real_world),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
