@@ -7,21 +7,26 @@
  * is bounded while parsing, each with its own error: the input length, the
  * number of tokens and the nesting depth (selection sets, list and object
  * values, list types), so neither the C stack nor the arena can grow past
- * what the limits allow. Type-system definitions (schema, type, ...) are
+ * what the limits allow (the recursion is as deep as max_depth: keep it in
+ * the hundreds). Type-system definitions (schema, type, ...) are
  * rejected. After the syntax, the document's fragments are checked: unique
  * names, no spread of an unknown fragment, no cycle (found by an iterative
  * walk), and they are put in an order where every fragment comes after the
  * fragments it spreads.
  *
  * String values are checked (escapes, terminators) but not decoded: nothing
- * downstream needs their text.
+ * downstream needs their text. Error columns count bytes, not characters.
  *
  * gqlp_analyze() picks an operation as GetOperation (spec 6.1) does: by
- * name when <operation_name> is given, else the only one. Its numbers:
+ * name when <operation_name> is given, else the only one; an error when the
+ * name is unknown or not unique, when none is given and there are several,
+ * when an anonymous operation is not alone (spec 5.2.2.1) or when there is no
+ * operation at all. Its numbers:
  *
  *   depth      fields nested: a root field has depth 1, a field in its
  *              selection set depth 2, ...; fragment spreads and inline
- *              fragments add no level (their fields count where spread).
+ *              fragments add no level (their fields count where spread),
+ *              so a chain of fragments can go deeper than max_depth.
  *   aliases    fields written with an alias, counted once per time they are
  *              reached: a fragment spread twice counts its aliases twice.
  *   root_fields fields of the operation's own selection set, after
@@ -35,12 +40,15 @@
  *                - a field with a `first` or `last` argument whose value is
  *                  known is a list of n: (1 + cost of its selection set) x n.
  *                  Known: an Int literal, or a $variable whose value in
- *                  <variables> is an integer, or else whose definition has
- *                  an Int default. Both given: the larger. Negative: 0.
+ *                  <variables> is an integer, or, when <variables> has no
+ *                  such key, whose definition has an Int default (a null or
+ *                  a string given for it is not known). Both first and last
+ *                  known: the larger. Negative: 0.
  *                - a field with a selection set and a `first`/`last` whose
  *                  value is not known (a variable without a value, a
  *                  non-Int literal) is a connection of unknown size: "else
- *                  10", (1 + cost of its selection set) x 10.
+ *                  10", (1 + cost of its selection set) x 10; without a
+ *                  selection set it stays a scalar, 0.
  *              Spreads and inline fragments add the cost of their fields.
  *
  * Fragments are analysed once each, bottom-up in the order gqlp_parse()
