@@ -733,6 +733,12 @@ static int cfg_base64_32(const char *s, size_t n, unsigned char out[32])
     return 0;
 }
 
+int cfg_parse_secret32(const char *s, unsigned char out[32])
+{
+    size_t n = strlen(s);
+    return str_unhex(s, n, out, 32) == 0 || cfg_base64_32(s, n, out) == 0 ? 0 : -1;
+}
+
 void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base)
 {
     char *s = cfg_scalar(cx, k, node);
@@ -740,7 +746,7 @@ void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *
     if (!s || s[0] == '\0')
         return; /* unset, e.g. ${SLUICE_ENCRYPTION_KEY:-} */
     size_t n = strlen(s);
-    if (str_unhex(s, n, dst->bytes, 32) < 0 && cfg_base64_32(s, n, dst->bytes) < 0) {
+    if (cfg_parse_secret32(s, dst->bytes) < 0) {
         /* The value is a secret: never quoted back. */
         cfg_kerror(cx, cfg_line(node),
                    "must be 32 bytes as 64 hex digits or base64 (got %zu characters), "

@@ -199,6 +199,8 @@ void cfg_set_unsupported(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_
                          void *base);
 /* A 32-byte secret given as 64 hex digits or base64 (standard or URL-safe,
  * padding optional) into a struct cfg_secret32; empty leaves it unset. */
+/* The same spellings outside a config file (an environment variable); 0 or -1. */
+int cfg_parse_secret32(const char *s, unsigned char out[32]);
 void cfg_set_secret32(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base);
 /* A path relative to the config file's directory. */
 void cfg_set_path_rel(struct cfg_ctx *cx, const struct cfg_key *k, yaml_node_t *node, void *base);

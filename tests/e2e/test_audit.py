@@ -3,6 +3,7 @@ chained JSON lines, `sluice audit verify` finding edited, deleted and reordered
 lines, secrets kept out, one line per request with `requests: true`, rotation
 by size, and a full disk that drops lines (counted) without slowing traffic."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -171,6 +172,27 @@ class AuditAdminTest(AuditTestCase):
         self.find(lines, "access.delete", target=str(eid), result="ok", **common)
         self.find(lines, "access.delete", target=str(eid), result="404 Not Found", **common)
         self.assertVerifies(gw, count=len(lines))
+
+    def test_verify_as_spec_1_writes_it_takes_the_key_from_the_environment(self):
+        gw = self.start_gateway(audit_config(self.up))
+        self.assertStatus(self.admin(gw, "POST", "/reload"), 200)
+        self.lines(gw, pred=lambda ls: any(l["action"] == "reload" for l in ls))
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("SLUICE_AUDIT_KEY", "SLUICE_ENCRYPTION_KEY")}
+        run = lambda extra: subprocess.run([sluice_bin(), "audit", "verify", self.log(gw)],
+                                           capture_output=True, text=True, timeout=30,
+                                           env=dict(env, **extra))
+        p = run({"SLUICE_AUDIT_KEY": KEY_HEX})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith("ok: "), p.stdout)
+        # base64 of the same 32 bytes, in the variable the config usually reads
+        p = run({"SLUICE_ENCRYPTION_KEY": base64.b64encode(bytes.fromhex(KEY_HEX)).decode()})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run({"SLUICE_ENCRYPTION_KEY": "6b" * 32})
+        self.assertEqual(p.returncode, 1)
+        p = run({})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("SLUICE_AUDIT_KEY", p.stderr)
 
     def test_cli_key_actions_give_lines(self):
         gw = self.start_gateway(audit_config(self.up))
