@@ -201,7 +201,7 @@ static void acl_audit_add(struct acl_op *op, int status)
     buf_appendf(&extra, ",\"id\":%" PRId64 ",\"expires_ms\":%" PRId64 ",\"note\":\"", e->id,
                 e->expires_ms);
     json_str_append(&extra, e->note);
-    buf_append(&extra, "\"", 1);
+    buf_append(&extra, "\"", 2); /* with its NUL: a C string for the audit line */
     acl_audit(op, "access.add", target, status, extra.data);
     buf_release(&extra);
 }
