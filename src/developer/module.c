@@ -374,14 +374,13 @@ static void dev_usage_done(struct exchange *x, struct auth_op *op)
         return;
     }
     bool named_found = false;
+    r.key_set = true; /* none of them yet: rows of no key at all */
     for (int i = 0; i < op->n_list; i++) {
         if (r.key_id && strcmp(r.key_id, op->list[i].id) != 0)
             continue;
         named_found = true;
         usage_report_add_key(&r, op->list[i].id);
     }
-    if (!r.key_set)
-        usage_report_add_key(&r, ""); /* an empty set still restricts: to no key */
     if (r.key_id && !named_found) {
         exchange_respond_error(x, 404, "no such key");
         usage_report_release(&r);

@@ -64,8 +64,8 @@ int usage_report_set(struct usage_report *r, const char *name, const char *value
 /* Every parameter of the URL query <query>/<len> (percent-decoded, '+' a
  * space). 0, or -1 with *<why>. */
 int usage_report_parse_query(struct usage_report *r, const char *query, size_t len, char **why);
-/* Restricts <r> to rows of key <id> among others (copied): the first call
- * makes the set, empty until then (rows of no key at all). */
+/* Restricts <r> to rows of key <id> among others (copied). A set may be
+ * empty (key_set true, no keys): then no row is of it. */
 void usage_report_add_key(struct usage_report *r, const char *id);
 /* Fills the defaults that depend on <now> and checks the range. 0, or -1
  * with *<why>. */
