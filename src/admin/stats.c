@@ -66,8 +66,7 @@ static void stats_ms(struct buf *out, const char *name, double ms, bool last)
         buf_appendf(out, "\"%s\": %.3f%s", name, ms, last ? "" : ", ");
 }
 
-void stats_render(const struct stats_sample *prev, const struct stats_sample *cur,
-                  struct buf *out)
+void stats_render(const struct stats_sample *prev, const struct stats_sample *cur, struct buf *out)
 {
     double sec = (double)(cur->mono_us - prev->mono_us) / 1e6;
     uint64_t requests = stats_delta(cur->m.requests, prev->m.requests);
@@ -107,6 +106,6 @@ void stats_render(const struct stats_sample *prev, const struct stats_sample *cu
     stats_ms(out, "p95", stats_quantile_ms(buckets, total, 0.95), false);
     stats_ms(out, "p99", stats_quantile_ms(buckets, total, 0.99), true);
     const char *redis = cur->redis < 0 ? "off" : cur->redis ? "up" : "down";
-    buf_appendf(out, "}, \"redis\": \"%s\", \"fleet\": %u, \"connections\": %d}", redis,
-                cur->fleet, cur->connections);
+    buf_appendf(out, "}, \"redis\": \"%s\", \"fleet\": %u, \"connections\": %d}", redis, cur->fleet,
+                cur->connections);
 }

@@ -36,8 +36,7 @@ void stats_sample(struct gateway *gw, struct stats_sample *out);
 
 /* The tick's JSON text for the interval from <prev> to <cur> (pure: the
  * unit tests' entry), appended to <out>. */
-void stats_render(const struct stats_sample *prev, const struct stats_sample *cur,
-                  struct buf *out);
+void stats_render(const struct stats_sample *prev, const struct stats_sample *cur, struct buf *out);
 
 /* Quantile <q> (0..1) in ms of the histogram <buckets> (counts per bucket
  * of metrics_bucket_le, then +Inf) holding <total>, interpolated linearly

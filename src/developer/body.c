@@ -201,8 +201,9 @@ int dev_apply_rules(const struct config *c, const struct cfg_tier *own, struct d
                     char *why, size_t why_cap)
 {
     if (!own) {
-        snprintf(why, why_cap, "your token names no tier of this gateway, so it cannot create "
-                               "keys");
+        snprintf(why, why_cap,
+                 "your token names no tier of this gateway, so it cannot create "
+                 "keys");
         return 403;
     }
     const struct cfg_tier *t = req->tier[0] ? cfg_find_tier(c, req->tier) : own;

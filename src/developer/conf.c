@@ -20,8 +20,7 @@ static void dev_cfg_check(struct cfg_ctx *cx, void *base, int line)
     if (!d->enabled)
         return;
     if (!auth_conf(cx->c)->jwt.enabled) {
-        cfg_error(cx, line,
-                  "developer.enabled needs identity.jwt: developers sign in with a JWT");
+        cfg_error(cx, line, "developer.enabled needs identity.jwt: developers sign in with a JWT");
         return;
     }
     struct cfg_route *r = cfg_alloc(cx, sizeof *r);

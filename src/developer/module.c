@@ -80,7 +80,7 @@ static void dev_store_error(struct exchange *x, const struct auth_op *op)
 
 static int dev_status_of(enum ks_result rc)
 {
-    return rc == KS_OK             ? 200
+    return rc == KS_OK            ? 200
            : rc == KS_NOT_FOUND   ? 404
            : rc == KS_CONFLICT    ? 409
            : rc == KS_UNAVAILABLE ? 503
@@ -121,8 +121,8 @@ static void dev_event(struct exchange *x, const struct auth_op *op, const char *
 {
     if (op->rc != KS_OK)
         return;
-    json_t *ev = json_pack("{s:s, s:o, s:s}", "type", type, "key", ks_key_json(&op->key),
-                           "actor", dev_call_of(x)->actor);
+    json_t *ev = json_pack("{s:s, s:o, s:s}", "type", type, "key", ks_key_json(&op->key), "actor",
+                           dev_call_of(x)->actor);
     char *text = json_dumps(ev, JSON_COMPACT);
     events_publish(x->worker->gw, type, text, strlen(text));
     free(text);

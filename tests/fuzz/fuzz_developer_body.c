@@ -63,8 +63,8 @@ static bool shape_ok(const char *body, size_t len)
     const char *k;
     json_t *v;
     if (ok)
-        json_object_foreach(doc, k, v) ok = ok && (!strcmp(k, "name") || !strcmp(k, "tier") ||
-                                                   !strcmp(k, "quotas"));
+        json_object_foreach(doc, k, v) ok =
+            ok && (!strcmp(k, "name") || !strcmp(k, "tier") || !strcmp(k, "quotas"));
     json_decref(doc);
     return ok;
 }

@@ -60,7 +60,10 @@ static double num(const json_t *doc, const char *a, const char *b)
 static void test_render_idle(void **state)
 {
     struct stats_sample a = {.mono_us = 1000000, .redis = -1, .fleet = 1},
-                        b = {.mono_us = 2000000, .wall_ms = 1796500000123, .redis = -1, .fleet = 1,
+                        b = {.mono_us = 2000000,
+                             .wall_ms = 1796500000123,
+                             .redis = -1,
+                             .fleet = 1,
                              .connections = 3};
     json_t *doc = render(&a, &b);
     assert_int_equal(json_object_size(doc), 9);

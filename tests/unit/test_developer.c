@@ -19,7 +19,7 @@
     "  pro: {limits: [\"1000/h\"], quota: {daily: 100000, monthly: 1000000}}\n"                    \
     "  enterprise: {limits: [\"10000/h\"]}\n"                                                      \
     "  staff: {exempt: true}\n"                                                                    \
-    "identity:\n  jwt: {secret: \"0123456789abcdef0123456789abcdef\", default_tier: free}\n"      \
+    "identity:\n  jwt: {secret: \"0123456789abcdef0123456789abcdef\", default_tier: free}\n"       \
     "developer: {enabled: true, max_keys: 5}\n"
 
 static struct config *load(const char *yaml)
@@ -49,8 +49,9 @@ static void test_parse_create(void **state)
     assert_int_equal(r.quota_daily, -1);
     assert_int_equal(r.quota_monthly, -1);
     assert_int_equal(
-        parse("{\"name\": \"ci\", \"tier\": \"pro\", \"quotas\": {\"daily\": 5, \"monthly\": null}}",
-              &r),
+        parse(
+            "{\"name\": \"ci\", \"tier\": \"pro\", \"quotas\": {\"daily\": 5, \"monthly\": null}}",
+            &r),
         0);
     assert_string_equal(r.tier, "pro");
     assert_int_equal(r.quota_daily, 5);
@@ -119,7 +120,7 @@ static void test_rules(void **state)
     assert_int_equal(apply(c, "pro", "{\"name\": \"a\"}", &r, why), 0);
     assert_string_equal(r.tier, "pro");
     assert_int_equal(apply(c, "pro", "{\"name\": \"a\", \"tier\": \"free\"}", &r, why), 0);
-    assert_int_equal(r.quota_daily, -1); /* free's own daily quota is lower than pro's */
+    assert_int_equal(r.quota_daily, -1);        /* free's own daily quota is lower than pro's */
     assert_int_equal(r.quota_monthly, 1000000); /* free has none: capped to pro's */
     assert_int_equal(apply(c, "free", "{\"name\": \"a\", \"tier\": \"pro\"}", &r, why), 403);
     assert_non_null(strstr(why, "above your own"));
