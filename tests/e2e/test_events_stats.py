@@ -4,6 +4,7 @@ second, computed once per tick however many streams are open, and nothing at all
 while none is. The admin listener stays quick with 20 streams open."""
 
 import json
+import os
 import re
 import statistics
 import time
@@ -147,23 +148,33 @@ class StatsTick(E2ETestCase):
         time.sleep(1.5)
         self.assertEqual(metric(gw, "sluice_events_stats_ticks_total"), stopped)
 
+    def metrics_times(self, gw, n=20):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = gw.admin_request("GET", "/metrics")
+            times.append((time.perf_counter() - t0) * 1000)
+            self.assertStatus(r, 200)
+        return times
+
     def test_metrics_stays_quick_with_20_streams(self):
         gw = self.start_gateway(stats_config(self.up))
+        base = statistics.median(self.metrics_times(gw))
         streams = [self.stream(gw) for _ in range(20)]
         for s in streams:
             self.next_stats(s)
         for s in streams:  # a second tick on each: all 20 are being written to
             self.next_stats(s)
-        times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            r = gw.admin_request("GET", "/metrics")
-            times.append((time.perf_counter() - t0) * 1000)
-            self.assertStatus(r, 200)
+        times = self.metrics_times(gw)
         med = statistics.median(times)
-        print("\n    GET /metrics with 20 /events streams: median %.2f ms, max %.2f ms"
-              % (med, max(times)), flush=True)
-        self.assertLess(med, 10.0, times)
+        print("\n    GET /metrics: median %.2f ms without streams; with 20 /events streams "
+              "median %.2f ms, max %.2f ms" % (base, med, max(times)), flush=True)
+        if os.environ.get("SLUICE_SANITIZED"):
+            # ASan makes /metrics itself take tens of ms (its 2 x 4096-series merge
+            # tables): the streams must not make it much slower.
+            self.assertLess(med, max(10.0, base * 3), times)
+        else:
+            self.assertLess(med, 10.0, times)
 
     def test_redis_state_and_fleet(self):
         redis = self.start_redis()
