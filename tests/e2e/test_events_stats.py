@@ -69,13 +69,13 @@ class StatsTick(E2ETestCase):
             self.assertIsNone(t["latency_ms"]["p50"])
         gaps = [b["ts"] - a["ts"] for a, b in zip(ticks, ticks[1:])]
         for g in gaps:
-            self.assertTrue(800 <= g <= 1300, gaps)
+            self.assertTrue(800 <= g <= 1500, gaps)
         self.assertTrue(abs(ticks[0]["ts"] - time.time() * 1000) < 5000)
 
     def test_counts_reflect_traffic(self):
         gw = self.start_gateway(stats_config(self.up))
         s = self.stream(gw)
-        self.next_stats(s)  # the stream is open and ticking
+        first = json.loads(self.next_stats(s))  # the stream is open and ticking
         sent = {"2xx": 0, "429": 0}
         for i in range(20):
             r = http_request(gw.port, "GET", "/echo/%d" % i)
@@ -93,20 +93,24 @@ class StatsTick(E2ETestCase):
         sent["5xx"] = 2
         self.assertEqual(sent["429"], 3)
         total = sum(sent.values())
-        # the rates of the ticks covering the traffic add up to it (each tick's interval
-        # is about a second, so rate x 1 s = count)
+        # the rates of the ticks covering the traffic, each times its interval (about a
+        # second, longer on a loaded machine), add up to it
         ticks = [json.loads(self.next_stats(s)) for _ in range(3)]
-        rps = sum(t["rps"] for t in ticks)
-        ok2 = sum(t["rates"]["2xx"] for t in ticks)
-        r429 = sum(t["rates"]["429"] for t in ticks)
-        r4 = sum(t["rates"]["4xx"] for t in ticks)
-        hits = sum(t["cache"]["hits"] for t in ticks)
-        misses = sum(t["cache"]["misses"] for t in ticks)
-        self.assertAlmostEqual(rps, total, delta=total * 0.25, msg=ticks)
-        self.assertAlmostEqual(ok2, sent["2xx"], delta=sent["2xx"] * 0.25, msg=ticks)
+        secs = [(b["ts"] - a["ts"]) / 1000 for a, b in zip([first] + ticks, ticks)]
+
+        def count(f):
+            return sum(f(t) * dt for t, dt in zip(ticks, secs))
+        rps = count(lambda t: t["rps"])
+        ok2 = count(lambda t: t["rates"]["2xx"])
+        r429 = count(lambda t: t["rates"]["429"])
+        r4 = count(lambda t: t["rates"]["4xx"])
+        hits = count(lambda t: t["cache"]["hits"])
+        misses = count(lambda t: t["cache"]["misses"])
+        self.assertAlmostEqual(rps, total, delta=total * 0.1, msg=ticks)
+        self.assertAlmostEqual(ok2, sent["2xx"], delta=sent["2xx"] * 0.1, msg=ticks)
         self.assertAlmostEqual(r429, 3, delta=1, msg=ticks)
         self.assertGreaterEqual(r4 + 0.01, r429)  # 429s are 4xx too
-        self.assertAlmostEqual(sum(t["rates"]["5xx"] for t in ticks), 2, delta=0.6, msg=ticks)
+        self.assertAlmostEqual(count(lambda t: t["rates"]["5xx"]), 2, delta=0.6, msg=ticks)
         self.assertAlmostEqual(hits, 4, delta=1.2, msg=ticks)
         self.assertAlmostEqual(misses, 1, delta=0.5, msg=ticks)
         busy = [t for t in ticks if t["rps"] > 0]
