@@ -23,6 +23,10 @@
 #   BENCH_CPU_WRK       core of wrk [1]
 #                       (a taskset list such as "0,1", or "none": no pinning)
 #   BENCH_KEEP=1        keep the temp dir (configs, logs, raw wrk output)
+#   BENCH_SYSCALLS=1    after the measured rounds, count each target's system
+#                       calls per request under strace -c (a short wrk run of
+#                       BENCH_SYSCALL_SECONDS [3]; strace slows the server, so
+#                       these runs are not timed)
 #
 # Exit status: 0 when every run completed, whatever the ratio; 1 when the
 # harness could not do its job (a server would not start, a target did not
@@ -331,6 +335,34 @@ median() {
 
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
+# Count the system calls of target <i> (its process, threads and children)
+# per request during a short wrk run under strace -c; append "name calls/req
+# top-calls" to $SYSCALLS_REPORT.
+count_syscalls() {
+    local s=$1 i=$2 pid=${T_PID[$2]} out=$WORK/strace-$1-$2.txt f=$WORK/wrk/$1-$2-strace.txt
+    local args=() p
+    for p in "$pid" $(pgrep -P "$pid" || true); do args+=(-p "$p"); done
+    strace -f -c -o "$out" "${args[@]}" 2>/dev/null &
+    local st=$!
+    sleep 0.5 # strace has attached
+    run_wrk "$i" "${BENCH_SYSCALL_SECONDS:-3}" "$f"
+    kill -INT "$st" 2>/dev/null || true
+    wait "$st" 2>/dev/null || true
+    local nreq
+    nreq=$(parse_wrk "$f" | awk '{ print $6 }')
+    awk -v n="$nreq" -v s="$s" -v t="${T_NAMES[i]}" '
+        $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { c[$NF] = $4; tot += $4 }
+        END {
+            if (n <= 0) exit
+            printf "%-10s %-11s %6.2f syscalls/req:", s, t, tot / n
+            m = 0
+            for (k in c) order[++m] = k
+            for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (c[order[b]] > c[order[a]]) { x = order[a]; order[a] = order[b]; order[b] = x }
+            for (a = 1; a <= m && a <= 8; a++) printf " %s %.2f", order[a], c[order[a]] / n
+            printf "\n"
+        }' "$out" >>"$SYSCALLS_REPORT"
+}
+
 # Measure every registered target of scenario <s>, alternating, and append
 # its table to $REPORT and its per-run lines to $DETAILS.
 measure() {
@@ -443,6 +475,11 @@ measure() {
     for f in "${notes[@]+"${notes[@]}"}"; do
         RATIOS+=("$f")
     done
+    if [[ ${BENCH_SYSCALLS:-0} == 1 ]]; then
+        for ((i = 0; i < n; i++)); do
+            [[ -z ${T_PID[i]} ]] || count_syscalls "$s" "$i"
+        done
+    fi
 }
 
 # --------------------------------------------------------------- scenarios
@@ -710,7 +747,9 @@ main() {
     [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP=$WARMUP: want a whole number of seconds"
     [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS=$ROUNDS: want a whole number >= 1"
     local tool
-    for tool in nginx wrk curl python3 taskset flock; do
+    local tools=(nginx wrk curl python3 taskset flock)
+    [[ ${BENCH_SYSCALLS:-0} != 1 ]] || tools+=(strace)
+    for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null || die "$tool not found (scripts/deps installs it)"
     done
 
@@ -746,6 +785,8 @@ main() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
     mkdir -p "$WORK/wrk"
     REPORT=$WORK/report.txt
+    SYSCALLS_REPORT=$WORK/syscalls.txt
+    : >"$SYSCALLS_REPORT"
     DETAILS=$WORK/details.txt
     RATIOS=()
     BUSY_RUNS=0
@@ -803,6 +844,10 @@ main() {
         cat "$REPORT"
         printf '\n'
         printf '%s\n' "${RATIOS[@]}"
+        if [[ -s $SYSCALLS_REPORT ]]; then
+            printf '\nsystem calls per request (strace -c, all threads and children):\n'
+            cat "$SYSCALLS_REPORT"
+        fi
         if ((BUSY_RUNS > 0)); then
             printf 'warning: during %d run(s) other programs used the CPU (SUSPECT in runs below); rerun on a quiet machine\n' "$BUSY_RUNS"
         fi
