@@ -27,6 +27,9 @@
 #                       calls per request under strace -c (a short wrk run of
 #                       BENCH_SYSCALL_SECONDS [3]; strace slows the server, so
 #                       these runs are not timed)
+#   BENCH_PERF=1        after the measured rounds, record each target with
+#                       perf record -g during a short wrk run; the flat
+#                       profile (top symbols) is written next to the results
 #
 # Exit status: 0 when every run completed, whatever the ratio; 1 when the
 # harness could not do its job (a server would not start, a target did not
@@ -363,6 +366,26 @@ count_syscalls() {
         }' "$out" >>"$SYSCALLS_REPORT"
 }
 
+# Profile target <i> with perf during a short wrk run; its flat profile
+# (self time, top symbols) goes to $PERF_REPORT.
+profile_target() {
+    local s=$1 i=$2 pid=${T_PID[$2]} data=$WORK/perf-$1-$2.data
+    local f=$WORK/wrk/$1-$2-perf.txt p list=$pid
+    for p in $(pgrep -P "$pid" || true); do list+=",$p"; done
+    perf record -q -g -o "$data" -p "$list" >/dev/null 2>&1 &
+    local pr=$!
+    sleep 0.5
+    run_wrk "$i" "${BENCH_PERF_SECONDS:-5}" "$f"
+    kill -INT "$pr" 2>/dev/null || true
+    wait "$pr" 2>/dev/null || true
+    {
+        printf '== %s / %s (self time, symbols above 0.5%%)\n' "$s" "${T_NAMES[i]}"
+        perf report -i "$data" --no-children --stdio --percent-limit 0.5 -g none \
+            --sort dso,symbol 2>/dev/null | grep -v '^#' | sed '/^$/d'
+        printf '\n'
+    } >>"$PERF_REPORT"
+}
+
 # Measure every registered target of scenario <s>, alternating, and append
 # its table to $REPORT and its per-run lines to $DETAILS.
 measure() {
@@ -478,6 +501,11 @@ measure() {
     if [[ ${BENCH_SYSCALLS:-0} == 1 ]]; then
         for ((i = 0; i < n; i++)); do
             [[ -z ${T_PID[i]} ]] || count_syscalls "$s" "$i"
+        done
+    fi
+    if [[ ${BENCH_PERF:-0} == 1 ]]; then
+        for ((i = 0; i < n; i++)); do
+            [[ -z ${T_PID[i]} ]] || profile_target "$s" "$i"
         done
     fi
 }
@@ -749,6 +777,7 @@ main() {
     local tool
     local tools=(nginx wrk curl python3 taskset flock)
     [[ ${BENCH_SYSCALLS:-0} != 1 ]] || tools+=(strace)
+    [[ ${BENCH_PERF:-0} != 1 ]] || tools+=(perf)
     for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null || die "$tool not found (scripts/deps installs it)"
     done
@@ -786,6 +815,8 @@ main() {
     mkdir -p "$WORK/wrk"
     REPORT=$WORK/report.txt
     SYSCALLS_REPORT=$WORK/syscalls.txt
+    PERF_REPORT=$WORK/perf.txt
+    : >"$PERF_REPORT"
     : >"$SYSCALLS_REPORT"
     DETAILS=$WORK/details.txt
     RATIOS=()
@@ -855,6 +886,10 @@ main() {
         cat "$DETAILS"
     } >"$results"
 
+    if [[ -s $PERF_REPORT ]]; then
+        cp "$PERF_REPORT" "${results%.txt}.perf.txt"
+        say "bench: profiles written to ${results#"$ROOT"/}" | sed 's/\.txt$/.perf.txt/' >&2
+    fi
     # stdout: everything but the per-run lines, which went to stderr as they came.
     printf '\n'
     sed '/^runs:$/,$d' "$results"
