@@ -32,7 +32,8 @@ bool abuse_ban_next(const struct abuse_ban *prev, const struct abuse_policy *p,
     out->source = src;
     out->count = (prev && abuse_ban_remembered(prev, p, now_ms) ? prev->count : 0) + 1;
     out->created_ms = now_ms;
-    out->until_ms = now_ms + (src == ABUSE_SRC_AUTO ? abuse_ban_length(p, out->count) : duration_ms);
+    out->until_ms =
+        now_ms + (src == ABUSE_SRC_AUTO ? abuse_ban_length(p, out->count) : duration_ms);
     return true;
 }
 
@@ -69,8 +70,8 @@ static const char *abuse_ip_parse(const char *a, size_t len, int ipv6_prefix, ch
 
 static bool abuse_key_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 const char *abuse_identity_parse(const char *s, size_t len, int ipv6_prefix, char *out)
@@ -139,7 +140,8 @@ static const char *abuse_req_fields(json_t *doc, int ipv6_prefix, struct abuse_b
                                            ipv6_prefix, r->identity);
     if (bad)
         return bad;
-    if (!json_is_string(dur) || cfg_parse_duration_ms(json_string_value(dur), &r->duration_ms) < 0 ||
+    if (!json_is_string(dur) ||
+        cfg_parse_duration_ms(json_string_value(dur), &r->duration_ms) < 0 ||
         r->duration_ms < 1000 || r->duration_ms > ABUSE_MANUAL_MAX_MS)
         return "duration must be a duration such as 30s, 15m, 1h or 7d (1s to 365d)";
     if (reason && !json_is_null(reason)) {
@@ -188,14 +190,29 @@ int64_t abuse_ban_retry_after(const struct abuse_ban *b, int64_t now_ms)
     return s < 1 ? 1 : s;
 }
 
+/* <s> as a JSON string. A JWT subject cut to fit an identity may end in
+ * half a UTF-8 sequence: such bytes become '?' rather than no ban shown. */
+static json_t *abuse_json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char copy[ABUSE_REASON_MAX];
+    size_t n = str_copy(copy, sizeof copy, s);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)copy[i] >= 0x80)
+            copy[i] = '?';
+    return json_string(copy);
+}
+
 json_t *abuse_ban_json(const struct abuse_ban *b, int64_t now_ms)
 {
     int64_t left = b->until_ms > now_ms ? abuse_ban_retry_after(b, now_ms) : 0;
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "identity", b->identity, "reason",
-                     b->reason, "source", abuse_source_name(b->source), "created",
-                     (json_int_t)(b->created_ms / 1000), "until",
-                     (json_int_t)((b->until_ms + 999) / 1000), "retry_after", (json_int_t)left,
-                     "count", (json_int_t)b->count);
+    return json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:I}", "identity",
+                     abuse_json_text(b->identity), "reason", abuse_json_text(b->reason), "source",
+                     abuse_source_name(b->source), "created", (json_int_t)(b->created_ms / 1000),
+                     "until", (json_int_t)((b->until_ms + 999) / 1000), "retry_after",
+                     (json_int_t)left, "count", (json_int_t)b->count);
 }
 
 char *abuse_ban_encode(const struct abuse_ban *b)
@@ -216,8 +233,9 @@ bool abuse_ban_decode(const char *identity, const char *s, size_t len, struct ab
     json_t *o = json_loadb(s, len, 0, NULL);
     json_int_t c, u, n;
     const char *src, *reason;
-    bool ok = o && json_unpack(o, "{s:I, s:I, s:I, s:s, s:s}", "c", &c, "u", &u, "n", &n, "s", &src,
-                               "r", &reason) == 0 &&
+    bool ok = o &&
+              json_unpack(o, "{s:I, s:I, s:I, s:s, s:s}", "c", &c, "u", &u, "n", &n, "s", &src, "r",
+                          &reason) == 0 &&
               abuse_source_parse(src, &b->source);
     if (ok) {
         str_copy(b->identity, sizeof b->identity, identity);

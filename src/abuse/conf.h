@@ -19,11 +19,11 @@
 #define ABUSE_DEFAULT_MAX_BAN_MS (7ll * 86400000)
 
 struct abuse_conf {
-    bool enabled;      /* the section is present: bans are made automatically */
-    int violations;    /* more than this many within <window_ms>: a ban */
-    int64_t window_ms; /* sliding */
-    int64_t ban_ms;    /* the first ban's length */
-    int escalate;      /* each repeat ban is this many times longer... */
+    bool enabled;       /* the section is present: bans are made automatically */
+    int violations;     /* more than this many within <window_ms>: a ban */
+    int64_t window_ms;  /* sliding */
+    int64_t ban_ms;     /* the first ban's length */
+    int escalate;       /* each repeat ban is this many times longer... */
     int64_t max_ban_ms; /* ...up to this */
 };
 

@@ -154,7 +154,8 @@ static void abuse_announce(struct gateway *gw, const char *type, const struct ab
     char len[32];
     abuse_fmt_duration(len, sizeof len, b->until_ms - b->created_ms);
     if (added) {
-        fprintf(stderr, "sluice: ban: %s banned for %s (%s, ban %" PRId64 " of this identity)%s%s\n",
+        fprintf(stderr,
+                "sluice: ban: %s banned for %s (%s, ban %" PRId64 " of this identity)%s%s\n",
                 b->identity, len, abuse_source_name(b->source), b->count, b->reason[0] ? ": " : "",
                 b->reason);
         __atomic_add_fetch(&abuse_gw_of(gw)->bans[b->source], 1, __ATOMIC_RELAXED);
@@ -172,7 +173,8 @@ static void abuse_announce(struct gateway *gw, const char *type, const struct ab
 /* The members an audit line of ban <b> adds, as a C string in <extra>. */
 static void abuse_audit_extra(struct buf *extra, const struct abuse_ban *b)
 {
-    buf_appendf(extra, ",\"source\":\"%s\",\"until\":%" PRId64 ",\"count\":%" PRId64 ",\"reason\":\"",
+    buf_appendf(extra,
+                ",\"source\":\"%s\",\"until\":%" PRId64 ",\"count\":%" PRId64 ",\"reason\":\"",
                 abuse_source_name(b->source), (b->until_ms + 999) / 1000, b->count);
     json_str_append(extra, b->reason);
     buf_append(extra, "\"", 2); /* with its NUL */
@@ -342,11 +344,10 @@ static void abuse_admin_violations(struct exchange *x, const struct sl_admin_cal
     abuse_rt_sync(g->rt, &aw->snap, &aw->gen);
     json_t *list = json_array();
     for (int i = 0; i < n; i++)
-        json_array_append_new(list,
-                              json_pack("{s:s, s:I, s:I, s:b}", "identity", v[i].identity,
-                                        "violations", (json_int_t)v[i].count, "last",
-                                        (json_int_t)(v[i].last_ms / 1000), "banned",
-                                        abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
+        json_array_append_new(
+            list, json_pack("{s:s, s:I, s:I, s:b}", "identity", v[i].identity, "violations",
+                            (json_int_t)v[i].count, "last", (json_int_t)(v[i].last_ms / 1000),
+                            "banned", abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
     free(v);
     abuse_admin_json(x, 200, json_pack("{s:s, s:o}", "window", win_s, "violators", list));
 }

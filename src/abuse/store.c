@@ -4,5 +4,5 @@
 struct abuse_store *abuse_store_open(const struct config *c, char **err)
 {
     return c->store.backend == CFG_BACKEND_REDIS ? abuse_store_redis_open(c, err)
-                                                  : abuse_store_sqlite_open(c, err);
+                                                 : abuse_store_sqlite_open(c, err);
 }

@@ -111,7 +111,8 @@ static int abuse_rds_get(struct abuse_store *s, const char *identity, struct abu
     redisReply *rep = abuse_rds_call(r, why, cap, "HGET %s %s", r->key, identity);
     if (!rep)
         return -1;
-    int found = rep->type == REDIS_REPLY_STRING && abuse_ban_decode(identity, rep->str, rep->len, b);
+    int found =
+        rep->type == REDIS_REPLY_STRING && abuse_ban_decode(identity, rep->str, rep->len, b);
     freeReplyObject(rep);
     return found;
 }
@@ -124,11 +125,10 @@ static int abuse_rds_cas(struct abuse_redis *r, const char *script, const char *
 {
     char *old = expected ? abuse_ban_encode(expected) : NULL;
     char *new = b ? abuse_ban_encode(b) : NULL;
-    redisReply *rep =
-        b ? abuse_rds_call(r, why, cap, "EVAL %s 2 %s %s %s %s %s", script, r->key, r->ver,
-                           identity, old ? old : "", new ? new : "")
-          : abuse_rds_call(r, why, cap, "EVAL %s 2 %s %s %s %s", script, r->key, r->ver, identity,
-                           old ? old : "");
+    redisReply *rep = b ? abuse_rds_call(r, why, cap, "EVAL %s 2 %s %s %s %s %s", script, r->key,
+                                         r->ver, identity, old ? old : "", new ? new : "")
+                        : abuse_rds_call(r, why, cap, "EVAL %s 2 %s %s %s %s", script, r->key,
+                                         r->ver, identity, old ? old : "");
     free(old);
     free(new);
     if (!rep)

@@ -129,8 +129,8 @@ static int abuse_sql_del(struct abuse_store *s, const struct abuse_ban *expected
 {
     struct abuse_sqlite *q = abuse_sql_of(s);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(q->db, "DELETE FROM abuse_bans WHERE identity = ? AND until_ms = ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(q->db, "DELETE FROM abuse_bans WHERE identity = ? AND until_ms = ?", -1,
+                           &st, NULL) != SQLITE_OK)
         return abuse_sql_fail(q, st, why, cap);
     sqlite3_bind_text(st, 1, expected->identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, expected->until_ms);

@@ -9,12 +9,12 @@
 #include "util/str.h"
 
 struct abuse_track {
-    struct abuse_track *next;             /* hash chain */
-    struct abuse_track *newer, *older;    /* recency list: evict from the oldest end */
+    struct abuse_track *next;          /* hash chain */
+    struct abuse_track *newer, *older; /* recency list: evict from the oldest end */
     uint64_t hash;
-    int64_t head;                         /* the absolute slot of the latest violation */
+    int64_t head; /* the absolute slot of the latest violation */
     int64_t last_ms;
-    uint16_t slots[ABUSE_SLOTS];          /* ring, by absolute slot % ABUSE_SLOTS; saturating */
+    uint16_t slots[ABUSE_SLOTS]; /* ring, by absolute slot % ABUSE_SLOTS; saturating */
     char identity[96];
 };
 

@@ -100,7 +100,7 @@ static void test_tracker_bound(void **state)
     }
     assert_int_equal(abuse_tracker_size(t), 100);
     assert_int_equal(abuse_tracker_count(t, "ip:192.0.2.1", D, T0 + 20000), 201);
-    assert_int_equal(abuse_tracker_count(t, "ip:10.0.0.0", D, T0 + 20000), 0); /* evicted */
+    assert_int_equal(abuse_tracker_count(t, "ip:10.0.0.0", D, T0 + 20000), 0);   /* evicted */
     assert_int_equal(abuse_tracker_count(t, "ip:10.0.39.15", D, T0 + 20000), 1); /* the last */
     struct abuse_violator top[1];
     assert_int_equal(abuse_tracker_top(t, D, T0 + 20000, top, 1), 1);
@@ -126,17 +126,17 @@ static void test_escalation_and_cap(void **state)
     assert_int_equal(abuse_ban_length(&huge, 3), 365 * D); /* no overflow on the way */
 
     struct abuse_ban first, second, again, manual, fresh;
-    assert_true(abuse_ban_next(NULL, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "11 violations", 0,
-                               T0, &first));
+    assert_true(abuse_ban_next(NULL, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "11 violations", 0, T0,
+                               &first));
     assert_int_equal(first.count, 1);
     assert_int_equal(first.until_ms - first.created_ms, 2 * H);
     assert_string_equal(first.reason, "11 violations");
     /* Still banned: an automatic ban changes nothing. */
-    assert_false(abuse_ban_next(&first, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "", 0, T0 + H,
-                                &again));
+    assert_false(
+        abuse_ban_next(&first, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "", 0, T0 + H, &again));
     /* After it ended: the repeat is twice as long. */
-    assert_true(abuse_ban_next(&first, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "", 0, T0 + 3 * H,
-                               &second));
+    assert_true(
+        abuse_ban_next(&first, &p, ABUSE_SRC_AUTO, "ip:198.51.100.7", "", 0, T0 + 3 * H, &second));
     assert_int_equal(second.count, 2);
     assert_int_equal(second.until_ms, T0 + 3 * H + 4 * H);
     /* A manual ban replaces an active one, with its own length. */
@@ -248,10 +248,8 @@ static void test_ban_request(void **state)
 static void test_ban_forms(void **state)
 {
     (void)state;
-    struct abuse_ban b = {.source = ABUSE_SRC_MANUAL,
-                          .created_ms = T0,
-                          .until_ms = T0 + H + 1,
-                          .count = 3};
+    struct abuse_ban b = {
+        .source = ABUSE_SRC_MANUAL, .created_ms = T0, .until_ms = T0 + H + 1, .count = 3};
     strcpy(b.identity, "ip:198.51.100.7");
     strcpy(b.reason, "scraping \"quoted\" \xc3\xa9");
     char *s = abuse_ban_encode(&b);
@@ -266,9 +264,10 @@ static void test_ban_forms(void **state)
 
     json_t *j = abuse_ban_json(&b, T0 + 1000);
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(text, "{\"count\":3,\"created\":1700000000,\"identity\":\"ip:198.51.100.7\","
-                              "\"reason\":\"scraping \\\"quoted\\\" \xc3\xa9\",\"retry_after\":3600,"
-                              "\"source\":\"manual\",\"until\":1700003601}");
+    assert_string_equal(text,
+                        "{\"count\":3,\"created\":1700000000,\"identity\":\"ip:198.51.100.7\","
+                        "\"reason\":\"scraping \\\"quoted\\\" \xc3\xa9\",\"retry_after\":3600,"
+                        "\"source\":\"manual\",\"until\":1700003601}");
     free(text);
     json_decref(j);
     assert_int_equal(abuse_ban_retry_after(&b, T0 + H), 1);
@@ -383,8 +382,8 @@ static void test_runtime_sqlite(void **state)
     assert_non_null(rt);
     int64_t now = clock_wall_us() / 1000;
     struct abuse_policy p = {2 * H, 2, 7 * D, 7 * D};
-    struct rt_call c = {.rt = rt, .src = ABUSE_SRC_AUTO, .identity = "ip:198.51.100.7", .p = p,
-                        .now_ms = now};
+    struct rt_call c = {
+        .rt = rt, .src = ABUSE_SRC_AUTO, .identity = "ip:198.51.100.7", .p = p, .now_ms = now};
     assert_int_equal(rt_call(&loop, &c), 1);
     assert_int_equal(c.out.count, 1);
     struct rt_call again = c;
