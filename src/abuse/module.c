@@ -14,9 +14,11 @@
 
 #include "abuse/ban.h"
 #include "abuse/conf.h"
+#include "abuse/count.h"
 #include "abuse/runtime.h"
 #include "abuse/tracker.h"
 #include "admin/events.h"
+#include "fleet/fleet.h"
 #include "audit/audit.h"
 #include "modules.h"
 #include "obs/metrics.h"
@@ -36,7 +38,9 @@
 /* gw->ctx[MOD_abuse]. */
 struct abuse_gw {
     struct abuse_runtime *rt;
-    struct abuse_tracker *tracker;
+    struct abuse_counter *counter;
+    int64_t window_ms;          /* the counter's: a change waits for a restart */
+    bool fleet_counts;          /* the counter is Redis's */
     uint64_t bans[ABUSE_SRC_N]; /* atomic: bans this gateway made, by source */
 };
 
@@ -212,33 +216,53 @@ static void abuse_auto_run(struct ks_db *unused, void *arg)
     free(a);
 }
 
+/* A violation being counted (abuse/count.h): what a ban needs if it
+ * crosses the threshold. */
+struct abuse_counted {
+    struct worker *w;
+    int64_t window_ms;
+    struct abuse_auto *req; /* handed to the runtime's thread on a crossing */
+};
+
+static void abuse_on_counted(void *arg, int64_t n, bool crossed)
+{
+    struct abuse_counted *c = arg;
+    struct abuse_auto *req = c->req;
+    struct abuse_worker *aw = abuse_worker_of(c->w);
+    struct abuse_gw *g = abuse_gw_of(c->w->gw);
+    abuse_rt_sync(g->rt, &aw->snap, &aw->gen);
+    /* Not when banned already (on another gateway, meanwhile). */
+    if (!crossed || abuse_snap_find(aw->snap, req->identity, abuse_wall_ms())) {
+        free(req);
+        free(c);
+        return;
+    }
+    char win[32];
+    abuse_fmt_duration(win, sizeof win, c->window_ms);
+    snprintf(req->reason, sizeof req->reason, "%" PRId64 " violations within %s", n, win);
+    abuse_rt_post(g->rt, abuse_auto_run, req);
+    free(c);
+}
+
 /* After the response: a 429 of a limit or a quota is a violation of its
- * identity; one too many asks the runtime's thread for a ban. */
+ * identity; the one that crosses the threshold (counting forgets the
+ * identity's count then, so the next ban needs as many again) asks the
+ * runtime's thread for a ban. */
 static void abuse_finish(struct exchange *x)
 {
     if (x->refused_by != SL_REFUSED_LIMIT && x->refused_by != SL_REFUSED_QUOTA)
         return;
     struct abuse_gw *g = abuse_gw_of(x->worker->gw);
-    int64_t now = abuse_wall_ms();
-    int64_t n = abuse_tracker_record(g->tracker, x->identity.id, now);
     const struct abuse_conf *a = abuse_conf(x->cfg);
-    if (!a || !a->enabled || n <= a->violations)
-        return;
-    struct abuse_worker *aw = abuse_worker_of(x->worker);
-    abuse_rt_sync(g->rt, &aw->snap, &aw->gen);
-    if (abuse_snap_find(aw->snap, x->identity.id, now))
-        return; /* banned on another gateway meanwhile */
-    /* The next ban needs as many violations again; this also asks for
-     * this ban once, not once per 429 while it is being made. */
-    abuse_tracker_reset(g->tracker, x->identity.id);
-    struct abuse_auto *req = sl_calloc(1, sizeof *req);
-    req->gw = x->worker->gw;
-    req->policy = abuse_policy_of(x->cfg);
-    str_copy(req->identity, sizeof req->identity, x->identity.id);
-    char win[32];
-    abuse_fmt_duration(win, sizeof win, a->window_ms);
-    snprintf(req->reason, sizeof req->reason, "%" PRId64 " violations within %s", n, win);
-    abuse_rt_post(g->rt, abuse_auto_run, req);
+    struct abuse_counted *c = sl_calloc(1, sizeof *c);
+    c->w = x->worker;
+    c->window_ms = g->window_ms;
+    c->req = sl_calloc(1, sizeof *c->req);
+    c->req->gw = x->worker->gw;
+    c->req->policy = abuse_policy_of(x->cfg);
+    str_copy(c->req->identity, sizeof c->req->identity, x->identity.id);
+    g->counter->ops->record(g->counter, x->worker, x->identity.id,
+                            a && a->enabled ? a->violations : 0, abuse_on_counted, c);
 }
 
 /* ---- admin API: /violations ------------------------------------------------------------ */
@@ -299,6 +323,52 @@ static bool abuse_query_known(const char *q, size_t len)
     return true;
 }
 
+/* GET /violations on its way through the counter (Redis: a script). The
+ * exchange may end first; the call lives until both are done with it. */
+struct abuse_top_call {
+    struct exchange *x; /* NULL once the exchange ended */
+    int refs;
+    char window[32];
+};
+
+static void abuse_top_unref(struct abuse_top_call *t)
+{
+    if (--t->refs == 0)
+        free(t);
+}
+
+static void abuse_top_ended(struct exchange *x, void *arg)
+{
+    (void)x;
+    struct abuse_top_call *t = arg;
+    t->x = NULL;
+    abuse_top_unref(t);
+}
+
+static void abuse_top_done(void *arg, const struct abuse_violator *v, int n, const char *why)
+{
+    struct abuse_top_call *t = arg;
+    struct exchange *x = t->x;
+    if (x && why) {
+        exchange_respond_error(x, 503, why);
+    } else if (x) {
+        struct abuse_worker *aw = abuse_worker_of(x->worker);
+        abuse_rt_sync(abuse_gw_of(x->worker->gw)->rt, &aw->snap, &aw->gen);
+        int64_t now = abuse_wall_ms();
+        json_t *list = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(list,
+                                  json_pack("{s:o, s:I, s:I, s:b}", "identity",
+                                            json_string(v[i].identity) ? json_string(v[i].identity)
+                                                                       : json_string("?"),
+                                            "violations", (json_int_t)v[i].count, "last",
+                                            (json_int_t)(v[i].last_ms / 1000), "banned",
+                                            abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
+        abuse_admin_json(x, 200, json_pack("{s:s, s:o}", "window", t->window, "violators", list));
+    }
+    abuse_top_unref(t);
+}
+
 /* GET /violations?top=N&window=24h: {"window": "24h", "violators":
  * [{"identity", "violations", "last", "banned"}]}, most violations first. */
 static void abuse_admin_violations(struct exchange *x, const struct sl_admin_call *call)
@@ -308,7 +378,7 @@ static void abuse_admin_violations(struct exchange *x, const struct sl_admin_cal
     const char *q = x->query ? x->query : "";
     size_t qlen = x->query ? x->query_len : 0;
     char top_s[32], win_s[32];
-    int64_t top = ABUSE_TOP_DEFAULT, tracked = abuse_tracker_window_ms(g->tracker);
+    int64_t top = ABUSE_TOP_DEFAULT, tracked = g->window_ms;
     int64_t window = abuse_window_ms(abuse_conf(x->cfg));
     if (window > tracked)
         window = tracked; /* a reload lengthened the window: it applies on restart */
@@ -335,21 +405,15 @@ static void abuse_admin_violations(struct exchange *x, const struct sl_admin_cal
         exchange_respond_error(x, 400, msg);
         return;
     }
+    struct abuse_top_call *t = sl_calloc(1, sizeof *t);
+    t->x = x;
+    t->refs = 2;
     if (rc == 0)
-        abuse_fmt_duration(win_s, sizeof win_s, window);
-    struct abuse_violator *v = sl_malloc((size_t)top * sizeof *v);
-    int64_t now = abuse_wall_ms();
-    int n = abuse_tracker_top(g->tracker, window, now, v, (int)top);
-    struct abuse_worker *aw = abuse_worker_of(x->worker);
-    abuse_rt_sync(g->rt, &aw->snap, &aw->gen);
-    json_t *list = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(
-            list, json_pack("{s:s, s:I, s:I, s:b}", "identity", v[i].identity, "violations",
-                            (json_int_t)v[i].count, "last", (json_int_t)(v[i].last_ms / 1000),
-                            "banned", abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
-    free(v);
-    abuse_admin_json(x, 200, json_pack("{s:s, s:o}", "window", win_s, "violators", list));
+        abuse_fmt_duration(t->window, sizeof t->window, window);
+    else
+        str_copy(t->window, sizeof t->window, win_s);
+    exchange_on_end(x, abuse_top_ended, t);
+    g->counter->ops->top(g->counter, x->worker, window, (int)top, abuse_top_done, t);
 }
 
 /* ---- admin API: /bans ------------------------------------------------------------------- */
@@ -551,7 +615,14 @@ static int abuse_init_process(struct gateway *gw, char **err)
         return -1;
     struct abuse_gw *g = sl_calloc(1, sizeof *g);
     g->rt = rt;
-    g->tracker = abuse_tracker_new(ABUSE_TRACKED_MAX, abuse_window_ms(abuse_conf(gw->cfg)));
+    g->window_ms = abuse_window_ms(abuse_conf(gw->cfg));
+    /* In Redis only when bans come of the counts: a 429 then costs one more
+     * script call, which a fleet without automatic bans does not pay. */
+    struct fleet *f = fleet_of(gw);
+    g->counter = f && abuse_conf(gw->cfg)->enabled
+                     ? abuse_counter_redis_new(fleet_prefix(f), ABUSE_TRACKED_MAX, g->window_ms)
+                     : abuse_counter_mem_new(ABUSE_TRACKED_MAX, g->window_ms);
+    g->fleet_counts = f && abuse_conf(gw->cfg)->enabled;
     gw->ctx[MOD_abuse] = g;
     return 0;
 }
@@ -562,7 +633,7 @@ static void abuse_dispose_process(struct gateway *gw)
     if (!g)
         return;
     abuse_rt_close(g->rt);
-    abuse_tracker_free(g->tracker);
+    g->counter->ops->free(g->counter);
     free(g);
     gw->ctx[MOD_abuse] = NULL;
 }
@@ -573,8 +644,11 @@ static void abuse_on_reload(struct gateway *gw, const struct config *old, const 
     (void)old;
     struct abuse_gw *g = abuse_gw_of(gw);
     abuse_rt_set_forget(g->rt, abuse_policy_of(cfg).forget_ms);
-    if (abuse_window_ms(abuse_conf(cfg)) != abuse_tracker_window_ms(g->tracker))
+    if (abuse_window_ms(abuse_conf(cfg)) != g->window_ms)
         buf_append_str(warnings, "abuse.window changes only on restart\n");
+    if (fleet_of(gw) && abuse_conf(cfg)->enabled != g->fleet_counts)
+        buf_append_str(warnings, "abuse: counting violations in Redis (fleet-wide) starts or "
+                                 "stops only on restart\n");
 }
 
 static void abuse_init_worker(struct worker *w)
@@ -618,8 +692,9 @@ static void abuse_metrics(struct gateway *gw, struct buf *out)
                           "Bans in force now (fleet-wide, as this gateway last read them).",
                           (unsigned long long)active);
     metrics_render_single(out, "sluice_violators_tracked", "gauge",
-                          "Identities whose violations this gateway counts.",
-                          abuse_tracker_size(g->tracker));
+                          "Identities whose violations this gateway counts in its memory "
+                          "(with Redis: while Redis is away).",
+                          abuse_tracker_size(g->counter->local));
 }
 
 static const struct sl_stage abuse_stages[] = {

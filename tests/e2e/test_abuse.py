@@ -447,3 +447,43 @@ class Fleet(AbuseCase):
                                  interval=0.01))
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertBanned(fetch(a, "192.0.2.200"), 300)
+
+    def test_violations_are_counted_fleet_wide(self):
+        abuse = {"violations": 4, "window": "1h", "ban": "10m"}
+        a, b = self.fleet_gateway(abuse), self.fleet_gateway(abuse)
+        ip = "198.51.100.88"
+        self.assertStatus(fetch(a, ip), 200)
+        # Two violations on each gateway: four in the fleet, not more than four.
+        for gw in (a, b, a, b):
+            self.assertStatus(fetch(gw, ip), 429)
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: [(v["identity"], v["violations"]) for v in
+                                              self.violators(gw)["violators"]] ==
+                                     [("ip:" + ip, 4)], timeout=3), self.violators(gw))
+        time.sleep(0.3)
+        self.assertStatus(fetch(b, ip), 429)  # the fifth, on B: the fleet's threshold
+        self.assertTrue(wait_for(lambda: fetch(a, ip).status == 403, timeout=1, interval=0.01))
+        self.assertBanned(fetch(b, ip), 600)
+        bans = self.bans(a)
+        self.assertEqual([(x["identity"], x["count"], x["reason"]) for x in bans],
+                         [("ip:" + ip, 1, "5 violations within 1h")])
+        # One ban for the fleet, made by the gateway that saw the crossing.
+        self.assertEqual(metric(a, 'sluice_bans_total{source="auto"}') +
+                         metric(b, 'sluice_bans_total{source="auto"}'), 1)
+
+    def test_top_violators_fleet_wide(self):
+        a, b = self.fleet_gateway({"violations": 100}), self.fleet_gateway({"violations": 100})
+        plan = [("192.0.2.31", 5), ("192.0.2.32", 2), ("192.0.2.33", 3)]
+        for ip, n in plan:
+            self.assertStatus(fetch(a, ip), 200)
+            for i in range(n):
+                self.assertStatus(fetch(a if i % 2 else b, ip), 429)
+        want = [("ip:192.0.2.31", 5), ("ip:192.0.2.33", 3), ("ip:192.0.2.32", 2)]
+        for gw in (a, b):
+            self.assertTrue(wait_for(lambda: [(v["identity"], v["violations"]) for v in
+                                              self.violators(gw)["violators"]] == want,
+                                     timeout=3), self.violators(gw))
+        self.assertEqual([v["identity"] for v in self.violators(b, "?top=1")["violators"]],
+                         ["ip:192.0.2.31"])
+        self.assertEqual(self.violators(b, "?window=1m")["window"], "1m")
+
