@@ -7,6 +7,7 @@
  * (abuse/store.h), so they reach the fleet and survive restarts; the admin
  * API lists violators and bans, and makes and ends bans. docs/abuse.md. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,11 @@ struct abuse_gw {
     int64_t window_ms;          /* the counter's: a change waits for a restart */
     bool fleet_counts;          /* the counter is Redis's */
     uint64_t bans[ABUSE_SRC_N]; /* atomic: bans this gateway made, by source */
+    /* Set when the first worker stops: the runtime's thread outlives the
+     * workers (and the event streams and the audit log they feed), so from
+     * then on a ban it makes is stored and logged, not announced. */
+    pthread_mutex_t quiet_lock;
+    bool quiet;
 };
 
 /* w->ctx[MOD_abuse]: the worker's view of the bans and its counter. */
@@ -168,8 +174,11 @@ static void abuse_announce(struct gateway *gw, const char *type, const struct ab
     }
     json_t *ev = json_pack("{s:s, s:o}", "type", type, "ban", abuse_ban_json(b, now_ms));
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    if (text)
+    struct abuse_gw *g = abuse_gw_of(gw);
+    pthread_mutex_lock(&g->quiet_lock);
+    if (text && !g->quiet)
         events_publish(gw, type, text, strlen(text));
+    pthread_mutex_unlock(&g->quiet_lock);
     free(text);
     json_decref(ev);
 }
@@ -210,7 +219,11 @@ static void abuse_auto_run(struct ks_db *unused, void *arg)
         struct buf extra = {0};
         abuse_audit_extra(&extra, &b);
         struct audit_event ev = {"gateway", "ban.add", b.identity, "ok", "local", extra.data};
-        audit_admin(a->gw, &ev);
+        struct abuse_gw *g = abuse_gw_of(a->gw);
+        pthread_mutex_lock(&g->quiet_lock);
+        if (!g->quiet)
+            audit_admin(a->gw, &ev);
+        pthread_mutex_unlock(&g->quiet_lock);
         buf_release(&extra);
     }
     free(a);
@@ -614,6 +627,7 @@ static int abuse_init_process(struct gateway *gw, char **err)
     if (!rt)
         return -1;
     struct abuse_gw *g = sl_calloc(1, sizeof *g);
+    pthread_mutex_init(&g->quiet_lock, NULL);
     g->rt = rt;
     g->window_ms = abuse_window_ms(abuse_conf(gw->cfg));
     /* In Redis only when bans come of the counts: a 429 then costs one more
@@ -632,8 +646,10 @@ static void abuse_dispose_process(struct gateway *gw)
     struct abuse_gw *g = abuse_gw_of(gw);
     if (!g)
         return;
+    g->quiet = true; /* no worker runs now (a start that failed never stopped one) */
     abuse_rt_close(g->rt);
     g->counter->ops->free(g->counter);
+    pthread_mutex_destroy(&g->quiet_lock);
     free(g);
     gw->ctx[MOD_abuse] = NULL;
 }
@@ -654,6 +670,14 @@ static void abuse_on_reload(struct gateway *gw, const struct config *old, const 
 static void abuse_init_worker(struct worker *w)
 {
     w->ctx[MOD_abuse] = sl_calloc(1, sizeof(struct abuse_worker));
+}
+
+static void abuse_stop_worker(struct worker *w)
+{
+    struct abuse_gw *g = abuse_gw_of(w->gw);
+    pthread_mutex_lock(&g->quiet_lock);
+    g->quiet = true;
+    pthread_mutex_unlock(&g->quiet_lock);
 }
 
 static void abuse_dispose_worker(struct worker *w)
@@ -709,6 +733,7 @@ const struct sl_module abuse_module = {
     .dispose_process = abuse_dispose_process,
     .on_reload = abuse_on_reload,
     .init_worker = abuse_init_worker,
+    .stop_worker = abuse_stop_worker,
     .dispose_worker = abuse_dispose_worker,
     .stages = abuse_stages,
     .n_stages = 2,
