@@ -190,9 +190,7 @@ int64_t abuse_ban_retry_after(const struct abuse_ban *b, int64_t now_ms)
     return s < 1 ? 1 : s;
 }
 
-/* <s> as a JSON string. A JWT subject cut to fit an identity may end in
- * half a UTF-8 sequence: such bytes become '?' rather than no ban shown. */
-static json_t *abuse_json_text(const char *s)
+json_t *abuse_json_text(const char *s)
 {
     json_t *j = json_string(s);
     if (j)

@@ -89,6 +89,10 @@ bool abuse_source_parse(const char *s, enum abuse_source *out);
 /* The ban as GET /bans shows it at <now_ms>: {"identity", "reason",
  * "source", "created", "until", "retry_after", "count"} (Unix seconds). */
 json_t *abuse_ban_json(const struct abuse_ban *b, int64_t now_ms);
+/* <s> (an identity or a reason) as a JSON string (new reference). A JWT
+ * subject cut to fit an identity may end in half a UTF-8 sequence: bytes
+ * that are not ASCII become '?' then, rather than nothing shown. */
+json_t *abuse_json_text(const char *s);
 /* The seconds a client banned by <b> is told to wait at <now_ms> (>= 1). */
 int64_t abuse_ban_retry_after(const struct abuse_ban *b, int64_t now_ms);
 

@@ -370,13 +370,11 @@ static void abuse_top_done(void *arg, const struct abuse_violator *v, int n, con
         int64_t now = abuse_wall_ms();
         json_t *list = json_array();
         for (int i = 0; i < n; i++)
-            json_array_append_new(list,
-                                  json_pack("{s:o, s:I, s:I, s:b}", "identity",
-                                            json_string(v[i].identity) ? json_string(v[i].identity)
-                                                                       : json_string("?"),
-                                            "violations", (json_int_t)v[i].count, "last",
-                                            (json_int_t)(v[i].last_ms / 1000), "banned",
-                                            abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
+            json_array_append_new(
+                list, json_pack("{s:o, s:I, s:I, s:b}", "identity", abuse_json_text(v[i].identity),
+                                "violations", (json_int_t)v[i].count, "last",
+                                (json_int_t)(v[i].last_ms / 1000), "banned",
+                                abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
         abuse_admin_json(x, 200, json_pack("{s:s, s:o}", "window", t->window, "violators", list));
     }
     abuse_top_unref(t);
