@@ -418,7 +418,10 @@ class Fleet(AbuseCase):
 
     def fleet_gateway(self, abuse):
         store = {"backend": "redis", "redis": {"url": self.redis.url}}
-        return self.start_gateway(abuse_config(self.up, abuse, store=store))
+        gw = self.start_gateway(abuse_config(self.up, abuse, store=store))
+        # Until its workers are connected, a gateway limits on its own (on_failure).
+        self.assertTrue(wait_for(lambda: metric(gw, "sluice_redis_up") == 1, timeout=5))
+        return gw
 
     def test_a_ban_made_on_a_refuses_on_b_within_a_second(self):
         abuse = {"violations": 10, "window": "24h", "ban": "2h"}
