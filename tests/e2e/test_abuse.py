@@ -152,6 +152,9 @@ class SeedBan(AbuseCase):
         self.assertEqual(ev["ban"]["identity"], "ip:" + ip)
         self.assertEqual(ev["ban"]["source"], "auto")
         self.assertRegex(gw.stderr_text(), r"sluice: ban: ip:198\.51\.100\.7 banned for 2h \(auto")
+        self.assertTrue(wait_for(lambda: re.search(r'^198\.51\.100\.7 .*" 403 .* refused=ban$',
+                                                   gw.stdout_text(), re.M), timeout=3))
+        self.assertRegex(gw.stdout_text(), r'(?m)^198\.51\.100\.7 .*" 429 .* refused=limit$')
         self.assertEqual(metric(gw, 'sluice_bans_total{source="auto"}'), 1)
         self.assertEqual(metric(gw, 'sluice_bans_total{source="manual"}'), 0)
         self.assertEqual(metric(gw, "sluice_bans_active"), 1)
