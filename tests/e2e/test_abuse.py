@@ -197,6 +197,18 @@ class SeedBan(AbuseCase):
         self.assertBanned(r, 7200)
         self.assertIsNone(r.header("X-RateLimit-Limit"))
 
+    def test_reload_turns_automatic_bans_on(self):
+        gw = self.start_gateway(abuse_config(self.up))
+        ip = "192.0.2.88"
+        self.assertStatus(fetch(gw, ip), 200)
+        self.violate(gw, ip, 3)
+        gw.reload(abuse_config(self.up, {"violations": 4, "ban": "1h"}))
+        self.assertTrue(wait_for(lambda: "reloaded" in gw.stderr_text(), timeout=5))
+        self.violate(gw, ip, 1)  # the fourth: the counts kept across the reload
+        self.assertStatus(fetch(gw, ip), 429)  # the fifth
+        self.assertTrue(wait_for(lambda: fetch(gw, ip).status == 403, timeout=1, interval=0.01))
+        self.assertBanned(fetch(gw, ip), 3600)
+
     def test_no_abuse_section_no_automatic_ban(self):
         gw = self.start_gateway(abuse_config(self.up))
         ip = "192.0.2.77"
