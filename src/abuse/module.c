@@ -7,8 +7,8 @@
  * (abuse/store.h), so they reach the fleet and survive restarts; the admin
  * API lists violators and bans, and makes and ends bans. docs/abuse.md. */
 #include <inttypes.h>
-#include <pthread.h>
 #include <llhttp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +19,8 @@
 #include "abuse/runtime.h"
 #include "abuse/tracker.h"
 #include "admin/events.h"
-#include "fleet/fleet.h"
 #include "audit/audit.h"
+#include "fleet/fleet.h"
 #include "modules.h"
 #include "obs/metrics.h"
 #include "util/buf.h"
@@ -130,7 +130,7 @@ static enum stage_result abuse_check(struct exchange *x, const char *identity)
 {
     struct abuse_worker *aw = abuse_worker_of(x->worker);
     abuse_rt_sync(abuse_gw_of(x->worker->gw)->rt, &aw->snap, &aw->gen);
-    if (!abuse_snap_find(aw->snap, identity, INT64_MIN))
+    if (abuse_snap_empty(aw->snap))
         return STAGE_NEXT;
     int64_t now = abuse_wall_ms();
     const struct abuse_ban *b = abuse_snap_find(aw->snap, identity, now);

@@ -70,6 +70,11 @@ const struct abuse_ban *abuse_snap_find(const struct abuse_snap *s, const char *
     }
 }
 
+bool abuse_snap_empty(const struct abuse_snap *s)
+{
+    return !s || s->n == 0;
+}
+
 int abuse_snap_active(const struct abuse_snap *s, int64_t now_ms)
 {
     int n = 0;

@@ -43,6 +43,8 @@ struct abuse_snap;
 /* The active ban of <identity> in <s> at <now_ms>, or NULL. */
 const struct abuse_ban *abuse_snap_find(const struct abuse_snap *s, const char *identity,
                                         int64_t now_ms);
+/* Has <s> no ban at all (the common case: nothing to look up)? */
+bool abuse_snap_empty(const struct abuse_snap *s);
 /* How many bans of <s> are active at <now_ms>. */
 int abuse_snap_active(const struct abuse_snap *s, int64_t now_ms);
 void abuse_snap_unref(struct abuse_snap *s);
