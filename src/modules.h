@@ -15,6 +15,7 @@
     X(client_ip) /* guard/client_ip.c: the client address and identity */  \
     X(access)    /* access/: access lists (SPEC 7.1), /access */            \
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
+    X(abuse)     /* abuse/: violations and bans (SPEC 7.3), /bans */        \
     X(signing)   /* signing/: request signing (SPEC 7.2) */                \
     X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
     X(limit)     /* limit/: rate limits */                                 \

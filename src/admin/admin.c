@@ -15,8 +15,9 @@
 #include "util/clock.h"
 #include "util/str.h"
 
-/* The longest {id} of an admin path (key ids, identities, CIDR ids). */
-#define ADMIN_MAX_ID 128
+/* The longest {id} of an admin path (key ids, CIDR ids, identities: 95
+ * bytes, up to three times that URL-encoded). */
+#define ADMIN_MAX_ID 320
 
 static enum stage_result admin_stage_auth(struct exchange *x)
 {

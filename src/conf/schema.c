@@ -416,9 +416,6 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_CUSTOM("tiers", cfg_set_tiers),
     CFG_SECTION("store", struct config, store, &cfg_store_section, 0),
     CFG_CUSTOM("routes", cfg_set_routes),
-    /* Later product sections (SPEC 2), each a promise of protection: an
-     * error until the module that reads it exists. */
-    CFG_UNSUPPORTED("abuse"),
     CFG_END,
 };
 static const struct cfg_section cfg_top_section = {cfg_top_keys, cfg_check_top};

@@ -48,6 +48,22 @@ static const char *accesslog_time(struct worker *w)
     return w->log_time;
 }
 
+static const char *accesslog_refusal(enum sl_refusal r)
+{
+    switch (r) {
+    case SL_REFUSED_LIMIT:
+        return "limit";
+    case SL_REFUSED_QUOTA:
+        return "quota";
+    case SL_REFUSED_BAN:
+        return "ban";
+    case SL_REFUSED_ACCESS:
+        return "access";
+    default:
+        return "-";
+    }
+}
+
 void accesslog_exchange(struct worker *w, const struct exchange *x)
 {
     if (!x->cfg->server.access_log)
@@ -72,9 +88,14 @@ void accesslog_exchange(struct worker *w, const struct exchange *x)
     accesslog_header(b, x, "referer");
     buf_append(b, " ", 1);
     accesslog_header(b, x, "user-agent");
-    buf_appendf(b, " rt=%.3f rid=%s route=%s upstream=%s\n", secs,
+    buf_appendf(b, " rt=%.3f rid=%s route=%s upstream=%s", secs,
                 x->request_id[0] ? x->request_id : "-", x->route ? x->route->path : "-",
                 x->upstream_addr ? x->upstream_addr : "-");
+    /* Why the gateway refused it: a 403 of a ban and one of an access list
+     * look alike otherwise. */
+    if (x->refused_by != SL_REFUSED_NONE)
+        buf_appendf(b, " refused=%s", accesslog_refusal(x->refused_by));
+    buf_append(b, "\n", 1);
     if (b->len >= ACCESSLOG_BATCH)
         accesslog_flush(w);
 }

@@ -16,6 +16,7 @@
 
 #include <llhttp.h>
 
+#include "abuse/conf.h"
 #include "auth/jwt_verify.h"
 #include "auth/conf.h"
 #include "cache/conf.h"
@@ -747,17 +748,42 @@ static void test_err_routes(void **state)
 
 static void test_err_not_supported(void **state)
 {
-    /* Every later section, even when empty. */
-    static const char *const top[] = {"abuse"};
-    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
-        char yaml[256], want[256];
-        snprintf(yaml, sizeof yaml, "%s:\n" UPSTREAM, top[i]);
-        snprintf(want, sizeof want, "t.yaml:1: '%s' is not supported by this version of sluice yet",
-                 top[i]);
-        assert_load_err(yaml, want);
-    }
+    (void)state;
     assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    graphql: off\n",
                     "t.yaml:5: 'routes[0].graphql' is not supported by this version of sluice yet");
+}
+
+/* abuse (SPEC 7.3): defaults, bounds and the rule across keys. */
+static void test_abuse(void **state)
+{
+    (void)state;
+    struct config *c = load_ok(UPSTREAM);
+    assert_false(abuse_conf(c)->enabled);
+    cfg_unref(c);
+    c = load_ok("abuse: {violations: 10, window: 24h, ban: 2h}\n" UPSTREAM);
+    const struct abuse_conf *a = abuse_conf(c);
+    assert_true(a->enabled);
+    assert_int_equal(a->violations, 10);
+    assert_int_equal(a->window_ms, 86400000);
+    assert_int_equal(a->ban_ms, 7200000);
+    assert_int_equal(a->escalate, 2);
+    assert_int_equal(a->max_ban_ms, 7 * 86400000ll);
+    cfg_unref(c);
+    c = load_ok("abuse:\n" UPSTREAM);
+    assert_true(abuse_conf(c)->enabled);
+    assert_int_equal(abuse_conf(c)->violations, 10);
+    cfg_unref(c);
+    assert_load_err("abuse: {violations: 0}\n" UPSTREAM,
+                    "t.yaml:1: abuse.violations: 0 is out of range (1..1000000)");
+    assert_load_err("abuse:\n  window: 30s\n" UPSTREAM,
+                    "t.yaml:2: abuse.window: 30s is out of range (1m..30d)");
+    assert_load_err("abuse:\n  ban: soon\n" UPSTREAM,
+                    "t.yaml:2: abuse.ban: bad duration 'soon' (use 500ms, 30s, 5m, 2h, 7d)");
+    assert_load_err("abuse: {ban: 2d, max_ban: 1d}\n" UPSTREAM,
+                    "t.yaml:1: abuse: max_ban (1d) is shorter than ban (2d)");
+    assert_load_err("abuse: {escalate: 0}\n" UPSTREAM,
+                    "t.yaml:1: abuse.escalate: 0 is out of range (1..1000)");
+    assert_load_err("abuse: {violation: 3}\n" UPSTREAM, "t.yaml:1: unknown key 'abuse.violation'");
 }
 
 /* access (SPEC 7.1): bad networks are reported at their item. */
@@ -1847,6 +1873,7 @@ int main(void)
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
         cmocka_unit_test(test_err_not_supported),
+        cmocka_unit_test(test_abuse),
         cmocka_unit_test(test_err_access),
         cmocka_unit_test(test_identity_config),
         cmocka_unit_test(test_err_identity),
