@@ -38,22 +38,24 @@ function dispatch(type, data) {
 }
 
 async function run() {
-  controller = new AbortController();
+  // This run's own controller: stop() may replace or drop the module's.
+  const ctl = new AbortController();
+  controller = ctl;
   setState('connecting');
   try {
     await openEvents(dispatch, () => {
       connectedAt = Date.now();
       retryDelay = 1000;
       setState('live');
-    }, controller.signal);
+    }, ctl.signal);
   } catch (e) {
-    if (controller.signal.aborted) return;
+    if (ctl.signal.aborted) return;
     if (e && e.status === 401) {
       setState('offline');
       return;
     }
   }
-  if (controller.signal.aborted) return;
+  if (ctl.signal.aborted) return;
   // The stream ended (the gateway restarted or cut a slow reader): again.
   setState('error');
   retryTimer = setTimeout(run, retryDelay);

@@ -18,7 +18,7 @@ export function render(main) {
   const state = h('span', {class: 'muted small'});
   main.append(h('h1', {}, 'Events'),
     h('div', {class: 'toolbar'}, filter, state),
-    section('Since you signed in (newest first; stats ticks are not listed)', listBox));
+    section('Since this page was opened (newest first; stats ticks are not listed)', listBox));
 
   function draw() {
     const q = filter.value.trim().toLowerCase();

@@ -214,7 +214,8 @@ export function render(main) {
       return;
     }
     if (!shown.length) {
-      replace(listBox, empty('No key matches "' + q + '".'));
+      replace(listBox, empty(q ? 'No key matches "' + q + '".'
+                               : 'No active keys (the others are revoked: tick "show revoked").'));
       return;
     }
     replace(listBox, table([
