@@ -106,12 +106,14 @@ export function confirmBox(container, text, okLabel) {
 }
 
 // Formats.
-export function fmtTime(value) {
+// UTC, as the gateway counts; <short>: to the minute.
+export function fmtTime(value, short) {
   if (value === null || value === undefined || value === '') return '—';
   const d = typeof value === 'number' ? new Date(value < 1e12 ? value * 1000 : value)
                                       : new Date(value);
   if (isNaN(d.getTime())) return String(value);
-  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const iso = d.toISOString().replace('T', ' ');
+  return short ? iso.slice(0, 16) : iso.slice(0, 19) + 'Z';
 }
 
 export function fmtNum(n, digits) {

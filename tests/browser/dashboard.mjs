@@ -188,6 +188,108 @@ const scenarios = [
     await shot(page, 'overview');
   }],
 
+  // The overview's charts against the stats tick's documented shape, with
+  // GET /events answered by the browser itself (page.route): runs on any
+  // gateway, so the charts are tested before the tick is merged.
+  ['overview_charts_simulated_ticks', async ({page}) => {
+    const now = Date.now();
+    let text = ': connected\n\n';
+    for (let i = 0; i < 90; i++) {
+      const wave = Math.sin(i / 9);
+      const tick = {type: 'stats', ts: now - (90 - i) * 1000, rps: Math.round(420 + 120 * wave),
+                    rates: {'2xx': Math.round(380 + 110 * wave), '4xx': 25 + (i % 7),
+                            '5xx': i % 30 === 0 ? 9 : 1, '429': 14 + (i % 5)},
+                    cache: {hits: 300 + i, misses: 100, hit_ratio: 0.72 + 0.1 * wave},
+                    latency_ms: {p50: 3.1 + wave, p95: 18 + 4 * wave, p99: 41 + 9 * wave},
+                    redis: 'up', fleet: 3, connections: 212 + i};
+      text += 'event: stats\ndata: ' + JSON.stringify(tick) + '\n\n';
+    }
+    const events = (url) => new URL(url).pathname === '/events';
+    await page.route(events, (route) => route.fulfill({
+      status: 200, headers: {'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store'},
+      body: text}));
+    try {
+      await goto(page, '#/overview');
+      await page.waitForSelector('#chart-rps');
+      await eventually(async () => (await page.textContent('#stat-redis')) === 'up', 5000,
+                       'Redis state');
+      assert((await page.textContent('#stat-fleet')) === '3 gateways', 'fleet size');
+      const n = await page.evaluate(() => ['chart-rps', 'chart-rates', 'chart-hits', 'chart-latency']
+        .map((id) => window.Chart.getChart(document.getElementById(id)).data.datasets
+          .reduce((a, d) => a + d.data.length, 0)));
+      assert(n[0] >= 90 && n[1] >= 360 && n[2] >= 90 && n[3] >= 270, 'points: ' + n);
+      assert((await page.textContent('#stat-hit')).endsWith('%'), 'hit ratio');
+      await page.waitForSelector('dl.facts dd.ok-text');
+      await shot(page, 'overview-simulated');
+    } finally {
+      await page.unroute(events);
+    }
+  }],
+
+  // The bans page against the documented shapes of /violations and /bans,
+  // answered by the browser itself (page.route), so its ban and unban flows
+  // are tested before the bans merge; bans_ban_and_unban below is the real one.
+  ['bans_page_simulated_api', async ({page}) => {
+    const now = Math.floor(Date.now() / 1000);
+    const bans = [{identity: 'ip:2001:db8::7', reason: 'auto: 50 violations in 10 min',
+                   source: 'auto', created: now - 600, until: now + 3000, retry_after: 3000,
+                   count: 2}];
+    const violators = [
+      {identity: 'ip:198.51.100.7', violations: 120, last: now - 30, banned: false},
+      {identity: 'ip:2001:db8::7', violations: 50, last: now - 600, banned: true},
+      {identity: 'key:key_0badc0ffee', violations: 12, last: now - 3600, banned: false}];
+    const calls = [];
+    const mine = (url) => {
+      const p = new URL(url).pathname;
+      return p === '/bans' || p.startsWith('/bans/') || p === '/violations';
+    };
+    await page.route(mine, async (route) => {
+      const req = route.request();
+      const url = new URL(req.url());
+      calls.push(req.method() + ' ' + url.pathname + url.search);
+      const json = (status, body) => route.fulfill({status, contentType: 'application/json',
+                                                    body: JSON.stringify(body)});
+      if (url.pathname === '/violations') return json(200, {window: '24h', violators});
+      if (req.method() === 'GET') return json(200, {bans});
+      if (req.method() === 'POST') {
+        const b = JSON.parse(req.postData());
+        const ban = {identity: b.identity, reason: b.reason, source: 'manual', created: now,
+                     until: now + 3600, retry_after: 3600, count: 1};
+        bans.push(ban);
+        violators.forEach((v) => { if (v.identity === b.identity) v.banned = true; });
+        return json(201, ban);
+      }
+      const who = decodeURIComponent(url.pathname.slice('/bans/'.length));
+      const i = bans.findIndex((b) => b.identity === who);
+      if (i < 0) return json(404, {error: 'Not Found', message: 'no such ban'});
+      bans.splice(i, 1);
+      return route.fulfill({status: 204});
+    });
+    try {
+      await goto(page, '#/bans');
+      await page.waitForSelector('#violators-table');
+      await page.waitForSelector('#bans-table');
+      const row = page.locator('#violators-table tbody tr', {hasText: 'ip:198.51.100.7'});
+      await row.locator('button').click();
+      assert((await page.inputValue('#ban-form input[name=identity]')) === 'ip:198.51.100.7',
+             'Ban… did not fill the form');
+      await page.fill('#ban-form input[name=duration]', '1h');
+      await page.click('#ban-form button[type=submit]');
+      await page.locator('#bans-table tbody tr', {hasText: 'ip:198.51.100.7'}).waitFor();
+      const post = calls.find((c) => c.startsWith('POST /bans'));
+      assert(post, 'no POST /bans: ' + calls);
+      await shot(page, 'bans-simulated');
+      const v6 = page.locator('#bans-table tbody tr', {hasText: 'ip:2001:db8::7'});
+      await v6.locator('[data-action=unban]').click();
+      await page.locator('#bans-list .confirm button.danger').click();
+      await eventually(async () => (await v6.count()) === 0, 5000, 'the unbanned row to go');
+      assert(calls.includes('DELETE /bans/ip%3A2001%3Adb8%3A%3A7'), 'DELETE path: ' + calls);
+      assert(calls.some((c) => c === 'GET /violations?top=20&window=24h'), 'violations: ' + calls);
+    } finally {
+      await page.unroute(mine);
+    }
+  }],
+
   ['create_key_secret_once', async ({page}) => {
     await goto(page, '#/keys');
     await page.waitForSelector('#keys-list .state-empty, #keys-table');

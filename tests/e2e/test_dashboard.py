@@ -9,7 +9,10 @@ Scenarios for endpoints this gateway may not have yet skip themselves, with
 the reason: bans_ban_and_unban while GET /bans answers 404 (the bans
 branch), overview_live_stats while GET /events sends no "stats" event (the
 stats tick); overview_without_stats_tick is the reverse and skips once the
-tick exists. Screenshots of each page go to build/screenshots/."""
+tick exists. Two scenarios run the overview's charts and the bans page against
+the documented shapes of those endpoints today, answered by the browser itself
+(Playwright's page.route): overview_charts_simulated_ticks and
+bans_page_simulated_api. Screenshots of each page go to build/screenshots/."""
 
 import json
 import os
@@ -192,6 +195,14 @@ class DashboardInBrowser(unittest.TestCase):
     def test_overview_live_stats(self):
         """Awaits the stats tick of GET /events: skipped until it is merged."""
         self.verdict("overview_live_stats")
+
+    def test_overview_charts_simulated_ticks(self):
+        """The charts against the documented stats shape, /events answered in the browser."""
+        self.verdict("overview_charts_simulated_ticks")
+
+    def test_bans_page_simulated_api(self):
+        """Ban and unban against the documented /bans shapes, answered in the browser."""
+        self.verdict("bans_page_simulated_api")
 
     def test_create_key_secret_once(self):
         self.verdict("create_key_secret_once")

@@ -17,7 +17,7 @@ export function render(main) {
   const listBox = h('div', {id: 'events-list'});
   const state = h('span', {class: 'muted small'});
   main.append(h('h1', {}, 'Events'),
-    h('div', {class: 'toolbar'}, filter, state),
+    h('div', {class: 'toolbar toolbar-center'}, filter, state),
     section('Since this page was opened (newest first; stats ticks are not listed)', listBox));
 
   function draw() {

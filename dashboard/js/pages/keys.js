@@ -174,7 +174,7 @@ export function render(main) {
   const showRevoked = h('input', {type: 'checkbox', id: 'show-revoked'});
   const newBtn = h('button', {type: 'button', class: 'primary', id: 'new-key'}, 'New key');
   main.append(h('h1', {}, 'Keys'),
-    h('div', {class: 'toolbar'}, search,
+    h('div', {class: 'toolbar toolbar-center'}, search,
       h('label', {class: 'check'}, showRevoked, 'show revoked'), newBtn),
     top, section('API keys', listBox));
 
@@ -219,17 +219,17 @@ export function render(main) {
       return;
     }
     replace(listBox, table([
-      {label: 'Name', cell: (k) => h('span', {class: 'key-name'}, k.name || '—')},
-      {label: 'Id', cell: (k) => h('code', {}, k.id)},
+      {label: 'Key', cell: (k) => h('div', {class: 'key-cell'},
+        h('div', {class: 'key-name'}, k.name || '(no name)'), h('code', {class: 'small'}, k.id),
+        k.owner ? h('div', {class: 'muted small key-owner'}, 'owner: ', k.owner) : null)},
       {label: 'Tier', cell: (k) => k.tier},
       {label: 'Prefix', cell: (k) => h('code', {}, k.prefix)},
-      {label: 'State', cell: (k) => h('span', {class: 'pill pill-' + k.state}, k.state +
-                                         (k.rotated_until ? ' (old secret until ' +
-                                          fmtTime(k.rotated_until) + ')' : ''))},
+      {label: 'State', cell: (k) => h('div', {}, h('span', {class: 'pill pill-' + k.state}, k.state),
+        k.rotated_until ? h('div', {class: 'muted small'}, 'old secret until ',
+                            fmtTime(k.rotated_until)) : null)},
       {label: 'Quota', cell: (k) => quotaText(k.quota)},
-      {label: 'Owner', cell: (k) => k.owner || '—'},
-      {label: 'Created', cell: (k) => fmtTime(k.created_at)},
-      {label: 'Last used', cell: (k) => fmtTime(k.last_used_at)},
+      {label: 'Created', class: 'nowrap', cell: (k) => fmtTime(k.created_at, true)},
+      {label: 'Last used', class: 'nowrap', cell: (k) => fmtTime(k.last_used_at, true)},
       {label: '', class: 'cell-actions', cell: rowActions},
     ], shown, {id: 'keys-table'}));
   }

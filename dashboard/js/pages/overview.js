@@ -31,6 +31,8 @@ async function loadHealth(box) {
                    h('dt', {}, 'Workers'), h('dd', {}, fmtNum(hl.workers)),
                    h('dt', {}, 'Connections'), h('dd', {id: 'health-conns'}, fmtNum(hl.connections)),
                    h('dt', {}, 'Uptime'), h('dd', {}, fmtDuration(hl.uptime_seconds))));
+    const conns = document.getElementById('stat-conns');
+    if (conns && conns.textContent === '—') conns.textContent = fmtNum(hl.connections);
   } catch (e) {
     replace(box, errorState(e, () => loadHealth(box)));
   }

@@ -27,6 +27,23 @@ function sumByPeriod(rows) {
   return [...periods.values()].sort((a, b) => a.period_start.localeCompare(b.period_start));
 }
 
+// Every period of [from, to), those without requests as zeros: the chart's
+// x axis is the whole range asked for.
+function fillPeriods(periods, from, to, granularity) {
+  const step = granularity === 'hour' ? 3600e3 : 86400e3;
+  const start = Date.parse(from);
+  const end = Date.parse(to);
+  if (isNaN(start) || isNaN(end) || (end - start) / step > 1000) return periods;
+  const have = new Map(periods.map((p) => [p.period_start, p]));
+  const all = [];
+  for (let t = start; t < end; t += step) {
+    const iso = new Date(t).toISOString().replace('.000Z', 'Z');
+    all.push(have.get(iso) || {period_start: iso, requests: 0, ok: 0, client: 0, server: 0,
+                               rejected: 0, units: 0, cost: 0, bytes_out: 0});
+  }
+  return all;
+}
+
 function periodLabel(iso, granularity) {
   return granularity === 'hour' ? iso.slice(5, 16).replace('T', ' ') : iso.slice(0, 10);
 }
@@ -112,11 +129,12 @@ export function render(main, params) {
     ], periods.slice().reverse(), {id: 'usage-table'}));
     replace(report, section('Requests', ...body));
     if (chartAvailable()) {
-      const labels = periods.map((p) => periodLabel(p.period_start, sel.granularity));
+      const all = fillPeriods(periods, res.from, res.to, sel.granularity);
+      const labels = all.map((p) => periodLabel(p.period_start, sel.granularity));
       charts.push(lineChart(document.getElementById('usage-chart'), labels, [
-        {label: '2xx/3xx', color: COLORS.green, data: periods.map((p) => p.ok), stack: 's'},
-        {label: '4xx', color: COLORS.amber, data: periods.map((p) => p.client), stack: 's'},
-        {label: '5xx', color: COLORS.red, data: periods.map((p) => p.server), stack: 's'},
+        {label: '2xx/3xx', color: COLORS.green, data: all.map((p) => p.ok), stack: 's'},
+        {label: '4xx', color: COLORS.amber, data: all.map((p) => p.client), stack: 's'},
+        {label: '5xx', color: COLORS.red, data: all.map((p) => p.server), stack: 's'},
       ], {type: 'bar', stacked: true}));
     }
   }
