@@ -44,8 +44,8 @@ export function render(main) {
         {label: 'List', cell: (e) => h('span', {class: 'pill pill-' + e.list}, e.list)},
         {label: 'Network', cell: (e) => h('code', {}, e.cidr)},
         {label: 'Note', cell: (e) => e.note || '—'},
-        {label: 'Created', cell: (e) => fmtTime(e.created)},
-        {label: 'Expires', cell: (e) => e.expires ? fmtTime(e.expires) : 'never'},
+        {label: 'Created', class: 'nowrap', cell: (e) => fmtTime(e.created, true)},
+        {label: 'Expires', class: 'nowrap', cell: (e) => e.expires ? fmtTime(e.expires, true) : 'never'},
         {label: '', class: 'cell-actions', cell: (e) => h('button', {type: 'button',
           class: 'ghost', 'data-action': 'delete', onclick: () => remove(e)}, 'Delete')},
       ], rows, {id: 'access-table'}) : empty('No run-time entries.'));

@@ -30,7 +30,7 @@ export function render(main) {
       replace(violators, rows.length ? table([
         {label: 'Identity', cell: (v) => h('code', {}, v.identity)},
         {label: 'Violations', class: 'num', cell: (v) => fmtNum(v.violations)},
-        {label: 'Last', cell: (v) => fmtTime(v.last)},
+        {label: 'Last', class: 'nowrap', cell: (v) => fmtTime(v.last, true)},
         {label: '', class: 'cell-actions', cell: (v) => v.banned
           ? h('span', {class: 'pill pill-revoked'}, 'banned')
           : h('button', {type: 'button', class: 'ghost', onclick: () => {
@@ -67,9 +67,9 @@ export function render(main) {
         {label: 'Identity', cell: (b) => h('code', {class: 'ban-identity'}, b.identity)},
         {label: 'Reason', cell: (b) => b.reason || '—'},
         {label: 'Source', cell: (b) => h('span', {class: 'pill'}, b.source)},
-        {label: 'Since', cell: (b) => fmtTime(b.created)},
-        {label: 'Until', cell: (b) => fmtTime(b.until)},
-        {label: 'Left', cell: (b) => fmtDuration(b.retry_after)},
+        {label: 'Since', class: 'nowrap', cell: (b) => fmtTime(b.created, true)},
+        {label: 'Until', class: 'nowrap', cell: (b) => fmtTime(b.until, true)},
+        {label: 'Left', class: 'nowrap', cell: (b) => fmtDuration(b.retry_after)},
         {label: 'Count', class: 'num', cell: (b) => fmtNum(b.count)},
         {label: '', class: 'cell-actions', cell: (b) => h('button', {type: 'button', class: 'ghost',
           'data-action': 'unban', onclick: () => unban(b)}, 'Unban')},

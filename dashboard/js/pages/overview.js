@@ -52,7 +52,7 @@ function makeCharts() {
       {label: '2xx', color: COLORS.green, data: r2},
       {label: '4xx', color: COLORS.amber, data: r4},
       {label: '5xx', color: COLORS.red, data: r5},
-      {label: '429', color: COLORS.purple, data: r429, dash: [4, 3]},
+      {label: '429', color: COLORS.purple, data: r429},
     ]),
     lineChart(document.getElementById('chart-hits'), labels,
               [{label: 'hit ratio %', color: COLORS.teal, data: hit}], {max: 100}),
