@@ -484,6 +484,37 @@ const scenarios = [
                      'the client let in again');
   }],
 
+  // A failing call shows the error state with its message, and Retry loads
+  // the list once the API answers again (GET /keys answered 500 by the
+  // browser itself the first time).
+  ['error_state_and_retry', async ({page}) => {
+    let failures = 1;
+    const keys = (url) => new URL(url).pathname === '/keys';
+    const expected = {path: '/keys', status: 500};
+    expectedFailures.push(expected);
+    await page.route(keys, (route) => {
+      if (failures-- > 0) {
+        return route.fulfill({status: 500, contentType: 'application/json',
+                              body: JSON.stringify({error: 'Internal Server Error',
+                                                    message: 'store unavailable'})});
+      }
+      return route.continue();
+    });
+    try {
+      await goto(page, '#/keys');
+      await page.waitForSelector('#keys-list .state-error');
+      assert((await page.textContent('#keys-list')).includes('store unavailable'),
+             'error message not shown');
+      await shot(page, 'keys-error');
+      await page.click('#keys-list .state-error button');
+      await page.waitForSelector('#keys-table, #keys-list .state-empty');
+    } finally {
+      await page.unroute(keys);
+      await sleep(200);
+      expectedFailures.splice(expectedFailures.indexOf(expected), 1);
+    }
+  }],
+
   ['phone_width', async ({browser}) => {
     const ctx = await browser.newContext({viewport: {width: 375, height: 812}, deviceScaleFactor: 1});
     const page = await ctx.newPage();

@@ -235,6 +235,9 @@ class DashboardInBrowser(unittest.TestCase):
         """Awaits GET|POST /bans and DELETE /bans/{identity}: skipped while they are 404."""
         self.verdict("bans_ban_and_unban")
 
+    def test_error_state_and_retry(self):
+        self.verdict("error_state_and_retry")
+
     def test_phone_width(self):
         self.verdict("phone_width")
 
