@@ -351,9 +351,11 @@ const scenarios = [
     await page.fill('#key-search', state.keyId);
     const row = page.locator('#keys-table tbody tr', {hasText: state.keyId});
     await row.locator('[data-action=edit]').click();
-    await row.locator('input[name=tier]').fill('free');
-    await row.locator('input[name=quota_monthly]').fill('1000');
-    await row.locator('button[type=submit]').click();
+    const form = page.locator('#keys-table .extra-row form');
+    await form.locator('input[name=tier]').fill('free');
+    await form.locator('input[name=quota_monthly]').fill('1000');
+    await shot(page, 'keys-edit');
+    await form.locator('button[type=submit]').click();
     await eventually(async () => (await page.textContent('#keys-table')).includes('1,000/month'),
                      5000, 'the new quota in the table');
     const k = await adminCall('GET', '/keys/' + state.keyId);
@@ -365,8 +367,10 @@ const scenarios = [
     await page.waitForSelector('#keys-table');
     const row = page.locator('#keys-table tbody tr', {hasText: state.keyId});
     await row.locator('[data-action=rotate]').click();
-    await row.locator('input[name=grace]').fill('1h');
-    await row.locator('button[type=submit]').click();
+    const form = page.locator('#keys-table .extra-row form');
+    await form.locator('input[name=grace]').fill('1h');
+    await shot(page, 'keys-rotate');
+    await form.locator('button[type=submit]').click();
     await page.waitForSelector('#new-secret');
     const fresh = (await page.textContent('#new-secret')).trim();
     assert(/^sk_/.test(fresh) && fresh !== state.secret, 'rotated secret: ' + fresh);
@@ -382,7 +386,7 @@ const scenarios = [
     await page.waitForSelector('#keys-table');
     const row = page.locator('#keys-table tbody tr', {hasText: state.keyId});
     await row.locator('[data-action=revoke]').click();
-    await row.locator('.confirm button.danger').click();
+    await page.locator('#keys-table .extra-row .confirm button.danger').click();
     await eventually(async () => (await page.locator('#keys-table tbody tr',
                                                      {hasText: state.keyId}).count()) === 0,
                      5000, 'the revoked key to leave the list');

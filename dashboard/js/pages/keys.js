@@ -178,22 +178,43 @@ export function render(main) {
       h('label', {class: 'check'}, showRevoked, 'show revoked'), newBtn),
     top, section('API keys', listBox));
 
+  // A form or confirmation in a row of its own under the key's row, as wide
+  // as the table; one at a time per key.
+  function openBelow(button) {
+    const tr = button.closest('tr');
+    const next = tr.nextElementSibling;
+    if (next && next.classList.contains('extra-row')) next.remove();
+    const cell = h('td', {colspan: tr.children.length});
+    const extra = h('tr', {class: 'extra-row', dataset: {key: tr.dataset.key || ''}}, cell);
+    tr.after(extra);
+    return {cell, close: () => extra.remove()};
+  }
+
   function rowActions(key) {
     if (key.state === 'revoked') return h('span', {class: 'muted'}, 'revoked');
-    const slot = h('div', {class: 'row-extra'});
-    const actions = h('div', {class: 'actions'},
+    return h('div', {class: 'actions'},
       h('a', {class: 'button ghost', href: '#/usage?key=' + encodeURIComponent(key.id)}, 'Usage'),
-      h('button', {type: 'button', class: 'ghost', 'data-action': 'edit', onclick: () =>
-        replace(slot, editForm(key, load, () => replace(slot)))}, 'Edit'),
-      h('button', {type: 'button', class: 'ghost', 'data-action': 'rotate', onclick: () =>
-        replace(slot, rotateForm(key, (res) => {
-          replace(slot);
+      h('button', {type: 'button', class: 'ghost', 'data-action': 'edit', onclick: (ev) => {
+        const below = openBelow(ev.currentTarget);
+        below.cell.append(editForm(key, load, below.close));
+        below.cell.querySelector('input').focus();
+      }}, 'Edit'),
+      h('button', {type: 'button', class: 'ghost', 'data-action': 'rotate', onclick: (ev) => {
+        const below = openBelow(ev.currentTarget);
+        below.cell.append(rotateForm(key, (res) => {
+          below.close();
           top.prepend(secretPanel('Rotated: new secret', res, () => {}));
+          top.scrollIntoView({block: 'start'});
           load();
-        }, () => replace(slot)))}, 'Rotate'),
-      h('button', {type: 'button', class: 'danger', 'data-action': 'revoke', onclick: async () => {
-        const ok = await confirmBox(slot, 'Revoke key ' + key.id + ' (' + (key.name || 'no name') +
-                                    ')? Its secret stops working at once.', 'Revoke');
+        }, below.close));
+        below.cell.querySelector('input').focus();
+      }}, 'Rotate'),
+      h('button', {type: 'button', class: 'danger', 'data-action': 'revoke', onclick: async (ev) => {
+        const below = openBelow(ev.currentTarget);
+        const ok = await confirmBox(below.cell, 'Revoke key ' + key.id + ' (' +
+                                    (key.name || 'no name') + ')? Its secret stops working at once.',
+                                    'Revoke');
+        below.close();
         if (!ok) return;
         try {
           await api('DELETE', '/keys/' + encodeURIComponent(key.id));
@@ -203,7 +224,6 @@ export function render(main) {
           toast(e.message, 'error');
         }
       }}, 'Revoke'));
-    return h('div', {}, actions, slot);
   }
 
   function draw() {
@@ -259,7 +279,7 @@ export function render(main) {
   search.addEventListener('input', draw);
   showRevoked.addEventListener('change', draw);
   const off = stream.subscribe((type) => {
-    if (type.startsWith('key.') && !listBox.querySelector('form, .confirm')) load();
+    if (type.startsWith('key.') && !listBox.querySelector('.extra-row')) load();
   });
   load();
   return off;

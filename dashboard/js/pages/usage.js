@@ -236,6 +236,9 @@ export function render(main, params) {
     if (keySel.value) identity.value = '';
     show();
   });
+  identity.addEventListener('input', () => {
+    if (identity.value.trim()) keySel.value = '';
+  });
   gran.addEventListener('change', show);
   csvBtn.addEventListener('click', downloadCsv);
 
