@@ -536,6 +536,21 @@ const scenarios = [
       assert(overflow <= 0, name + ': the page is ' + overflow + ' px wider than the phone');
       await page.screenshot({path: SHOTS + '/phone-' + name + '.png'});
     }
+    await page.goto(ADMIN + '/#/keys');
+    await page.waitForSelector('#keys-table, #keys-list .state-empty');
+    await page.click('#new-key');
+    await page.waitForSelector('#create-key-form');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth -
+                                               document.documentElement.clientWidth);
+    assert(overflow <= 0, 'new key form: ' + overflow + ' px wider than the phone');
+    await page.screenshot({path: SHOTS + '/phone-keys-new.png'});
+    const row = page.locator('#keys-table tbody tr').first();
+    if (await row.count()) {
+      await page.click('#create-key-form button.ghost');
+      await row.locator('[data-action=edit]').click();
+      await page.waitForSelector('#keys-table .extra-row form');
+      await page.screenshot({path: SHOTS + '/phone-keys-edit.png', fullPage: true});
+    }
     await ctx.close();
   }],
 
