@@ -9,11 +9,11 @@ export function render(main) {
   const list = h('select', {name: 'list'}, h('option', {value: 'deny'}, 'deny'),
                  h('option', {value: 'allow'}, 'allow'));
   const cidr = h('input', {name: 'cidr', required: true, placeholder: '203.0.113.0/24'});
-  const ttl = h('input', {name: 'ttl', placeholder: '1h (blank: until deleted)'});
+  const ttl = h('input', {name: 'ttl', placeholder: '1h'});
   const note = h('input', {name: 'note', maxlength: 255});
   const err = h('p', {class: 'error-text', role: 'alert', hidden: true});
   const form = h('form', {class: 'form-grid', id: 'access-form'}, field('List', list),
-    field('Network', cidr, 'a CIDR or one address'), field('Expires after', ttl),
+    field('Network', cidr, 'a CIDR or one address'), field('Expires after', ttl, 'blank: until deleted'),
     field('Note', note), h('div', {class: 'span-all'}, err),
     h('div', {class: 'span-all row'}, h('button', {type: 'submit', class: 'primary'}, 'Add')));
   main.append(h('h1', {}, 'Access lists'),
