@@ -21,8 +21,9 @@ function chartBox(title, id) {
            h('div', {class: 'chart-box'}, h('canvas', {id, 'aria-label': title, role: 'img'})));
 }
 
-async function loadHealth(box) {
-  replace(box, loading('health'));
+// <quiet>: a refresh, which keeps what is shown until the answer comes.
+async function loadHealth(box, quiet) {
+  if (!quiet) replace(box, loading('health'));
   try {
     const hl = await api('GET', '/health');
     replace(box, h('dl', {class: 'facts'},
@@ -115,6 +116,7 @@ export function render(main) {
                        stat('Connections', 'stat-conns')))),
     section('Live (one point a second, last two minutes)', live));
   loadHealth(healthBox);
+  const healthTimer = setInterval(() => loadHealth(healthBox, true), 10000);
 
   let charts = null;
   let waitTimer = null;
@@ -156,6 +158,7 @@ export function render(main) {
   checkTick();
   return () => {
     off();
+    clearInterval(healthTimer);
     clearTimeout(waitTimer);
     if (charts) charts.destroy();
   };
