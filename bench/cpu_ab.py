@@ -19,7 +19,14 @@ run, the medians, and the median of the paired ratios B/A: pairs taken
 seconds apart see the same machine, so drifts of a noisy VM (±20 % from one
 minute to the next here) cancel out in the ratio.
 
-Python standard library, wrk, taskset, nginx, redis-server."""
+--callgrind runs each gateway under valgrind's callgrind instead and counts
+the instructions it executes per request (user space only: the kernel's
+work for its system calls is not in it). Slow, but the count does not move
+with what else the machine is doing, so it can compare two binaries on a
+busy machine where CPU time cannot.
+
+Python standard library, wrk, taskset, nginx, redis-server (valgrind for
+--callgrind)."""
 
 import argparse
 import os
@@ -37,6 +44,19 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from harness import NginxServer, RedisServer, free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def callgrind_instructions(pid, tmp):
+    """Dump <pid>'s counts since the last zeroing, and return its total Ir."""
+    for f in Path(tmp).glob("callgrind.out*"):
+        f.unlink()
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    total = 0
+    for f in Path(tmp).glob("callgrind.out*"):
+        m = re.search(r"^summary:\s*(\d+)", f.read_text(errors="replace"), re.M)
+        if m:
+            total += int(m.group(1))
+    return total
 
 
 def cpu_seconds(pid):
@@ -94,7 +114,11 @@ def main():
     ap.add_argument("--scenario-b", choices=scenarios)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count instructions per request under callgrind instead of CPU time")
     a = ap.parse_args()
+    if a.callgrind:
+        return callgrind_ab(a)
     ngx = NginxServer(worker_connections=4096).start()
     reds, gws = [], []
     try:
@@ -140,6 +164,50 @@ def main():
     ratios = [y / x for x, y in zip(us[gws[0][0]], us[gws[1][0]])]
     print("%s: B/A paired median %.3f  (%s)" %
           (a.scenario, statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
+    return 0
+
+
+def callgrind_ab(a):
+    """Each binary under callgrind in turn: warm up, zero the counts, run wrk
+    (a few connections: valgrind serialises the gateway's threads), dump."""
+    ngx = NginxServer(worker_connections=4096).start()
+    per_req = {}
+    try:
+        for b, scen in ((a.bin_a, a.scenario), (a.bin_b, a.scenario_b or a.scenario)):
+            if scen == "redis":
+                raise SystemExit("--callgrind: the redis scenario is not supported")
+            tmp = tempfile.mkdtemp(prefix="sluice-cg-ab-")
+            port = free_port()
+            path = os.path.join(tmp, "sluice.yaml")
+            with open(path, "w") as f:
+                f.write(config(scen, port, ngx.port, tmp))
+            proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--collect-atstart=yes",
+                                     "--callgrind-out-file=%s/callgrind.out.%%p" % tmp,
+                                     b, "serve", "-c", path],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+            try:
+                url = "http://127.0.0.1:%d/" % port
+                for _ in range(300):
+                    if subprocess.run(["curl", "-sf", "-o", "/dev/null", url]).returncode == 0:
+                        break
+                    time.sleep(0.1)
+                subprocess.run(["wrk", "-t1", "-c4", "-d2s", url], capture_output=True, check=True)
+                subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                               capture_output=True)
+                out = subprocess.run(["wrk", "-t1", "-c4", "-d%ds" % a.seconds, url],
+                                     capture_output=True, text=True, check=True).stdout
+                n = int(re.search(r"(\d+) requests in", out).group(1))
+                ir = callgrind_instructions(proc.pid, tmp)
+                per_req["%s (%s)" % (b, scen)] = ir / n
+                print("%-48s %8d requests  %10.0f instructions/request" % (
+                    "%s (%s)" % (b, scen), n, ir / n))
+            finally:
+                proc.terminate()
+                proc.wait()
+    finally:
+        ngx.stop()
+    (ka, va), (kb, vb) = per_req.items()
+    print("%s: B/A instructions per request %.3f" % (a.scenario, vb / va))
     return 0
 
 

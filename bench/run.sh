@@ -23,6 +23,13 @@
 #   BENCH_CPU_WRK       core of wrk [1]
 #                       (a taskset list such as "0,1", or "none": no pinning)
 #   BENCH_KEEP=1        keep the temp dir (configs, logs, raw wrk output)
+#   BENCH_SYSCALLS=1    after the measured rounds, count each target's system
+#                       calls per request under strace -c (a short wrk run of
+#                       BENCH_SYSCALL_SECONDS [3]; strace slows the server, so
+#                       these runs are not timed)
+#   BENCH_PERF=1        after the measured rounds, record each target with
+#                       perf record -g during a short wrk run; the flat
+#                       profile (top symbols) is written next to the results
 #
 # Exit status: 0 when every run completed, whatever the ratio; 1 when the
 # harness could not do its job (a server would not start, a target did not
@@ -192,6 +199,7 @@ start_nginx() {
         die "$name: nginx rejected $dir/nginx.conf"
     fi
     start_bg "$name" "$cpu" "$dir/stdout.log" "${nginx[@]}"
+    PORT_PID[$port]=$!
     wait_http "http://127.0.0.1:$port/" "$name" "$dir/error.log"
 }
 
@@ -204,6 +212,7 @@ start_sluice() {
     mkdir -p "$dir"
     printf '%s\n' "$yaml" >"$dir/sluice.yaml"
     start_bg "$name" "$cpu" "$dir/sluice.log" "$SLUICE_BIN" serve -c "$dir/sluice.yaml"
+    PORT_PID[$port]=$!
     wait_http "http://127.0.0.1:$port/_sluice/health" "$name" "$dir/sluice.log"
 }
 
@@ -214,6 +223,8 @@ T_URLS=()
 T_EXPECT=() # HTTP status the preflight request must get
 T_ARGS=()   # extra wrk arguments (one string, split on spaces: e.g. "-s f.lua")
 T_HEADER=() # one request header for preflight and wrk ("X-API-Key: sk_..."), or ""
+T_PID=()    # the server process answering the target's port (with its children)
+declare -A PORT_PID # port -> pid of the server started on it
 
 # target <name> <url> [expected status [extra wrk args [header]]]
 target() {
@@ -222,6 +233,20 @@ target() {
     T_EXPECT+=("${3:-200}")
     T_ARGS+=("${4:-}")
     T_HEADER+=("${5:-}")
+    local port=${2#http://127.0.0.1:}
+    port=${port%%/*}
+    T_PID+=("${PORT_PID[$port]:-}")
+}
+
+# user+system clock ticks of process <pid> and its children (nginx's
+# workers): what serving the requests cost, whatever its req/s.
+proc_ticks() {
+    local p pids=("$1")
+    # shellcheck disable=SC2207 # pids are words
+    pids+=($(pgrep -P "$1" || true))
+    for p in "${pids[@]}"; do
+        sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true
+    done | awk '{ n += $1 } END { print n + 0 }'
 }
 
 # Run wrk for <secs> seconds against target <i>, raw output to <out>.
@@ -239,7 +264,7 @@ run_wrk() {
     }
 }
 
-# Print "req/s p50_ms p99_ms non2xx socket_errors" from wrk output <file>.
+# Print "req/s p50_ms p99_ms non2xx socket_errors requests" from wrk output <file>.
 parse_wrk() {
     awk '
         function ms(v,  n, u) {
@@ -249,13 +274,14 @@ parse_wrk() {
             return n
         }
         /^Requests\/sec:/        { rps = $2 }
+        / requests in /          { reqs = $1 }
         $1 == "50%"              { p50 = ms($2) }
         $1 == "99%"              { p99 = ms($2) }
         /Non-2xx or 3xx/         { n2 = $NF }
         /Socket errors:/         { gsub(",", ""); se = $4 + $6 + $8 + $10 }
         END {
             if (rps == "" || p50 == "" || p99 == "") exit 1
-            printf "%s %.3f %.3f %d %d\n", rps, p50, p99, n2, se
+            printf "%s %.3f %.3f %d %d %d\n", rps, p50, p99, n2, se, reqs
         }' "$1"
 }
 
@@ -312,6 +338,54 @@ median() {
 
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
+# Count the system calls of target <i> (its process, threads and children)
+# per request during a short wrk run under strace -c; append "name calls/req
+# top-calls" to $SYSCALLS_REPORT.
+count_syscalls() {
+    local s=$1 i=$2 pid=${T_PID[$2]} out=$WORK/strace-$1-$2.txt f=$WORK/wrk/$1-$2-strace.txt
+    local args=() p
+    for p in "$pid" $(pgrep -P "$pid" || true); do args+=(-p "$p"); done
+    strace -f -c -o "$out" "${args[@]}" 2>/dev/null &
+    local st=$!
+    sleep 0.5 # strace has attached
+    run_wrk "$i" "${BENCH_SYSCALL_SECONDS:-3}" "$f"
+    kill -INT "$st" 2>/dev/null || true
+    wait "$st" 2>/dev/null || true
+    local nreq
+    nreq=$(parse_wrk "$f" | awk '{ print $6 }')
+    awk -v n="$nreq" -v s="$s" -v t="${T_NAMES[i]}" '
+        $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { c[$NF] = $4; tot += $4 }
+        END {
+            if (n <= 0) exit
+            printf "%-10s %-11s %6.2f syscalls/req:", s, t, tot / n
+            m = 0
+            for (k in c) order[++m] = k
+            for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (c[order[b]] > c[order[a]]) { x = order[a]; order[a] = order[b]; order[b] = x }
+            for (a = 1; a <= m && a <= 8; a++) printf " %s %.2f", order[a], c[order[a]] / n
+            printf "\n"
+        }' "$out" >>"$SYSCALLS_REPORT"
+}
+
+# Profile target <i> with perf during a short wrk run; its flat profile
+# (self time, top symbols) goes to $PERF_REPORT.
+profile_target() {
+    local s=$1 i=$2 pid=${T_PID[$2]} data=$WORK/perf-$1-$2.data
+    local f=$WORK/wrk/$1-$2-perf.txt p list=$pid
+    for p in $(pgrep -P "$pid" || true); do list+=",$p"; done
+    perf record -q -g -o "$data" -p "$list" >/dev/null 2>&1 &
+    local pr=$!
+    sleep 0.5
+    run_wrk "$i" "${BENCH_PERF_SECONDS:-5}" "$f"
+    kill -INT "$pr" 2>/dev/null || true
+    wait "$pr" 2>/dev/null || true
+    {
+        printf '== %s / %s (self time, symbols above 0.5%%)\n' "$s" "${T_NAMES[i]}"
+        perf report -i "$data" --no-children --stdio --percent-limit 0.5 -g none \
+            --sort dso,symbol 2>/dev/null | grep -v '^#' | sed '/^$/d'
+        printf '\n'
+    } >>"$PERF_REPORT"
+}
+
 # Measure every registered target of scenario <s>, alternating, and append
 # its table to $REPORT and its per-run lines to $DETAILS.
 measure() {
@@ -333,8 +407,8 @@ measure() {
         done
     fi
 
-    declare -A RPS P50 P99 N2 SE LOAD_BOUND
-    local rps p50 p99 n2 se before busy idle_busy fbefore foreign
+    declare -A RPS P50 P99 N2 SE CPU LOAD_BOUND
+    local rps p50 p99 n2 se nreq before busy idle_busy fbefore foreign t0 cpu
     for ((r = 1; r <= ROUNDS; r++)); do
         for ((i = 0; i < n; i++)); do
             f=$WORK/wrk/$s-${T_NAMES[i]}-$r.txt
@@ -345,18 +419,23 @@ measure() {
             idle_busy=$(cpu_busy "$before" "$(cpu_snap)")
             before=$(cpu_snap)
             fbefore="$(machine_snap) $(our_jiffies)"
+            t0=$(proc_ticks "${T_PID[i]}")
             run_wrk "$i" "$SECONDS_RUN" "$f"
+            cpu=$(($(proc_ticks "${T_PID[i]}") - t0))
             foreign=$(foreign_pct "$fbefore" "$(machine_snap) $(our_jiffies)")
             busy=$(cpu_busy "$before" "$(cpu_snap)")
-            read -r rps p50 p99 n2 se < <(parse_wrk "$f") || true
+            read -r rps p50 p99 n2 se nreq < <(parse_wrk "$f") || true
             [[ -n "${rps:-}" ]] || {
                 cat "$f" >&2
                 die "could not read wrk output $f"
             }
+            # The server's CPU microseconds per request served (its ticks
+            # are 1/CLK_TCK s: 10 ms, against several seconds per run).
+            CPU[$i.$r]=$(awk -v t="$cpu" -v n="$nreq" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')
             RPS[$i.$r]=$rps P50[$i.$r]=$p50 P99[$i.$r]=$p99 N2[$i.$r]=$n2 SE[$i.$r]=$se
             local line
-            line=$(printf '%-10s %d/%d %-10s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  non-2xx %d  sock err %d  cpu busy %s  others %d%%' \
-                "$s" "$r" "$ROUNDS" "${T_NAMES[i]}" "$rps" "$p50" "$p99" "$n2" "$se" "$busy" "$foreign")
+            line=$(printf '%-10s %d/%d %-10s %8.0f req/s  %6.2f cpu-us/req  p50 %7.3f ms  p99 %7.3f ms  non-2xx %d  sock err %d  cpu busy %s  others %d%%' \
+                "$s" "$r" "$ROUNDS" "${T_NAMES[i]}" "$rps" "${CPU[$i.$r]}" "$p50" "$p99" "$n2" "$se" "$busy" "$foreign")
             # With the gateway alone on its core, that core short of full
             # while the load core is full means wrk + upstream set the pace.
             # (A target that is the upstream itself has no gateway.)
@@ -378,11 +457,12 @@ measure() {
         done
     done
 
-    local best=() med=() vals p50s p99s errs notes=()
+    local best=() med=() vals p50s p99s cpus errs notes=()
     for ((i = 0; i < n; i++)); do
-        vals=() p50s=() p99s=() errs=0
+        vals=() p50s=() p99s=() cpus=() errs=0
         for ((r = 1; r <= ROUNDS; r++)); do
             vals+=("${RPS[$i.$r]}")
+            cpus+=("${CPU[$i.$r]}")
             p50s+=("${P50[$i.$r]}")
             p99s+=("${P99[$i.$r]}")
             errs=$((errs + ${N2[$i.$r]} + ${SE[$i.$r]}))
@@ -392,14 +472,17 @@ measure() {
         # The median ratio pairs each run with the reference's run of the
         # same round (seconds apart), so drift of the machine over the
         # whole invocation cancels out.
-        local ratio_b ratio_m pairs=()
+        local ratio_b ratio_m ratio_c pairs=() cpairs=()
         for ((r = 1; r <= ROUNDS; r++)); do
             pairs+=("$(awk -v a="${RPS[$i.$r]}" -v b="${RPS[0.$r]}" 'BEGIN { printf "%.2f", a / b }')")
+            # CPU ratio as reference/target: above 1 the target costs less.
+            cpairs+=("$(awk -v a="${CPU[$i.$r]}" -v b="${CPU[0.$r]}" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')")
         done
+        ratio_c=$(awk -v m="$(median "${cpairs[@]}")" 'BEGIN { printf "%.2f", m }')
         ratio_b=$(awk -v a="${best[i]}" -v b="${best[0]}" 'BEGIN { printf "%.2f", a / b }')
         ratio_m=$(awk -v m="$(median "${pairs[@]}")" 'BEGIN { printf "%.2f", m }')
-        printf '%-10s %-10s %12.0f %12.0f %9.3f %9.3f %8d %7s %7s\n' \
-            "$s" "${T_NAMES[i]}" "${best[i]}" "${med[i]}" \
+        printf '%-10s %-11s %9.2f %7s %12.0f %12.0f %9.3f %9.3f %8d %7s %7s\n' \
+            "$s" "${T_NAMES[i]}" "$(median "${cpus[@]}")" "$ratio_c" "${best[i]}" "${med[i]}" \
             "$(median "${p50s[@]}")" "$(median "${p99s[@]}")" "$errs" \
             "$ratio_b" "$ratio_m" >>"$REPORT"
         if ((${LOAD_BOUND[$i]:-0} > 0)); then
@@ -409,12 +492,22 @@ measure() {
             notes+=("note: $s/${T_NAMES[i]} had $errs non-2xx/3xx responses or socket errors; its req/s is not comparable")
         fi
         if ((i > 0)); then
-            RATIOS+=("$s: ${T_NAMES[i]}/${T_NAMES[0]} = $ratio_b (best), $ratio_m (median of rounds: ${pairs[*]})")
+            RATIOS+=("$s: ${T_NAMES[i]} vs ${T_NAMES[0]}: CPU per request ${ratio_c}x (${T_NAMES[0]}'s/${T_NAMES[i]}'s, median of rounds: ${cpairs[*]}); req/s $ratio_b (best), $ratio_m (median of rounds: ${pairs[*]})")
         fi
     done
     for f in "${notes[@]+"${notes[@]}"}"; do
         RATIOS+=("$f")
     done
+    if [[ ${BENCH_SYSCALLS:-0} == 1 ]]; then
+        for ((i = 0; i < n; i++)); do
+            [[ -z ${T_PID[i]} ]] || count_syscalls "$s" "$i"
+        done
+    fi
+    if [[ ${BENCH_PERF:-0} == 1 ]]; then
+        for ((i = 0; i < n; i++)); do
+            [[ -z ${T_PID[i]} ]] || profile_target "$s" "$i"
+        done
+    fi
 }
 
 # --------------------------------------------------------------- scenarios
@@ -682,7 +775,10 @@ main() {
     [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP=$WARMUP: want a whole number of seconds"
     [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS=$ROUNDS: want a whole number >= 1"
     local tool
-    for tool in nginx wrk curl python3 taskset flock; do
+    local tools=(nginx wrk curl python3 taskset flock)
+    [[ ${BENCH_SYSCALLS:-0} != 1 ]] || tools+=(strace)
+    [[ ${BENCH_PERF:-0} != 1 ]] || tools+=(perf)
+    for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null || die "$tool not found (scripts/deps installs it)"
     done
 
@@ -691,6 +787,7 @@ main() {
     local ncpu
     ncpu=$(python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
     NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
+    CLK_TCK=$(getconf CLK_TCK)
     if ((ncpu >= 2)); then
         CPU_GATEWAY=${BENCH_CPU_GATEWAY:-0}
         CPU_UPSTREAM=${BENCH_CPU_UPSTREAM:-1}
@@ -717,6 +814,10 @@ main() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
     mkdir -p "$WORK/wrk"
     REPORT=$WORK/report.txt
+    SYSCALLS_REPORT=$WORK/syscalls.txt
+    PERF_REPORT=$WORK/perf.txt
+    : >"$PERF_REPORT"
+    : >"$SYSCALLS_REPORT"
     DETAILS=$WORK/details.txt
     RATIOS=()
     BUSY_RUNS=0
@@ -731,7 +832,7 @@ main() {
     local mark=${#PIDS[@]}
 
     for s in "${scenarios[@]}"; do
-        T_NAMES=() T_URLS=() T_EXPECT=() T_ARGS=() T_HEADER=()
+        T_NAMES=() T_URLS=() T_EXPECT=() T_ARGS=() T_HEADER=() T_PID=()
         say "[$s] starting: ${SCENARIO_HELP[$s]:-}"
         "scenario_$s"
         measure "$s"
@@ -767,11 +868,17 @@ main() {
         printf 'wrk -t%s -c%s -d%ss --latency; warm-up %ss per target; alternating rounds: %s\n' \
             "$THREADS" "$CONNS" "$SECONDS_RUN" "$WARMUP" "$ROUNDS"
         printf 'cores: gateways %s, upstream %s, wrk %s\n\n' "$CPU_GATEWAY" "$CPU_UPSTREAM" "$CPU_WRK"
-        printf '%-10s %-10s %12s %12s %9s %9s %8s %7s %7s\n' \
-            scenario target "req/s best" "req/s med" "p50 ms" "p99 ms" errors "x best" "x med"
+        printf 'cpu us/req: user+system CPU of the target server (its process and children) per request served, median of rounds;\n'
+        printf 'cpu x: the reference'"'"'s CPU per request over the target'"'"'s (above 1: the target costs less), median of paired rounds\n\n'
+        printf '%-10s %-11s %9s %7s %12s %12s %9s %9s %8s %7s %7s\n' \
+            scenario target "cpu us/req" "cpu x" "req/s best" "req/s med" "p50 ms" "p99 ms" errors "x best" "x med"
         cat "$REPORT"
         printf '\n'
         printf '%s\n' "${RATIOS[@]}"
+        if [[ -s $SYSCALLS_REPORT ]]; then
+            printf '\nsystem calls per request (strace -c, all threads and children):\n'
+            cat "$SYSCALLS_REPORT"
+        fi
         if ((BUSY_RUNS > 0)); then
             printf 'warning: during %d run(s) other programs used the CPU (SUSPECT in runs below); rerun on a quiet machine\n' "$BUSY_RUNS"
         fi
@@ -779,6 +886,10 @@ main() {
         cat "$DETAILS"
     } >"$results"
 
+    if [[ -s $PERF_REPORT ]]; then
+        cp "$PERF_REPORT" "${results%.txt}.perf.txt"
+        say "bench: profiles written to ${results#"$ROOT"/}" | sed 's/\.txt$/.perf.txt/' >&2
+    fi
     # stdout: everything but the per-run lines, which went to stderr as they came.
     printf '\n'
     sed '/^runs:$/,$d' "$results"

@@ -23,6 +23,7 @@
     X(cache)     /* cache/: the response cache, /cache/purge */            \
     X(proxy)     /* proxy/: upstream pools and forwarding */               \
     X(usage)     /* usage/: usage metering and reports (SPEC 6.4) */       \
+    X(developer) /* developer/: developer self-service (SPEC 8) */        \
     X(audit)     /* audit/: the chained audit log (SPEC 7.5) */            \
     X(admin)     /* admin/: the admin API's token, routes, /metrics */
 /* clang-format on */

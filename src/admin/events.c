@@ -1,5 +1,6 @@
 /* The admin API's event stream (admin/events.h). */
 #include "admin/events.h"
+#include "admin/stats.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,12 +31,18 @@ struct events_client {
 
 /* Counters of one worker: written on its loop, except EV_DROPPED (by
  * publishers, atomically). */
-enum events_count { EV_SENT, EV_DROPPED, EV_CUT, EV_N };
+enum events_count { EV_SENT, EV_DROPPED, EV_CUT, EV_TICKS, EV_N };
 
 /* worker->ctx[MOD_admin]. */
 struct events_worker {
     uv_async_t async;
     uv_timer_t ping;
+    /* The stats tick (admin/stats.h): runs while this worker has streams,
+     * which is the admin listener's worker alone. <last> is the sample
+     * the next tick diffs against. */
+    uv_timer_t stats;
+    struct stats_sample last;
+    struct gateway *gw;
     pthread_mutex_t lock; /* guards head, tail, queued, open */
     struct events_msg *head, **tail;
     unsigned queued;
@@ -175,6 +182,21 @@ static void events_on_ping(uv_timer_t *t)
     events_broadcast(t->data, ping, sizeof(ping) - 1, false);
 }
 
+/* One computation for every stream of the gateway: sample, diff, render,
+ * then publish the one text to all of them. */
+static void events_on_stats(uv_timer_t *t)
+{
+    struct events_worker *ew = t->data;
+    struct stats_sample cur;
+    stats_sample(ew->gw, &cur);
+    struct buf b = {0};
+    stats_render(&ew->last, &cur, &b);
+    ew->last = cur;
+    metrics_counter_add(&ew->counts[EV_TICKS], 1);
+    events_publish(ew->gw, "stats", b.data, b.len);
+    buf_release(&b);
+}
+
 /* The end hook of a stream's exchange: the client left, was cut off, or
  * the gateway is draining. */
 static void events_client_gone(struct exchange *x, void *arg)
@@ -187,8 +209,10 @@ static void events_client_gone(struct exchange *x, void *arg)
         ew->clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (__atomic_sub_fetch(&ew->n_clients, 1, __ATOMIC_RELEASE) == 0)
+    if (__atomic_sub_fetch(&ew->n_clients, 1, __ATOMIC_RELEASE) == 0) {
         uv_timer_stop(&ew->ping);
+        uv_timer_stop(&ew->stats);
+    }
 }
 
 void events_admin_stream(struct exchange *x, const struct sl_admin_call *call)
@@ -217,8 +241,13 @@ void events_admin_stream(struct exchange *x, const struct sl_admin_call *call)
     if (ew->clients)
         ew->clients->prev = c;
     ew->clients = c;
-    if (__atomic_add_fetch(&ew->n_clients, 1, __ATOMIC_RELEASE) == 1)
+    if (__atomic_add_fetch(&ew->n_clients, 1, __ATOMIC_RELEASE) == 1) {
         uv_timer_start(&ew->ping, events_on_ping, SL_EVENTS_PING_MS, SL_EVENTS_PING_MS);
+        /* The first tick diffs against now: a second of traffic, not
+         * everything since the last viewer left. */
+        stats_sample(ew->gw, &ew->last);
+        uv_timer_start(&ew->stats, events_on_stats, SL_EVENTS_STATS_MS, SL_EVENTS_STATS_MS);
+    }
     exchange_on_end(x, events_client_gone, c);
     /* Something at once: the client knows the stream is open. */
     static const char hello[] = ": connected\n\n";
@@ -236,6 +265,9 @@ void events_init_worker(struct worker *w)
     ew->async.data = ew;
     uv_timer_init(&w->loop, &ew->ping);
     ew->ping.data = ew;
+    uv_timer_init(&w->loop, &ew->stats);
+    ew->stats.data = ew;
+    ew->gw = w->gw;
     ew->open = true;
     w->ctx[MOD_admin] = ew;
 }
@@ -266,6 +298,7 @@ void events_stop_worker(struct worker *w)
     events_drop_queue(ew);
     worker_close_handle(w, (uv_handle_t *)&ew->async);
     worker_close_handle(w, (uv_handle_t *)&ew->ping);
+    worker_close_handle(w, (uv_handle_t *)&ew->stats);
 }
 
 void events_dispose_worker(struct worker *w)
@@ -294,16 +327,21 @@ void events_metrics(struct gateway *gw, struct buf *out)
                          "Events of GET /events, per stream: sent, or dropped (the worker's "
                          "queue was full).",
                          "result", results, 2, events_counts_of);
-    uint64_t cut = 0, streams = 0;
+    uint64_t cut = 0, streams = 0, ticks = 0;
     for (int i = 0; i < gw->n_workers; i++) {
         struct events_worker *ew = events_worker_of(&gw->workers[i]);
         if (!ew)
             continue;
         cut += __atomic_load_n(&ew->counts[EV_CUT], __ATOMIC_RELAXED);
+        ticks += __atomic_load_n(&ew->counts[EV_TICKS], __ATOMIC_RELAXED);
         streams += (uint64_t)__atomic_load_n(&ew->n_clients, __ATOMIC_RELAXED);
     }
     metrics_render_single(out, "sluice_event_streams", "gauge", "Open GET /events streams.",
                           streams);
     metrics_render_single(out, "sluice_event_streams_cut_total", "counter",
                           "Event streams closed because the client fell behind.", cut);
+    metrics_render_single(out, "sluice_events_stats_ticks_total", "counter",
+                          "Stats ticks computed (one per second while a stream is open, "
+                          "whatever the number of streams).",
+                          ticks);
 }

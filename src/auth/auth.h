@@ -104,6 +104,7 @@ struct auth_op {
     struct keypatch patch;            /* an update's fields (owns its strings, freed with the op) */
     char id[APIKEY_ID_MAX];
     int64_t grace_ms, ttl_ms;
+    int64_t limit; /* a caller's bound the run checks (developer: active keys per owner) */
     char token[KS_REFRESH_MAX];
     /* outputs */
     enum ks_result rc;

@@ -115,10 +115,12 @@ struct cfg_route {
 };
 
 /* A route the gateway adds itself (a module's endpoint, such as
- * /auth/token), matched before the file's routes on an exact path. */
+ * /auth/token), matched before the file's routes on an exact path, or on
+ * a path prefix (<prefix>: the developer endpoints under /developer/). */
 struct cfg_builtin_route {
     const char *path;
     const struct cfg_route *route;
+    bool prefix;
 };
 
 /* What limiting does while Redis cannot be reached (SPEC 3.6). */
@@ -207,6 +209,8 @@ typedef const char *(*cfg_getenv_fn)(const char *name, void *ctx);
 /* Add the route <r> (in <c>'s arena) for requests to exactly <path>,
  * matched before the file's routes; false when the table is full. */
 bool cfg_add_builtin_route(struct config *c, const char *path, const struct cfg_route *r);
+/* The same for every path that starts with <prefix>. */
+bool cfg_add_builtin_prefix(struct config *c, const char *prefix, const struct cfg_route *r);
 
 struct buf;
 /* The keys whose values differ between <old> and <cfg> but take effect

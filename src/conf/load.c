@@ -245,7 +245,15 @@ bool cfg_add_builtin_route(struct config *c, const char *path, const struct cfg_
 {
     if (c->n_builtin_routes == SL_MAX_BUILTIN_ROUTES)
         return false;
-    c->builtin_routes[c->n_builtin_routes++] = (struct cfg_builtin_route){path, r};
+    c->builtin_routes[c->n_builtin_routes++] = (struct cfg_builtin_route){path, r, false};
+    return true;
+}
+
+bool cfg_add_builtin_prefix(struct config *c, const char *prefix, const struct cfg_route *r)
+{
+    if (c->n_builtin_routes == SL_MAX_BUILTIN_ROUTES)
+        return false;
+    c->builtin_routes[c->n_builtin_routes++] = (struct cfg_builtin_route){prefix, r, true};
     return true;
 }
 
@@ -264,7 +272,8 @@ const struct cfg_route *cfg_match_route(const struct config *c, const char *path
 
     for (int i = 0; i < c->n_builtin_routes; i++) {
         const struct cfg_builtin_route *b = &c->builtin_routes[i];
-        if (strlen(b->path) == len && memcmp(b->path, path, len) == 0)
+        size_t n = strlen(b->path);
+        if ((b->prefix ? n <= len : n == len) && memcmp(b->path, path, n) == 0)
             return b->route;
     }
     for (int i = 0; i < c->n_routes; i++) {

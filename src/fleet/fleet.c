@@ -318,6 +318,17 @@ static void fleet_metrics(struct gateway *gw, struct buf *out)
                           __atomic_load_n(&f->events, __ATOMIC_RELAXED));
 }
 
+/* Redis is "up" for the stats tick as for sluice_redis_up: every worker
+ * connected. */
+static void fleet_stats(struct gateway *gw, struct sl_stats *out)
+{
+    struct fleet *f = fleet_of(gw);
+    if (!f)
+        return;
+    out->redis = __atomic_load_n(&f->workers_up, __ATOMIC_RELAXED) == gw->n_workers;
+    out->fleet = fleet_size(f);
+}
+
 const struct sl_module fleet_module = {
     .name = "fleet",
     .init_process = fleet_init_process,
@@ -325,4 +336,5 @@ const struct sl_module fleet_module = {
     .start_worker = fleet_start_worker,
     .stop_worker = fleet_stop_worker,
     .metrics = fleet_metrics,
+    .stats = fleet_stats,
 };

@@ -1,10 +1,12 @@
 /* The limit module's config rows (limit/conf.h). */
 #include "limit/conf.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "conf/walker.h"
+#include "obs/metrics.h"
 #include "util/arena.h"
 
 static int lim_cfg_limit_item(struct cfg_ctx *cx, const struct cfg_key *k, const char *s, int line,
@@ -86,6 +88,56 @@ static const struct cfg_key lim_cfg_keys[] = {
     CFG_END,
 };
 
+int lim_route_scope(char *out, size_t cap, const struct cfg_route *r, const char *tier)
+{
+    int n = snprintf(out, cap, "r:%c%s:%s", r->match == CFG_MATCH_EXACT ? '=' : '^', r->path, tier);
+    return n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
+}
+
+int lim_decision_labels(char *out, size_t cap, const struct cfg_route *r, bool allowed)
+{
+    char name[96];
+    metrics_label_escape(name, sizeof(name), r->path);
+    int n =
+        snprintf(out, cap, "route=\"%s\",outcome=\"%s\"", name, allowed ? "allowed" : "rejected");
+    return n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
+}
+
+/* Counter keys start with their scope (policy.c): made once here, so a
+ * request copies bytes instead of formatting them. */
+static void lim_cfg_tier_scope(struct cfg_ctx *cx, struct lim_tier_conf *t, const char *tier)
+{
+    if (!tier)
+        return;
+    size_t n = strlen(tier);
+    t->scope = cfg_alloc(cx, n + 3);
+    memcpy(t->scope, "t:", 2);
+    memcpy(t->scope + 2, tier, n + 1);
+    t->scope_len = n + 2;
+}
+
+static void lim_cfg_route_scope(struct cfg_ctx *cx, const struct cfg_route *route,
+                                struct lim_route_limits *rl)
+{
+    if (!route->path || !rl->tier)
+        return; /* an error was reported: the config is not used */
+    size_t cap = strlen(route->path) + strlen(rl->tier) + 5;
+    rl->scope = cfg_alloc(cx, cap);
+    rl->scope_len = (size_t)lim_route_scope(rl->scope, cap, route, rl->tier);
+}
+
+static void lim_cfg_decision_labels(struct cfg_ctx *cx, const struct cfg_route *route,
+                                    struct lim_route_conf *r)
+{
+    if (!route->path)
+        return; /* an error was reported: the config is not used */
+    for (int i = 0; i < 2; i++) {
+        char labels[192];
+        lim_decision_labels(labels, sizeof(labels), route, i == 0);
+        r->decision_labels[i] = cfg_strdup(cx, labels);
+    }
+}
+
 /* Resolves what depends on sections read in any order: a limit naming no
  * algorithm takes limits.algorithm. */
 static void lim_cfg_resolve(struct cfg_ctx *cx, void *base, int line)
@@ -97,13 +149,17 @@ static void lim_cfg_resolve(struct cfg_ctx *cx, void *base, int line)
         for (int j = 0; j < t->n_limits; j++)
             if (t->limits[j].algorithm == LIM_DEFAULT)
                 t->limits[j].algorithm = lc->algorithm;
+        lim_cfg_tier_scope(cx, t, c->tiers[i].name);
     }
     for (int i = 0; i < c->n_routes; i++) {
         struct lim_route_conf *r = c->routes[i].mod[MOD_limit];
-        for (int j = 0; j < r->n_limits; j++)
+        for (int j = 0; j < r->n_limits; j++) {
             for (int m = 0; m < r->limits[j].n_limits; m++)
                 if (r->limits[j].limits[m].algorithm == LIM_DEFAULT)
                     r->limits[j].limits[m].algorithm = lc->algorithm;
+            lim_cfg_route_scope(cx, &c->routes[i], &r->limits[j]);
+        }
+        lim_cfg_decision_labels(cx, &c->routes[i], r);
     }
 }
 static const struct cfg_section lim_cfg_section = {lim_cfg_keys, NULL};

@@ -25,6 +25,8 @@ struct lim_route_limits {
     char *tier;
     struct limit *limits;
     int n_limits;
+    char *scope; /* "r:^/path:tier", its counters' key prefix (set on resolve) */
+    size_t scope_len;
 };
 
 /* A route's `limits`. */
@@ -32,12 +34,17 @@ struct lim_route_conf {
     bool limits_off; /* `limits: off`: never limited */
     struct lim_route_limits *limits;
     int n_limits;
+    /* The labels of sluice_ratelimit_decisions_total for an allowed [0] and
+     * a rejected [1] request, made once rather than per request. */
+    char *decision_labels[2];
 };
 
 /* A tier's `limits`: counted across all routes. */
 struct lim_tier_conf {
     struct limit *limits;
     int n_limits;
+    char *scope; /* "t:name", its counters' key prefix (set on resolve) */
+    size_t scope_len;
 };
 
 static inline const struct lim_conf *lim_conf(const struct config *c)
@@ -52,6 +59,13 @@ static inline const struct lim_tier_conf *lim_tier_conf(const struct cfg_tier *t
 {
     return t->mod[MOD_limit];
 }
+
+/* The scope of route <r>'s limits for <tier> ("r:^/path:tier"), and the
+ * labels of sluice_ratelimit_decisions_total for <r>: made once per route
+ * on resolve, here for the routes a module adds outside `routes`.
+ * Both return the length written (cut short to <cap>). */
+int lim_route_scope(char *out, size_t cap, const struct cfg_route *r, const char *tier);
+int lim_decision_labels(char *out, size_t cap, const struct cfg_route *r, bool allowed);
 
 extern const struct cfg_module lim_cfg_module;
 

@@ -1,5 +1,7 @@
 /* The limit stage: which limits apply to a request (SPEC 3.2-3.4), one
  * all-or-nothing decision in the store, and what the client is told (3.5). */
+#include <string.h>
+
 #include "fleet/fleet.h"
 #include "guard/graphql.h"
 #include "limit/backend.h"
@@ -8,6 +10,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* The route's limits for <id>: its tier's entry, else "*" for any identified
  * client; anonymous clients get only an "anonymous" entry. */
@@ -29,16 +32,25 @@ static const struct lim_route_limits *lim_route_limits(const struct cfg_route *r
  * the scope and the limit as written, so counters survive a reload that
  * leaves them unchanged. */
 static void lim_add_op(struct exchange *x, struct lim_op *ops, int *n, const char *scope,
-                       const struct limit *l)
+                       size_t scope_len, const struct limit *l)
 {
     if (*n >= SL_MAX_LIMIT_OPS)
         return;
-    struct buf k = {0};
-    buf_appendf(&k, "%s:%s|%s", scope, l->text, x->identity.id);
+    /* "<scope>:<limit>|<identity>", copied piece by piece: this runs for
+     * every limited request. */
+    size_t text_len = strlen(l->text), id_len = strlen(x->identity.id);
+    size_t len = scope_len + 1 + text_len + 1 + id_len;
+    char *k = arena_alloc(x->arena, len + 1), *p = k;
+    memcpy(p, scope, scope_len);
+    p += scope_len;
+    *p++ = ':';
+    memcpy(p, l->text, text_len);
+    p += text_len;
+    *p++ = '|';
+    memcpy(p, x->identity.id, id_len + 1);
     ops[*n].limit = l;
-    ops[*n].key = arena_strndup(x->arena, k.data, k.len);
-    ops[*n].key_len = k.len;
-    buf_release(&k);
+    ops[*n].key = k;
+    ops[*n].key_len = len;
     (*n)++;
 }
 
@@ -46,24 +58,26 @@ static int lim_collect(struct exchange *x, struct lim_op *ops)
 {
     int n = 0;
     const struct cfg_tier *tier = cfg_find_tier(x->cfg, x->identity.tier);
-    char scope[320];
     if (x->identity.n_limits) {
         /* A key's own limits replace its tier's (SPEC 5.1 overrides). */
-        snprintf(scope, sizeof(scope), "k:%s", x->identity.key_id);
+        char scope[320];
+        int len = snprintf(scope, sizeof(scope), "k:%s", x->identity.key_id);
         for (int i = 0; i < x->identity.n_limits; i++)
-            lim_add_op(x, ops, &n, scope, &x->identity.limits[i]);
+            lim_add_op(x, ops, &n, scope, (size_t)len, &x->identity.limits[i]);
     } else if (tier) {
         const struct lim_tier_conf *tl = lim_tier_conf(tier);
-        snprintf(scope, sizeof(scope), "t:%s", tier->name);
         for (int i = 0; i < tl->n_limits; i++)
-            lim_add_op(x, ops, &n, scope, &tl->limits[i]);
+            lim_add_op(x, ops, &n, tl->scope, tl->scope_len, &tl->limits[i]);
     }
     const struct lim_route_limits *rl = lim_route_limits(x->route, &x->identity);
-    if (rl) {
-        snprintf(scope, sizeof(scope), "r:%c%s:%s", x->route->match == CFG_MATCH_EXACT ? '=' : '^',
-                 x->route->path, rl->tier);
+    if (rl && rl->scope) {
         for (int i = 0; i < rl->n_limits; i++)
-            lim_add_op(x, ops, &n, scope, &rl->limits[i]);
+            lim_add_op(x, ops, &n, rl->scope, rl->scope_len, &rl->limits[i]);
+    } else if (rl) {
+        char scope[320];
+        int len = lim_route_scope(scope, sizeof(scope), x->route, rl->tier);
+        for (int i = 0; i < rl->n_limits; i++)
+            lim_add_op(x, ops, &n, scope, (size_t)len, &rl->limits[i]);
     }
     return n;
 }
@@ -105,7 +119,7 @@ static int64_t lim_ceil_s(int64_t us)
 static void lim_add_u64_header(struct exchange *x, const char *name, uint64_t v)
 {
     char tmp[24];
-    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    str_u64(tmp, v);
     exchange_add_header(x, name, tmp);
 }
 
@@ -256,11 +270,14 @@ static const char lim_rejected;
 
 static void lim_count_decision(struct exchange *x, bool allowed)
 {
-    char name[96];
-    metrics_label_escape(name, sizeof(name), x->route->path);
-    char labels[192];
-    snprintf(labels, sizeof(labels), "route=\"%s\",outcome=\"%s\"", name,
-             allowed ? "allowed" : "rejected");
+    const char *labels = lim_route_conf(x->route)->decision_labels[allowed ? 0 : 1];
+    char made[192];
+    if (!labels) {
+        /* A route a module added outside `routes` (/auth/): not resolved
+         * with the others, so its labels are made here. */
+        lim_decision_labels(made, sizeof(made), x->route, allowed);
+        labels = made;
+    }
     metrics_family_add(lim_worker_of(x->worker)->decisions, labels, 1);
 }
 

@@ -159,6 +159,7 @@ static void conn_in_put(struct worker *w, struct conn_in *in)
 
 void conn_worker_release(struct worker *w)
 {
+    buf_pool_clear(&w->out_pool);
     while (w->in_pool) {
         struct conn_in *in = w->in_pool;
         w->in_pool = in->next_free;
@@ -239,7 +240,7 @@ static void conn_on_handle_closed(uv_handle_t *h)
     if (--c->pending_closes > 0)
         return;
     struct worker *w = c->w;
-    buf_release(&c->out);
+    buf_pool_give(&w->out_pool, &c->out);
     if (c->in)
         conn_in_put(w, c->in);
     free(c);
@@ -375,7 +376,7 @@ static void conn_flush(struct conn *c)
     }
     c->out.len = 0;
     if (!c->x)
-        buf_release(&c->out); /* between requests: an idle connection holds no buffer */
+        buf_pool_give(&c->w->out_pool, &c->out); /* an idle connection holds no buffer */
     if (c->tcp.write_queue_size == 0 && c->close_after && !c->x) {
         conn_linger(c);
         return;
@@ -451,6 +452,7 @@ static void conn_response_head(struct exchange *x, int status, const struct sl_h
     }
 
     struct buf *b = &c->out;
+    buf_pool_take(&c->w->out_pool, b);
     buf_append_str(b, "HTTP/1.1 ");
     buf_append_u64(b, (uint64_t)status);
     buf_append(b, " ", 1);

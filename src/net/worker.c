@@ -212,6 +212,7 @@ static void worker_release(struct worker *w)
     SL_EACH_MODULE(true, dispose_worker, w);
     uv_loop_close(&w->loop);
     conn_worker_release(w);
+    arena_pool_clear(&w->arenas);
     metrics_free(w->metrics);
     buf_release(&w->log);
 }

@@ -9,11 +9,12 @@
 #include "util/mem.h"
 
 #define SERIES_LABEL 192
-#define N_BUCKETS 12
+#define N_BUCKETS METRICS_N_BUCKETS
+#define bucket_le metrics_bucket_le
 
 /* Upper bounds of the latency histogram, in seconds. */
-static const double bucket_le[N_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                            0.25,  0.5,   1,    2.5,   5,    10};
+const double metrics_bucket_le[N_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25,  0.5,   1,    2.5,   5,    10};
 
 /* One labelled counter. <used> is published with a release store after the
  * label is written, so the scraper (under <lock>) never sees half a label. */
@@ -49,6 +50,11 @@ struct metrics {
     uint64_t rejected_connections;
     uint64_t accept_deferred;
     uint64_t buckets[N_BUCKETS + 1];
+    /* By the status's hundreds (the stats tick's rates), 429s apart: a
+     * second counter on a line already written, rather than a scan of the
+     * route x status series once a second. */
+    uint64_t by_class[6];
+    uint64_t status_429;
     uint64_t duration_count;
     uint64_t duration_sum_us;
 };
@@ -169,6 +175,11 @@ void metrics_exchange_end(struct metrics *m, const struct exchange *x)
     if (hot->counter)
         counter_add(hot->counter, 1);
 
+    unsigned cls = (unsigned)x->status / 100;
+    counter_add(&m->by_class[cls < 6 ? cls : 0], 1);
+    if (x->status == 429)
+        counter_add(&m->status_429, 1);
+
     int64_t us = clock_mono_us() - x->start_us;
     double sec = (double)us / 1e6;
     int b = 0;
@@ -252,6 +263,22 @@ void metrics_render_fixed(struct gateway *gw, struct buf *out, const char *name,
                 sum += __atomic_load_n(&v[i], __ATOMIC_RELAXED);
         }
         buf_appendf(out, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)sum);
+    }
+}
+
+void metrics_totals(struct gateway *gw, struct metrics_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; w < gw->n_workers; w++) {
+        struct metrics *m = gw->workers[w].metrics;
+        if (!m)
+            continue;
+        out->requests += __atomic_load_n(&m->duration_count, __ATOMIC_RELAXED);
+        for (int c = 0; c < 6; c++)
+            out->by_class[c] += __atomic_load_n(&m->by_class[c], __ATOMIC_RELAXED);
+        out->status_429 += __atomic_load_n(&m->status_429, __ATOMIC_RELAXED);
+        for (int b = 0; b <= N_BUCKETS; b++)
+            out->buckets[b] += __atomic_load_n(&m->buckets[b], __ATOMIC_RELAXED);
     }
 }
 

@@ -29,6 +29,22 @@ void metrics_connection_rejected(struct metrics *m);
  * (SL_ACCEPT_BATCH reached). */
 void metrics_accept_deferred(struct metrics *m);
 
+/* The latency histogram's buckets: upper bounds in seconds, then +Inf. */
+#define METRICS_N_BUCKETS 12
+extern const double metrics_bucket_le[METRICS_N_BUCKETS];
+
+/* Public requests answered so far, all workers summed (cumulative, never
+ * reset): what the stats tick of GET /events diffs once a second
+ * (admin/stats.c). <by_class>[c] counts statuses c00..c99 (index 0: no
+ * status, the client left first); <status_429> the 429s among the 4xx. */
+struct metrics_totals {
+    uint64_t requests;
+    uint64_t by_class[6];
+    uint64_t status_429;
+    uint64_t buckets[METRICS_N_BUCKETS + 1];
+};
+void metrics_totals(struct gateway *gw, struct metrics_totals *out);
+
 /* Prometheus text exposition of all workers of <gw> appended to <out>:
  * the core's families, then each module's collector. */
 void metrics_render(struct gateway *gw, struct buf *out);

@@ -15,7 +15,7 @@
 struct exchange *exchange_new(struct worker *w, const struct exchange_sink *sink, struct conn *c,
                               bool admin)
 {
-    struct arena *a = arena_new(EXCHANGE_ARENA_FIRST);
+    struct arena *a = arena_pool_get(&w->arenas, EXCHANGE_ARENA_FIRST);
     struct exchange *x = arena_calloc(a, sizeof(*x));
     x->arena = a;
     x->conn = c;
@@ -100,7 +100,12 @@ void exchange_free(struct exchange *x)
         h->fn(x, h->arg);
     exchange_drop_body_queue(x);
     wcfg_release(x->hold);
-    arena_free(x->arena);
+    /* A detached exchange may end where its worker's pool is not ours to
+     * touch; the others end on their worker's loop. */
+    if (x->detached)
+        arena_free(x->arena);
+    else
+        arena_pool_put(&x->worker->arenas, x->arena);
 }
 
 void exchange_on_end(struct exchange *x, exchange_hook_fn fn, void *arg)

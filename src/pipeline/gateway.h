@@ -13,6 +13,7 @@
 
 #include "conf/conf.h"
 #include "pipeline/pipeline.h"
+#include "util/arena.h"
 #include "util/buf.h"
 #include "util/limits.h"
 
@@ -57,6 +58,8 @@ struct worker {
     int n_conns;
     struct conn_in *in_pool; /* free connection input buffers (net/conn.c), at most SL_READ_POOL */
     int in_pool_len;
+    struct arena_pool arenas; /* exchanges' arenas to reuse (pipeline/exchange.c) */
+    struct buf_pool out_pool; /* connections' output buffers to reuse (net/conn.c) */
     /* Fair accept (net/worker.c): connections accepted in this loop
      * iteration, and the listeners left with one waiting past
      * SL_ACCEPT_BATCH, to be taken up in the next. */

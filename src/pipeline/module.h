@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -74,6 +75,14 @@ struct sl_event_type {
     void (*apply)(struct worker *w, const json_t *event);
 };
 
+/* What modules add to the stats tick of GET /events (admin/stats.h), each
+ * its own part, read from any thread. */
+struct sl_stats {
+    uint64_t cache_hits, cache_misses; /* lookups so far (cumulative) */
+    int redis;                         /* -1: no Redis (memory backend), 0: down, 1: up */
+    unsigned fleet;                    /* gateways seen, this one included */
+};
+
 struct sl_module {
     const char *name;
     /* The module's rows in the config file (conf/conf.h). */
@@ -115,6 +124,8 @@ struct sl_module {
     const struct sl_admin_route *admin_routes;
     /* Prometheus text of this module's metrics, all workers summed. */
     void (*metrics)(struct gateway *gw, struct buf *out);
+    /* This module's part of the stats tick (any thread). */
+    void (*stats)(struct gateway *gw, struct sl_stats *out);
     /* Fleet event types, ending with a row whose type is NULL. */
     const struct sl_event_type *events;
 };

@@ -516,9 +516,10 @@ static bool px_is_hop_header(const char *name, size_t len)
                {"proxy-connection", 16},
                {"transfer-encoding", 17}};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (hop[i].len == len && strncasecmp(name, hop[i].name, len) == 0)
+        if (hop[i].len == len && (name[0] | 0x20) == hop[i].name[0] &&
+            strncasecmp(name, hop[i].name, len) == 0)
             return true;
-    return len >= 6 && strncasecmp(name, "proxy-", 6) == 0;
+    return len >= 6 && (name[0] | 0x20) == 'p' && strncasecmp(name, "proxy-", 6) == 0;
 }
 
 /* The Connection headers of <h>, or NULL when there is none (the usual case:

@@ -28,6 +28,7 @@
 #include "usage/report.h"
 #include "usage/store.h"
 #include "usage/table.h"
+#include "usage/usage.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -301,6 +302,19 @@ static void usage_op_submit(struct usage_op *op)
 {
     op->refs++;
     dbw_submit(op->g->thread, &op->x->worker->loop, usage_op_run, usage_op_done, op);
+}
+
+void usage_respond(struct exchange *x, struct usage_report *r)
+{
+    struct usage_op *op = sl_calloc(1, sizeof(*op));
+    op->x = x;
+    op->refs = 1;
+    op->g = usage_gw_of(x->worker->gw);
+    op->r = *r;
+    memset(r, 0, sizeof(*r));
+    x->ctx[MOD_usage] = op;
+    exchange_on_end(x, usage_op_ended, op);
+    usage_op_submit(op);
 }
 
 /* The key named by key= exists (revoked or not): now the report. */

@@ -70,6 +70,19 @@ void usage_report_release(struct usage_report *r)
     free(r->key_id);
     free(r->route);
     r->identity = r->key_id = r->route = NULL;
+    for (int i = 0; i < r->n_keys; i++)
+        free(r->keys[i]);
+    free(r->keys);
+    r->keys = NULL;
+    r->n_keys = 0;
+    r->key_set = false;
+}
+
+void usage_report_add_key(struct usage_report *r, const char *id)
+{
+    r->key_set = true;
+    r->keys = sl_realloc(r->keys, sizeof(*r->keys) * (size_t)(r->n_keys + 1));
+    r->keys[r->n_keys++] = sl_strdup(id);
 }
 
 static void usage_accepted(struct buf *b, bool top)
@@ -405,12 +418,27 @@ struct usage_collect {
     struct usage_table *t;
     bool top;
     int64_t period;
+    const struct usage_report *r;
 };
+
+/* Is <row> of a key of the report's key set (when it has one)? A linear
+ * look: a developer holds at most developer.max_keys keys. */
+static bool usage_in_key_set(const struct usage_report *r, const struct usage_row *row)
+{
+    if (!r->key_set)
+        return true;
+    for (int i = 0; row->key_id && i < r->n_keys; i++)
+        if (strcmp(r->keys[i], row->key_id) == 0)
+            return true;
+    return false;
+}
 
 static int usage_collect_row(void *arg, const struct usage_row *row)
 {
     struct usage_collect *c = arg;
     bool folded = false;
+    if (!usage_in_key_set(c->r, row))
+        return 0;
     if (!c->top && usage_table_size(c->t) >= USAGE_REPORT_MAX_ROWS)
         return 1;
     struct usage_row *to =
@@ -495,7 +523,7 @@ int usage_report_run(struct usage_store *s, const struct usage_report *r, struct
 {
     struct siphash_key key;
     usage_random_key(&key);
-    struct usage_collect c = {.top = r->top};
+    struct usage_collect c = {.top = r->top, .r = r};
     struct usage_query q = {.gran = r->gran,
                             .from = r->from,
                             .to = r->to,

@@ -38,6 +38,11 @@ struct usage_report {
     enum usage_gran gran;
     int64_t from, to;                /* -1: the default */
     char *identity, *key_id, *route; /* malloc'd; NULL: any */
+    /* Only rows of these keys (GET /developer/usage: the caller's keys);
+     * malloc'd, each and the array. <key_set> false: any key. */
+    bool key_set;
+    char **keys;
+    int n_keys;
     bool csv;
     /* /usage/top */
     enum usage_top_by by;
@@ -59,6 +64,9 @@ int usage_report_set(struct usage_report *r, const char *name, const char *value
 /* Every parameter of the URL query <query>/<len> (percent-decoded, '+' a
  * space). 0, or -1 with *<why>. */
 int usage_report_parse_query(struct usage_report *r, const char *query, size_t len, char **why);
+/* Restricts <r> to rows of key <id> among others (copied). A set may be
+ * empty (key_set true, no keys): then no row is of it. */
+void usage_report_add_key(struct usage_report *r, const char *id);
 /* Fills the defaults that depend on <now> and checks the range. 0, or -1
  * with *<why>. */
 int usage_report_resolve(struct usage_report *r, int64_t now, char **why);

@@ -1,5 +1,6 @@
 #include "util/arena.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/mem.h"
@@ -16,11 +17,17 @@ struct arena_cleanup {
     void *arg;
 };
 
+/* The first block is allocated with the arena itself (one malloc per
+ * arena), right after it; later blocks have allocations of their own. */
 struct arena {
     struct arena_block *head;
     size_t next_size;
     struct arena_cleanup *cleanups;
+    struct arena_block *first;
 };
+
+#define ARENA_HEAD_SIZE                                                                            \
+    ((sizeof(struct arena) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
 
 static struct arena_block *arena_block_new(size_t size)
 {
@@ -33,26 +40,70 @@ static struct arena_block *arena_block_new(size_t size)
 
 struct arena *arena_new(size_t first_block)
 {
-    struct arena *a = sl_malloc(sizeof(*a));
-    a->head = arena_block_new(first_block);
+    struct arena *a = sl_malloc(ARENA_HEAD_SIZE + sizeof(struct arena_block) + first_block);
+    a->first = (struct arena_block *)((char *)a + ARENA_HEAD_SIZE);
+    a->first->next = NULL;
+    a->first->size = first_block;
+    a->first->used = 0;
+    a->head = a->first;
     a->next_size = first_block * 2;
     a->cleanups = NULL;
     return a;
+}
+
+/* Runs the cleanups and frees every block but the first: what freeing and
+ * reusing have in common. */
+static void arena_release_blocks(struct arena *a)
+{
+    for (struct arena_cleanup *c = a->cleanups; c; c = c->next)
+        c->fn(c->arg);
+    a->cleanups = NULL;
+    struct arena_block *b = a->head;
+    while (b != a->first) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->head = a->first;
 }
 
 void arena_free(struct arena *a)
 {
     if (!a)
         return;
-    for (struct arena_cleanup *c = a->cleanups; c; c = c->next)
-        c->fn(c->arg);
-    struct arena_block *b = a->head;
-    while (b) {
-        struct arena_block *next = b->next;
-        free(b);
-        b = next;
-    }
+    arena_release_blocks(a);
     free(a);
+}
+
+struct arena *arena_pool_get(struct arena_pool *p, size_t first_block)
+{
+    if (p->n == 0)
+        return arena_new(first_block);
+    return p->spare[--p->n];
+}
+
+void arena_pool_put(struct arena_pool *p, struct arena *a)
+{
+    bool keep = p->n < ARENA_POOL_MAX;
+#ifdef __SANITIZE_ADDRESS__
+    /* Under ASan every arena is freed, so a pointer kept past its request
+     * is a use after free it reports, not a read of the next request. */
+    keep = false;
+#endif
+    if (!keep) {
+        arena_free(a);
+        return;
+    }
+    arena_release_blocks(a);
+    a->first->used = 0;
+    a->next_size = a->first->size * 2;
+    p->spare[p->n++] = a;
+}
+
+void arena_pool_clear(struct arena_pool *p)
+{
+    while (p->n > 0)
+        arena_free(p->spare[--p->n]);
 }
 
 void *arena_alloc(struct arena *a, size_t n)

@@ -22,4 +22,22 @@ char *arena_strndup(struct arena *a, const char *s, size_t len);
  * grow in place). */
 void *arena_realloc(struct arena *a, void *p, size_t old, size_t n);
 
+/* Arenas to reuse, for one thread: an exchange per request would otherwise
+ * cost a malloc and a free of its first block. At most ARENA_POOL_MAX are
+ * kept; what an arena grew beyond its first block is freed when it is put
+ * back. */
+#define ARENA_POOL_MAX 16
+struct arena_pool {
+    struct arena *spare[ARENA_POOL_MAX];
+    int n;
+};
+/* A reset arena from <p>, or a new one whose first block is <first_block>
+ * bytes (the pool's arenas keep the size they were made with). */
+struct arena *arena_pool_get(struct arena_pool *p, size_t first_block);
+/* As arena_free(<a>) for its user: cleanups run, pointers die; its first
+ * block waits in <p> for the next arena_pool_get. */
+void arena_pool_put(struct arena_pool *p, struct arena *a);
+/* Frees every arena <p> holds. */
+void arena_pool_clear(struct arena_pool *p);
+
 #endif

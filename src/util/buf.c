@@ -1,6 +1,7 @@
 #include "util/buf.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include "util/mem.h"
 
@@ -71,4 +72,37 @@ void buf_release(struct buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+void buf_pool_take(struct buf_pool *p, struct buf *b)
+{
+    if (b->data || p->n == 0)
+        return;
+    p->n--;
+    b->data = p->spare[p->n].data;
+    b->cap = p->spare[p->n].cap;
+    b->len = 0;
+}
+
+void buf_pool_give(struct buf_pool *p, struct buf *b)
+{
+    bool keep = b->data && p->n < BUF_POOL_MAX && b->cap <= BUF_POOL_MAX_CAP;
+#ifdef __SANITIZE_ADDRESS__
+    keep = false; /* ASan sees a use after free rather than reused bytes */
+#endif
+    if (!keep) {
+        buf_release(b);
+        return;
+    }
+    p->spare[p->n].data = b->data;
+    p->spare[p->n].cap = b->cap;
+    p->n++;
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void buf_pool_clear(struct buf_pool *p)
+{
+    while (p->n > 0)
+        free(p->spare[--p->n].data);
 }

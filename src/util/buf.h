@@ -19,4 +19,22 @@ void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(prin
 char *buf_take(struct buf *b, size_t *len);
 void buf_release(struct buf *b);
 
+/* Spare buffer memory for one thread, so that a buffer emptied after each
+ * message (a connection's output) does not cost a malloc and a free per
+ * message. Buffers larger than BUF_POOL_MAX_CAP are freed, not kept. */
+#define BUF_POOL_MAX 32
+#define BUF_POOL_MAX_CAP 16384
+struct buf_pool {
+    struct {
+        char *data;
+        size_t cap;
+    } spare[BUF_POOL_MAX];
+    int n;
+};
+/* Gives <b> (empty, without memory) spare memory from <p>, if any. */
+void buf_pool_take(struct buf_pool *p, struct buf *b);
+/* As buf_release(<b>), keeping its memory in <p> when there is room. */
+void buf_pool_give(struct buf_pool *p, struct buf *b);
+void buf_pool_clear(struct buf_pool *p);
+
 #endif

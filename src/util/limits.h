@@ -54,6 +54,7 @@
  * cut off rather than buffered for without end. */
 #define SL_EVENTS_CLIENT_MAX_PENDING (1u << 20)
 #define SL_EVENTS_PING_MS 15000 /* a comment line this often keeps proxies from timing out */
+#define SL_EVENTS_STATS_MS 1000 /* the stats tick (SPEC 8: every second) */
 
 /* Quota alerts raised and not yet taken by the alert thread (quota/delivery.h):
  * one per identity, quota, threshold and period, so a full queue means the

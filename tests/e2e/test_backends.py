@@ -429,8 +429,10 @@ class Health(E2ETestCase):
         from harness import free_port, wait_for
         a = self.start_upstream("A")
         dead = free_port()
-        gw = self.gateway([a, dead], {"path": "/status/200", "interval": "200ms",
-                                      "timeout": "100ms", "unhealthy": 2, "healthy": 2})
+        # The dead port refuses at once; the live server gets 450 ms, so a
+        # loaded machine (ASan build, parallel jobs) does not fail its check.
+        gw = self.gateway([a, dead], {"path": "/status/200", "interval": "500ms",
+                                      "timeout": "450ms", "unhealthy": 2, "healthy": 2})
         self.assertTrue(wait_for(lambda: self.healthy(gw, dead) == 0, timeout=5))
         self.assertEqual(self.healthy(gw, a.port), 1)
         self.assertGreaterEqual(self.checks(gw, dead, "failed"), 2)  # unhealthy: 2
