@@ -184,6 +184,14 @@ const scenarios = [
       return c ? c.data.labels.length : 0;
     });
     assert(points >= 1, 'no point on the requests/s chart');
+    // The requests sent above show on the charts within a tick or two.
+    await eventually(async () => {
+      for (let i = 0; i < 5; i++) await client('/origin/stats-more');
+      return page.evaluate(() => {
+        const c = window.Chart.getChart(document.getElementById('chart-rps'));
+        return Math.max(0, ...c.data.datasets[0].data.filter((v) => v !== null)) > 0;
+      });
+    }, 6000, 'requests/s above 0 on the chart');
     await sleep(2500);
     await shot(page, 'overview');
   }],

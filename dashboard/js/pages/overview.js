@@ -96,7 +96,8 @@ function showTick(s) {
   set('stat-rps', fmtNum(s.rps, 1));
   const ratio = s.cache ? s.cache.hit_ratio : null;
   set('stat-hit', ratio === null || ratio === undefined ? '—' : fmtNum(ratio * 100, 1) + ' %');
-  set('stat-p99', s.latency_ms ? fmtNum(s.latency_ms.p99, 1) + ' ms' : '—');
+  const p99 = s.latency_ms ? s.latency_ms.p99 : null;
+  set('stat-p99', p99 === null || p99 === undefined ? '—' : fmtNum(p99, 1) + ' ms');
   set('stat-redis', s.redis || '—', s.redis === 'down' ? 'bad-text' :
                                     s.redis === 'up' ? 'ok-text' : '');
   set('stat-fleet', s.fleet === undefined ? '—' : fmtNum(s.fleet) + ' gateway' +

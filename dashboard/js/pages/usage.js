@@ -109,7 +109,8 @@ export function render(main, params) {
       h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, 'Cost'),
         h('div', {class: 'stat-value'}, fmtNum(Number(t.cost || 0), 4))),
       h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, 'p99 latency'),
-        h('div', {class: 'stat-value'}, t.latency_ms ? fmtNum(t.latency_ms.p99, 1) + ' ms' : '—')));
+        h('div', {class: 'stat-value'}, t.latency_ms && t.latency_ms.p99 !== null
+          ? fmtNum(t.latency_ms.p99, 1) + ' ms' : '—')));
     const range = h('p', {class: 'muted small'}, fmtTime(res.from), ' to ', fmtTime(res.to), ' (UTC)');
     if (!periods.length) {
       replace(report, section('Requests', totals, range,
