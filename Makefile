@@ -66,7 +66,7 @@ bench: build
 	@build/limit_bench
 
 format:
-	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.c')
+	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.c' 'tools/*.c')
 
 clean:
 	@rm -rf build build-asan build-fuzz

@@ -1,4 +1,5 @@
-/* The admin module (SPEC 8): the token check, the router over every
+/* The admin module (SPEC 8): the dashboard's files (admin/dashboard.c,
+ * the only paths served without the token), the token check, the router over every
  * module's admin routes (404, 405 with Allow, body limits and JSON errors
  * handled here once), and the gateway's own endpoints: /health, /metrics,
  * /reload, /events (admin/events.c). */
@@ -6,6 +7,7 @@
 
 #include <llhttp.h>
 
+#include "admin/dashboard.h"
 #include "admin/events.h"
 #include "audit/audit.h"
 #include "modules.h"
@@ -180,7 +182,9 @@ static const struct sl_admin_route admin_routes[] = {
     {0, NULL, NULL, 0},
 };
 
+/* The dashboard's files come first: they are served without the token. */
 static const struct sl_stage admin_stages[] = {
+    {SL_ADMIN_PHASE_AUTH, true, dash_stage},
     {SL_ADMIN_PHASE_AUTH, true, admin_stage_auth},
     {SL_ADMIN_PHASE_DISPATCH, true, admin_stage_dispatch},
 };
@@ -191,7 +195,7 @@ const struct sl_module admin_module = {
     .stop_worker = events_stop_worker,
     .dispose_worker = events_dispose_worker,
     .stages = admin_stages,
-    .n_stages = 2,
+    .n_stages = 3,
     .admin_routes = admin_routes,
     .metrics = events_metrics,
 };
