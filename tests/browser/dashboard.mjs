@@ -6,10 +6,8 @@
 //   SLUICE_ADMIN_TOKEN  the admin token
 //   SCREENSHOT_DIR      where to save a PNG of each page (git-ignored)
 //   CHROMIUM            the browser (default /usr/bin/chromium)
-// Each scenario prints one line `RESULT {"name", "status": pass|fail|skip,
-// "detail"}`; the exit code is 1 when any failed. Scenarios for endpoints a
-// gateway may not have yet (bans, the stats tick) skip themselves when the
-// gateway answers 404 / sends no stats event, saying so.
+// Each scenario prints one line `RESULT {"name", "status": pass|fail,
+// "detail"}`; the exit code is 1 when any failed.
 import {mkdirSync, readFileSync} from 'node:fs';
 import {chromium} from 'playwright-core';
 
@@ -19,7 +17,6 @@ const TOKEN = process.env.SLUICE_ADMIN_TOKEN;
 const SHOTS = process.env.SCREENSHOT_DIR || 'build/screenshots';
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 
-class Skip extends Error {}
 
 function assert(cond, message) {
   if (!cond) throw new Error(message);
@@ -160,19 +157,8 @@ const scenarios = [
     assert((await page.textContent('dl.facts')).includes('ok'), 'health not shown');
   }],
 
-  ['overview_without_stats_tick', async ({page}) => {
-    if (state.stats) throw new Skip('this gateway sends the stats tick: see overview_live_stats');
-    await goto(page, '#/overview');
-    await page.waitForSelector('#live[data-state=no-stats]', {timeout: 8000});
-    const t = await page.textContent('#live');
-    assert(/not available/.test(t), 'no "not available" note: ' + t);
-    await shot(page, 'overview');
-  }],
-
   ['overview_live_stats', async ({page}) => {
-    // AWAITS the stats tick (branch dev): skipped while /events sends none.
-    if (!state.stats) throw new Skip('GET /events sends no "stats" event on this gateway ' +
-                                     '(awaits the stats tick merge)');
+    if (!state.stats) throw new Error('GET /events sent no "stats" event');
     await goto(page, '#/overview');
     for (let i = 0; i < 20; i++) await client('/origin/stats-' + (i % 3));
     await page.waitForSelector('#chart-rps', {timeout: 5000});
@@ -463,17 +449,7 @@ const scenarios = [
   }],
 
   ['bans_ban_and_unban', async ({page}) => {
-    // AWAITS the bans endpoints (branch bans): skipped while GET /bans is a 404.
     const probe = await adminCall('GET', '/bans');
-    if (probe.status === 404) {
-      expectedFailures.push({path: '/bans', status: 404}, {path: '/violations', status: 404});
-      await goto(page, '#/bans');
-      await page.waitForSelector('#bans-list .state-unavailable');
-      await page.waitForSelector('#violators .state-unavailable');
-      await shot(page, 'bans');
-      throw new Skip('GET /bans answered 404 (awaits the bans merge); the page shows ' +
-                     '"not available", checked');
-    }
     assert(probe.status === 200, 'GET /bans: ' + probe.status);
     const who = 'ip:127.0.0.1';
     assert((await client('/origin/ban-check')).status === 200, 'before the ban');
@@ -630,18 +606,13 @@ async function main() {
     try {
       await fn({page, browser, context});
     } catch (e) {
-      if (e instanceof Skip) {
-        status = 'skip';
-        detail = e.message;
-      } else {
-        status = 'fail';
-        detail = e.stack || String(e);
-        failed++;
-        try {
-          await shot(page, 'FAILED-' + name);
-        } catch (e2) {
-          // the page itself may be gone
-        }
+      status = 'fail';
+      detail = e.stack || String(e);
+      failed++;
+      try {
+        await shot(page, 'FAILED-' + name);
+      } catch (e2) {
+        // the page itself may be gone
       }
     }
     console.log('RESULT ' + JSON.stringify({name, status, detail, ms: Date.now() - t0}));

@@ -5,14 +5,11 @@ git-ignored tests/browser/node_modules by scripts/deps). One gateway and one
 upstream serve every scenario; the browser script runs once and each
 scenario's verdict is one test here.
 
-Scenarios for endpoints this gateway may not have yet skip themselves, with
-the reason: bans_ban_and_unban while GET /bans answers 404 (the bans
-branch), overview_live_stats while GET /events sends no "stats" event (the
-stats tick); overview_without_stats_tick is the reverse and skips once the
-tick exists. Two scenarios run the overview's charts and the bans page against
-the documented shapes of those endpoints today, answered by the browser itself
-(Playwright's page.route): overview_charts_simulated_ticks and
-bans_page_simulated_api. Screenshots of each page go to build/screenshots/."""
+bans_ban_and_unban and overview_live_stats use the real endpoints; two more
+scenarios run the overview's charts and the bans page against the documented
+shapes of those endpoints answered by the browser itself (Playwright's
+page.route), including states the gateway does not produce on demand:
+overview_charts_simulated_ticks and bans_page_simulated_api. Screenshots of each page go to build/screenshots/."""
 
 import json
 import os
@@ -175,8 +172,6 @@ class DashboardInBrowser(unittest.TestCase):
         if r is None:
             self.fail("scenario %s did not run; browser output:\n%s"
                       % (name, self.output[-4000:]))
-        if r["status"] == "skip":
-            self.skipTest(r["detail"])
         if r["status"] != "pass":
             self.fail("%s\n%s" % (r["detail"], self.gw.describe(20)))
 
@@ -189,8 +184,6 @@ class DashboardInBrowser(unittest.TestCase):
     def test_overview(self):
         self.verdict("overview")
 
-    def test_overview_without_stats_tick(self):
-        self.verdict("overview_without_stats_tick")
 
     def test_overview_live_stats(self):
         """Awaits the stats tick of GET /events: skipped until it is merged."""
