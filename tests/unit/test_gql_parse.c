@@ -1,4 +1,4 @@
-/* The bounded GraphQL parser and its operation analysis (guard/gql_parse.h). */
+/* The bounded GraphQL parser and its operation analysis (graphql/parse.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "guard/gql_parse.h"
+#include "graphql/parse.h"
 #include "util/arena.h"
 
 /* Parse <src> with <lim>; 0 or -1, the error in <err>. */

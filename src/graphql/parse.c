@@ -1,5 +1,5 @@
-/* The bounded GraphQL parser and operation analysis (gql_parse.h). */
-#include "guard/gql_parse.h"
+/* The bounded GraphQL parser and operation analysis (graphql/parse.h). */
+#include "graphql/parse.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -936,17 +936,20 @@ int gqlp_parse(struct gqlp_doc *doc, const char *src, size_t len, const struct g
 
 /* ---- analysis ---- */
 
-/* What a selection set (or a fragment) adds up to; see gql_parse.h. */
+/* What a selection set (or a fragment) adds up to; see graphql/parse.h. */
 struct metrics {
     uint32_t depth, aliases, cost, root_fields;
     const char *names[GQLP_MAX_ROOT_NAMES];
     unsigned n_names;
+    uint32_t watched; /* bit i: a root field is named watch[i] */
 };
 
 struct analysis {
     const struct gqlp_operation *op;
     const json_t *variables;
     const struct metrics *frag; /* per fragment, in doc->frags order */
+    const char *const *watch;   /* root field names asked about (gqlp_analyze_watch) */
+    unsigned n_watch;
 };
 
 static uint32_t sat_add(uint32_t a, uint32_t b)
@@ -961,10 +964,13 @@ static uint32_t sat_mul(uint32_t a, uint32_t b)
     return p > GQLP_SATURATED ? GQLP_SATURATED : (uint32_t)p;
 }
 
-static void add_name(struct metrics *m, const char *name)
+static void add_name(const struct analysis *an, struct metrics *m, const char *name)
 {
     if (m->n_names < GQLP_MAX_ROOT_NAMES)
         m->names[m->n_names++] = name;
+    for (unsigned i = 0; i < an->n_watch; i++)
+        if (strcmp(an->watch[i], name) == 0)
+            m->watched |= 1u << i;
 }
 
 /* The value of a first/last argument: true with <n> when known. */
@@ -996,7 +1002,7 @@ static uint32_t clamp_count(long long n)
     return n < 0 ? 0 : n > GQLP_SATURATED ? GQLP_SATURATED : (uint32_t)n;
 }
 
-/* A field's cost from its children's (the rule of gql_parse.h). */
+/* A field's cost from its children's (the rule of graphql/parse.h). */
 static uint32_t field_cost(const struct analysis *an, const struct gqlp_sel *s, uint32_t children)
 {
     long long first, last;
@@ -1036,7 +1042,9 @@ static void measure(const struct analysis *an, const struct gqlp_sel *sel, struc
             if (top) {
                 m->root_fields = sat_add(m->root_fields, f->root_fields);
                 for (unsigned i = 0; i < f->n_names; i++)
-                    add_name(m, f->names[i]);
+                    if (m->n_names < GQLP_MAX_ROOT_NAMES)
+                        m->names[m->n_names++] = f->names[i];
+                m->watched |= f->watched;
             }
             continue;
         }
@@ -1049,7 +1057,7 @@ static void measure(const struct analysis *an, const struct gqlp_sel *sel, struc
         m->cost = sat_add(m->cost, field_cost(an, s, c.cost));
         if (top) {
             m->root_fields = sat_add(m->root_fields, 1);
-            add_name(m, s->name);
+            add_name(an, m, s->name);
         }
     }
 }
@@ -1099,6 +1107,13 @@ const char *gqlp_operation_name(const struct gqlp_doc *doc, size_t i)
 int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const json_t *variables,
                  struct gqlp_op_info *out, struct gqlp_error *err)
 {
+    return gqlp_analyze_watch(doc, operation_name, variables, NULL, 0, out, err);
+}
+
+int gqlp_analyze_watch(const struct gqlp_doc *doc, const char *operation_name,
+                       const json_t *variables, const char *const *watch, unsigned n_watch,
+                       struct gqlp_op_info *out, struct gqlp_error *err)
+{
     static const char *const type_names[] = {"query", "mutation", "subscription"};
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
@@ -1109,7 +1124,12 @@ int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const j
     if (!frag)
         return fail_at(err, 0, 0, "Out of memory");
     struct analysis an = {
-        .op = op, .variables = json_is_object(variables) ? variables : NULL, .frag = frag};
+        .op = op,
+        .variables = json_is_object(variables) ? variables : NULL,
+        .frag = frag,
+        .watch = watch,
+        .n_watch = n_watch < GQLP_MAX_WATCH ? n_watch : GQLP_MAX_WATCH,
+    };
     /* doc->frags lists each fragment after those it spreads: one pass. */
     for (size_t i = 0; i < doc->n_frags; i++)
         measure(&an, doc->frags[i]->sel, &frag[i], true);
@@ -1125,5 +1145,6 @@ int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const j
     out->depth = m.depth;
     out->aliases = m.aliases;
     out->cost = m.cost;
+    out->watched = m.watched;
     return 0;
 }
