@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conf/walker.h"
+#include "signing/conf.h"
 #include "util/arena.h"
 
 /* One limit string into <l>. GraphQL limits count operations over time; a
@@ -98,13 +99,6 @@ static void gql_cfg_set_operations(struct cfg_ctx *cx, const struct cfg_key *k, 
     gc->watch.n = (unsigned)gc->n_ops;
 }
 
-/* Present, so on (an absent section is not walked). */
-static void gql_cfg_check(struct cfg_ctx *cx, void *base, int line)
-{
-    struct gql_route_conf *gc = base;
-    gc->on = true;
-}
-
 /* Caps: 0 is "none" only by leaving the key out; the largest is where the
  * analysis saturates. */
 #define GQL_CAP_MAX 1000000000
@@ -121,6 +115,18 @@ static const struct cfg_key gql_cfg_keys[] = {
     CFG_INT("max_cost", struct gql_route_conf, max_cost, 1, GQL_CAP_MAX, NULL, 0),
     CFG_END,
 };
+/* Present, so on (an absent section is not walked). The body is read here
+ * before the limits; a signing route reads it whole for the proxy
+ * (px_body_read_tapped), and the two do not combine: refused, as signing
+ * refuses `rejection: graphql` (its rows are read before these). */
+static void gql_cfg_check(struct cfg_ctx *cx, void *base, int line)
+{
+    struct gql_route_conf *gc = base;
+    gc->on = true;
+    if (cx->route && sig_route_conf(cx->route)->enabled)
+        cfg_kerror(cx, line, "a GraphQL route cannot be a signing route (not supported yet)");
+}
+
 static const struct cfg_section gql_cfg_section = {gql_cfg_keys, gql_cfg_check};
 
 static const struct cfg_key gql_cfg_route_keys[] = {

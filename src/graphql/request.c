@@ -95,7 +95,7 @@ int gqlr_from_json(const char *body, size_t len, const struct gqlr_watch *watch,
     json_error_t je;
     /* JSON_REJECT_DUPLICATES: {"query": A, "query": B} must not mean A to
      * the gateway and B to the upstream. */
-    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!doc)
         return gqlr_fail(err, "The request body is not JSON: %.120s", je.text);
     int rc = 0;

@@ -1,38 +1,68 @@
-/* libFuzzer harness: the GraphQL reader (guard/graphql.h). The input is
- * read both as a GraphQL document and as a JSON request body; what comes
- * out must be NUL-terminated text that fits its fields. */
+/* libFuzzer harness: a GraphQL HTTP request into its operations
+ * (graphql/request.h), the reader the graphql stage runs on every request
+ * of a GraphQL route. The first byte picks the reader (a POST body, or a
+ * GET query string) and a watch list; the rest is the input. What comes
+ * out must respect the bounds: at most SL_MAX_GQL_BATCH operations, watch
+ * bits only for names that exist, a cost that is the saturated sum, and a
+ * printable message on error. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
-#include "guard/graphql.h"
+#include "graphql/request.h"
+#include "util/arena.h"
+#include "util/limits.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_op(const struct gql_op *op)
+static const char *const names[] = {"tokenAuth", "createErrand", "me", "a", "Q"};
+
+static void check(const struct gqlr_request *r, unsigned n_watch)
 {
-    if (!memchr(op->type, '\0', sizeof(op->type)) || !memchr(op->field, '\0', sizeof(op->field)))
+    if (r->n_ops < 1 || r->n_ops > SL_MAX_GQL_BATCH)
         FUZZ_ABORT();
-    if (strcmp(op->type, "query") != 0 && strcmp(op->type, "mutation") != 0 &&
-        strcmp(op->type, "subscription") != 0)
-        FUZZ_ABORT();
-    if (op->field[0] == '\0')
+    uint64_t sum = 0;
+    for (size_t i = 0; i < r->n_ops; i++) {
+        const struct gqlr_op *o = &r->ops[i];
+        if (n_watch < 32 && (o->watched >> n_watch) != 0)
+            FUZZ_ABORT();
+        if (strcmp(o->type_name, "query") != 0 && strcmp(o->type_name, "mutation") != 0 &&
+            strcmp(o->type_name, "subscription") != 0)
+            FUZZ_ABORT();
+        if (o->depth < 1 || o->root_fields < 1 || !o->field[0])
+            FUZZ_ABORT();
+        (void)strlen(o->name);
+        sum += o->cost;
+    }
+    if (r->cost != (sum > GQLP_SATURATED ? GQLP_SATURATED : sum))
         FUZZ_ABORT();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size < 1)
+        return 0;
+    bool get = data[0] & 1;
+    unsigned n_watch = (data[0] >> 1) % (sizeof(names) / sizeof(names[0]) + 1);
+    size--;
     /* A copy of exactly <size> bytes, so ASan sees any read past the end. */
-    char *doc = malloc(size ? size : 1);
-    memcpy(doc, data, size);
-    struct gql_op op;
-    memset(&op, 0x55, sizeof(op));
-    if (gql_inspect_document(doc, size, &op))
-        check_op(&op);
-    memset(&op, 0x55, sizeof(op));
-    if (gql_inspect_json(doc, size, &op))
-        check_op(&op);
-    free(doc);
+    char *in = malloc(size ? size : 1);
+    memcpy(in, data + 1, size);
+    struct arena *a = arena_new(4096);
+    struct gqlr_watch watch = {names, n_watch};
+    struct gqlr_request r;
+    struct gqlr_error err;
+    memset(&err, 0x55, sizeof(err));
+    int rc = get ? gqlr_from_query(in, size, &watch, a, &r, &err)
+                 : gqlr_from_json(in, size, &watch, a, &r, &err);
+    if (rc == 0) {
+        check(&r, n_watch);
+    } else {
+        if (rc != -1 || !memchr(err.message, '\0', sizeof(err.message)) || !err.message[0])
+            FUZZ_ABORT();
+    }
+    arena_free(a);
+    free(in);
     return 0;
 }
