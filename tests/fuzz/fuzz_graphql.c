@@ -5,6 +5,7 @@
  * out must respect the bounds: at most SL_MAX_GQL_BATCH operations, watch
  * bits only for names that exist, a cost that is the saturated sum, and a
  * printable message on error. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
