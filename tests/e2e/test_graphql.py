@@ -234,7 +234,7 @@ class Caps(E2ETestCase):
             (b'{"query": "{ a }", "query": "{ b }"}', "not JSON"),
             (gql_body("query A { a } query B { b }"), "operation name"),
             (gql_body("query A { a }", "B"), "Unknown operation named"),
-            (json.dumps([{"query": "{ a }"}] * 17).encode(), "at most 16"),
+            (json.dumps([{"query": "{ a }"}] * 17).encode(), "more than 16"),
             (b"[]", "empty batch"),
             (gql_body("type T { a: Int }"), ""),
         ]

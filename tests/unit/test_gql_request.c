@@ -116,7 +116,7 @@ static void test_batch(void **state)
     b.len -= 2;
     buf_append_str(&b, ", {\"query\": \"{ a }\"}]");
     buf_append(&b, "", 1);
-    json_fails(b.data, "A batch of 17 operations; at most 16");
+    json_fails(b.data, "A batch of more than 16 operations");
     buf_release(&b);
 
     json_fails("[]", "An empty batch");
@@ -143,7 +143,12 @@ static void test_json_errors(void **state)
     json_fails("{\"query\": \"{ a }\", \"operationName\": 7}", "operationName must be a string");
     json_fails("{\"query\": \"{ a }\", \"variables\": [1]}", "variables must be an object");
     /* One key, one meaning: the upstream might take the other. */
-    json_fails("{\"query\": \"{ a }\", \"query\": \"mutation { tokenAuth }\"}", "duplicate");
+    json_fails("{\"query\": \"{ a }\", \"query\": \"mutation { tokenAuth }\"}",
+               "'query' is given twice");
+    json_fails("{\"query\": \"{ a }\", \"\\u0071uery\": \"mutation { tokenAuth }\"}",
+               "'query' is given twice");
+    json_fails("{\"variables\": {}, \"query\": \"{ a }\", \"variables\": null}",
+               "'variables' is given twice");
     json_fails("{\"query\": \"{ a }\", \"operationName\": \"X\"}", "Unknown operation named");
     json_fails("{\"query\": \"fragment F on T { a }\"}", "no operation");
     json_fails("{\"query\": \"type T { a: Int }\"}", "");
@@ -153,6 +158,58 @@ static void test_json_errors(void **state)
     memset(big, ' ', sizeof(big) - 1);
     big[0] = '{';
     json_fails(big, "larger than 65536 bytes");
+}
+
+/* The scanner is strict JSON, as jansson: what it accepts, jansson reads
+ * the same (fuzz_graphql checks that on random input too). */
+static void test_json_strict(void **state)
+{
+    struct gqlr_request r = json_ok(
+        " \r\n\t{\"x\": [1, -0.5e+3, 0, 2E-2, true, false, null, {\"\": []}], "
+        "\"query\": \"{ a(s: \\\"caf\\u00e9 \\ud83d\\ude00 \xc3\xa9\\\") }\", \"operationName\": null, "
+        "\"variables\": null, \"extensions\": {\"a\": \"\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"}} \n");
+    assert_int_equal(r.n_ops, 1);
+    assert_string_equal(r.ops[0].field, "a");
+    /* An escaped name is the name. */
+    r = json_ok("{\"\\u0071uery\": \"\\u007b \\u0061 }\"}");
+    assert_string_equal(r.ops[0].field, "a");
+    /* A long query whose escaped quotes make it longer than the first guess. */
+    r = json_ok("{\"query\": \"{ a(s: \\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\") }\"}");
+    assert_string_equal(r.ops[0].field, "a");
+
+    json_fails("{\"query\": \"{ a }\"} x", "end of data expected at byte 19");
+    json_fails("{\"query\": \"{ a }\"}{}", "end of data expected");
+    json_fails("{\"query\": \"{ a }\",}", "a string key expected");
+    json_fails("{\"query\" \"{ a }\"}", "':' expected");
+    json_fails("{\"query\": \"{ a }\" \"x\": 1}", "',' or '}' expected");
+    json_fails("{'query': \"{ a }\"}", "a string key expected");
+    json_fails("{\"query\": \"{ a }\", \"x\": 01}", "',' or '}' expected");
+    json_fails("{\"query\": \"{ a }\", \"x\": 1.}", "invalid number");
+    json_fails("{\"query\": \"{ a }\", \"x\": -}", "invalid value");
+    json_fails("{\"query\": \"{ a }\", \"x\": 1e}", "invalid number");
+    json_fails("{\"query\": \"{ a }\", \"x\": tru}", "invalid value");
+    json_fails("{\"query\": \"{ a }\", \"x\": NaN}", "invalid value");
+    json_fails("{\"query\": \"{ a }\", \"x\": [1,]}", "invalid value");
+    json_fails("{\"query\": \"{ a\tb }\"}", "a control character in a string");
+    json_fails("{\"query\": \"{ a \\x }\"}", "invalid escape");
+    json_fails("{\"query\": \"{ a \\u00g0 }\"}", "invalid \\u escape");
+    json_fails("{\"query\": \"{ a \\u0000 }\"}", "\\u0000 in a string");
+    json_fails("{\"query\": \"{ a \\ud83d }\"}", "a lone high surrogate");
+    json_fails("{\"query\": \"{ a \\ude00 }\"}", "a lone low surrogate");
+    json_fails("{\"query\": \"{ a \xc3 }\"}", "invalid UTF-8");
+    json_fails("{\"query\": \"{ a \xc0\xaf }\"}", "invalid UTF-8");         /* overlong */
+    json_fails("{\"query\": \"{ a \xed\xa0\x80 }\"}", "invalid UTF-8");    /* a surrogate */
+    json_fails("{\"query\": \"{ a \xf4\x90\x80\x80 }\"}", "invalid UTF-8"); /* > U+10FFFF */
+    json_fails("{\"query\": \"{ a }", "unterminated string");
+    json_fails("{\"query\": \"{ a }\"", "',' or '}' expected");
+
+    struct buf b = {0};
+    buf_append_str(&b, "{\"query\": \"{ a }\", \"x\": ");
+    for (int i = 0; i < 64; i++)
+        buf_append_str(&b, "[");
+    buf_append(&b, "", 1);
+    json_fails(b.data, "nested too deep");
+    buf_release(&b);
 }
 
 static void test_get(void **state)
@@ -184,6 +241,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cost_saturates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_strict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
