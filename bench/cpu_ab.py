@@ -9,9 +9,10 @@ scenarios of those names), bare (limit with usage metering off) or quota
 (proxy with a 10,000-network deny list that does not hold the client: the
 cost of the access-list lookup, SPEC 7.1), graphql_flat (a route with a
 flat limit, every request a POST of a ~2 KB GraphQL query: bench/graphql.lua)
-or graphql_ops (the same route and requests, plus `graphql:` with per-type
-and per-operation limits that count the query and a cost cap it stays under:
-the cost of reading, checking and counting the operation, SPEC 7.4).
+graphql_route (the same with `rejection: graphql`: the body is read to name
+the operation in a 429, as before SPEC 7.4), or graphql_ops (the same route
+and requests, with `graphql:` per-type and per-operation limits that count
+the query and a cost cap it stays under, SPEC 7.4).
 --scenario-b gives B another scenario than A: with the same binary twice,
 the CPU a feature costs (bare vs quota). Starts an nginx upstream, one gateway per binary
 (workers: 1, pinned to core 0; with redis, one redis-server per gateway),
@@ -70,8 +71,11 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
     y = ("server:\n  listen: [\"127.0.0.1:%d\"]\n  workers: 1\n  access_log: false\n"
          "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
          "routes:\n  - prefix: /\n    upstream: app\n" % (port, upstream_port))
-    if scenario in ("limit", "redis", "bare", "quota", "graphql_flat", "graphql_ops"):
+    if scenario in ("limit", "redis", "bare", "quota", "graphql_flat", "graphql_route",
+                    "graphql_ops"):
         y += "    limits: {anonymous: [\"4000000000/h\"]}\n"
+    if scenario in ("graphql_route", "graphql_ops"):
+        y += "    rejection: graphql\n"
     if scenario == "graphql_ops":
         y += ("    graphql: {query: \"4000000000/h\", mutation: \"1000/h\", operations: "
               "{Dashboard: \"4000000000/h\", tokenAuth: \"20/m\"}, max_depth: 10, "
@@ -96,7 +100,7 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl", "graphql_flat",
-                 "graphql_ops"]
+                 "graphql_route", "graphql_ops"]
     ap.add_argument("scenario", choices=scenarios)
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")

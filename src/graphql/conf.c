@@ -6,6 +6,7 @@
 #include "conf/walker.h"
 #include "signing/conf.h"
 #include "util/arena.h"
+#include "util/buf.h"
 
 /* One limit string into <l>. GraphQL limits count operations over time; a
  * concurrency limit (requests in flight) would have to be held per
@@ -121,10 +122,30 @@ static const struct cfg_key gql_cfg_keys[] = {
  * refuses `rejection: graphql` (its rows are read before these). */
 static void gql_cfg_check(struct cfg_ctx *cx, void *base, int line)
 {
+    static const char *const types[3] = {"query", "mutation", "subscription"};
     struct gql_route_conf *gc = base;
     gc->on = true;
-    if (cx->route && sig_route_conf(cx->route)->enabled)
+    if (!cx->route)
+        return;
+    if (sig_route_conf(cx->route)->enabled)
         cfg_kerror(cx, line, "a GraphQL route cannot be a signing route (not supported yet)");
+    /* Counter scopes name the route as the limit module does ('=' exact,
+     * '^' prefix, then the path; read before the modules' rows), so they
+     * survive a reload that leaves the route as it is. */
+    char match = cx->route->match == CFG_MATCH_EXACT ? '=' : '^';
+    const char *path = cx->route->path ? cx->route->path : "";
+    struct buf b = {0};
+    for (int t = 0; t < 3; t++) {
+        b.len = 0;
+        buf_appendf(&b, "g:%c%s:type:%s", match, path, types[t]);
+        gc->type_scopes[t] = arena_strndup(cx->c->arena, b.data, b.len);
+    }
+    for (int i = 0; i < gc->n_ops; i++) {
+        b.len = 0;
+        buf_appendf(&b, "g:%c%s:op:%s", match, path, gc->ops[i].name);
+        gc->ops[i].scope = arena_strndup(cx->c->arena, b.data, b.len);
+    }
+    buf_release(&b);
 }
 
 static const struct cfg_section gql_cfg_section = {gql_cfg_keys, gql_cfg_check};

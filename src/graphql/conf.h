@@ -16,11 +16,13 @@
 struct gql_op_limit {
     char *name;
     struct limit limit;
+    char *scope; /* its counters' scope in limit keys: "g:<route>:op:<name>" */
 };
 
 struct gql_route_conf {
     bool on;                      /* the route has `graphql:` */
     struct limit *types[3];       /* query, mutation, subscription (enum gqlp_op_type); NULL: none */
+    char *type_scopes[3];         /* "g:<route>:type:<type>": built once, not per request */
     struct gql_op_limit *ops;     /* at most SL_MAX_GQL_OPERATION_LIMITS */
     int n_ops;
     struct gqlr_watch watch;      /* the ops' names, for the reader */

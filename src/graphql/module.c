@@ -82,18 +82,6 @@ static bool gql_check_caps(struct exchange *x, const struct gql_route_conf *gc,
     return false;
 }
 
-/* The route's counter scope: "g:" + the route as the limit module writes
- * it ('=' exact, '^' prefix, then the path). */
-static const char *gql_scope(struct exchange *x, const char *kind, const char *name)
-{
-    struct buf b = {0};
-    buf_appendf(&b, "g:%c%s:%s:%s", x->route->match == CFG_MATCH_EXACT ? '=' : '^',
-                x->route->path, kind, name);
-    const char *s = arena_strndup(x->arena, b.data, b.len);
-    buf_release(&b);
-    return s;
-}
-
 /* The counters <r> counts against: per type, the operations of that type;
  * per configured operation, those that match it. Only configured limits
  * make counters: a client's names pick among them, never add one. False
@@ -122,7 +110,7 @@ static bool gql_count(struct exchange *x, const struct gql_route_conf *gc,
             ex.times++;
         }
         if (ex.times) {
-            ex.scope = gql_scope(x, "type", ex.type);
+            ex.scope = gc->type_scopes[t];
             v[e->n++] = ex;
             total += ex.times;
         }
@@ -137,7 +125,7 @@ static bool gql_count(struct exchange *x, const struct gql_route_conf *gc,
             ex.times++;
         }
         if (ex.times) {
-            ex.scope = gql_scope(x, "op", gc->ops[k].name);
+            ex.scope = gc->ops[k].scope;
             v[e->n++] = ex;
             total += ex.times;
         }
@@ -257,6 +245,9 @@ static enum stage_result gql_stage(struct exchange *x)
         return STAGE_DONE;
     }
     struct gql_exchange *g = arena_calloc(x->arena, sizeof(*g));
+    /* One allocation for a body of known length (a few reallocs else). */
+    if (x->content_length > 0 && x->content_length <= (int64_t)GQLP_DEFAULT_MAX_BYTES)
+        buf_reserve(&g->data, (size_t)x->content_length);
     x->ctx[MOD_graphql] = g;
     exchange_on_end(x, gql_body_release, g);
     exchange_set_body_sink(x, gql_body_sink);
