@@ -55,12 +55,18 @@ static void lim_add_op(struct exchange *x, struct lim_op *ops, int *n, const cha
 {
     if (*n >= lim_ops_cap(x))
         return;
-    struct buf k = {0};
-    buf_appendf(&k, "%s:%s|%s", scope, l->text, x->identity.id);
+    /* "<scope>:<limit>|<identity>", put together in the arena: no printf
+     * and no malloc for each counter of each request. */
+    size_t ls = strlen(scope), ll = strlen(l->text), li = strlen(x->identity.id);
+    char *k = arena_alloc(x->arena, ls + ll + li + 3);
+    memcpy(k, scope, ls);
+    k[ls] = ':';
+    memcpy(k + ls + 1, l->text, ll);
+    k[ls + 1 + ll] = '|';
+    memcpy(k + ls + 2 + ll, x->identity.id, li + 1);
     ops[*n].limit = l;
-    ops[*n].key = arena_strndup(x->arena, k.data, k.len);
-    ops[*n].key_len = k.len;
-    buf_release(&k);
+    ops[*n].key = k;
+    ops[*n].key_len = ls + ll + li + 2;
     (*n)++;
 }
 
@@ -79,8 +85,11 @@ static void lim_collect_extras(struct exchange *x, struct lim_op *ops, int *n)
             r->algorithm = lim_conf(x->cfg)->algorithm;
             l = r;
         }
-        for (unsigned t = 0; t < ex->times; t++)
-            lim_add_op(x, ops, n, ex->scope, l);
+        /* The same key each time: built once, copied. */
+        int first = *n;
+        lim_add_op(x, ops, n, ex->scope, l);
+        for (unsigned t = 1; t < ex->times && *n > first && *n < lim_ops_cap(x); t++)
+            ops[(*n)++] = ops[first];
     }
 }
 
