@@ -19,7 +19,8 @@ static bool gql_cfg_limit(struct cfg_ctx *cx, const char *s, int line, struct li
         return false;
     }
     if (l->algorithm == LIM_CONCURRENCY) {
-        cfg_kerror(cx, line, "'%.*s': a GraphQL limit counts operations over time, not requests "
+        cfg_kerror(cx, line,
+                   "'%.*s': a GraphQL limit counts operations over time, not requests "
                    "in flight (put concurrency in the route's limits)",
                    CFG_QUOTE_MAX, s);
         return false;
@@ -59,9 +60,9 @@ static void gql_cfg_set_operations(struct cfg_ctx *cx, const struct cfg_key *k, 
                                    void *base)
 {
     struct gql_route_conf *gc = base;
-    ptrdiff_t count = cfg_collection_size(cx, node, YAML_MAPPING_NODE,
-                                          "a mapping of operation names to limits", "operations",
-                                          SL_MAX_GQL_OPERATION_LIMITS);
+    ptrdiff_t count =
+        cfg_collection_size(cx, node, YAML_MAPPING_NODE, "a mapping of operation names to limits",
+                            "operations", SL_MAX_GQL_OPERATION_LIMITS);
     if (count <= 0)
         return;
     gc->ops = cfg_alloc(cx, (size_t)count * sizeof(*gc->ops));

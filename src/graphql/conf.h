@@ -20,12 +20,12 @@ struct gql_op_limit {
 };
 
 struct gql_route_conf {
-    bool on;                      /* the route has `graphql:` */
-    struct limit *types[3];       /* query, mutation, subscription (enum gqlp_op_type); NULL: none */
-    char *type_scopes[3];         /* "g:<route>:type:<type>": built once, not per request */
-    struct gql_op_limit *ops;     /* at most SL_MAX_GQL_OPERATION_LIMITS */
+    bool on;                  /* the route has `graphql:` */
+    struct limit *types[3];   /* query, mutation, subscription (enum gqlp_op_type); NULL: none */
+    char *type_scopes[3];     /* "g:<route>:type:<type>": built once, not per request */
+    struct gql_op_limit *ops; /* at most SL_MAX_GQL_OPERATION_LIMITS */
     int n_ops;
-    struct gqlr_watch watch;      /* the ops' names, for the reader */
+    struct gqlr_watch watch;                                    /* the ops' names, for the reader */
     uint32_t max_depth, max_aliases, max_root_fields, max_cost; /* 0: no cap */
 };
 

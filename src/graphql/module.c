@@ -72,9 +72,8 @@ static bool gql_check_caps(struct exchange *x, const struct gql_route_conf *gc,
             if (!caps[c].cap || caps[c].actual <= caps[c].cap)
                 continue;
             char msg[160];
-            snprintf(msg, sizeof(msg), "The %s%s%s has %s %u; at most %u is allowed",
-                     o->type_name, o->name[0] ? " " : "", o->name, caps[c].what, caps[c].actual,
-                     caps[c].cap);
+            snprintf(msg, sizeof(msg), "The %s%s%s has %s %u; at most %u is allowed", o->type_name,
+                     o->name[0] ? " " : "", o->name, caps[c].what, caps[c].actual, caps[c].cap);
             gql_refuse(x, caps[c].code, msg, caps[c].cap, caps[c].actual);
             return true;
         }
@@ -250,6 +249,8 @@ static enum stage_result gql_stage(struct exchange *x)
         buf_reserve(&g->data, (size_t)x->content_length);
     x->ctx[MOD_graphql] = g;
     exchange_on_end(x, gql_body_release, g);
+    /* A client waiting on Expect: 100-continue sends nothing until told. */
+    exchange_send_continue(x);
     exchange_set_body_sink(x, gql_body_sink);
     return STAGE_WAIT;
 }

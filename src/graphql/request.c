@@ -11,8 +11,8 @@
 #include "util/arena.h"
 #include "util/limits.h"
 
-__attribute__((format(printf, 2, 3))) static int gqlr_fail(struct gqlr_error *err,
-                                                            const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int gqlr_fail(struct gqlr_error *err, const char *fmt,
+                                                           ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -524,8 +524,7 @@ int gqlr_from_json(const char *body, size_t len, const struct gqlr_watch *watch,
 {
     memset(out, 0, sizeof(*out));
     if (len > GQLP_DEFAULT_MAX_BYTES)
-        return gqlr_fail(err, "The request body is larger than %u bytes",
-                         GQLP_DEFAULT_MAX_BYTES);
+        return gqlr_fail(err, "The request body is larger than %u bytes", GQLP_DEFAULT_MAX_BYTES);
     struct gqlr_scan s = {body, body, body + len, 0, err};
     struct gqlr_entry one, *entries = &one;
     int n = 1;

@@ -1,15 +1,17 @@
 #ifndef SLUICE_GQL_REQUEST_H
 #define SLUICE_GQL_REQUEST_H
 /* The operations of one GraphQL HTTP request (SPEC 7.4), read with the
- * bounded parser (graphql/parse.h): a POST body `{"query": ..., 
+ * bounded parser (graphql/parse.h): a POST body `{"query": ...,
  * "operationName": ..., "variables": {...}}` or a batch, a JSON array of
  * such objects (each entry is one operation), or a GET query string
  * `query=...&operationName=...&variables=...`. Pure: no exchange, no I/O,
  * so unit tests and the fuzz harness call it directly.
  *
- * Bounds, all reported as errors: the body or query string (<max_bytes>,
- * default GQLP_DEFAULT_MAX_BYTES), a batch of at most SL_MAX_GQL_BATCH
- * entries, and each document the parser's limits (gqlp_default_limits). */
+ * Bounds, all reported as errors: the body or query string (at most
+ * GQLP_DEFAULT_MAX_BYTES), a batch of at most SL_MAX_GQL_BATCH entries,
+ * JSON nested at most 64 deep, and each document the parser's limits
+ * (gqlp_default_limits). The JSON is strict (RFC 8259) and query,
+ * operationName and variables may each appear once (request.c says why). */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -12,10 +12,10 @@ struct exchange;
 
 struct lim_extra {
     const struct limit *limit; /* the config's; LIM_DEFAULT: limits.algorithm */
-    const char *scope;         /* the counter's scope in its key, e.g. "g:=/graphql/:op:tokenAuth" */
-    unsigned times;            /* how often this request counts (>= 1): operations of a batch */
-    const char *type;          /* a refusal by this counter names this type ... */
-    const char *operation;     /* ... and operation */
+    const char *scope;     /* the counter's scope in its key, e.g. "g:=/graphql/:op:tokenAuth" */
+    unsigned times;        /* how often this request counts (>= 1): operations of a batch */
+    const char *type;      /* a refusal by this counter names this type ... */
+    const char *operation; /* ... and operation */
 };
 
 struct lim_extras {

@@ -88,7 +88,7 @@ static void lim_collect_extras(struct exchange *x, struct lim_op *ops, int *n)
         /* The same key each time: built once, copied. */
         int first = *n;
         lim_add_op(x, ops, n, ex->scope, l);
-        for (unsigned t = 1; t < ex->times && *n > first && *n < lim_ops_cap(x); t++)
+        for (unsigned t = 1; t<ex->times && * n> first && *n < lim_ops_cap(x); t++)
             ops[(*n)++] = ops[first];
     }
 }
@@ -226,8 +226,8 @@ static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n
         if (l->algorithm != LIM_CONCURRENCY)
             buf_appendf(&policy, ";w=%lld", (long long)(l->window_us / 1000000));
         int64_t t = d->allowed ? d->reset_us : d->retry_after_us;
-        buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", sep, name,
-                    (unsigned long long)d->remaining, (long long)lim_ceil_s(t));
+        buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", sep, name, (unsigned long long)d->remaining,
+                    (long long)lim_ceil_s(t));
     }
     if (q)
         quota_ietf_items(q, &policy, &state);

@@ -73,6 +73,7 @@ class Seed001(E2ETestCase):
         self.assertEqual((ext["code"], ext["operation"], ext["type"]),
                          ("RATE_LIMIT_EXCEEDED", op, type_))
         self.assertAlmostEqual(ext["resetAt"], time.time() + retry, delta=3)
+        self.assertIsNotNone(r.header("X-GraphQL-Cost"))
 
     def test_operation_and_type_limits(self):
         gw = self.start_gateway(seed_config(self.up))
@@ -280,6 +281,20 @@ class Caps(E2ETestCase):
         r = c.request(build_request("GET", "/graphql"))
         self.assertEqual(r.status, 200)
         self.assertIsNone(r.header("X-GraphQL-Cost"))
+
+    def test_expect_100_continue(self):
+        c = RawConn(self.gw.port)
+        body = gql_body("{ a { b } }")
+        c.send(build_request("POST", "/graphql", headers=[
+            ("Expect", "100-continue"), ("Content-Length", str(len(body))),
+            ("Content-Type", "application/json")]))
+        interim = c.read_response(skip_interim=False, timeout=5)
+        self.assertEqual(interim.status, 100)
+        c.send(body)
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], len(body))
+        self.assertEqual(r.header("X-GraphQL-Cost"), "1")
 
     def test_upstream_receives_the_body_unchanged(self):
         c = RawConn(self.gw.port)

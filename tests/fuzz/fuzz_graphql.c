@@ -98,8 +98,8 @@ static void differential(const char *in, size_t size, struct arena *a)
                             entries[i].name ? strlen(entries[i].name) : 0);
             }
         }
-    } else if (strict && strstr(err.message, "not JSON") && !strstr(err.message, "nested too deep") &&
-               !strstr(err.message, "given twice")) {
+    } else if (strict && strstr(err.message, "not JSON") &&
+               !strstr(err.message, "nested too deep") && !strstr(err.message, "given twice")) {
         FUZZ_ABORT();
     }
     json_decref(j);

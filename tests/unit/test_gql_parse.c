@@ -505,9 +505,8 @@ static void test_watch(void **state)
     assert_int_equal(watched("mutation { t: tokenAuth { token } }", w, 3), 1);
     assert_int_equal(watched("mutation { tokenAuth: ping }", w, 3), 0);
     /* Through fragments and inline fragments, at the root only. */
-    assert_int_equal(watched("mutation { ...F } fragment F on M { ... on M { createErrand } }",
-                             w, 3),
-                     2);
+    assert_int_equal(
+        watched("mutation { ...F } fragment F on M { ... on M { createErrand } }", w, 3), 2);
     assert_int_equal(watched("{ user { me tokenAuth } }", w, 3), 0);
     /* Every root field is compared, not only the GQLP_MAX_ROOT_NAMES kept. */
     assert_int_equal(watched("{ a b c d e f g h i j k me }", w, 3), 4);

@@ -97,9 +97,9 @@ static void test_single(void **state)
 
 static void test_batch(void **state)
 {
-    struct gqlr_request r = json_ok(
-        "[{\"query\": \"{ a { b } }\"}, {\"query\": \"mutation { createErrand { id } }\"}, "
-        "{\"query\": \"query($n: Int = 4) { u(last: $n) { id } }\"}]");
+    struct gqlr_request r =
+        json_ok("[{\"query\": \"{ a { b } }\"}, {\"query\": \"mutation { createErrand { id } }\"}, "
+                "{\"query\": \"query($n: Int = 4) { u(last: $n) { id } }\"}]");
     assert_int_equal(r.n_ops, 3);
     assert_int_equal(r.ops[0].type, GQLP_QUERY);
     assert_int_equal(r.ops[1].type, GQLP_MUTATION);
@@ -120,7 +120,8 @@ static void test_batch(void **state)
     buf_release(&b);
 
     json_fails("[]", "An empty batch");
-    json_fails("[{\"query\": \"{ a }\"}, 7]", "Operation 1 of the batch: A GraphQL request must be");
+    json_fails("[{\"query\": \"{ a }\"}, 7]",
+               "Operation 1 of the batch: A GraphQL request must be");
     json_fails("[{\"query\": \"{ a }\"}, {\"query\": \"{ b \"}]",
                "Operation 1 of the batch: Syntax Error");
 }
@@ -166,7 +167,8 @@ static void test_json_strict(void **state)
 {
     struct gqlr_request r = json_ok(
         " \r\n\t{\"x\": [1, -0.5e+3, 0, 2E-2, true, false, null, {\"\": []}], "
-        "\"query\": \"{ a(s: \\\"caf\\u00e9 \\ud83d\\ude00 \xc3\xa9\\\") }\", \"operationName\": null, "
+        "\"query\": \"{ a(s: \\\"caf\\u00e9 \\ud83d\\ude00 \xc3\xa9\\\") }\", \"operationName\": "
+        "null, "
         "\"variables\": null, \"extensions\": {\"a\": \"\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"}} \n");
     assert_int_equal(r.n_ops, 1);
     assert_string_equal(r.ops[0].field, "a");
@@ -174,7 +176,8 @@ static void test_json_strict(void **state)
     r = json_ok("{\"\\u0071uery\": \"\\u007b \\u0061 }\"}");
     assert_string_equal(r.ops[0].field, "a");
     /* A long query whose escaped quotes make it longer than the first guess. */
-    r = json_ok("{\"query\": \"{ a(s: \\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\") }\"}");
+    r = json_ok("{\"query\": \"{ a(s: "
+                "\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\\\\\"\\\") }\"}");
     assert_string_equal(r.ops[0].field, "a");
 
     json_fails("{\"query\": \"{ a }\"} x", "end of data expected at byte 19");
@@ -198,7 +201,7 @@ static void test_json_strict(void **state)
     json_fails("{\"query\": \"{ a \\ude00 }\"}", "a lone low surrogate");
     json_fails("{\"query\": \"{ a \xc3 }\"}", "invalid UTF-8");
     json_fails("{\"query\": \"{ a \xc0\xaf }\"}", "invalid UTF-8");         /* overlong */
-    json_fails("{\"query\": \"{ a \xed\xa0\x80 }\"}", "invalid UTF-8");    /* a surrogate */
+    json_fails("{\"query\": \"{ a \xed\xa0\x80 }\"}", "invalid UTF-8");     /* a surrogate */
     json_fails("{\"query\": \"{ a \xf4\x90\x80\x80 }\"}", "invalid UTF-8"); /* > U+10FFFF */
     json_fails("{\"query\": \"{ a }", "unterminated string");
     json_fails("{\"query\": \"{ a }\"", "',' or '}' expected");
