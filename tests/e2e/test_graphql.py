@@ -155,6 +155,24 @@ class Seed001(E2ETestCase):
         # the route's own limit refused: the body still names the operation
         self.assert_graphql_429(r, "query", "me", 3, 60)
 
+    def test_ietf_headers_show_a_batched_counter_once(self):
+        cfg = make_config({"app": self.up}, routes=[
+            {"path": "/graphql/", "graphql": {"query": "10/m"},
+             "limits": {"anonymous": ["100/h"]}, "rejection": "graphql"}, {"prefix": "/"}])
+        cfg["limits"] = {"headers": ["x-ratelimit", "ietf"]}
+        gw = self.start_gateway(cfg)
+        c = RawConn(gw.port)
+        r = post(c, "/graphql/", json.dumps([{"query": QUERY}] * 3).encode())
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("RateLimit-Policy"), '"hourly";q=100;w=3600, '
+                                                       '"per-minute";q=10;w=60')
+        self.assertRegex(r.header("RateLimit"), r'^"hourly";r=99;t=\d+, "per-minute";r=7;t=\d+$')
+        self.assertEqual(r.header("X-RateLimit-Remaining"), "7")
+        r = post(c, "/graphql/", json.dumps([{"query": QUERY}] * 8).encode())
+        self.assertEqual(r.status, 429)
+        # refused: what the counters had before the request
+        self.assertRegex(r.header("RateLimit"), r'^"hourly";r=99;t=\d+, "per-minute";r=7;t=\d+$')
+
     def test_unconfigured_names_make_no_counters(self):
         gw = self.start_gateway(seed_config(self.up))
         c = RawConn(gw.port)
