@@ -22,6 +22,15 @@
 #include "util/buf.h"
 #include "util/json.h"
 
+/* The documents are parsed in a per-worker scratch arena (w->ctx[MOD_graphql]),
+ * emptied after each request, not in the exchange's: a 2 KB query's tree
+ * is tens of KB, and growing and freeing that much on every request cost
+ * more than the parse (heap growth and trimming, page faults). What the
+ * later stages need (gqlr_op, a few names) is copied to the exchange. Its
+ * block is kept up to this size. */
+#define GQL_SCRATCH_FIRST (32u << 10)
+#define GQL_SCRATCH_KEEP (512u << 10)
+
 /* x->ctx[MOD_graphql]: the body read so far. */
 struct gql_exchange {
     struct buf data;
@@ -174,10 +183,27 @@ static enum stage_result gql_decide(struct exchange *x, int rc, const struct gql
     return STAGE_NEXT;
 }
 
-static const struct gqlr_watch *gql_watch(const struct exchange *x)
+/* Reads the request with <read> (gqlr_from_json or gqlr_from_query) in the
+ * worker's scratch arena, then keeps the operations in <x>'s arena. */
+static int gql_read(struct exchange *x, const char *in, size_t len,
+                    int (*read)(const char *, size_t, const struct gqlr_watch *, struct arena *,
+                                struct gqlr_request *, struct gqlr_error *),
+                    struct gqlr_request *r, struct gqlr_error *err)
 {
+    struct arena *scratch = x->worker->ctx[MOD_graphql];
     const struct gql_route_conf *gc = gql_route_conf(x->route);
-    return gc->n_ops ? &gc->watch : NULL;
+    int rc = read(in, len, gc->n_ops ? &gc->watch : NULL, scratch, r, err);
+    if (rc == 0) {
+        struct gqlr_op *ops = arena_alloc(x->arena, r->n_ops * sizeof(*ops));
+        for (size_t i = 0; i < r->n_ops; i++) {
+            ops[i] = r->ops[i];
+            ops[i].name = arena_strndup(x->arena, ops[i].name, strlen(ops[i].name));
+            ops[i].field = arena_strndup(x->arena, ops[i].field, strlen(ops[i].field));
+        }
+        r->ops = ops;
+    }
+    arena_reset(scratch, GQL_SCRATCH_KEEP);
+    return rc;
 }
 
 static void gql_body_sink(struct exchange *x, const char *data, size_t len, bool end)
@@ -210,8 +236,7 @@ static void gql_body_sink(struct exchange *x, const char *data, size_t len, bool
     }
     struct gqlr_request r;
     struct gqlr_error err;
-    int rc = gqlr_from_json(g->data.data ? g->data.data : "", g->data.len, gql_watch(x), x->arena,
-                            &r, &err);
+    int rc = gql_read(x, g->data.data ? g->data.data : "", g->data.len, gqlr_from_json, &r, &err);
     /* Everything read goes back to the queue for the proxy, unchanged. */
     exchange_requeue_body(x, g->data.data, g->data.len);
     buf_release(&g->data);
@@ -231,7 +256,7 @@ static enum stage_result gql_stage(struct exchange *x)
             return STAGE_NEXT;
         struct gqlr_request r;
         struct gqlr_error err;
-        int rc = gqlr_from_query(x->query, x->query_len, gql_watch(x), x->arena, &r, &err);
+        int rc = gql_read(x, x->query, x->query_len, gqlr_from_query, &r, &err);
         return gql_decide(x, rc, &r, &err) == STAGE_NEXT ? STAGE_NEXT : STAGE_DONE;
     }
     if (x->method != HTTP_POST)
@@ -259,9 +284,21 @@ static const struct sl_stage gql_stages[] = {
     {SL_PHASE_INSPECT, false, gql_stage},
 };
 
+static void gql_init_worker(struct worker *w)
+{
+    w->ctx[MOD_graphql] = arena_new(GQL_SCRATCH_FIRST);
+}
+
+static void gql_dispose_worker(struct worker *w)
+{
+    arena_free(w->ctx[MOD_graphql]);
+}
+
 const struct sl_module graphql_module = {
     .name = "graphql",
     .conf = &gql_cfg_module,
+    .init_worker = gql_init_worker,
+    .dispose_worker = gql_dispose_worker,
     .stages = gql_stages,
     .n_stages = 1,
 };

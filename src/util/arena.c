@@ -55,6 +55,28 @@ void arena_free(struct arena *a)
     free(a);
 }
 
+void arena_reset(struct arena *a, size_t keep_max)
+{
+    for (struct arena_cleanup *c = a->cleanups; c; c = c->next)
+        c->fn(c->arg);
+    a->cleanups = NULL;
+    struct arena_block *keep = a->head;
+    struct arena_block *b = keep->next;
+    while (b) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    if (keep->size > keep_max) {
+        free(keep);
+        keep = arena_block_new(keep_max);
+    }
+    keep->next = NULL;
+    keep->used = 0;
+    a->head = keep;
+    a->next_size = keep->size * 2;
+}
+
 void *arena_alloc(struct arena *a, size_t n)
 {
     const size_t align = sizeof(max_align_t);
