@@ -1,6 +1,8 @@
 #include "util/arena.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "util/mem.h"
 
