@@ -195,6 +195,37 @@ static int gqlr_escape(struct gqlr_scan *s, unsigned long *cp)
     return 0;
 }
 
+/* Eight bytes at a time (SWAR, as in "Bit Twiddling Hacks": a word has a
+ * zero byte when (v - 0x01..) & ~v & 0x80.. is not zero): a query is
+ * mostly plain text, and this loop is most of the time spent on a body. */
+#define GQLR_ONES 0x0101010101010101ull
+#define GQLR_HIGHS 0x8080808080808080ull
+
+static bool gqlr_word_plain(uint64_t v)
+{
+    uint64_t quote = v ^ (GQLR_ONES * '"'), bslash = v ^ (GQLR_ONES * '\\');
+    uint64_t special = ((quote - GQLR_ONES) & ~quote) | ((bslash - GQLR_ONES) & ~bslash) |
+                       (v - GQLR_ONES * 0x20) /* a byte < 0x20 borrows into its high bit */ | v;
+    return (special & GQLR_HIGHS) == 0;
+}
+
+/* The end of the run of plain string bytes (0x20..0x7f but '"' and '\\')
+ * from <p>. */
+static const char *gqlr_plain_run(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        if (!gqlr_word_plain(v))
+            break;
+        p += 8;
+    }
+    while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' &&
+           *p != '\\')
+        p++;
+    return p;
+}
+
 /* The string at s->p (its opening quote), checked; with <out>, decoded
  * into the arena and NUL-terminated (its JSON text bounds its length). */
 static int gqlr_string(struct gqlr_scan *s, struct arena *a, const char **out, size_t *out_len)
@@ -210,9 +241,7 @@ static int gqlr_string(struct gqlr_scan *s, struct arena *a, const char **out, s
         for (;;) {
             /* The plain run (no escape, quote, control byte or UTF-8): copied at once. */
             const char *run = s->p;
-            while (s->p < s->end && (unsigned char)*s->p >= 0x20 && (unsigned char)*s->p < 0x80 &&
-                   *s->p != '"' && *s->p != '\\')
-                s->p++;
+            s->p = gqlr_plain_run(s->p, s->end);
             size_t k = (size_t)(s->p - run);
             if (n + k + 4 > cap) {
                 size_t ncap = (n + k + 4) * 2;
@@ -242,7 +271,7 @@ static int gqlr_string(struct gqlr_scan *s, struct arena *a, const char **out, s
             }
         }
     } else {
-        while (s->p < s->end && *s->p != '"') {
+        while ((s->p = gqlr_plain_run(s->p, s->end)) < s->end && *s->p != '"') {
             unsigned char c = (unsigned char)*s->p;
             if (c == '\\') {
                 s->p++;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "graphql/request.h"
+#include "graphql/request.c" /* the static gqlr_plain_run too */
 #include "util/arena.h"
 #include "util/buf.h"
 #include "util/limits.h"
@@ -215,6 +215,21 @@ static void test_json_strict(void **state)
     buf_release(&b);
 }
 
+/* The eight-bytes-at-a-time run agrees with the byte-wise rule for every
+ * byte value at every position. */
+static void test_plain_run(void **state)
+{
+    for (int pos = 0; pos < 8; pos++) {
+        for (int c = 0; c < 256; c++) {
+            char buf[11] = "abcdefghij";
+            buf[pos] = (char)c;
+            bool plain = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+            const char *end = gqlr_plain_run(buf, buf + 10);
+            assert_int_equal(end - buf, plain ? 10 : pos);
+        }
+    }
+}
+
 static void test_get(void **state)
 {
     struct gqlr_request r =
@@ -245,6 +260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cost_saturates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_strict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
