@@ -261,6 +261,13 @@ static enum stage_result gql_stage(struct exchange *x)
     }
     if (x->method != HTTP_POST)
         return STAGE_NEXT; /* OPTIONS (CORS), HEAD...: no operation */
+    /* express-graphql and others also read ?query= on a POST: one request
+     * must not carry an operation the gateway counts and another it runs. */
+    if (gc->on && x->query && gqlr_query_has_params(x->query, x->query_len, x->arena)) {
+        gql_refuse(x, "GRAPHQL_PARSE_FAILED",
+                   "A POST must not carry query, operationName or variables in its URL", 0, 0);
+        return STAGE_DONE;
+    }
     bool has_body = x->content_length > 0 || x->chunked;
     if (!has_body) {
         if (!gc->on)

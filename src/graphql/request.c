@@ -612,14 +612,13 @@ struct gqlr_params {
     size_t len[3];
 };
 
-int gqlr_from_query(const char *query, size_t len, const struct gqlr_watch *watch, struct arena *a,
-                    struct gqlr_request *out, struct gqlr_error *err)
+/* The GraphQL parameters of query string <query>/<len> into <p>, decoded
+ * into <a>; -1 with <err> when one is repeated. */
+static int gqlr_params(const char *query, size_t len, struct arena *a, struct gqlr_params *p,
+                       struct gqlr_error *err)
 {
     static const char *const keys[3] = {"query", "operationName", "variables"};
-    memset(out, 0, sizeof(*out));
-    if (len > GQLP_DEFAULT_MAX_BYTES)
-        return gqlr_fail(err, "The query string is longer than %u bytes", GQLP_DEFAULT_MAX_BYTES);
-    struct gqlr_params p = {{NULL, NULL, NULL}, {0, 0, 0}};
+    memset(p, 0, sizeof(*p));
     for (size_t i = 0; i < len;) {
         const char *amp = memchr(query + i, '&', len - i);
         size_t end = amp ? (size_t)(amp - query) : len;
@@ -630,13 +629,32 @@ int gqlr_from_query(const char *query, size_t len, const struct gqlr_watch *watc
         for (int j = 0; j < 3; j++) {
             if (kdec_len != strlen(keys[j]) || memcmp(k, keys[j], kdec_len) != 0)
                 continue;
-            if (p.v[j])
+            if (p->v[j])
                 return gqlr_fail(err, "The parameter %s is given twice", keys[j]);
             const char *val = eq ? eq + 1 : query + end;
-            p.v[j] = gqlr_unescape(a, val, (size_t)(query + end - val), &p.len[j]);
+            p->v[j] = gqlr_unescape(a, val, (size_t)(query + end - val), &p->len[j]);
         }
         i = end + 1;
     }
+    return 0;
+}
+
+bool gqlr_query_has_params(const char *query, size_t len, struct arena *a)
+{
+    struct gqlr_params p;
+    struct gqlr_error err;
+    return gqlr_params(query, len, a, &p, &err) < 0 || p.v[0] || p.v[1] || p.v[2];
+}
+
+int gqlr_from_query(const char *query, size_t len, const struct gqlr_watch *watch, struct arena *a,
+                    struct gqlr_request *out, struct gqlr_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > GQLP_DEFAULT_MAX_BYTES)
+        return gqlr_fail(err, "The query string is longer than %u bytes", GQLP_DEFAULT_MAX_BYTES);
+    struct gqlr_params p;
+    if (gqlr_params(query, len, a, &p, err) < 0)
+        return -1;
     if (!p.v[0])
         return gqlr_fail(err, "Must provide query string");
     json_t *vars = NULL;

@@ -12,6 +12,7 @@
  * JSON nested at most 64 deep, and each document the parser's limits
  * (gqlp_default_limits). The JSON is strict (RFC 8259) and query,
  * operationName and variables may each appear once (request.c says why). */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,5 +61,11 @@ int gqlr_from_json(const char *body, size_t len, const struct gqlr_watch *watch,
  * error (two readers could pick different ones). */
 int gqlr_from_query(const char *query, size_t len, const struct gqlr_watch *watch, struct arena *a,
                     struct gqlr_request *out, struct gqlr_error *err);
+
+/* Does query string <query>/<len> carry a GraphQL parameter (query,
+ * operationName, variables)? Some servers read them on a POST too, so a
+ * POST that has them could run what the gateway did not read. Scratch
+ * memory from <a>. */
+bool gqlr_query_has_params(const char *query, size_t len, struct arena *a);
 
 #endif

@@ -295,6 +295,13 @@ class Caps(E2ETestCase):
                      "MAX_DEPTH_EXCEEDED", 3, 4)
         r = c.request(build_request("GET", "/graphql?query=%7B+a+"))
         self.assertEqual(r.json()["errors"][0]["extensions"]["code"], "GRAPHQL_PARSE_FAILED")
+        # a POST carrying GraphQL parameters in its URL could run what was not read
+        r = post(c, "/graphql?query=" + urllib.parse.quote("{ a { b { c { d } } } }"),
+                 gql_body("{ a }"))
+        self.assertEqual(r.status, 400)
+        self.assertIn("in its URL", r.json()["errors"][0]["message"])
+        c = RawConn(self.gw.port)  # refused before its body was read: that connection closes
+        self.assertEqual(post(c, "/graphql?debug=1", gql_body("{ a }")).status, 200)
         # a GET without a query is not an operation (an IDE's page): it goes through
         r = c.request(build_request("GET", "/graphql"))
         self.assertEqual(r.status, 200)

@@ -250,6 +250,13 @@ static void test_get(void **state)
     query_fails("query={a}&variables=[1]", "variables must be a JSON object");
     query_fails("query={a}&variables={", "variables must be a JSON object");
     query_fails("query={a}&operationName=B", "Unknown operation named");
+
+    assert_true(gqlr_query_has_params("query={a}", 9, arena));
+    assert_true(gqlr_query_has_params("x=1&%6fperationName=A", 21, arena));
+    assert_true(gqlr_query_has_params("variables", 9, arena));
+    assert_true(gqlr_query_has_params("x=1&x=2&query=1&query=2", 23, arena));
+    assert_false(gqlr_query_has_params("x=1&queries=2&query_=3", 22, arena));
+    assert_false(gqlr_query_has_params("", 0, arena));
 }
 
 int main(void)
