@@ -164,10 +164,15 @@ static bool skip_newline(struct lexer *lx)
 static void skip_ignored(struct lexer *lx)
 {
     while (lx->p < lx->end) {
-        unsigned char c = (unsigned char)*lx->p;
-        if (c == ' ' || c == '\t' || c == ',') {
-            lx->p++;
-        } else if (c == '\n') { /* skip_newline's commonest case, inline: it is hot */
+        /* Runs of blanks with a local cursor (see lex_next's names). */
+        const char *q = lx->p, *end = lx->end;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
+            q++;
+        lx->p = q;
+        if (q == end)
+            return;
+        unsigned char c = (unsigned char)*q;
+        if (c == '\n') { /* skip_newline's commonest case, inline: it is hot */
             lx->p++;
             lx->line++;
             lx->line_start = lx->p;
@@ -386,8 +391,12 @@ static int lex_next(struct lexer *lx)
         return 0;
     }
     if (is_name_start(c)) {
-        while (lx->p < lx->end && lex_name_char[(unsigned char)*lx->p])
-            lx->p++;
+        /* A local cursor: through lx->p, every char read could alias the
+         * pointer itself, and the compiler would store and reload it. */
+        const char *q = lx->p, *end = lx->end;
+        while (q < end && lex_name_char[(unsigned char)*q])
+            q++;
+        lx->p = q;
         t->kind = T_NAME;
         t->len = (size_t)(lx->p - t->start);
         return 0;
