@@ -7,7 +7,12 @@ SCENARIO is proxy, limit, cache or redis (the routes of bench/run.sh's
 scenarios of those names), bare (limit with usage metering off) or quota
 (limit with a quota wrk never exhausts, and usage metering on), or proxy_acl
 (proxy with a 10,000-network deny list that does not hold the client: the
-cost of the access-list lookup, SPEC 7.1).
+cost of the access-list lookup, SPEC 7.1), graphql_flat (a route with a
+flat limit, every request a POST of a ~2 KB GraphQL query: bench/graphql.lua)
+graphql_route (the same with `rejection: graphql`: the body is read to name
+the operation in a 429, as before SPEC 7.4), or graphql_ops (the same route
+and requests, with `graphql:` per-type and per-operation limits that count
+the query and a cost cap it stays under, SPEC 7.4).
 --scenario-b gives B another scenario than A: with the same binary twice,
 the CPU a feature costs (bare vs quota). Starts an nginx upstream, one gateway per binary
 (workers: 1, pinned to core 0; with redis, one redis-server per gateway),
@@ -86,8 +91,15 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
     y = ("server:\n  listen: [\"127.0.0.1:%d\"]\n  workers: 1\n  access_log: false\n"
          "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
          "routes:\n  - prefix: /\n    upstream: app\n" % (port, upstream_port))
-    if scenario in ("limit", "redis", "bare", "quota"):
+    if scenario in ("limit", "redis", "bare", "quota", "graphql_flat", "graphql_route",
+                    "graphql_ops"):
         y += "    limits: {anonymous: [\"4000000000/h\"]}\n"
+    if scenario in ("graphql_route", "graphql_ops"):
+        y += "    rejection: graphql\n"
+    if scenario == "graphql_ops":
+        y += ("    graphql: {query: \"4000000000/h\", mutation: \"1000/h\", operations: "
+              "{Dashboard: \"4000000000/h\", tokenAuth: \"20/m\"}, max_depth: 10, "
+              "max_aliases: 30, max_root_fields: 20, max_cost: 1000}\n")
     if scenario == "bare":
         y += "usage: {enabled: false}\n"
     if scenario == "quota":
@@ -107,7 +119,8 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl"]
+    scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl", "graphql_flat",
+                 "graphql_route", "graphql_ops"]
     ap.add_argument("scenario", choices=scenarios)
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
@@ -140,17 +153,24 @@ def main():
             subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
                            check=True)
         us = {b: [] for b, _, _ in gws}
+        rps = {b: [] for b, _, _ in gws}
+        scen = {gws[0][0]: a.scenario, gws[1][0]: a.scenario_b or a.scenario}
         for i in range(a.pairs):
             for b, port, proc in (gws if i % 2 == 0 else gws[::-1]):
                 c0 = cpu_seconds(proc.pid)
+                script = []
+                if scen[b].startswith("graphql"):
+                    script = ["-s", str(ROOT / "bench" / "graphql.lua")]
                 out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64",
-                                      "-d%ds" % a.seconds, "http://127.0.0.1:%d/" % port],
+                                      "-d%ds" % a.seconds] + script +
+                                     ["http://127.0.0.1:%d/" % port],
                                      capture_output=True, text=True, check=True).stdout
                 c1 = cpu_seconds(proc.pid)
                 n = int(re.search(r"(\d+) requests in", out).group(1))
                 if "Non-2xx" in out:
                     raise SystemExit("%s answered non-2xx: %s" % (b, out))
                 us[b].append((c1 - c0) / n * 1e6)
+                rps[b].append(float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1)))
     finally:
         for _, _, proc in gws:
             proc.terminate()
@@ -161,9 +181,14 @@ def main():
     for b, _, _ in gws:
         print("%-48s us/request: median %6.2f  (%s)" %
               (b, statistics.median(us[b]), " ".join("%.1f" % x for x in us[b])))
+    for b, _, _ in gws:
+        print("%-48s requests/s: median %8.0f" % (b, statistics.median(rps[b])))
     ratios = [y / x for x, y in zip(us[gws[0][0]], us[gws[1][0]])]
     print("%s: B/A paired median %.3f  (%s)" %
           (a.scenario, statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
+    tput = [y / x for x, y in zip(rps[gws[0][0]], rps[gws[1][0]])]
+    print("%s: throughput B/A paired median %.3f  (%s)" %
+          (a.scenario, statistics.median(tput), " ".join("%.2f" % r for r in tput)))
     return 0
 
 

@@ -17,7 +17,7 @@
     X(auth)      /* auth/: API keys, JWT, /auth/token, /keys */            \
     X(abuse)     /* abuse/: violations and bans (SPEC 7.3), /bans */        \
     X(signing)   /* signing/: request signing (SPEC 7.2) */                \
-    X(graphql)   /* guard/graphql_stage.c: the GraphQL operation */        \
+    X(graphql)   /* graphql/: GraphQL operations, caps and counters */   \
     X(limit)     /* limit/: rate limits */                                 \
     X(quota)     /* quota/: quotas (SPEC 6); config only so far */         \
     X(quota_alerts) /* quota/alert.c: alerts and their webhook */          \

@@ -3,9 +3,9 @@
 #include <string.h>
 
 #include "fleet/fleet.h"
-#include "guard/graphql.h"
 #include "limit/backend.h"
 #include "limit/conf.h"
+#include "limit/extra.h"
 #include "limit/redis_script.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -28,13 +28,35 @@ static const struct lim_route_limits *lim_route_limits(const struct cfg_route *r
     return id->kind == ID_IP ? NULL : any;
 }
 
+/* The extra counters a stage asked for (limit/extra.h); NULL: none. */
+static const struct lim_extras *lim_extras_of(const struct exchange *x)
+{
+    return x->ctx[MOD_limit];
+}
+
+void lim_set_extras(struct exchange *x, const struct lim_extras *e)
+{
+    x->ctx[MOD_limit] = (void *)e;
+}
+
+/* Room for the ops of <x>: its tier's and route's lists, and its extras
+ * (so a plain route allocates what it always did). */
+static int lim_ops_cap(const struct exchange *x)
+{
+    const struct lim_extras *e = lim_extras_of(x);
+    int cap = 2 * SL_MAX_LIMITS_PER_LIST;
+    for (int i = 0; e && i < e->n; i++)
+        cap += (int)e->v[i].times;
+    return cap < SL_MAX_LIMIT_OPS ? cap : SL_MAX_LIMIT_OPS;
+}
+
 /* Adds the counter of limit <l> in <scope> for <x>'s identity. Keys name
  * the scope and the limit as written, so counters survive a reload that
- * leaves them unchanged. */
+ * leaves them unchanged. The callers keep <n> within lim_ops_cap(). */
 static void lim_add_op(struct exchange *x, struct lim_op *ops, int *n, const char *scope,
                        size_t scope_len, const struct limit *l)
 {
-    if (*n >= SL_MAX_LIMIT_OPS)
+    if (*n >= lim_ops_cap(x))
         return;
     /* "<scope>:<limit>|<identity>", copied piece by piece: this runs for
      * every limited request. */
@@ -52,6 +74,29 @@ static void lim_add_op(struct exchange *x, struct lim_op *ops, int *n, const cha
     ops[*n].key = k;
     ops[*n].key_len = len;
     (*n)++;
+}
+
+/* The extras' counters, each as many times as it counts: the stores
+ * already decide a key that repeats on one working copy of its state, all
+ * or nothing, so a batch of three mutations takes three from "50/h". */
+static void lim_collect_extras(struct exchange *x, struct lim_op *ops, int *n)
+{
+    const struct lim_extras *e = lim_extras_of(x);
+    for (int i = 0; e && i < e->n; i++) {
+        const struct lim_extra *ex = &e->v[i];
+        const struct limit *l = ex->limit;
+        if (l->algorithm == LIM_DEFAULT) {
+            struct limit *r = arena_alloc(x->arena, sizeof(*r));
+            *r = *l;
+            r->algorithm = lim_conf(x->cfg)->algorithm;
+            l = r;
+        }
+        /* The same key each time: built once, copied. */
+        int first = *n;
+        lim_add_op(x, ops, n, ex->scope, strlen(ex->scope), l);
+        for (unsigned t = 1; t<ex->times && * n> first && *n < lim_ops_cap(x); t++)
+            ops[(*n)++] = ops[first];
+    }
 }
 
 static int lim_collect(struct exchange *x, struct lim_op *ops)
@@ -79,6 +124,7 @@ static int lim_collect(struct exchange *x, struct lim_op *ops)
         for (int i = 0; i < rl->n_limits; i++)
             lim_add_op(x, ops, &n, scope, (size_t)len, &rl->limits[i]);
     }
+    lim_collect_extras(x, ops, &n);
     return n;
 }
 
@@ -135,6 +181,8 @@ static const char *lim_source(const struct exchange *x, const struct lim_op *o)
         return x->identity.tier;
     case 'k':
         return "key";
+    case 'g':
+        return "graphql";
     default:
         return "route";
     }
@@ -149,28 +197,45 @@ static void lim_ietf_name(const struct exchange *x, const struct lim_op *ops, in
     const struct limit *l = ops[i].limit;
     bool clash = false;
     for (int j = 0; j < n && !clash; j++)
-        clash = j != i && strcmp(ops[j].limit->name, l->name) == 0;
+        clash = j != i && strcmp(ops[j].limit->name, l->name) == 0 &&
+                strcmp(ops[j].key, ops[i].key) != 0;
     if (clash)
         snprintf(out, len, "%s-%s", lim_source(x, &ops[i]), l->name);
     else
         snprintf(out, len, "%s", l->name);
 }
 
-static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n,
+/* Is op <i> one to show? A key counted several times (the operations of a
+ * batch) is shown once: by its last op when the request passed (what is
+ * left after all of them), by its first when it was refused (what the
+ * uncounted request had). */
+static bool lim_shown_once(const struct lim_op *ops, int n, int i, bool allowed)
+{
+    int from = allowed ? i + 1 : 0, to = allowed ? n : i;
+    for (int j = from; j < to; j++)
+        if (ops[j].key_len == ops[i].key_len && memcmp(ops[j].key, ops[i].key, ops[i].key_len) == 0)
+            return false;
+    return true;
+}
+
+static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n, bool allowed,
                              const struct quota_req *q)
 {
     struct buf policy = {0}, state = {0};
     for (int i = 0; i < n; i++) {
+        if (!lim_shown_once(ops, n, i, allowed))
+            continue;
         const struct limit *l = ops[i].limit;
         const struct lim_decision *d = &ops[i].decision;
         char name[128];
         lim_ietf_name(x, ops, n, i, name, sizeof(name));
-        buf_appendf(&policy, "%s\"%s\";q=%llu", i ? ", " : "", name, (unsigned long long)d->limit);
+        const char *sep = policy.len ? ", " : "";
+        buf_appendf(&policy, "%s\"%s\";q=%llu", sep, name, (unsigned long long)d->limit);
         if (l->algorithm != LIM_CONCURRENCY)
             buf_appendf(&policy, ";w=%lld", (long long)(l->window_us / 1000000));
         int64_t t = d->allowed ? d->reset_us : d->retry_after_us;
-        buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", i ? ", " : "", name,
-                    (unsigned long long)d->remaining, (long long)lim_ceil_s(t));
+        buf_appendf(&state, "%s\"%s\";r=%llu;t=%lld", sep, name, (unsigned long long)d->remaining,
+                    (long long)lim_ceil_s(t));
     }
     if (q)
         quota_ietf_items(q, &policy, &state);
@@ -187,7 +252,7 @@ static void lim_ietf_headers(struct exchange *x, const struct lim_op *ops, int n
     buf_release(&state);
 }
 
-static void lim_headers(struct exchange *x, const struct lim_op *ops, int n,
+static void lim_headers(struct exchange *x, const struct lim_op *ops, int n, bool allowed,
                         const struct lim_op *shown, int64_t now_us, const struct quota_req *q)
 {
     const struct lim_conf *cl = lim_conf(x->cfg);
@@ -198,7 +263,7 @@ static void lim_headers(struct exchange *x, const struct lim_op *ops, int n,
                            (uint64_t)lim_ceil_s(now_us + shown->decision.reset_us));
     }
     if (cl->header_ietf)
-        lim_ietf_headers(x, ops, n, q);
+        lim_ietf_headers(x, ops, n, allowed, q);
 }
 
 /* "hour", "5 minutes": the window of <l> in words. */
@@ -224,6 +289,29 @@ static void lim_window_words(const struct limit *l, char *out, size_t len)
     snprintf(out, len, "%lld seconds", (long long)lim_ceil_s(l->window_us));
 }
 
+/* What a GraphQL 429 names (SPEC 3.5): the operation the refusing counter
+ * counted when it is an extra's, else what the extras name for the whole
+ * request. Names are GraphQL Names (letters, digits, '_'), so they need no
+ * JSON escaping. */
+static void lim_named(const struct exchange *x, const struct lim_op *shown, const char **type,
+                      const char **operation)
+{
+    const struct lim_extras *e = lim_extras_of(x);
+    if (!e)
+        return;
+    *type = e->type;
+    *operation = e->operation;
+    for (int i = 0; i < e->n; i++) {
+        size_t len = strlen(e->v[i].scope);
+        if (shown->key_len > len && memcmp(shown->key, e->v[i].scope, len) == 0 &&
+            shown->key[len] == ':') {
+            *type = e->v[i].type;
+            *operation = e->v[i].operation;
+            return;
+        }
+    }
+}
+
 /* The 429 body in the route's style (SPEC 3.5). */
 static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int64_t retry_s,
                             int64_t now_us, struct buf *b)
@@ -231,7 +319,8 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
     const struct limit *l = shown->limit;
     char window[48];
     lim_window_words(l, window, sizeof(window));
-    const struct gql_op *gql = gql_exchange_op(x);
+    const char *type = NULL, *operation = NULL;
+    lim_named(x, shown, &type, &operation);
     switch (x->route->rejection) {
     case CFG_REJECT_DRF:
         buf_appendf(b, "{\"detail\": \"Request was throttled. Expected available in %lld %s.\"}\n",
@@ -239,15 +328,15 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
         break;
     case CFG_REJECT_GRAPHQL:
         buf_append_str(b, "{\"errors\": [{\"message\": \"Rate limit exceeded");
-        if (gql)
-            buf_appendf(b, " for %s '%s'", gql->type, gql->field);
+        if (type && operation)
+            buf_appendf(b, " for %s '%s'", type, operation);
         buf_appendf(b,
                     ". Limit: %llu requests per %llds. Try again after %lld seconds.\", "
                     "\"extensions\": {\"code\": \"RATE_LIMIT_EXCEEDED\", ",
                     (unsigned long long)shown->decision.limit, (long long)lim_ceil_s(l->window_us),
                     (long long)retry_s);
-        if (gql)
-            buf_appendf(b, "\"operation\": \"%s\", \"type\": \"%s\", ", gql->field, gql->type);
+        if (type && operation)
+            buf_appendf(b, "\"operation\": \"%s\", \"type\": \"%s\", ", operation, type);
         buf_appendf(b, "\"resetAt\": %lld}}]}\n", (long long)lim_ceil_s(now_us) + retry_s);
         break;
     default:
@@ -264,9 +353,6 @@ static void lim_reject_body(struct exchange *x, const struct lim_op *shown, int6
         break;
     }
 }
-
-/* x->ctx[MOD_limit] of an exchange the limits refused (lim_finish_exchange). */
-static const char lim_rejected;
 
 static void lim_count_decision(struct exchange *x, bool allowed)
 {
@@ -289,7 +375,6 @@ static void lim_reject(struct exchange *x, const struct lim_op *shown, int64_t n
     lim_add_u64_header(x, "Retry-After", (uint64_t)retry_s);
     struct buf b = {0};
     lim_reject_body(x, shown, retry_s, now_us, &b);
-    x->ctx[MOD_limit] = (void *)&lim_rejected;
     x->refused_by = SL_REFUSED_LIMIT;
     exchange_respond(x, 429, "application/json", b.data, b.len);
     buf_release(&b);
@@ -303,13 +388,13 @@ enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint
     if (q && q->decided && !q->decision.allowed)
         return quota_answer(x, q);
     if (n == 0) {
-        lim_headers(x, ops, 0, NULL, now_us, q);
+        lim_headers(x, ops, 0, true, NULL, now_us, q);
         return q ? quota_answer(x, q) : STAGE_NEXT;
     }
     if (!allowed)
         lim_uncount(ops, n, cost);
     const struct lim_op *shown = lim_most_restrictive(ops, n, allowed);
-    lim_headers(x, ops, n, shown, now_us, allowed ? q : NULL);
+    lim_headers(x, ops, n, allowed, shown, now_us, allowed ? q : NULL);
     lim_count_decision(x, allowed);
     if (!allowed) {
         lim_reject(x, shown, now_us);
@@ -321,7 +406,7 @@ enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint
 /* The decision proper, once everything it needs is known. */
 static enum stage_result lim_decide(struct exchange *x, bool limits, struct quota_req *q)
 {
-    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * SL_MAX_LIMIT_OPS);
+    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * (size_t)lim_ops_cap(x));
     int n = limits ? lim_collect(x, ops) : 0;
     if (n == 0 && !q)
         return STAGE_NEXT;
@@ -348,7 +433,7 @@ static enum stage_result lim_stage(struct exchange *x)
 /* After the response: a 429 of the limits is a violation of its identity. */
 static void lim_finish_exchange(struct exchange *x)
 {
-    if (x->ctx[MOD_limit] != &lim_rejected && x->refused_by != SL_REFUSED_QUOTA)
+    if (x->refused_by != SL_REFUSED_LIMIT && x->refused_by != SL_REFUSED_QUOTA)
         return;
     viol_record(lim_gw_of(x->worker->gw)->violations, x->identity.id, x->route->path,
                 clock_wall_us());

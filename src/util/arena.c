@@ -2,6 +2,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "util/mem.h"
 
@@ -94,9 +96,7 @@ void arena_pool_put(struct arena_pool *p, struct arena *a)
         arena_free(a);
         return;
     }
-    arena_release_blocks(a);
-    a->first->used = 0;
-    a->next_size = a->first->size * 2;
+    arena_reset(a, 0);
     p->spare[p->n++] = a;
 }
 
@@ -104,6 +104,32 @@ void arena_pool_clear(struct arena_pool *p)
 {
     while (p->n > 0)
         arena_free(p->spare[--p->n]);
+}
+
+void arena_reset(struct arena *a, size_t keep_max)
+{
+    for (struct arena_cleanup *c = a->cleanups; c; c = c->next)
+        c->fn(c->arg);
+    a->cleanups = NULL;
+    /* The newest block is kept (a large document's block serves the next
+     * one too) unless it passes <keep_max>; the first block, allocated
+     * with the arena, always stays. */
+    struct arena_block *keep = a->head == a->first || a->head->size > keep_max ? NULL : a->head;
+    struct arena_block *b = a->head;
+    while (b != a->first) {
+        struct arena_block *next = b->next;
+        if (b != keep)
+            free(b);
+        b = next;
+    }
+    a->first->used = 0;
+    a->first->next = NULL;
+    if (keep) {
+        keep->next = a->first;
+        keep->used = 0;
+    }
+    a->head = keep ? keep : a->first;
+    a->next_size = a->head->size * 2;
 }
 
 void *arena_alloc(struct arena *a, size_t n)

@@ -14,6 +14,14 @@ void arena_free(struct arena *a);
 /* Run <fn>(<arg>) when <a> is freed: for what the arena's memory points to
  * but does not hold (a library object, a file). */
 void arena_on_free(struct arena *a, void (*fn)(void *arg), void *arg);
+/* Empties <a> for reuse: runs the cleanup hooks, frees every block but the
+ * newest (the largest), and that one too when it is larger than <keep_max>
+ * (then a block of <keep_max> takes its place). An arena reused for one
+ * short job after another (a worker's scratch space) thus stops calling
+ * malloc once its block fits the jobs, which also spares the heap the
+ * growing and trimming of large blocks on every job. Pointers handed out
+ * before die. */
+void arena_reset(struct arena *a, size_t keep_max);
 void *arena_alloc(struct arena *a, size_t n);
 void *arena_calloc(struct arena *a, size_t n);
 /* A NUL-terminated copy of <len> bytes at <s>. */

@@ -44,7 +44,18 @@
 
 /* Rate limiting */
 #define SL_MAX_VIOLATORS 100000 /* identities tracked for 429 counts; oldest evicted */
-#define SL_MAX_LIMIT_OPS 32     /* counters one request may touch: tier + route lists */
+/* Counters one request may touch: its tier's and its route's lists (16
+ * each), plus SL_MAX_GQL_COUNTS for GraphQL operations. */
+#define SL_MAX_LIMIT_OPS 64
+
+/* GraphQL (SPEC 7.4; the document bounds are graphql/parse.h's) */
+#define SL_MAX_GQL_BATCH 16 /* operations in one batched request: a client's page, not a script */
+/* Times one request counts against GraphQL type and operation limits (each
+ * operation: its type, plus each configured name it matches), so that the
+ * limit ops stay within SL_MAX_LIMIT_OPS; past it, the request is refused. */
+#define SL_MAX_GQL_COUNTS 32
+#define SL_MAX_GQL_OPERATION_LIMITS 32 /* graphql.operations entries: GQLP_MAX_WATCH */
+#define SL_MAX_GQL_NAME 64             /* an operation name in graphql.operations */
 
 /* The admin API's event stream (admin/events.h) */
 #define SL_EVENTS_QUEUE_MAX 4096        /* events waiting for one worker's loop; more are dropped */

@@ -3,7 +3,7 @@
 
 Threaded HTTP/1.1 server with keep-alive and control endpoints:
 
-  /echo                 any method: JSON {method, path, query, target, version,
+  /echo, /graphql...    any method: JSON {method, path, query, target, version,
                         headers (lower-cased name -> list of values), body_len,
                         body_sha256, server}
   /slow?ms=N            reads the body, sleeps N ms, answers like /echo
@@ -260,7 +260,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         body = self.read_body()
         if path.startswith("/origin/"):
             return self.origin(url, body)
-        if path == "/echo" or path.startswith("/echo/"):
+        if path == "/echo" or path.startswith("/echo/") or path.startswith("/graphql"):
             return self.send_json(200, self.echo_obj(url, body))
         if path == "/slow":
             time.sleep(self.q_int("ms", 1000) / 1000.0)

@@ -1,5 +1,5 @@
 /* libFuzzer harness: the bounded GraphQL parser and its analysis
- * (guard/gql_parse.h). The first byte picks the limits (the defaults, or
+ * (graphql/parse.h). The first byte picks the limits (the defaults, or
  * small ones so the bounds themselves are hit), the rest is the document.
  * Parsing must stay inside its limits and analysis must give numbers that
  * respect their caps. */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "guard/gql_parse.h"
+#include "graphql/parse.h"
 #include "util/arena.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -21,6 +21,7 @@
 #include "auth/conf.h"
 #include "cache/conf.h"
 #include "conf/conf.h"
+#include "graphql/conf.h"
 #include "limit/conf.h"
 #include "proxy/conf.h"
 #include "util/buf.h"
@@ -746,11 +747,83 @@ static void test_err_routes(void **state)
                     "t.yaml:3: upstreams: duplicate upstream 'app'");
 }
 
-static void test_err_not_supported(void **state)
+/* A route's graphql (SPEC 7.4): each bad value at its line, exit 2. */
+static void test_err_graphql(void **state)
 {
-    (void)state;
-    assert_load_err(UPSTREAM "routes:\n  - prefix: /\n    graphql: off\n",
-                    "t.yaml:5: 'routes[0].graphql' is not supported by this version of sluice yet");
+    static const struct {
+        const char *graphql, *want;
+    } cases[] = {
+        {"off", "routes[0].graphql: expected a mapping, got a single value"},
+        {"{query: \"300/x\"}",
+         "routes[0].graphql.query: bad limit '300/x': unknown unit (use s, m, h or d, or sec, "
+         "min, hr, day, second(s), minute(s), hour(s), day(s))"},
+        {"{mutation: \"concurrency 5\"}",
+         "routes[0].graphql.mutation: 'concurrency 5': a GraphQL limit counts operations over "
+         "time, not requests in flight (put concurrency in the route's limits)"},
+        {"{operations: {1bad: \"1/m\"}}",
+         "routes[0].graphql.operations: '1bad' is not a GraphQL name (letters, digits and _, not "
+         "starting with a digit, at most 64)"},
+        {"{operations: {a: \"1/m\", a: \"2/m\"}}",
+         "routes[0].graphql.operations: duplicate operation 'a'"},
+        {"{operations: [a]}", "routes[0].graphql.operations: expected a mapping of operation "
+                              "names to limits, got a list"},
+        {"{operations: {a: \"1/q\"}}",
+         "routes[0].graphql.operations.a: bad limit '1/q': unknown unit (use s, m, h or d, or "
+         "sec, min, hr, day, second(s), minute(s), hour(s), day(s))"},
+        {"{max_depth: 0}", "routes[0].graphql.max_depth: 0 is out of range (1..1000000000)"},
+        {"{max_cost: lots}", "routes[0].graphql.max_cost: 'lots' is not a whole number"},
+        {"{maxdepth: 3}", "unknown key 'routes[0].graphql.maxdepth'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[256], want[512];
+        snprintf(yaml, sizeof yaml, UPSTREAM "routes:\n  - prefix: /\n    graphql: %s\n",
+                 cases[i].graphql);
+        snprintf(want, sizeof want, "t.yaml:5: %s", cases[i].want);
+        assert_load_err(yaml, want);
+    }
+    /* More operations than the watch list holds. */
+    struct buf b = {0};
+    buf_append_str(&b, UPSTREAM "routes:\n  - prefix: /\n    graphql:\n      operations:\n");
+    for (int i = 0; i < SL_MAX_GQL_OPERATION_LIMITS + 1; i++)
+        buf_appendf(&b, "        op%d: 1/m\n", i);
+    buf_append(&b, "", 1);
+    assert_load_err(b.data, "t.yaml:6: routes[0].graphql.operations: too many operations (33; at "
+                            "most 32)");
+    buf_release(&b);
+}
+
+/* Seed 001's route as written, with the caps. */
+static void test_graphql_conf(void **state)
+{
+    struct config *c = load_ok(UPSTREAM "routes:\n"
+                                        "  - path: /graphql/\n"
+                                        "    graphql: {query: \"300/h\", mutation: \"50/h\", "
+                                        "operations: {tokenAuth: \"20/m\", createErrand: "
+                                        "\"20/h\"}, max_depth: 10, max_aliases: 30, "
+                                        "max_root_fields: 20, max_cost: 1000}\n"
+                                        "    rejection: graphql\n"
+                                        "  - prefix: /\n");
+    const struct gql_route_conf *g = gql_route_conf(&c->routes[0]);
+    assert_true(g->on);
+    assert_non_null(g->types[GQLP_QUERY]);
+    assert_int_equal(g->types[GQLP_QUERY]->count, 300);
+    assert_int_equal(g->types[GQLP_MUTATION]->window_us, 3600000000LL);
+    assert_null(g->types[GQLP_SUBSCRIPTION]);
+    assert_int_equal(g->n_ops, 2);
+    assert_string_equal(g->ops[0].name, "tokenAuth");
+    assert_int_equal(g->ops[0].limit.window_us, 60000000LL);
+    assert_string_equal(g->ops[1].name, "createErrand");
+    assert_int_equal(g->watch.n, 2);
+    assert_string_equal(g->watch.names[1], "createErrand");
+    assert_int_equal(g->max_depth, 10);
+    assert_int_equal(g->max_aliases, 30);
+    assert_int_equal(g->max_root_fields, 20);
+    assert_int_equal(g->max_cost, 1000);
+    assert_int_equal(c->routes[0].rejection, CFG_REJECT_GRAPHQL);
+    /* Another route is not a GraphQL route. */
+    assert_false(gql_route_conf(&c->routes[1])->on);
+    assert_int_equal(gql_route_conf(&c->routes[1])->max_depth, 0);
+    cfg_unref(c);
 }
 
 /* abuse (SPEC 7.3): defaults, bounds and the rule across keys. */
@@ -1872,8 +1945,9 @@ int main(void)
         cmocka_unit_test(test_err_bad_values),
         cmocka_unit_test(test_err_bad_type),
         cmocka_unit_test(test_err_routes),
-        cmocka_unit_test(test_err_not_supported),
         cmocka_unit_test(test_abuse),
+        cmocka_unit_test(test_err_graphql),
+        cmocka_unit_test(test_graphql_conf),
         cmocka_unit_test(test_err_access),
         cmocka_unit_test(test_identity_config),
         cmocka_unit_test(test_err_identity),

@@ -1,4 +1,4 @@
-/* The bounded GraphQL parser and its operation analysis (guard/gql_parse.h). */
+/* The bounded GraphQL parser and its operation analysis (graphql/parse.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "guard/gql_parse.h"
+#include "graphql/parse.h"
 #include "util/arena.h"
 
 /* Parse <src> with <lim>; 0 or -1, the error in <err>. */
@@ -483,6 +483,47 @@ static void test_real_world(void **state)
            "kind name ofType { kind name ofType { kind name } } } }");
 }
 
+/* The root fields of <src> among <watch>, as gqlp_analyze_watch's bits. */
+static uint32_t watched(const char *src, const char *const *watch, unsigned n)
+{
+    struct arena *a = arena_new(4096);
+    struct gqlp_doc doc;
+    struct gqlp_error err;
+    struct gqlp_op_info info;
+    if (gqlp_parse(&doc, src, strlen(src), NULL, a, &err) != 0 ||
+        gqlp_analyze_watch(&doc, NULL, NULL, watch, n, &info, &err) != 0)
+        fail_msg("%s: %s", src, err.message);
+    arena_free(a);
+    return info.watched;
+}
+
+static void test_watch(void **state)
+{
+    static const char *const w[] = {"tokenAuth", "createErrand", "me"};
+    assert_int_equal(watched("mutation { tokenAuth { token } }", w, 3), 1);
+    /* The field's name, not its alias; an alias named like a watched field is not it. */
+    assert_int_equal(watched("mutation { t: tokenAuth { token } }", w, 3), 1);
+    assert_int_equal(watched("mutation { tokenAuth: ping }", w, 3), 0);
+    /* Through fragments and inline fragments, at the root only. */
+    assert_int_equal(
+        watched("mutation { ...F } fragment F on M { ... on M { createErrand } }", w, 3), 2);
+    assert_int_equal(watched("{ user { me tokenAuth } }", w, 3), 0);
+    /* Every root field is compared, not only the GQLP_MAX_ROOT_NAMES kept. */
+    assert_int_equal(watched("{ a b c d e f g h i j k me }", w, 3), 4);
+    assert_int_equal(watched("{ a b c d e f g h i ...F } fragment F on Q { x me }", w, 3), 4);
+    assert_int_equal(watched("{ tokenAuth createErrand me }", w, 3), 7);
+    assert_int_equal(watched("{ tokenAuth createErrand me }", w, 0), 0);
+    assert_int_equal(watched("{ tokenAuth createErrand me }", NULL, 0), 0);
+    /* Names past GQLP_MAX_WATCH are not looked at (the bits of a uint32_t). */
+    const char *many[GQLP_MAX_WATCH + 1];
+    for (unsigned i = 0; i < GQLP_MAX_WATCH; i++)
+        many[i] = "x";
+    many[GQLP_MAX_WATCH] = "me";
+    assert_int_equal(watched("{ me }", many, GQLP_MAX_WATCH + 1), 0);
+    many[GQLP_MAX_WATCH - 1] = "me";
+    assert_int_equal(watched("{ me }", many, GQLP_MAX_WATCH + 1), 1u << 31);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_operation_name),
         cmocka_unit_test(test_billion_laughs),
         cmocka_unit_test(test_real_world),
+        cmocka_unit_test(test_watch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

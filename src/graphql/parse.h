@@ -88,7 +88,7 @@ struct gqlp_error {
 
 enum gqlp_op_type { GQLP_QUERY, GQLP_MUTATION, GQLP_SUBSCRIPTION };
 
-/* The tree (see gql_parse.c); opaque except through the functions here. */
+/* The tree (see graphql/parse.c); opaque except through the functions here. */
 struct gqlp_operation;
 struct gqlp_fragment;
 
@@ -120,6 +120,7 @@ struct gqlp_op_info {
     uint32_t depth;
     uint32_t aliases;
     uint32_t cost;
+    uint32_t watched; /* gqlp_analyze_watch: bit i set when a root field is named watch[i] */
 };
 
 /* Analyse the operation named <operation_name> (NULL or "": the only one)
@@ -127,5 +128,17 @@ struct gqlp_op_info {
  * <variables> (may be NULL). 0, or -1 with <err> set. */
 int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const json_t *variables,
                  struct gqlp_op_info *out, struct gqlp_error *err);
+
+/* How many names gqlp_analyze_watch looks for (the bits of a uint32_t). */
+#define GQLP_MAX_WATCH 32u
+
+/* gqlp_analyze, also telling which of the names <watch>/<n_watch> (at most
+ * GQLP_MAX_WATCH; more are not looked at) are root fields of the
+ * operation, fragments expanded: every root field is compared, not just
+ * the GQLP_MAX_ROOT_NAMES kept in root_names, so a watched field cannot
+ * hide behind others. Costs one strcmp per root field and name. */
+int gqlp_analyze_watch(const struct gqlp_doc *doc, const char *operation_name,
+                       const json_t *variables, const char *const *watch, unsigned n_watch,
+                       struct gqlp_op_info *out, struct gqlp_error *err);
 
 #endif

@@ -1,5 +1,5 @@
-/* The bounded GraphQL parser and operation analysis (gql_parse.h). */
-#include "guard/gql_parse.h"
+/* The bounded GraphQL parser and operation analysis (graphql/parse.h). */
+#include "graphql/parse.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -164,10 +164,20 @@ static bool skip_newline(struct lexer *lx)
 static void skip_ignored(struct lexer *lx)
 {
     while (lx->p < lx->end) {
-        unsigned char c = (unsigned char)*lx->p;
-        if (c == ' ' || c == '\t' || c == ',') {
+        /* Runs of blanks with a local cursor (see lex_next's names). */
+        const char *q = lx->p, *end = lx->end;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
+            q++;
+        lx->p = q;
+        if (q == end)
+            return;
+        unsigned char c = (unsigned char)*q;
+        if (c == '\n') { /* skip_newline's commonest case, inline: it is hot */
             lx->p++;
-        } else if (skip_newline(lx)) {
+            lx->line++;
+            lx->line_start = lx->p;
+        } else if (c == '\r') {
+            skip_newline(lx);
         } else if (c == '#') {
             while (lx->p < lx->end && *lx->p != '\n' && *lx->p != '\r')
                 lx->p++;
@@ -184,6 +194,18 @@ static bool is_name_start(char c)
 {
     return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
+
+/* [_0-9A-Za-z]: the characters of a Name after its first (2.1.9). */
+static const bool lex_name_char[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['_'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,
+    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+    ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,
+    ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 static bool is_digit(char c)
 {
@@ -369,8 +391,12 @@ static int lex_next(struct lexer *lx)
         return 0;
     }
     if (is_name_start(c)) {
-        while (lx->p < lx->end && (is_name_start(*lx->p) || is_digit(*lx->p)))
-            lx->p++;
+        /* A local cursor: through lx->p, every char read could alias the
+         * pointer itself, and the compiler would store and reload it. */
+        const char *q = lx->p, *end = lx->end;
+        while (q < end && lex_name_char[(unsigned char)*q])
+            q++;
+        lx->p = q;
         t->kind = T_NAME;
         t->len = (size_t)(lx->p - t->start);
         return 0;
@@ -936,17 +962,20 @@ int gqlp_parse(struct gqlp_doc *doc, const char *src, size_t len, const struct g
 
 /* ---- analysis ---- */
 
-/* What a selection set (or a fragment) adds up to; see gql_parse.h. */
+/* What a selection set (or a fragment) adds up to; see graphql/parse.h. */
 struct metrics {
     uint32_t depth, aliases, cost, root_fields;
     const char *names[GQLP_MAX_ROOT_NAMES];
     unsigned n_names;
+    uint32_t watched; /* bit i: a root field is named watch[i] */
 };
 
 struct analysis {
     const struct gqlp_operation *op;
     const json_t *variables;
     const struct metrics *frag; /* per fragment, in doc->frags order */
+    const char *const *watch;   /* root field names asked about (gqlp_analyze_watch) */
+    unsigned n_watch;
 };
 
 static uint32_t sat_add(uint32_t a, uint32_t b)
@@ -961,10 +990,13 @@ static uint32_t sat_mul(uint32_t a, uint32_t b)
     return p > GQLP_SATURATED ? GQLP_SATURATED : (uint32_t)p;
 }
 
-static void add_name(struct metrics *m, const char *name)
+static void add_name(const struct analysis *an, struct metrics *m, const char *name)
 {
     if (m->n_names < GQLP_MAX_ROOT_NAMES)
         m->names[m->n_names++] = name;
+    for (unsigned i = 0; i < an->n_watch; i++)
+        if (strcmp(an->watch[i], name) == 0)
+            m->watched |= 1u << i;
 }
 
 /* The value of a first/last argument: true with <n> when known. */
@@ -996,12 +1028,13 @@ static uint32_t clamp_count(long long n)
     return n < 0 ? 0 : n > GQLP_SATURATED ? GQLP_SATURATED : (uint32_t)n;
 }
 
-/* A field's cost from its children's (the rule of gql_parse.h). */
+/* A field's cost from its children's (the rule of graphql/parse.h). */
 static uint32_t field_cost(const struct analysis *an, const struct gqlp_sel *s, uint32_t children)
 {
     long long first, last;
-    bool has_first = limit_value(an, &s->first, &first);
-    bool has_last = limit_value(an, &s->last, &last);
+    /* Most fields have neither: no call for them. */
+    bool has_first = s->first.kind != LIMIT_NONE && limit_value(an, &s->first, &first);
+    bool has_last = s->last.kind != LIMIT_NONE && limit_value(an, &s->last, &last);
     uint32_t own = sat_add(1, children);
     if (has_first || has_last) {
         long long n = has_first && has_last ? (first > last ? first : last)
@@ -1036,11 +1069,17 @@ static void measure(const struct analysis *an, const struct gqlp_sel *sel, struc
             if (top) {
                 m->root_fields = sat_add(m->root_fields, f->root_fields);
                 for (unsigned i = 0; i < f->n_names; i++)
-                    add_name(m, f->names[i]);
+                    if (m->n_names < GQLP_MAX_ROOT_NAMES)
+                        m->names[m->n_names++] = f->names[i];
+                m->watched |= f->watched;
             }
             continue;
         }
-        struct metrics c = {0};
+        /* Not "= {0}": the names (unused below the root) would be zeroed for
+         * every field, a good part of the analysis of a wide document. */
+        struct metrics c;
+        c.depth = c.aliases = c.cost = c.root_fields = c.watched = 0;
+        c.n_names = 0;
         measure(an, s->children, &c, false);
         uint32_t depth = sat_add(1, c.depth);
         if (depth > m->depth)
@@ -1049,7 +1088,7 @@ static void measure(const struct analysis *an, const struct gqlp_sel *sel, struc
         m->cost = sat_add(m->cost, field_cost(an, s, c.cost));
         if (top) {
             m->root_fields = sat_add(m->root_fields, 1);
-            add_name(m, s->name);
+            add_name(an, m, s->name);
         }
     }
 }
@@ -1099,6 +1138,13 @@ const char *gqlp_operation_name(const struct gqlp_doc *doc, size_t i)
 int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const json_t *variables,
                  struct gqlp_op_info *out, struct gqlp_error *err)
 {
+    return gqlp_analyze_watch(doc, operation_name, variables, NULL, 0, out, err);
+}
+
+int gqlp_analyze_watch(const struct gqlp_doc *doc, const char *operation_name,
+                       const json_t *variables, const char *const *watch, unsigned n_watch,
+                       struct gqlp_op_info *out, struct gqlp_error *err)
+{
     static const char *const type_names[] = {"query", "mutation", "subscription"};
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
@@ -1109,7 +1155,12 @@ int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const j
     if (!frag)
         return fail_at(err, 0, 0, "Out of memory");
     struct analysis an = {
-        .op = op, .variables = json_is_object(variables) ? variables : NULL, .frag = frag};
+        .op = op,
+        .variables = json_is_object(variables) ? variables : NULL,
+        .frag = frag,
+        .watch = watch,
+        .n_watch = n_watch < GQLP_MAX_WATCH ? n_watch : GQLP_MAX_WATCH,
+    };
     /* doc->frags lists each fragment after those it spreads: one pass. */
     for (size_t i = 0; i < doc->n_frags; i++)
         measure(&an, doc->frags[i]->sel, &frag[i], true);
@@ -1125,5 +1176,6 @@ int gqlp_analyze(const struct gqlp_doc *doc, const char *operation_name, const j
     out->depth = m.depth;
     out->aliases = m.aliases;
     out->cost = m.cost;
+    out->watched = m.watched;
     return 0;
 }

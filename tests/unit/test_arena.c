@@ -1,0 +1,62 @@
+/* util/arena: arena_reset, the reuse of a scratch arena (graphql/module.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "util/arena.c"
+
+static int cleanups;
+
+static void count_cleanup(void *arg)
+{
+    cleanups += *(int *)arg;
+}
+
+static void test_reset_keeps_the_largest_block(void **state)
+{
+    struct arena *a = arena_new(64);
+    int one = 1;
+    arena_on_free(a, count_cleanup, &one);
+    for (int i = 0; i < 100; i++)
+        memset(arena_alloc(a, 100), 0xAB, 100); /* several blocks, doubling */
+    struct arena_block *newest = a->head;
+    assert_non_null(newest->next);
+    arena_reset(a, 1 << 20);
+    assert_int_equal(cleanups, 1); /* the hooks ran, once */
+    assert_ptr_equal(a->head, newest);
+    assert_null(a->head->next);
+    assert_int_equal(a->head->used, 0);
+    assert_null(a->cleanups);
+    /* The same job again fits the kept block: no new block. */
+    for (int i = 0; i < 100 && a->head->size - a->head->used >= 112; i++)
+        arena_alloc(a, 100);
+    assert_ptr_equal(a->head, newest);
+    arena_free(a);
+    assert_int_equal(cleanups, 1); /* not run again */
+}
+
+static void test_reset_drops_a_block_past_the_bound(void **state)
+{
+    struct arena *a = arena_new(64);
+    char *big = arena_alloc(a, 100000);
+    memset(big, 1, 100000);
+    assert_true(a->head->size >= 100000);
+    arena_reset(a, 4096);
+    assert_int_equal(a->head->size, 4096);
+    assert_null(a->head->next);
+    char *p = arena_strndup(a, "abc", 3);
+    assert_string_equal(p, "abc");
+    arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reset_keeps_the_largest_block),
+        cmocka_unit_test(test_reset_drops_a_block_past_the_bound),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
