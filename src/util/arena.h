@@ -15,8 +15,8 @@ void arena_free(struct arena *a);
  * but does not hold (a library object, a file). */
 void arena_on_free(struct arena *a, void (*fn)(void *arg), void *arg);
 /* Empties <a> for reuse: runs the cleanup hooks, frees every block but the
- * newest (the largest), and that one too when it is larger than <keep_max>
- * (then a block of <keep_max> takes its place). An arena reused for one
+ * newest (the largest) and the first (made with the arena), and the newest
+ * too when it is larger than <keep_max>. An arena reused for one
  * short job after another (a worker's scratch space) thus stops calling
  * malloc once its block fits the jobs, which also spares the heap the
  * growing and trimming of large blocks on every job. Pointers handed out

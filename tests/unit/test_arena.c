@@ -1,4 +1,5 @@
-/* util/arena: arena_reset, the reuse of a scratch arena (graphql/module.c). */
+/* util/arena: arena_reset, the reuse of a scratch arena (graphql/module.c),
+ * and the pool of exchange arenas (pipeline/exchange.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,8 +28,10 @@ static void test_reset_keeps_the_largest_block(void **state)
     arena_reset(a, 1 << 20);
     assert_int_equal(cleanups, 1); /* the hooks ran, once */
     assert_ptr_equal(a->head, newest);
-    assert_null(a->head->next);
+    assert_ptr_equal(a->head->next, a->first); /* and the block made with the arena */
+    assert_null(a->first->next);
     assert_int_equal(a->head->used, 0);
+    assert_int_equal(a->first->used, 0);
     assert_null(a->cleanups);
     /* The same job again fits the kept block: no new block. */
     for (int i = 0; i < 100 && a->head->size - a->head->used >= 112; i++)
@@ -45,11 +48,38 @@ static void test_reset_drops_a_block_past_the_bound(void **state)
     memset(big, 1, 100000);
     assert_true(a->head->size >= 100000);
     arena_reset(a, 4096);
-    assert_int_equal(a->head->size, 4096);
+    assert_ptr_equal(a->head, a->first); /* back to the block made with the arena */
+    assert_int_equal(a->head->size, 64);
     assert_null(a->head->next);
     char *p = arena_strndup(a, "abc", 3);
     assert_string_equal(p, "abc");
     arena_free(a);
+}
+
+static void test_pool_reuses_an_arena_reset(void **state)
+{
+    struct arena_pool pool = {0};
+    struct arena *a = arena_pool_get(&pool, 256);
+    int one = 1;
+    arena_on_free(a, count_cleanup, &one);
+    cleanups = 0;
+    memset(arena_alloc(a, 5000), 1, 5000); /* a second block */
+    arena_pool_put(&pool, a);
+    assert_int_equal(cleanups, 1);
+#ifndef __SANITIZE_ADDRESS__
+    assert_int_equal(pool.n, 1);
+    struct arena *b = arena_pool_get(&pool, 256);
+    assert_ptr_equal(b, a); /* the same memory, emptied */
+    assert_ptr_equal(b->head, b->first);
+    assert_int_equal(b->first->used, 0);
+    assert_null(b->cleanups);
+#else
+    assert_int_equal(pool.n, 0); /* freed, so ASan sees a use after free */
+    struct arena *b = arena_pool_get(&pool, 256);
+#endif
+    arena_pool_put(&pool, b);
+    arena_pool_clear(&pool);
+    assert_int_equal(pool.n, 0);
 }
 
 int main(void)
@@ -57,6 +87,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reset_keeps_the_largest_block),
         cmocka_unit_test(test_reset_drops_a_block_past_the_bound),
+        cmocka_unit_test(test_pool_reuses_an_arena_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
