@@ -5,7 +5,6 @@
 
 #include <uv.h>
 
-#include "guard/violations.h"
 #include "limit/mem_store.h"
 #include "modules.h"
 #include "obs/metrics.h"
@@ -36,7 +35,6 @@ enum lim_fallback_mode {
 struct lim_gw {
     const struct lim_backend *backend;
     struct lim_store *store;       /* the memory store (also on_failure: local) */
-    struct viol_table *violations; /* 429s per identity */
     struct rds_script apply, release;
 };
 

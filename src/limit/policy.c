@@ -430,15 +430,6 @@ static enum stage_result lim_stage(struct exchange *x)
     return lim_decide(x, limits, q);
 }
 
-/* After the response: a 429 of the limits is a violation of its identity. */
-static void lim_finish_exchange(struct exchange *x)
-{
-    if (x->refused_by != SL_REFUSED_LIMIT && x->refused_by != SL_REFUSED_QUOTA)
-        return;
-    viol_record(lim_gw_of(x->worker->gw)->violations, x->identity.id, x->route->path,
-                clock_wall_us());
-}
-
 /* ---- the module ------------------------------------------------------------------ */
 
 /* Every worker sweeps some shards this often; together they cover the whole
@@ -450,7 +441,6 @@ static int lim_init_process(struct gateway *gw, char **err)
 {
     struct lim_gw *g = sl_calloc(1, sizeof(*g));
     g->store = lim_store_new(lim_conf(gw->cfg)->max_entries, 0);
-    g->violations = viol_new(SL_MAX_VIOLATORS);
     g->backend = fleet_of(gw) ? &lim_redis_backend : &lim_mem_backend;
     rds_script_init(&g->apply, lim_lua_apply);
     rds_script_init(&g->release, lim_lua_release);
@@ -462,7 +452,6 @@ static void lim_dispose_process(struct gateway *gw)
 {
     struct lim_gw *g = lim_gw_of(gw);
     lim_store_free(g->store);
-    viol_free(g->violations);
     free(g);
 }
 
@@ -545,6 +534,5 @@ const struct sl_module limit_module = {
     .dispose_worker = lim_dispose_worker,
     .stages = lim_stages,
     .n_stages = 1,
-    .finish = lim_finish_exchange,
     .metrics = lim_metrics,
 };

@@ -43,7 +43,6 @@
 #define SL_DRAIN_TIMEOUT_MS 30000 /* SIGTERM waits at most this for in-flight requests */
 
 /* Rate limiting */
-#define SL_MAX_VIOLATORS 100000 /* identities tracked for 429 counts; oldest evicted */
 /* Counters one request may touch: its tier's and its route's lists (16
  * each), plus SL_MAX_GQL_COUNTS for GraphQL operations. */
 #define SL_MAX_LIMIT_OPS 64

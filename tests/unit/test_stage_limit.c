@@ -9,7 +9,6 @@
 
 #include <time.h>
 
-#include "guard/violations.h"
 #include "limit/backend.h"
 
 #define UPSTREAM "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
@@ -224,37 +223,6 @@ static void test_limit_ietf_names_tell_sources_apart(void **state)
                         "\"route-hourly\";q=10;w=3600");
 }
 
-/* The finish hook records a refused request as a violation of its
- * identity on its route; allowed requests are not violations. */
-static void test_limit_finish_records_violation(void **state)
-{
-    struct fake_gw *fx = fake_gw_start(state, UPSTREAM "routes:\n"
-                                                       "  - path: /a\n"
-                                                       "    limits: {anonymous: [\"1/min\"]}\n");
-    struct viol_table *vt = lim_gw_of(&fx->gw)->violations;
-    struct viol_view v;
-    struct fake_resp *ok = fake_request(fx, "GET", "/a", NULL);
-    assert_passed(ok);
-    assert_true(ok->finished);
-    const char *id = ok->identity.id;
-    assert_string_equal(id, "ip:203.0.113.7");
-    assert_int_equal(viol_get(vt, id, &v), -1);
-
-    struct fake_resp *r = fake_start(fx, "GET", "/a", NULL);
-    exchange_run(r->x);
-    assert_limited(r, 120);
-    /* Recorded when the exchange ends, not when it is answered. */
-    assert_int_equal(viol_get(vt, id, &v), -1);
-    fake_done(r);
-    assert_int_equal(viol_get(vt, id, &v), 0);
-    assert_int_equal(v.count, 1);
-    assert_string_equal(v.route, "/a");
-    assert_int_equal(fake_request(fx, "GET", "/a", NULL)->status, 429);
-    assert_int_equal(viol_get(vt, id, &v), 0);
-    assert_int_equal(v.count, 2);
-    assert_int_equal(viol_size(vt), 1);
-}
-
 /* limits.enabled: false turns every limit off. */
 static void test_limit_disabled(void **state)
 {
@@ -283,7 +251,6 @@ int main(void)
         T(test_limit_route_cost),
         T(test_limit_ietf_headers),
         T(test_limit_ietf_names_tell_sources_apart),
-        T(test_limit_finish_records_violation),
         T(test_limit_disabled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
