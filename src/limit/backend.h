@@ -34,7 +34,7 @@ enum lim_fallback_mode {
 /* gw->ctx[MOD_limit] */
 struct lim_gw {
     const struct lim_backend *backend;
-    struct lim_store *store;       /* the memory store (also on_failure: local) */
+    struct lim_store *store; /* the memory store (also on_failure: local) */
     struct rds_script apply, release;
 };
 
