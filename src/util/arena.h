@@ -32,9 +32,11 @@ void *arena_realloc(struct arena *a, void *p, size_t old, size_t n);
 
 /* Arenas to reuse, for one thread: an exchange per request would otherwise
  * cost a malloc and a free of its first block. At most ARENA_POOL_MAX are
- * kept; what an arena grew beyond its first block is freed when it is put
- * back. */
-#define ARENA_POOL_MAX 16
+ * kept (about 0.5 MB with 4 KiB first blocks); what an arena grew beyond
+ * its first block is freed when it is put back. 16 were too few for 64
+ * busy connections: glibc then trimmed the heap (madvise) on a quarter of
+ * the requests (bench/run.sh with BENCH_SYSCALLS=1). */
+#define ARENA_POOL_MAX 128
 struct arena_pool {
     struct arena *spare[ARENA_POOL_MAX];
     int n;

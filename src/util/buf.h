@@ -22,7 +22,7 @@ void buf_release(struct buf *b);
 /* Spare buffer memory for one thread, so that a buffer emptied after each
  * message (a connection's output) does not cost a malloc and a free per
  * message. Buffers larger than BUF_POOL_MAX_CAP are freed, not kept. */
-#define BUF_POOL_MAX 32
+#define BUF_POOL_MAX 128
 #define BUF_POOL_MAX_CAP 16384
 struct buf_pool {
     struct {
