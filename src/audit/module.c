@@ -199,16 +199,8 @@ static void *audit_thread_main(void *arg)
 
 static const char *audit_decision(enum sl_refusal r)
 {
-    switch (r) {
-    case SL_REFUSED_LIMIT:
-        return "limit";
-    case SL_REFUSED_QUOTA:
-        return "quota";
-    case SL_REFUSED_BAN:
-        return "ban";
-    default:
-        return "none";
-    }
+    const char *name = sl_refusal_name(r);
+    return name ? name : "none";
 }
 
 static const char *audit_cache_status(const struct exchange *x)

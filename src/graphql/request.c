@@ -10,6 +10,7 @@
 
 #include "util/arena.h"
 #include "util/limits.h"
+#include "util/str.h"
 
 __attribute__((format(printf, 2, 3))) static int gqlr_fail(struct gqlr_error *err, const char *fmt,
                                                            ...)
@@ -88,24 +89,13 @@ static void gqlr_ws(struct gqlr_scan *s)
         s->p++;
 }
 
-static int gqlr_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at <p> (the caller checked there are four): the value,
  * or -1. */
 static long gqlr_hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = gqlr_hex(p[i]);
+        int h = str_hex_digit(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | h;
@@ -593,8 +583,8 @@ static char *gqlr_unescape(struct arena *a, const char *s, size_t len, size_t *o
         int hi, lo;
         if (s[i] == '+') {
             d[n++] = ' ';
-        } else if (s[i] == '%' && i + 2 < len && (hi = gqlr_hex(s[i + 1])) >= 0 &&
-                   (lo = gqlr_hex(s[i + 2])) >= 0) {
+        } else if (s[i] == '%' && i + 2 < len && (hi = str_hex_digit(s[i + 1])) >= 0 &&
+                   (lo = str_hex_digit(s[i + 2])) >= 0) {
             d[n++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

@@ -50,18 +50,8 @@ static const char *accesslog_time(struct worker *w)
 
 static const char *accesslog_refusal(enum sl_refusal r)
 {
-    switch (r) {
-    case SL_REFUSED_LIMIT:
-        return "limit";
-    case SL_REFUSED_QUOTA:
-        return "quota";
-    case SL_REFUSED_BAN:
-        return "ban";
-    case SL_REFUSED_ACCESS:
-        return "access";
-    default:
-        return "-";
-    }
+    const char *name = sl_refusal_name(r);
+    return name ? name : "-";
 }
 
 void accesslog_exchange(struct worker *w, const struct exchange *x)

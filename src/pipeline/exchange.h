@@ -66,6 +66,23 @@ enum sl_refusal {
     SL_REFUSED_ACCESS, /* an access list (SPEC 7.1): 403 */
 };
 
+/* The name logs give refusal <r> ("limit", "ban"...), NULL for none. */
+static inline const char *sl_refusal_name(enum sl_refusal r)
+{
+    switch (r) {
+    case SL_REFUSED_LIMIT:
+        return "limit";
+    case SL_REFUSED_QUOTA:
+        return "quota";
+    case SL_REFUSED_BAN:
+        return "ban";
+    case SL_REFUSED_ACCESS:
+        return "access";
+    default:
+        return NULL;
+    }
+}
+
 struct exchange;
 typedef enum stage_result (*stage_fn)(struct exchange *x);
 
