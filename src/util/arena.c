@@ -87,7 +87,7 @@ struct arena *arena_pool_get(struct arena_pool *p, size_t first_block)
 void arena_pool_put(struct arena_pool *p, struct arena *a)
 {
     bool keep = p->n < ARENA_POOL_MAX;
-#ifdef __SANITIZE_ADDRESS__
+#ifdef SL_ASAN
     /* Under ASan every arena is freed, so a pointer kept past its request
      * is a use after free it reports, not a read of the next request. */
     keep = false;

@@ -87,7 +87,7 @@ void buf_pool_take(struct buf_pool *p, struct buf *b)
 void buf_pool_give(struct buf_pool *p, struct buf *b)
 {
     bool keep = b->data && p->n < BUF_POOL_MAX && b->cap <= BUF_POOL_MAX_CAP;
-#ifdef __SANITIZE_ADDRESS__
+#ifdef SL_ASAN
     keep = false; /* ASan sees a use after free rather than reused bytes */
 #endif
     if (!keep) {

@@ -16,4 +16,15 @@ char *sl_vstrdupf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 
  * fall back on (no memory, no randomness). */
 void sl_fatal(const char *msg) __attribute__((noreturn));
 
+/* SL_ASAN: built with AddressSanitizer (GCC says so with a macro, clang
+ * with __has_feature). Memory pools then free instead of keeping, so a
+ * pointer used after its owner ended is reported, not silently reused. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SL_ASAN 1
+#endif
+#endif
+
 #endif

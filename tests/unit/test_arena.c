@@ -66,7 +66,7 @@ static void test_pool_reuses_an_arena_reset(void **state)
     memset(arena_alloc(a, 5000), 1, 5000); /* a second block */
     arena_pool_put(&pool, a);
     assert_int_equal(cleanups, 1);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef SL_ASAN
     assert_int_equal(pool.n, 1);
     struct arena *b = arena_pool_get(&pool, 256);
     assert_ptr_equal(b, a); /* the same memory, emptied */
