@@ -505,6 +505,13 @@ static void lim_write_back(struct lim_shard *sh, const struct lim_op *ops, struc
     sh->slab[e].expiry = pp[i].expiry;
 }
 
+void lim_store_prefetch(const struct lim_store *st, const struct lim_op *op)
+{
+    struct lim_prep pp;
+    lim_prepare(st, op, &pp);
+    lim_prefetch(st, &pp);
+}
+
 bool lim_store_apply(struct lim_store *st, struct lim_op *ops, int n, int64_t now_us, uint32_t cost)
 {
     if (n <= 0)

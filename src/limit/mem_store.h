@@ -34,6 +34,12 @@ void lim_store_free(struct lim_store *st);
 bool lim_store_apply(struct lim_store *st, struct lim_op *ops, int n, int64_t now_us,
                      uint32_t cost);
 
+/* Starts loading the home slot of <op>'s key into the cache, without a lock
+ * (it may race a growth of the table: a prefetch never faults). For a
+ * caller that knows a key some work before it decides it; lim_store_apply
+ * prefetches each key itself, just before it takes the locks. */
+void lim_store_prefetch(const struct lim_store *st, const struct lim_op *op);
+
 /* Give back concurrency slots of an allowed request (same ops, same cost). */
 void lim_store_release(struct lim_store *st, struct lim_op *ops, int n, uint32_t cost);
 
