@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "support.h"
+#include "redis_support.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -30,46 +30,13 @@ struct fixture {
     redisContext *rc;
 };
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static redisContext *connect_to(int port)
-{
-    struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
-}
-
 static int group_setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    if (!f || (f->port = test_free_port()) < 0)
+    if (!f)
         return -1;
-    f->pid = test_redis_spawn(f->port, NULL);
-    if (f->pid < 0)
-        return -1;
-    for (int i = 0; i < 500 && !f->rc; i++) {
-        redisContext *c = connect_to(f->port);
-        redisReply *r = c ? redisCommand(c, "PING") : NULL;
-        bool ok = r && r->type == REDIS_REPLY_STATUS;
-        freeReplyObject(r);
-        if (ok)
-            f->rc = c;
-        else
-            redisFree(c);
-        if (!ok)
-            sleep_ms(10);
-    }
+    f->rc = test_redis_start(&f->port, &f->pid);
     if (!f->rc) {
-        test_redis_kill(f->pid);
         free(f);
         return -1;
     }
@@ -260,7 +227,7 @@ static void test_count_scripts(void **state)
     for (int i = 0; i < 20; i++) {
         snprintf(id, sizeof id, "ip:10.0.0.%d", i);
         record(f, id, 60000, 10, 0, &n, &crossed);
-        sleep_ms(2);
+        test_sleep_ms(2);
     }
     assert_int_equal(zcard(f, P "abuse:violators"), 10);
     assert_int_equal(zcard(f, P "abuse:counts"), 10);

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "keystore_support.h"
-#include "support.h"
+#include "redis_support.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -52,48 +52,13 @@ struct fixture {
 
 /* ---- redis-server ------------------------------------------------------- */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static redisContext *connect_to(int port)
-{
-    struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
-}
-
 static int group_setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    if (!f || (f->port = test_free_port()) < 0)
+    if (!f)
         return -1;
-    pid_t pid = test_redis_spawn(f->port, NULL);
-    if (pid < 0)
-        return -1;
-    f->pid = pid;
-    for (int i = 0; i < 500 && !f->rc; i++) {
-        redisContext *c = connect_to(f->port);
-        redisReply *r = c ? redisCommand(c, "PING") : NULL;
-        bool ok = r && r->type == REDIS_REPLY_STATUS;
-        freeReplyObject(r);
-        if (ok)
-            f->rc = c;
-        else
-            redisFree(c);
-        if (!ok)
-            sleep_ms(10);
-    }
+    f->rc = test_redis_start(&f->port, &f->pid);
     if (!f->rc) {
-        fprintf(stderr, "redis-server on port %d did not start\n", f->port);
-        test_redis_kill(f->pid);
         free(f);
         return -1;
     }
@@ -118,7 +83,7 @@ static int setup(void **state)
     struct fixture *f = *state;
     if (!f->rc || f->rc->err) { /* a test broke it: a new one */
         redisFree(f->rc);
-        f->rc = connect_to(f->port);
+        f->rc = test_redis_connect(f->port);
     }
     redisReply *r = f->rc ? redisCommand(f->rc, "FLUSHALL") : NULL;
     bool ok = r && r->type == REDIS_REPLY_STATUS;
@@ -692,7 +657,7 @@ static void expect_event(redisContext *sub, const char *id, const char *change)
 static void test_version_events(void **state)
 {
     struct fixture *f = *state;
-    redisContext *sub = connect_to(f->port);
+    redisContext *sub = test_redis_connect(f->port);
     assert_non_null(sub);
     redisReply *r = cmd(sub, "SUBSCRIBE %s", P "events");
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -745,7 +710,7 @@ static void test_version_events(void **state)
 static void test_update(void **state)
 {
     struct fixture *f = *state;
-    redisContext *sub = connect_to(f->port);
+    redisContext *sub = test_redis_connect(f->port);
     assert_non_null(sub);
     redisReply *r = cmd(sub, "SUBSCRIBE %s", P "events");
     freeReplyObject(r);
