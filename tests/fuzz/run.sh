@@ -34,7 +34,12 @@ for n in "${names[@]}"; do
     "${execs:-?}" "$(sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [0-9]+\/[0-9a-zA-Z]+).*/\1/' <<<"$stats")"
   if [[ $rc -ne 0 ]]; then
     failed+=("$n")
-    grep -E 'ERROR|SUMMARY|Test unit written' "$log" | sed 's/^/    /' | head -5
+    # CI keeps only this output: what the harness or a library said just
+    # before the crash, the report's first lines, and the input in base64
+    # (libFuzzer prints it for small inputs: base64 -d > crash, then run
+    # build-fuzz/fuzz_<name> crash).
+    grep -B3 -m1 -E '^==[0-9]+==.*ERROR|runtime error' "$log" | sed 's/^/    /' | head -6
+    grep -E 'SUMMARY|^Base64:|Test unit written' "$log" | sed 's/^/    /' | head -4
     echo "    log: $log"
   fi
 done
