@@ -40,6 +40,7 @@
 
 #include <hiredis/async.h>
 
+#include "store/redis_reply.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -108,7 +109,8 @@ struct rds {
     bool connected_once;
     int handles; /* open libuv handles: the timer and the adapters' polls */
     char why[160];
-    struct rds_cmd *head, *tail; /* pending commands, oldest first */
+    struct rds_cmd *head, *tail;   /* pending commands, oldest first */
+    struct rds_reply_pool replies; /* every context's replies: no malloc per reply */
 
     void (*closed)(void *arg);
     void *closed_arg;
@@ -391,6 +393,7 @@ static void rds_maybe_closed(struct rds *r)
         return;
     void (*closed)(void *) = r->closed;
     void *arg = r->closed_arg;
+    rds_reply_pool_dispose(&r->replies);
     free(r->channel);
     free(r);
     if (closed)
@@ -546,6 +549,7 @@ static void rds_connect(struct rds *r)
         return;
     }
     ac->data = r;
+    rds_reply_use(ac->c.reader, &r->replies);
     if (rds_ev_attach(r, ac) != 0) {
         redisAsyncFree(ac);
         rds_lost(r, "connect: cannot watch the socket", false, RDS_CLOSED);
@@ -627,6 +631,7 @@ static struct rds *rds_alloc(uv_loop_t *loop, const struct rds_config *c, rds_st
     r->arg = arg;
     r->timeout_ms = c->timeout_ms > 0 ? (uint64_t)c->timeout_ms : RDS_DEFAULT_TIMEOUT_MS;
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
+    rds_reply_pool_init(&r->replies);
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     r->handles = 1;
