@@ -96,7 +96,7 @@ void arena_pool_put(struct arena_pool *p, struct arena *a)
         arena_free(a);
         return;
     }
-    arena_reset(a, 0);
+    arena_reset(a, ARENA_POOL_KEEP_MAX);
     p->spare[p->n++] = a;
 }
 

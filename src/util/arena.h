@@ -37,6 +37,11 @@ void *arena_realloc(struct arena *a, void *p, size_t old, size_t n);
  * busy connections: glibc then trimmed the heap (madvise) on a quarter of
  * the requests (bench/run.sh with BENCH_SYSCALLS=1). */
 #define ARENA_POOL_MAX 128
+/* A pooled arena that grew keeps its newest block up to this size: a
+ * route whose requests outgrow the first block (the limit headers, a
+ * GraphQL body) would otherwise malloc and free a block per request. At
+ * most ARENA_POOL_MAX * (first block + this) per thread: 2.5 MB. */
+#define ARENA_POOL_KEEP_MAX (16u * 1024)
 struct arena_pool {
     struct arena *spare[ARENA_POOL_MAX];
     int n;
@@ -45,7 +50,8 @@ struct arena_pool {
  * bytes (the pool's arenas keep the size they were made with). */
 struct arena *arena_pool_get(struct arena_pool *p, size_t first_block);
 /* As arena_free(<a>) for its user: cleanups run, pointers die; its first
- * block waits in <p> for the next arena_pool_get. */
+ * block (and its newest, up to ARENA_POOL_KEEP_MAX) waits in <p> for the
+ * next arena_pool_get. */
 void arena_pool_put(struct arena_pool *p, struct arena *a);
 /* Frees every arena <p> holds. */
 void arena_pool_clear(struct arena_pool *p);

@@ -70,9 +70,19 @@ static void test_pool_reuses_an_arena_reset(void **state)
     assert_int_equal(pool.n, 1);
     struct arena *b = arena_pool_get(&pool, 256);
     assert_ptr_equal(b, a); /* the same memory, emptied */
-    assert_ptr_equal(b->head, b->first);
+    /* The grown block is kept for the next request (ARENA_POOL_KEEP_MAX). */
+    assert_ptr_not_equal(b->head, b->first);
+    assert_true(b->head->size >= 5000);
+    assert_ptr_equal(b->head->next, b->first);
+    assert_int_equal(b->head->used, 0);
     assert_int_equal(b->first->used, 0);
     assert_null(b->cleanups);
+    /* One past the bound is not kept. */
+    memset(arena_alloc(b, ARENA_POOL_KEEP_MAX + 1), 1, ARENA_POOL_KEEP_MAX + 1);
+    arena_pool_put(&pool, b);
+    b = arena_pool_get(&pool, 256);
+    assert_ptr_equal(b->head, b->first);
+    assert_null(b->head->next);
 #else
     assert_int_equal(pool.n, 0); /* freed, so ASan sees a use after free */
     struct arena *b = arena_pool_get(&pool, 256);
