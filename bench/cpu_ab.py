@@ -24,6 +24,9 @@ run, the medians, and the median of the paired ratios B/A: pairs taken
 seconds apart see the same machine, so drifts of a noisy VM (±20 % from one
 minute to the next here) cancel out in the ratio.
 
+--mallocs counts the gateway's calls to libc's malloc, calloc and realloc
+per request instead (perf uprobes, added if missing; needs root).
+
 --callgrind runs each gateway under valgrind's callgrind instead and counts
 the instructions it executes per request (user space only: the kernel's
 work for its system calls is not in it). Slow, but the count does not move
@@ -117,6 +120,59 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
     return y
 
 
+def start_gateways(a, ngx, reds, gws):
+    """One gateway per binary (pinned to core 0), its redis-server if the
+    scenario needs one, each warmed by one request; appended to <gws>."""
+    for b, scen in ((a.bin_a, a.scenario), (a.bin_b, a.scenario_b or a.scenario)):
+        tmp = tempfile.mkdtemp(prefix="sluice-cpu-ab-")
+        port = free_port()
+        rport = None
+        if scen == "redis":
+            reds.append(RedisServer().start())
+            rport = reds[-1].port
+        path = os.path.join(tmp, "sluice.yaml")
+        with open(path, "w") as f:
+            f.write(config(scen, port, ngx.port, tmp, rport))
+        proc = subprocess.Popen(["taskset", "-c", "0", b, "serve", "-c", path],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gws.append(("%s (%s)" % (b, scen), port, proc))
+    time.sleep(1.5)
+    for b, port, proc in gws:  # fills the cache; a gateway that did not start fails here
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
+                       check=True)
+
+
+ALLOC_PROBES = ("malloc", "calloc", "realloc")
+
+
+def mallocs_ab(a, gws):
+    """Calls to libc's malloc, calloc and realloc per request of each gateway
+    (all threads), counted by perf uprobes while wrk runs: after a warm-up
+    run, so pools and tables that fill once are not counted."""
+    listed = subprocess.run(["perf", "list"], capture_output=True, text=True).stdout
+    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6")
+                if os.path.exists(p))
+    for fn in ALLOC_PROBES:
+        if "probe_libc:" + fn not in listed:
+            subprocess.run(["perf", "probe", "-q", "-x", libc, "--add", fn], check=True)
+    events = ",".join("probe_libc:" + fn for fn in ALLOC_PROBES)
+    for b, port, proc in gws:
+        url = "http://127.0.0.1:%d/" % port
+        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", "-d1s", url],
+                       capture_output=True, check=True)
+        r = subprocess.run(["perf", "stat", "-x,", "-e", events, "-p", str(proc.pid), "--",
+                            "taskset", "-c", "1", "wrk", "-t1", "-c64", "-d%ds" % a.seconds, url],
+                           capture_output=True, text=True, check=True)
+        n = int(re.search(r"(\d+) requests in", r.stdout).group(1))
+        calls = {fn: int(next(line for line in r.stderr.splitlines()
+                              if "probe_libc:%s," % fn in line + ",").split(",")[0])
+                 for fn in ALLOC_PROBES}
+        print("%-48s %8d requests  allocations/request %5.2f  (%s)" % (
+            b, n, sum(calls.values()) / n,
+            " ".join("%s %.2f" % (fn, c / n) for fn, c in calls.items())))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl", "graphql_flat",
@@ -127,6 +183,8 @@ def main():
     ap.add_argument("--scenario-b", choices=scenarios)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--mallocs", action="store_true",
+                    help="count libc malloc/calloc/realloc calls per request (perf uprobes) instead")
     ap.add_argument("--callgrind", action="store_true",
                     help="count instructions per request under callgrind instead of CPU time")
     a = ap.parse_args()
@@ -135,23 +193,9 @@ def main():
     ngx = NginxServer(worker_connections=4096).start()
     reds, gws = [], []
     try:
-        for b, scen in ((a.bin_a, a.scenario), (a.bin_b, a.scenario_b or a.scenario)):
-            tmp = tempfile.mkdtemp(prefix="sluice-cpu-ab-")
-            port = free_port()
-            rport = None
-            if scen == "redis":
-                reds.append(RedisServer().start())
-                rport = reds[-1].port
-            path = os.path.join(tmp, "sluice.yaml")
-            with open(path, "w") as f:
-                f.write(config(scen, port, ngx.port, tmp, rport))
-            proc = subprocess.Popen(["taskset", "-c", "0", b, "serve", "-c", path],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            gws.append(("%s (%s)" % (b, scen), port, proc))
-        time.sleep(1.5)
-        for b, port, proc in gws:  # fills the cache; a gateway that did not start fails here
-            subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
-                           check=True)
+        start_gateways(a, ngx, reds, gws)
+        if a.mallocs:
+            return mallocs_ab(a, gws)
         us = {b: [] for b, _, _ in gws}
         rps = {b: [] for b, _, _ in gws}
         scen = {gws[0][0]: a.scenario, gws[1][0]: a.scenario_b or a.scenario}
