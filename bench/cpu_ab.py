@@ -12,7 +12,9 @@ flat limit, every request a POST of a ~2 KB GraphQL query: bench/graphql.lua)
 graphql_route (the same with `rejection: graphql`: the body is read to name
 the operation in a 429, as before SPEC 7.4), or graphql_ops (the same route
 and requests, with `graphql:` per-type and per-operation limits that count
-the query and a cost cap it stays under, SPEC 7.4).
+the query and a cost cap it stays under, SPEC 7.4), or limit_1m (limit,
+every request from one of 1,048,576 addresses through a trusted proxy, the
+store filled with them first: bench/identities.lua; usage metering off).
 --scenario-b gives B another scenario than A: with the same binary twice,
 the CPU a feature costs (bare vs quota). Starts an nginx upstream, one gateway per binary
 (workers: 1, pinned to core 0; with redis, one redis-server per gateway),
@@ -95,7 +97,7 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
          "upstreams:\n  app:\n    servers: [\"127.0.0.1:%d\"]\n    keepalive: 64\n"
          "routes:\n  - prefix: /\n    upstream: app\n" % (port, upstream_port))
     if scenario in ("limit", "redis", "bare", "quota", "graphql_flat", "graphql_route",
-                    "graphql_ops"):
+                    "graphql_ops", "limit_1m"):
         y += "    limits: {anonymous: [\"4000000000/h\"]}\n"
     if scenario in ("graphql_route", "graphql_ops"):
         y += "    rejection: graphql\n"
@@ -103,7 +105,12 @@ def config(scenario, port, upstream_port, tmp, redis_port=None):
         y += ("    graphql: {query: \"4000000000/h\", mutation: \"1000/h\", operations: "
               "{Dashboard: \"4000000000/h\", tokenAuth: \"20/m\"}, max_depth: 10, "
               "max_aliases: 30, max_root_fields: 20, max_cost: 1000}\n")
-    if scenario == "bare":
+    if scenario == "limit_1m":
+        y = y.replace("  access_log: false\n",
+                      "  access_log: false\n  trusted_proxies: [\"127.0.0.1/32\"]\n")
+    if scenario in ("bare", "limit_1m"):
+        # limit_1m: usage metering keeps a row per address, written to
+        # SQLite, which would measure that rather than the limit store.
         y += "usage: {enabled: false}\n"
     if scenario == "quota":
         y += ("tiers:\n  anonymous: {quota: {daily: 1000000000000, monthly: 1000000000000}, "
@@ -140,6 +147,21 @@ def start_gateways(a, ngx, reds, gws):
     for b, port, proc in gws:  # fills the cache; a gateway that did not start fails here
         subprocess.run(["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:%d/" % port],
                        check=True)
+    if a.scenario == "limit_1m":
+        for b, port, proc in gws:  # a counter for each of the 1M addresses, in order
+            subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", "-d%ds" % a.fill_seconds,
+                            "-s", str(ROOT / "bench" / "identities.lua"),
+                            "http://127.0.0.1:%d/" % port], capture_output=True, check=True,
+                           env=dict(os.environ, IDENTITIES_FILL="1"))
+
+
+def wrk_script(scenario):
+    """wrk's -s option for <scenario>: its requests, if not a plain GET /."""
+    if scenario.startswith("graphql"):
+        return ["-s", str(ROOT / "bench" / "graphql.lua")]
+    if scenario == "limit_1m":
+        return ["-s", str(ROOT / "bench" / "identities.lua")]
+    return []
 
 
 ALLOC_PROBES = ("malloc", "calloc", "realloc")
@@ -161,7 +183,8 @@ def mallocs_ab(a, gws):
         subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", "-d1s", url],
                        capture_output=True, check=True)
         r = subprocess.run(["perf", "stat", "-x,", "-e", events, "-p", str(proc.pid), "--",
-                            "taskset", "-c", "1", "wrk", "-t1", "-c64", "-d%ds" % a.seconds, url],
+                            "taskset", "-c", "1", "wrk", "-t1", "-c64", "-d%ds" % a.seconds] +
+                           wrk_script(a.scenario) + [url],
                            capture_output=True, text=True, check=True)
         n = int(re.search(r"(\d+) requests in", r.stdout).group(1))
         calls = {fn: int(next(line for line in r.stderr.splitlines()
@@ -176,13 +199,15 @@ def mallocs_ab(a, gws):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     scenarios = ["proxy", "limit", "cache", "redis", "bare", "quota", "proxy_acl", "graphql_flat",
-                 "graphql_route", "graphql_ops"]
+                 "graphql_route", "graphql_ops", "limit_1m"]
     ap.add_argument("scenario", choices=scenarios)
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
     ap.add_argument("--scenario-b", choices=scenarios)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--fill-seconds", type=int, default=40,
+                    help="limit_1m: how long wrk fills the store with the 1M addresses first")
     ap.add_argument("--mallocs", action="store_true",
                     help="count libc malloc/calloc/realloc calls per request (perf uprobes) instead")
     ap.add_argument("--callgrind", action="store_true",
@@ -202,9 +227,7 @@ def main():
         for i in range(a.pairs):
             for b, port, proc in (gws if i % 2 == 0 else gws[::-1]):
                 c0 = cpu_seconds(proc.pid)
-                script = []
-                if scen[b].startswith("graphql"):
-                    script = ["-s", str(ROOT / "bench" / "graphql.lua")]
+                script = wrk_script(scen[b])
                 out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64",
                                       "-d%ds" % a.seconds] + script +
                                      ["http://127.0.0.1:%d/" % port],
