@@ -19,9 +19,6 @@ struct lim_backend {
     const char *name;
     enum stage_result (*decide)(struct exchange *x, struct lim_op *ops, int n, uint32_t cost,
                                 struct quota_req *q);
-    /* Starts loading <op>'s counter into the CPU cache (NULL: the store is
-     * not local, nothing to load). */
-    void (*prefetch)(struct gateway *gw, const struct lim_op *op);
 };
 extern const struct lim_backend lim_mem_backend;   /* this node's memory */
 extern const struct lim_backend lim_redis_backend; /* shared by the fleet (SPEC 3.6) */

@@ -68,13 +68,7 @@ enum stage_result lim_decide_local(struct exchange *x, struct lim_op *ops, int n
     return r;
 }
 
-static void lim_prefetch_local(struct gateway *gw, const struct lim_op *op)
-{
-    lim_store_prefetch(lim_gw_of(gw)->store, op);
-}
-
 const struct lim_backend lim_mem_backend = {
     .name = "memory",
     .decide = lim_decide_local,
-    .prefetch = lim_prefetch_local,
 };

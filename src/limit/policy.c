@@ -28,34 +28,15 @@ static const struct lim_route_limits *lim_route_limits(const struct cfg_route *r
     return id->kind == ID_IP ? NULL : any;
 }
 
-/* An exchange's limit state (x->ctx[MOD_limit], in its arena; NULL:
- * nothing yet): the extra counters a stage asked for (limit/extra.h), and
- * the ops the prefetch stage collected for identity <id>. */
-struct lim_exchange {
-    const struct lim_extras *extras;
-    struct lim_op *ops; /* NULL: none collected early */
-    int n_ops;
-    char id[sizeof(((struct identity *)0)->id)];
-};
-
-static struct lim_exchange *lim_exchange_of(struct exchange *x)
-{
-    if (!x->ctx[MOD_limit])
-        x->ctx[MOD_limit] = arena_calloc(x->arena, sizeof(struct lim_exchange));
-    return x->ctx[MOD_limit];
-}
-
+/* The extra counters a stage asked for (limit/extra.h); NULL: none. */
 static const struct lim_extras *lim_extras_of(const struct exchange *x)
 {
-    const struct lim_exchange *lx = x->ctx[MOD_limit];
-    return lx ? lx->extras : NULL;
+    return x->ctx[MOD_limit];
 }
 
 void lim_set_extras(struct exchange *x, const struct lim_extras *e)
 {
-    struct lim_exchange *lx = lim_exchange_of(x);
-    lx->extras = e;
-    lx->ops = NULL; /* collected without these counters */
+    x->ctx[MOD_limit] = (void *)e;
 }
 
 /* Room for the ops of <x>: its tier's and route's lists, and its extras
@@ -422,26 +403,11 @@ enum stage_result lim_finish(struct exchange *x, struct lim_op *ops, int n, uint
     return q ? quota_answer(x, q) : STAGE_NEXT;
 }
 
-/* The ops the prefetch stage collected, if they are still the request's:
- * same identity, no extra counters since. */
-static struct lim_op *lim_early_ops(struct exchange *x, int *n)
-{
-    struct lim_exchange *lx = x->ctx[MOD_limit];
-    if (!lx || !lx->ops || strcmp(lx->id, x->identity.id) != 0)
-        return NULL;
-    *n = lx->n_ops;
-    return lx->ops;
-}
-
 /* The decision proper, once everything it needs is known. */
 static enum stage_result lim_decide(struct exchange *x, bool limits, struct quota_req *q)
 {
-    int n = 0;
-    struct lim_op *ops = limits ? lim_early_ops(x, &n) : NULL;
-    if (!ops) {
-        ops = arena_alloc(x->arena, sizeof(*ops) * (size_t)lim_ops_cap(x));
-        n = limits ? lim_collect(x, ops) : 0;
-    }
+    struct lim_op *ops = arena_alloc(x->arena, sizeof(*ops) * (size_t)lim_ops_cap(x));
+    int n = limits ? lim_collect(x, ops) : 0;
     if (n == 0 && !q)
         return STAGE_NEXT;
     uint32_t cost = x->route->cost ? x->route->cost : 1;
@@ -462,27 +428,6 @@ static enum stage_result lim_stage(struct exchange *x)
     if (!limits && !q)
         return STAGE_NEXT;
     return lim_decide(x, limits, q);
-}
-
-/* Right after the client address is known (the identity of an anonymous client):
- * collects the request's ops and has the store start loading their slots,
- * so that with many identities the cache misses overlap the access, ban
- * and auth stages instead of stalling the decision. The limit stage reuses
- * the ops unless the identity changed (a key or a token) or a stage added
- * counters. Only for a store that has local slots (memory). */
-static enum stage_result lim_stage_prefetch(struct exchange *x)
-{
-    const struct lim_backend *be = lim_gw_of(x->worker->gw)->backend;
-    if (!be->prefetch || !lim_conf(x->cfg)->enabled || lim_route_conf(x->route)->limits_off ||
-        x->identity.exempt)
-        return STAGE_NEXT;
-    struct lim_exchange *lx = lim_exchange_of(x);
-    lx->ops = arena_alloc(x->arena, sizeof(*lx->ops) * (size_t)lim_ops_cap(x));
-    lx->n_ops = lim_collect(x, lx->ops);
-    memcpy(lx->id, x->identity.id, sizeof(lx->id));
-    for (int i = 0; i < lx->n_ops; i++)
-        be->prefetch(x->worker->gw, &lx->ops[i]);
-    return STAGE_NEXT;
 }
 
 /* ---- the module ------------------------------------------------------------------ */
@@ -575,7 +520,6 @@ static void lim_metrics(struct gateway *gw, struct buf *out)
 }
 
 static const struct sl_stage lim_stages[] = {
-    {SL_PHASE_CLIENT, false, lim_stage_prefetch},
     {SL_PHASE_LIMIT, false, lim_stage},
 };
 
@@ -589,6 +533,6 @@ const struct sl_module limit_module = {
     .stop_worker = lim_stop_worker,
     .dispose_worker = lim_dispose_worker,
     .stages = lim_stages,
-    .n_stages = 2,
+    .n_stages = 1,
     .metrics = lim_metrics,
 };
