@@ -206,6 +206,17 @@ static void test_json_strict(void **state)
     json_fails("{\"query\": \"{ a }", "unterminated string");
     json_fails("{\"query\": \"{ a }\"", "',' or '}' expected");
 
+    /* A NUL byte after a number or a literal: jansson 2.14 skips it (it
+     * takes the NUL it pushes back for an empty buffer), which RFC 8259
+     * does not allow; refused. */
+    static const char nul_num[] = "{\"query\": \"{ a }\", \"x\": 1\0}";
+    static const char nul_lit[] = "{\"query\": \"{ a }\", \"x\": [true\0]}";
+    struct gqlr_error err;
+    assert_int_equal(gqlr_from_json(nul_num, sizeof(nul_num) - 1, &watch, arena, &r, &err), -1);
+    assert_non_null(strstr(err.message, "',' or '}' expected at byte 25"));
+    assert_int_equal(gqlr_from_json(nul_lit, sizeof(nul_lit) - 1, &watch, arena, &r, &err), -1);
+    assert_non_null(strstr(err.message, "',' or ']' expected at byte 29"));
+
     struct buf b = {0};
     buf_append_str(&b, "{\"query\": \"{ a }\", \"x\": ");
     for (int i = 0; i < 64; i++)
