@@ -649,6 +649,11 @@ int gqlr_from_query(const char *query, size_t len, const struct gqlr_watch *watc
         return gqlr_fail(err, "Must provide query string");
     json_t *vars = NULL;
     if (p.v[2] && p.len[2]) {
+        /* jansson 2.14 drops a NUL right after a number or literal
+         * ({"first":1%00} loads as {"first":1}); the body's scanner refuses
+         * it, and so does this reader. */
+        if (memchr(p.v[2], '\0', p.len[2]))
+            return gqlr_fail(err, "variables must be a JSON object");
         json_error_t je;
         vars = json_loadb(p.v[2], p.len[2], JSON_REJECT_DUPLICATES, &je);
         if (!vars || !(json_is_object(vars) || json_is_null(vars))) {

@@ -257,6 +257,10 @@ static void test_get(void **state)
     query_fails("", "Must provide query string");
     query_fails("operationName=A", "Must provide query string");
     query_fails("query={a}&query={b}", "The parameter query is given twice");
+    /* A NUL jansson alone would drop: refused, as in a body. */
+    query_fails("query={a}&variables=%7B%22first%22%3A1%00%7D", "variables must be a JSON object");
+    query_fails("query={a}&variables=%7B%22x%22%3Atrue%00%7D", "variables must be a JSON object");
+    query_ok("query={a}&variables=%7B%22first%22%3A1%7D");
     query_fails("query={a}&%71uery={b}", "The parameter query is given twice");
     query_fails("query={a}&variables=[1]", "variables must be a JSON object");
     query_fails("query={a}&variables={", "variables must be a JSON object");
