@@ -96,6 +96,16 @@ static void rds_reply_free(void *reply)
     p->n_free++;
 }
 
+/* Out of memory after <r> was made: unlinked from its array and freed;
+ * NULL, which makes the reader fail. */
+static void *rds_reply_drop(const redisReadTask *task, redisReply *r)
+{
+    if (task->parent && task->parent->obj)
+        ((redisReply *)task->parent->obj)->element[task->idx] = NULL;
+    rds_reply_free(r);
+    return NULL;
+}
+
 static void *rds_reply_string(const redisReadTask *task, char *str, size_t len)
 {
     redisReply *r = rds_reply_new(task, task->type);
@@ -103,12 +113,8 @@ static void *rds_reply_string(const redisReadTask *task, char *str, size_t len)
         return NULL;
     struct rds_reply_obj *o = rds_reply_obj_of(r);
     char *buf = len <= RDS_REPLY_STR ? o->str : malloc(len + 1);
-    if (!buf) {
-        if (task->parent && task->parent->obj)
-            ((redisReply *)task->parent->obj)->element[task->idx] = NULL;
-        rds_reply_free(r);
-        return NULL;
-    }
+    if (!buf)
+        return rds_reply_drop(task, r);
     memcpy(buf, str, len);
     buf[len] = '\0';
     r->str = buf;
@@ -125,12 +131,8 @@ static void *rds_reply_array(const redisReadTask *task, int elements)
     if (elements > 0) {
         size_t n = (size_t)elements;
         r->element = n <= RDS_REPLY_ELEMS ? o->elems : malloc(n * sizeof(*r->element));
-        if (!r->element) {
-            if (task->parent && task->parent->obj)
-                ((redisReply *)task->parent->obj)->element[task->idx] = NULL;
-            rds_reply_free(r);
-            return NULL;
-        }
+        if (!r->element)
+            return rds_reply_drop(task, r);
         memset(r->element, 0, n * sizeof(*r->element));
     }
     r->elements = elements > 0 ? (size_t)elements : 0;
