@@ -703,13 +703,18 @@ sluice_yaml_redis() {
 }
 
 # After scenario redis: Redis commands per request of the redis target,
-# from Redis's own counters and wrk's request counts.
+# from Redis's own counters and wrk's request counts; and redis-server's
+# own CPU per command (user + system since it started: warm-ups included),
+# which the gateway's CPU per request does not contain.
 after_redis() {
-    local calls reqs
+    local calls reqs cpu
     calls=$(redis-cli -p "$REDIS_PORT" info commandstats |
         awk -F'[=,:]' '/^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }')
     reqs=$(cat "$WORK"/wrk/redis-redis-*.txt | awk '/requests in/ { n += $1 } END { print n + 0 }')
     RATIOS+=("redis: $calls EVALSHA/EVAL for $reqs requests = $(awk -v c="$calls" -v r="$reqs" 'BEGIN { printf "%.3f", (r ? c / r : 0) }') Redis commands per request (heartbeats included)")
+    cpu=$(redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' |
+        awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.3f", s }')
+    RATIOS+=("redis: redis-server's own CPU $cpu s = $(awk -v s="$cpu" -v c="$calls" 'BEGIN { printf "%.2f", (c ? s * 1e6 / c : 0) }') us per command, not in the gateway's cpu us/req")
 }
 
 SCENARIO_HELP[baseline]="nginx vs an identical nginx: the harness's noise floor (no sluice needed)"
