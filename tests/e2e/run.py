@@ -25,6 +25,16 @@ class CountingResult(unittest.TextTestResult):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.passed = set()
+        self.seconds = {}  # test class -> seconds in its tests (fixtures not counted)
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        cls = test.id().rsplit(".", 1)[0]
+        self.seconds[cls] = self.seconds.get(cls, 0.0) + time.monotonic() - self._t0
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -74,6 +84,8 @@ def main():
         failed = len(result.errors) + len(result.failures) + len(result.unexpectedSuccesses)
     sys.stdout.flush()
     print("e2e time: %.1fs" % (time.monotonic() - t0))
+    slow = sorted(result.seconds.items(), key=lambda kv: -kv[1])[:8]
+    print("slowest classes: " + ", ".join("%s %.1fs" % kv for kv in slow))
     for test_id, reason in sorted(skipped.items()):
         print("skipped: %s: %s" % (test_id, reason))
     print("%d passed, %d failed, %d skipped" % (passed, failed, len(skipped)), flush=True)
