@@ -280,22 +280,6 @@ static void abuse_finish(struct exchange *x)
 
 /* ---- admin API: /violations ------------------------------------------------------------ */
 
-static void abuse_admin_json(struct exchange *x, int status, json_t *doc)
-{
-    char *body = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    json_decref(doc);
-    if (!body) {
-        exchange_respond_error(x, 500, "out of memory");
-        return;
-    }
-    size_t len = strlen(body);
-    char *nl = sl_realloc(body, len + 2);
-    nl[len] = '\n';
-    nl[len + 1] = '\0';
-    exchange_respond(x, status, "application/json", nl, len + 1);
-    free(nl);
-}
-
 /* The value of parameter <name> in query <q>/<len> into <out> (decoded);
  * 1 found, 0 absent, -1 malformed or too long. */
 static int abuse_query_param(const char *q, size_t len, const char *name, char *out, size_t cap)
@@ -375,7 +359,8 @@ static void abuse_top_done(void *arg, const struct abuse_violator *v, int n, con
                                 "violations", (json_int_t)v[i].count, "last",
                                 (json_int_t)(v[i].last_ms / 1000), "banned",
                                 abuse_snap_find(aw->snap, v[i].identity, now) != NULL));
-        abuse_admin_json(x, 200, json_pack("{s:s, s:o}", "window", t->window, "violators", list));
+        exchange_respond_json(x, 200,
+                              json_pack("{s:s, s:o}", "window", t->window, "violators", list));
     }
     abuse_top_unref(t);
 }
@@ -505,7 +490,7 @@ static void abuse_list_done(void *arg)
 {
     struct abuse_op *op = arg;
     if (op->x)
-        abuse_admin_json(op->x, 200, json_pack("{s:O}", "bans", op->list));
+        exchange_respond_json(op->x, 200, json_pack("{s:O}", "bans", op->list));
     abuse_op_unref(op);
 }
 
@@ -545,7 +530,7 @@ static void abuse_add_done(void *arg)
         if (status != 201)
             exchange_respond_error(op->x, status, op->why);
         else
-            abuse_admin_json(op->x, 201, abuse_ban_json(&op->ban, abuse_wall_ms()));
+            exchange_respond_json(op->x, 201, abuse_ban_json(&op->ban, abuse_wall_ms()));
     }
     abuse_op_unref(op);
 }

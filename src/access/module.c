@@ -90,22 +90,6 @@ static enum stage_result acl_key_stage(struct exchange *x)
 
 /* ---- admin API: /access ------------------------------------------------ */
 
-static void acl_admin_json(struct exchange *x, int status, json_t *doc)
-{
-    char *body = json_dumps(doc, JSON_INDENT(2));
-    json_decref(doc);
-    if (!body) {
-        exchange_respond_error(x, 500, "out of memory");
-        return;
-    }
-    size_t len = strlen(body);
-    char *nl = sl_realloc(body, len + 2);
-    nl[len] = '\n';
-    nl[len + 1] = '\0';
-    exchange_respond(x, status, "application/json", nl, len + 1);
-    free(nl);
-}
-
 /* An admin call on its way through the runtime's thread (runtime.h): the
  * store's I/O never runs on a worker's loop. The exchange may end first
  * (the client went away); the op lives until both are done with it. */
@@ -158,7 +142,7 @@ static void acl_list_done(void *arg)
 {
     struct acl_op *op = arg;
     if (op->x) {
-        acl_admin_json(op->x, 200, json_pack("{s:O}", "entries", op->list));
+        exchange_respond_json(op->x, 200, json_pack("{s:O}", "entries", op->list));
     }
     acl_op_unref(op);
 }
@@ -217,7 +201,7 @@ static void acl_add_done(void *arg)
         if (status != 201)
             exchange_respond_error(op->x, status, op->why);
         else
-            acl_admin_json(op->x, 201, acl_entry_json(&op->entry));
+            exchange_respond_json(op->x, 201, acl_entry_json(&op->entry));
     }
     acl_op_unref(op);
 }

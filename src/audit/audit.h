@@ -33,6 +33,9 @@ void audit_admin(struct gateway *gw, const struct audit_event *ev);
  * result "ok" for 1xx-3xx, else "<status> <reason>". */
 void audit_admin_call(struct exchange *x, const char *action, const char *target, int status,
                       const char *extra);
+/* The same for another actor of an API (e.g. "developer:<sub>"). */
+void audit_call(struct exchange *x, const char *actor, const char *action, const char *target,
+                int status, const char *extra);
 
 /* For the command line: appends <ev> to the audit log of <cfg> now,
  * under the file's lock (safe next to a running gateway). <ev>'s actor

@@ -95,9 +95,15 @@ static const char *audit_result(int status, char out[64])
 void audit_admin_call(struct exchange *x, const char *action, const char *target, int status,
                       const char *extra)
 {
+    audit_call(x, "admin-api", action, target, status, extra);
+}
+
+void audit_call(struct exchange *x, const char *actor, const char *action, const char *target,
+                int status, const char *extra)
+{
     char result[64];
     struct audit_event ev = {
-        .actor = "admin-api",
+        .actor = actor,
         .action = action,
         .target = target,
         .result = audit_result(status, result),

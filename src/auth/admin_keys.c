@@ -18,20 +18,6 @@ static int64_t admin_now_ms(void)
     return clock_wall_us() / 1000;
 }
 
-static void admin_json(struct exchange *x, int status, json_t *doc)
-{
-    char *body = json_dumps(doc, JSON_INDENT(2));
-    size_t len = strlen(body);
-    /* A trailing newline, as the other admin answers have. */
-    char *nl = sl_realloc(body, len + 2);
-    nl[len] = '\n';
-    nl[len + 1] = '\0';
-    /* exchange_respond says Cache-Control: no-store, once. */
-    exchange_respond(x, status, "application/json", nl, len + 1);
-    free(nl);
-    json_decref(doc);
-}
-
 /* A store failure: 503 while the store cannot be reached (Redis away: try
  * again later), else 500. */
 static void admin_store_error(struct exchange *x, const struct auth_op *op)
@@ -55,37 +41,32 @@ static void admin_key_answer(struct exchange *x, struct auth_op *op, int status)
     }
     json_t *key = ks_key_json(&op->key);
     if (!op->secret[0]) {
-        admin_json(x, status, key);
+        exchange_respond_json(x, status, key);
         return;
     }
     json_t *doc = json_pack("{s:o, s:s}", "key", key, "secret", op->secret);
     if (op->signing[0])
         json_object_set_new(doc, "signing_secret", json_string(op->signing));
-    admin_json(x, status, doc);
+    exchange_respond_json(x, status, doc);
 }
 
-/* A key changed through this gateway: {"type": <type>, "key": {...}} on
- * GET /events (admin/events.h). The key as GET /keys/{id} shows it, never
- * its secret. */
-static void admin_key_event(struct exchange *x, const struct auth_op *op, const char *type)
+void auth_key_event(struct exchange *x, const struct auth_op *op, const char *type,
+                    const char *actor)
 {
     if (op->rc != KS_OK)
         return;
     json_t *ev = json_pack("{s:s, s:o}", "type", type, "key", ks_key_json(&op->key));
+    if (actor)
+        json_object_set_new(ev, "actor", json_string(actor));
     char *text = json_dumps(ev, JSON_COMPACT);
     events_publish(x->worker->gw, type, text, strlen(text));
     free(text);
     json_decref(ev);
 }
 
-/* The audit line of a key operation (audit/audit.h): the key it acted on
- * and how the store answered; the key's tier on create, never its secret. */
-static void admin_key_audit(struct exchange *x, const struct auth_op *op, const char *action)
+void auth_key_audit(struct exchange *x, const struct auth_op *op, const char *action,
+                    const char *actor, int status)
 {
-    int status = op->rc == KS_OK            ? 200
-                 : op->rc == KS_NOT_FOUND   ? 404
-                 : op->rc == KS_UNAVAILABLE ? 503
-                                            : 500;
     struct buf extra = {0};
     if (op->rc == KS_OK && strcmp(action, "key.create") == 0) {
         buf_append_str(&extra, ",\"tier\":\"");
@@ -95,8 +76,23 @@ static void admin_key_audit(struct exchange *x, const struct auth_op *op, const 
         buf_appendf(&extra, ",\"grace_ms\":%lld", (long long)op->grace_ms);
     }
     buf_append(&extra, "", 1);
-    audit_admin_call(x, action, op->rc == KS_OK ? op->key.id : op->id, status, extra.data);
+    audit_call(x, actor, action, op->rc == KS_OK ? op->key.id : op->id, status, extra.data);
     buf_release(&extra);
+}
+
+static void admin_key_event(struct exchange *x, const struct auth_op *op, const char *type)
+{
+    auth_key_event(x, op, type, NULL);
+}
+
+/* As the admin API answers: a missing key 404, a store away 503, else 500. */
+static void admin_key_audit(struct exchange *x, const struct auth_op *op, const char *action)
+{
+    int status = op->rc == KS_OK            ? 200
+                 : op->rc == KS_NOT_FOUND   ? 404
+                 : op->rc == KS_UNAVAILABLE ? 503
+                                            : 500;
+    auth_key_audit(x, op, action, "admin-api", status);
 }
 
 static void admin_created_done(struct exchange *x, struct auth_op *op)
@@ -180,7 +176,7 @@ static void admin_list_done(struct exchange *x, struct auth_op *op)
     json_t *arr = json_array();
     for (int i = 0; i < op->n_list; i++)
         json_array_append_new(arr, ks_key_json(&op->list[i]));
-    admin_json(x, 200, json_pack("{s:o, s:i}", "keys", arr, "count", op->n_list));
+    exchange_respond_json(x, 200, json_pack("{s:o, s:i}", "keys", arr, "count", op->n_list));
 }
 
 /* Field <name> of <doc> as an owned string kept by <op>; "" for absent. */

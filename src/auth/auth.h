@@ -154,5 +154,14 @@ void auth_set_key_identity(struct exchange *x, const struct keyring_key *k,
 
 /* The /keys admin routes (auth/admin_keys.c). */
 extern const struct sl_admin_route auth_admin_routes[];
+/* For the APIs that change keys (admin/keys, developer/): a key changed
+ * through this gateway as {"type": <type>, "key": {...}, "actor": <actor>}
+ * on GET /events (no "actor" when NULL; never the secret), and the audit
+ * line of the operation (audit/audit.h) by <actor>, answered <status>:
+ * the key it acted on, its tier on create, the grace on rotate. */
+void auth_key_event(struct exchange *x, const struct auth_op *op, const char *type,
+                    const char *actor);
+void auth_key_audit(struct exchange *x, const struct auth_op *op, const char *action,
+                    const char *actor, int status);
 
 #endif

@@ -4,16 +4,12 @@
 #include <llhttp.h>
 
 #include "admin/admin.h"
-#include "admin/events.h"
-#include "audit/audit.h"
 #include "auth/auth.h"
 #include "auth/conf.h"
 #include "auth/jwt_verify.h"
 #include "developer/developer.h"
 #include "usage/usage.h"
-#include "util/buf.h"
 #include "util/clock.h"
-#include "util/json.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -39,18 +35,6 @@ static int64_t dev_now_ms(void)
 }
 
 /* ---- answers ------------------------------------------------------------------------ */
-
-static void dev_json(struct exchange *x, int status, json_t *doc)
-{
-    char *body = json_dumps(doc, JSON_INDENT(2));
-    struct buf b = {0};
-    buf_append_str(&b, body);
-    buf_append(&b, "\n", 1);
-    exchange_respond(x, status, "application/json", b.data, b.len);
-    buf_release(&b);
-    free(body);
-    json_decref(doc);
-}
 
 static void dev_unauthorized(struct exchange *x, const char *message)
 {
@@ -87,46 +71,16 @@ static int dev_status_of(enum ks_result rc)
                                   : 500;
 }
 
-/* The audit line of a key operation, as the admin API writes it but with
- * the developer as the actor; never the secret. */
+/* The audit line and the event of a key operation, as the admin API makes
+ * them but with the developer as the actor. */
 static void dev_audit(struct exchange *x, const struct auth_op *op, const char *action)
 {
-    int status = dev_status_of(op->rc);
-    char result[64] = "ok";
-    if (status >= 400)
-        snprintf(result, sizeof(result), "%d %s", status, http_reason(status));
-    struct buf extra = {0};
-    if (op->rc == KS_OK && strcmp(action, "key.create") == 0) {
-        buf_append_str(&extra, ",\"tier\":\"");
-        json_str_append(&extra, op->key.tier);
-        buf_append_str(&extra, "\"");
-    } else if (strcmp(action, "key.rotate") == 0) {
-        buf_appendf(&extra, ",\"grace_ms\":%lld", (long long)op->grace_ms);
-    }
-    buf_append(&extra, "", 1);
-    struct audit_event ev = {
-        .actor = dev_call_of(x)->actor,
-        .action = action,
-        .target = op->rc == KS_OK ? op->key.id : op->id,
-        .result = result,
-        .client = x->client_ip[0] ? x->client_ip : x->peer_ip,
-        .extra = extra.data,
-    };
-    audit_admin(x->worker->gw, &ev);
-    buf_release(&extra);
+    auth_key_audit(x, op, action, dev_call_of(x)->actor, dev_status_of(op->rc));
 }
 
-/* {"type": <type>, "key": {...}, "actor": "developer:<sub>"} on GET /events. */
 static void dev_event(struct exchange *x, const struct auth_op *op, const char *type)
 {
-    if (op->rc != KS_OK)
-        return;
-    json_t *ev = json_pack("{s:s, s:o, s:s}", "type", type, "key", ks_key_json(&op->key), "actor",
-                           dev_call_of(x)->actor);
-    char *text = json_dumps(ev, JSON_COMPACT);
-    events_publish(x->worker->gw, type, text, strlen(text));
-    free(text);
-    json_decref(ev);
+    auth_key_event(x, op, type, dev_call_of(x)->actor);
 }
 
 static void dev_key_answer(struct exchange *x, struct auth_op *op, int status)
@@ -137,10 +91,10 @@ static void dev_key_answer(struct exchange *x, struct auth_op *op, int status)
     }
     json_t *key = ks_key_json(&op->key);
     if (!op->secret[0]) {
-        dev_json(x, status, key);
+        exchange_respond_json(x, status, key);
         return;
     }
-    dev_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
+    exchange_respond_json(x, status, json_pack("{s:o, s:s}", "key", key, "secret", op->secret));
 }
 
 /* ---- store operations (the writer thread) --------------------------------------- */
@@ -234,7 +188,7 @@ static void dev_list_done(struct exchange *x, struct auth_op *op)
     json_t *arr = json_array();
     for (int i = 0; i < op->n_list; i++)
         json_array_append_new(arr, ks_key_json(&op->list[i]));
-    dev_json(x, 200, json_pack("{s:o, s:i}", "keys", arr, "count", op->n_list));
+    exchange_respond_json(x, 200, json_pack("{s:o, s:i}", "keys", arr, "count", op->n_list));
 }
 
 static void dev_get_done(struct exchange *x, struct auth_op *op)

@@ -1,5 +1,6 @@
 #include "pipeline/exchange.h"
 
+#include <jansson.h>
 #include <llhttp.h>
 
 #include "pipeline/gateway.h"
@@ -287,6 +288,22 @@ void exchange_respond_error(struct exchange *x, int status, const char *message)
     buf_append_str(&b, "\"}\n");
     exchange_respond(x, status, "application/json", b.data, b.len);
     buf_release(&b);
+}
+
+void exchange_respond_json(struct exchange *x, int status, json_t *doc)
+{
+    char *body = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (!body) {
+        exchange_respond_error(x, 500, "out of memory");
+        return;
+    }
+    size_t len = strlen(body);
+    char *nl = sl_realloc(body, len + 2);
+    nl[len] = '\n';
+    nl[len + 1] = '\0';
+    exchange_respond(x, status, "application/json", nl, len + 1);
+    free(nl);
 }
 
 void exchange_set_body_sink(struct exchange *x, body_sink_fn sink)

@@ -266,6 +266,10 @@ void exchange_respond(struct exchange *x, int status, const char *content_type, 
                       size_t len);
 /* Answer with {"error": "<reason phrase>", "message": "<message>"}. */
 void exchange_respond_error(struct exchange *x, int status, const char *message);
+/* Answer with the jansson document <doc> (its reference is taken), indented,
+ * with a trailing newline; 500 when it cannot be written (NULL, no memory). */
+struct json_t;
+void exchange_respond_json(struct exchange *x, int status, struct json_t *doc);
 
 /* Put <len> bytes back at the front of the body queue and drop the sink: a
  * stage that read some of the body hands it on untouched. */
